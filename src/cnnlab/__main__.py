@@ -1,0 +1,3 @@
+from cnnlab.cli import main
+
+main()

@@ -1,0 +1,59 @@
+"""The ``cnnlab`` command: thin parsing over library functions.
+
+Every sub-command module imports its heavy framework (TensorFlow, torch) inside the command
+functions, so ``cnnlab --help`` and error paths stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+try:  # Typer >= 0.20 vendors Click; older releases depend on it
+    from typer._click.exceptions import ClickException as _ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException as _ClickException
+
+from cnnlab.errors import CnnlabError
+from cnnlab.fmnist.cli import register as register_fmnist
+from cnnlab.study.cli import app as study_app
+from cnnlab.transfer.cli import app as transfer_app
+
+app = typer.Typer(
+    name="cnnlab",
+    help="Understand what makes a CNN work; fine-tune pretrained CNNs on medical images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+register_fmnist(app)
+app.add_typer(study_app, name="study", help="Repeated, analysed experiments on Fashion-MNIST.")
+app.add_typer(transfer_app, name="transfer", help="Fine-tune pretrained CNNs on image folders.")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One clear line on stderr, then exit: the contract for every error a user can cause."""
+    print(f"cnnlab: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        result = app(args=argv, prog_name="cnnlab", standalone_mode=False)
+    except _ClickException as e:
+        message = e.format_message().strip()
+        if not message:  # `no_args_is_help` has already printed the help
+            sys.exit(e.exit_code)
+        fail(message.replace("\n", " "), e.exit_code if e.exit_code else 2)
+    except CnnlabError as e:
+        fail(str(e).replace("\n", " "), e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        fail("interrupted", 130)
+    else:
+        if isinstance(result, int) and result:
+            sys.exit(result)
+
+
+if __name__ == "__main__":
+    main()

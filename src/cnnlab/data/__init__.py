@@ -1,0 +1,2 @@
+"""Datasets and splits. ``fashion_mnist`` holds the verified loader; ``splits`` the seeded
+stratified splitting that both pipelines use."""

@@ -1,0 +1,1 @@
+"""Fashion-MNIST CNNs with Keras 3: config -> model -> train -> evaluate -> run directory."""

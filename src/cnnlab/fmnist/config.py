@@ -1,0 +1,151 @@
+"""The Fashion-MNIST training config: one frozen dataclass, presets are named instances.
+
+The config is the contract between the CLI, the study engine and the trainer: everything that
+changes a trained model is a field here, and ``config.json`` in each run is ``to_dict()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cnnlab.errors import CnnlabError
+
+OPTIMIZERS = (
+    "sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adadelta", "adam", "adamw", "nadam",
+)  # fmt: skip
+SCHEDULES = ("constant", "cosine", "onecycle")
+
+# Learning rates at which each optimizer is known to train small CNNs well; a study still
+# sweeps around them, because one shared learning rate is not a fair optimizer comparison.
+DEFAULT_LR = {
+    "sgd": 0.05,
+    "momentum": 0.02,
+    "nesterov": 0.02,
+    "rmsprop": 1e-3,
+    "adagrad": 0.02,
+    "adadelta": 1.0,
+    "adam": 1e-3,
+    "adamw": 1e-3,
+    "nadam": 1e-3,
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # architecture
+    filters: tuple[int, ...] = (32, 64)  # one conv block per entry, each followed by pooling
+    convs_per_block: int = 1
+    kernel_size: int = 3  # every conv layer ...
+    first_kernel_size: int | None = None  # ... except the first, when set
+    activation: str = "relu"
+    pooling: Literal["max", "avg"] = "max"
+    dense_units: int = 0  # hidden dense layer before the classifier; 0 = none
+    global_pool: bool = False  # global average pooling instead of flatten
+    # regularization
+    l2: float = 0.0  # L2 weight decay on conv and dense kernels
+    dropout: float = 0.5  # before the classifier
+    batch_norm: bool = False
+    augment: bool = False  # random shift, horizontal flip, random erasing (training only)
+    label_smoothing: float = 0.0
+    # optimization
+    optimizer: str = "adam"
+    lr: float | None = None  # None: DEFAULT_LR[optimizer]
+    weight_decay: float = 0.0  # decoupled weight decay (adamw; ignored by the others)
+    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
+    warmup_epochs: float = 0.0
+    batch_size: int = 128
+    epochs: int = 15
+    early_stopping: int | None = None  # patience in epochs on validation loss; None = off
+    # data
+    seed: int = 0
+    train_limit: int | None = None  # use only N stratified training images
+    val_size: int = 5000  # carved from the 60k training images, stratified and seeded
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["filters"] = list(self.filters)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CnnlabError(f"unknown config field(s): {', '.join(unknown)}")
+        data = dict(data)
+        if "filters" in data:
+            data["filters"] = tuple(int(f) for f in data["filters"])
+        return cls(**data)
+
+
+def validate(c: TrainConfig) -> None:
+    """Reject impossible configs with one message naming the field."""
+
+    def bad(field: str, why: str) -> None:
+        raise CnnlabError(f"invalid {field}: {why}")
+
+    if not c.filters or any(int(f) <= 0 for f in c.filters):
+        bad("filters", f"need one or more positive counts, got {c.filters}")
+    if len(c.filters) > 3:
+        bad("filters", "at most 3 blocks fit a 28x28 image (each block halves it)")
+    for name in ("kernel_size", "first_kernel_size"):
+        k = getattr(c, name)
+        if k is not None and not (1 <= k <= 11):
+            bad(name.replace("_", "-"), f"must be between 1 and 11, got {k}")
+    if c.convs_per_block < 1:
+        bad("convs-per-block", "must be at least 1")
+    if c.pooling not in ("max", "avg"):
+        bad("pooling", f"must be max or avg, got {c.pooling!r}")
+    if c.l2 < 0:
+        bad("l2", f"must be >= 0, got {c.l2}")
+    if not 0 <= c.dropout < 1:
+        bad("dropout", f"must be in [0, 1), got {c.dropout}")
+    if not 0 <= c.label_smoothing < 1:
+        bad("label-smoothing", f"must be in [0, 1), got {c.label_smoothing}")
+    if c.optimizer not in OPTIMIZERS:
+        bad("optimizer", f"{c.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    if c.lr is not None and not c.lr > 0:
+        bad("lr", f"must be > 0, got {c.lr}")
+    if c.schedule not in SCHEDULES:
+        bad("schedule", f"{c.schedule!r} is not one of {', '.join(SCHEDULES)}")
+    if c.batch_size < 1:
+        bad("batch-size", f"must be >= 1, got {c.batch_size}")
+    if c.epochs < 1:
+        bad("epochs", f"must be >= 1, got {c.epochs}")
+    if c.train_limit is not None and c.train_limit < 100:
+        bad("train-limit", f"must be >= 100 images, got {c.train_limit}")
+    if not 100 <= c.val_size <= 20000:
+        bad("val-size", f"must be between 100 and 20000, got {c.val_size}")
+
+
+# Presets are configs, not code. `tutorial` is the Keras `mnist_convnet` example exactly.
+PRESETS: dict[str, TrainConfig] = {
+    "tutorial": TrainConfig(
+        filters=(32, 64),
+        kernel_size=3,
+        dropout=0.5,
+        optimizer="adam",
+        lr=1e-3,
+        batch_size=128,
+        epochs=15,
+    ),  # fmt: skip
+}
+
+
+def preset(name: str) -> TrainConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise CnnlabError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

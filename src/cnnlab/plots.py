@@ -1,0 +1,137 @@
+"""Plots shared by both pipelines and the study report (matplotlib, headless).
+
+Every function writes one PNG atomically and returns its path, so a report can embed it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: laptops over SSH, CI, worker processes
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cnnlab.runs import atomic_write_bytes  # noqa: E402
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def learning_curves(history: Sequence[Mapping[str, float]], path: str | os.PathLike) -> Path:
+    """Train/validation loss and accuracy per epoch (keys ``train_loss``, ``val_loss``,
+    ``train_accuracy``, ``val_accuracy``; missing keys are skipped)."""
+    epochs = [int(row.get("epoch", i + 1)) for i, row in enumerate(history)]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for split, style in (("train", "-o"), ("val", "-s")):
+            key = f"{split}_{metric}"
+            values = [row.get(key) for row in history]
+            if any(v not in (None, "") for v in values):
+                ax.plot(epochs, [float(v) for v in values], style, ms=3, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Learning curves")
+    return save_figure(fig, path)
+
+
+def confusion_matrix(
+    matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: str | os.PathLike
+) -> Path:
+    """Confusion matrix, coloured by row-normalised recall, annotated with counts."""
+    cm = np.asarray(matrix, dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    n = len(class_names)
+    size = max(4.0, 0.6 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            ax.text(
+                j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )  # fmt: skip
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
+    ax.set_title("Confusion matrix")
+    return save_figure(fig, path)
+
+
+def roc_curves(
+    y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str], path: str | os.PathLike
+) -> Path:
+    """One-vs-rest ROC curve per class (one curve for two classes), with AUC in the legend."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y_true = np.asarray(y_true)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    positives = [1] if len(class_names) == 2 else range(len(class_names))
+    for k in positives:
+        target = y_true == k
+        if target.all() or not target.any():
+            continue
+        fpr, tpr, _ = roc_curve(target, proba[:, k])
+        auc = roc_auc_score(target, proba[:, k])
+        ax.plot(fpr, tpr, label=f"{class_names[k]} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set_xlabel("false positive rate (1 - specificity)")
+    ax.set_ylabel("true positive rate (sensitivity)")
+    ax.legend(fontsize=8)
+    ax.set_title("ROC")
+    return save_figure(fig, path)
+
+
+def image_grid(
+    images: Sequence[np.ndarray], titles: Sequence[str], path: str | os.PathLike, cols: int = 8
+) -> Path:
+    """A grid of images (HxW grayscale or HxWx3) with a title under each."""
+    n = max(len(images), 1)
+    cols = min(cols, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, title in zip(axes.flat, images, titles, strict=False):
+        img = np.asarray(img)
+        ax.imshow(img.squeeze(), cmap="gray" if img.squeeze().ndim == 2 else None)
+        ax.set_title(title, fontsize=7)
+    return save_figure(fig, path)
+
+
+def errorbar_by_level(
+    levels: Sequence[str],
+    means: Sequence[float],
+    lows: Sequence[float],
+    highs: Sequence[float],
+    path: str | os.PathLike,
+    ylabel: str,
+    title: str,
+    reference: float | None = None,
+) -> Path:
+    """Mean with a confidence interval per level (e.g. accuracy vs kernel size)."""
+    x = np.arange(len(levels))
+    means = np.asarray(means, dtype=float)
+    err = np.vstack([means - np.asarray(lows, float), np.asarray(highs, float) - means])
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(levels) + 2), 3.6))
+    ax.errorbar(x, means, yerr=np.nan_to_num(err), fmt="o", capsize=4)
+    if reference is not None:
+        ax.axhline(reference, color="gray", ls="--", lw=0.8, label="baseline")
+        ax.legend(fontsize=8)
+    ax.set_xticks(x, levels, rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    return save_figure(fig, path)

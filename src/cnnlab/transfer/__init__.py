@@ -1,0 +1,1 @@
+"""Transfer learning with pretrained torchvision CNNs on folder-per-class images."""
