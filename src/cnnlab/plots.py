@@ -135,3 +135,132 @@ def errorbar_by_level(
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
     return save_figure(fig, path)
+
+
+def gradcam_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """An RGB uint8 image with a Grad-CAM heat map (HxW in [0, 1]) blended over it in 'jet'."""
+    heat = matplotlib.colormaps["jet"](np.clip(cam, 0, 1))[..., :3] * 255
+    base = np.asarray(image, dtype=np.float64)
+    if base.ndim == 2:
+        base = np.repeat(base[..., None], 3, axis=2)
+    return ((1 - alpha) * base + alpha * heat).round().clip(0, 255).astype(np.uint8)
+
+
+def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write an HxW or HxWx3 uint8 array as a PNG, atomically."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def bars_by_level(
+    levels: Sequence[str],
+    means: Sequence[float],
+    path: str | os.PathLike,
+    ylabel: str,
+    title: str,
+    lows: Sequence[float] | None = None,
+    highs: Sequence[float] | None = None,
+) -> Path:
+    """One bar per level (e.g. training seconds), with confidence intervals when given."""
+    x = np.arange(len(levels))
+    means = np.asarray(means, dtype=float)
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(levels) + 2), 3.4))
+    yerr = None
+    if lows is not None and highs is not None:
+        yerr = np.nan_to_num(
+            np.vstack([means - np.asarray(lows, float), np.asarray(highs, float) - means])
+        )
+    ax.bar(x, np.nan_to_num(means), yerr=yerr, capsize=4, color="#7aa6d6")
+    ax.set_xticks(x, levels, rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    return save_figure(fig, path)
+
+
+def curves_by_level(
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    path: str | os.PathLike,
+    title: str,
+    ylabel: str = "accuracy",
+) -> Path:
+    """Overlaid learning curves, one colour per level: validation solid, training dashed.
+    ``curves[level] = {"train": per-epoch values, "val": per-epoch values}``."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (level, c) in enumerate(curves.items()):
+        color = colors[i % len(colors)]
+        for split, style in (("val", "-o"), ("train", "--")):
+            values = c.get(split)
+            if values is not None and len(values):
+                epochs = np.arange(1, len(values) + 1)
+                label = f"{level} ({split})" if split == "val" else None
+                ax.plot(epochs, values, style, color=color, ms=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title + " (validation solid, training dashed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return save_figure(fig, path)
+
+
+def lines_by_x(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float]]],
+    path: str | os.PathLike,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    logx: bool = False,
+) -> Path:
+    """Several series of means with intervals over a numeric x (e.g. accuracy vs batch size at
+    a fixed and at a scaled LR). ``series[name] = (xs, means, lows, highs)``."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, (xs, means, lows, highs) in series.items():
+        xs, means = np.asarray(xs, float), np.asarray(means, float)
+        err = np.nan_to_num(
+            np.vstack([means - np.asarray(lows, float), np.asarray(highs, float) - means])
+        )
+        ax.errorbar(xs, means, yerr=err, fmt="-o", capsize=3, ms=4, label=name)
+    if logx:
+        ax.set_xscale("log", base=2 if all(float(x).is_integer() for s in series.values()
+                                             for x in s[0]) else 10)  # fmt: skip
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def heatmap(
+    matrix: Sequence[Sequence[float]],
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    path: str | os.PathLike,
+    title: str,
+    xlabel: str = "",
+    ylabel: str = "",
+    fmt: str = "{:.2f}",
+) -> Path:
+    """An annotated matrix of values (e.g. mean accuracy over two crossed factors)."""
+    m = np.asarray(matrix, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.1 * len(col_labels) + 2.5, 0.8 * len(row_labels) + 1.8))
+    im = ax.imshow(m, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(col_labels)), col_labels, rotation=20, ha="right")
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    lo, hi = np.nanmin(m) if m.size else 0, np.nanmax(m) if m.size else 1
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            if not np.isnan(m[i, j]):
+                dark = m[i, j] < (lo + hi) / 2
+                ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")  # fmt: skip
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(title)
+    return save_figure(fig, path)

@@ -1,9 +1,183 @@
-"""Fashion-MNIST commands: train, evaluate, predict, demo (registered on the root app)."""
+"""Fashion-MNIST commands: train, evaluate, predict, demo (registered on the root app).
+
+Thin: parse flags into a TrainConfig (a preset plus the flags given), call one library
+function, print. TensorFlow is imported inside the commands, so ``cnnlab --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+from pathlib import Path
+
 import typer
+
+from cnnlab.errors import CnnlabError
+
+
+def _quiet_tensorflow() -> None:
+    # TensorFlow's C++ start-up chatter (CPU feature notes, graph attribute notices) is noise
+    # on a terminal; real failures still surface as Python exceptions.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _filters(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise CnnlabError(f"invalid filters: expected numbers like 32,64, got {text!r}") from None
+    if not values:
+        raise CnnlabError("invalid filters: give at least one number, like 32,64")
+    return values
+
+
+def _stamp() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def build_config(preset_name: str, **overrides):
+    """The preset with every flag that was given (not None) applied on top."""
+    from cnnlab.fmnist.config import preset
+
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if "filters" in changes:
+        changes["filters"] = _filters(changes["filters"])
+    return preset(preset_name).replace(**changes)
+
+
+def _summary(result) -> str:
+    m = result.metrics
+    return (
+        f"test accuracy {m['test_accuracy']:.4f}  balanced {m['balanced_accuracy']:.4f}  "
+        f"macro F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}  "
+        f"({m['epochs_run']} epochs, {m['train_seconds']:.0f} s, "
+        f"{m['images_per_second']:.0f} images/s)"
+    )
+
+
+def train_command(
+    preset: str = typer.Option("fast", help="Starting config: tutorial, fast or strong."),
+    kernel_size: int | None = typer.Option(None, help="Kernel size of every conv layer."),
+    first_kernel_size: int | None = typer.Option(None, help="Kernel size of the first layer."),
+    filters: str | None = typer.Option(None, help="Filters per conv block, e.g. 32,64."),
+    convs_per_block: int | None = typer.Option(None, help="Conv layers per block."),
+    padding: str | None = typer.Option(None, help="valid or same."),
+    activation: str | None = typer.Option(None, help="relu, gelu, silu, elu, ..."),
+    pooling: str | None = typer.Option(None, help="max or avg."),
+    dense_units: int | None = typer.Option(None, help="Hidden dense units (0 = none)."),
+    global_pool: bool | None = typer.Option(None, "--global-pool/--flatten"),
+    l2: float | None = typer.Option(None, help="L2 penalty on conv and dense kernels."),
+    dropout: float | None = typer.Option(None, help="Dropout rate before the classifier."),
+    batch_norm: bool | None = typer.Option(None, "--batch-norm/--no-batch-norm"),
+    augment: bool | None = typer.Option(
+        None, "--augment/--no-augment", help="Random shift, flip and erasing while training."
+    ),
+    label_smoothing: float | None = typer.Option(None, help="Label smoothing (0 = off)."),
+    optimizer: str | None = typer.Option(None, help="sgd, momentum, nesterov, rmsprop, ..."),
+    lr: float | None = typer.Option(None, help="Peak learning rate [default: per optimizer]."),
+    weight_decay: float | None = typer.Option(None, help="Decoupled weight decay (adamw)."),
+    schedule: str | None = typer.Option(None, help="constant, cosine or onecycle."),
+    warmup_epochs: float | None = typer.Option(None, help="Warm-up epochs (cosine, onecycle)."),
+    batch_size: int | None = typer.Option(None, help="Images per step."),
+    epochs: int | None = typer.Option(None, help="Epochs."),
+    early_stopping: int | None = typer.Option(
+        None, help="Stop after this many epochs without a lower validation loss."
+    ),
+    seed: int | None = typer.Option(None, help="Seed of initialisation, shuffling and splits."),
+    train_limit: int | None = typer.Option(None, help="Train on N stratified images only."),
+    val_size: int | None = typer.Option(None, help="Validation images carved from training."),
+    data_dir: Path | None = typer.Option(None, help="Folder with the Fashion-MNIST .gz files."),
+    out: Path | None = typer.Option(None, help="Run directory [default: runs/<preset>-<time>]."),
+    overwrite: bool = typer.Option(False, help="Replace an existing run directory."),
+    threads: int | None = typer.Option(None, help="CPU threads [default: all cores]."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Train a CNN on Fashion-MNIST and write a run directory with metrics, plots and report."""
+    config = build_config(
+        preset, kernel_size=kernel_size, first_kernel_size=first_kernel_size, filters=filters,
+        convs_per_block=convs_per_block, padding=padding, activation=activation,
+        pooling=pooling, dense_units=dense_units, global_pool=global_pool, l2=l2,
+        dropout=dropout, batch_norm=batch_norm, augment=augment,
+        label_smoothing=label_smoothing, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+        schedule=schedule, warmup_epochs=warmup_epochs, batch_size=batch_size, epochs=epochs,
+        early_stopping=early_stopping, seed=seed, train_limit=train_limit, val_size=val_size,
+    )  # fmt: skip
+    out = out or Path("runs") / f"{preset}-{_stamp()}"
+    _quiet_tensorflow()
+    from cnnlab.fmnist.backend import configure_threads
+
+    configure_threads(threads)
+    from cnnlab.fmnist.train import train
+
+    result = train(config, out=out, data_dir=data_dir, progress=progress, overwrite=overwrite)
+    print(_summary(result))
+    print(f"run directory: {out}  (report: {out / 'report.html'})")
+
+
+def evaluate_command(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `cnnlab train`."),
+    data_dir: Path | None = typer.Option(None, help="Folder with the Fashion-MNIST .gz files."),
+) -> None:
+    """Re-evaluate a saved model on the 10,000 test images."""
+    _quiet_tensorflow()
+    from cnnlab.fmnist.evaluate import evaluate_run
+
+    m = evaluate_run(run_dir, data_dir)
+    print(
+        f"test accuracy {m['test_accuracy']:.4f}  loss {m['test_loss']:.4f}  "
+        f"balanced {m['balanced_accuracy']:.4f}  macro F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}"
+    )
+    for row in m["per_class"]:
+        print(
+            f"  {row['class']:<12} precision {row['precision']:.3f}  recall {row['recall']:.3f}"
+            f"  f1 {row['f1']:.3f}  ({row['support']} images)"
+        )
+
+
+def predict_command(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `cnnlab train`."),
+    images: list[Path] = typer.Argument(..., help="Image files (any size, colour or format)."),
+    invert: str = typer.Option(
+        "auto",
+        help="Fashion-MNIST garments are light on black: invert dark-on-white photos "
+        "(auto: when the image border is bright), yes or no.",
+    ),
+) -> None:
+    """Classify image files with a trained model (resized to 28x28 grayscale)."""
+    if invert not in ("auto", "yes", "no"):
+        raise CnnlabError(f"--invert must be auto, yes or no, got {invert!r}")
+    _quiet_tensorflow()
+    from cnnlab.fmnist.evaluate import predict_images
+
+    for p in predict_images(run_dir, images, invert):  # type: ignore[arg-type]
+        others = ", ".join(f"{name} {prob:.1%}" for name, prob in p.top[1:])
+        print(f"{p.path}: {p.label} ({p.probability:.1%}; then {others})")
+
+
+def demo_command(
+    out: Path | None = typer.Option(None, help="Run directory [default: runs/demo-<time>]."),
+    data_dir: Path | None = typer.Option(None, help="Folder with the Fashion-MNIST .gz files."),
+    epochs: int = typer.Option(4, help="Epochs of the quick demo run."),
+    train_limit: int = typer.Option(20000, help="Training images used by the demo."),
+) -> None:
+    """Quick tour: train the `fast` preset on a subset (about 2 minutes on 2 cores)."""
+    from cnnlab.fmnist.config import preset
+
+    config = preset("fast").replace(epochs=epochs, train_limit=train_limit)
+    out = out or Path("runs") / f"demo-{_stamp()}"
+    _quiet_tensorflow()
+    from cnnlab.fmnist.train import train
+
+    print(f"demo: the `fast` preset on {train_limit} training images for {epochs} epochs")
+    result = train(config, out=out, data_dir=data_dir)
+    print(_summary(result))
+    print(f"run directory: {out}")
+    print(f"report:        {out / 'report.html'}  (also report.md)")
+    print(f"next: cnnlab evaluate {out}   |   cnnlab predict {out} IMAGE...")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("train")(train_command)
+    app.command("evaluate")(evaluate_command)
+    app.command("predict")(predict_command)
+    app.command("demo")(demo_command)

@@ -1,0 +1,105 @@
+"""What a finished run leaves on disk: config, history, metrics, model, plots and a report."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab import __version__, plots
+from cnnlab.data.fashion_mnist import CLASS_NAMES, FashionMNIST
+from cnnlab.fmnist.config import TrainConfig
+from cnnlab.report import Report
+from cnnlab.runs import environment_info, read_json, write_csv, write_json
+
+MISCLASSIFIED_SHOWN = 32
+
+
+def run_config(config: TrainConfig, backend: str) -> dict[str, Any]:
+    """The ``config.json`` document: the resolved config plus what is needed to reproduce it."""
+    return {
+        "config": config.to_dict(),
+        "resolved": {"learning_rate": config.learning_rate},
+        "seed": config.seed,
+        "backend": backend,
+        "cnnlab_version": __version__,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "environment": environment_info(),
+    }
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The TrainConfig a run was trained with (from its ``config.json``)."""
+    doc = read_json(Path(run_dir) / "config.json", "run config")
+    return TrainConfig.from_dict(doc["config"])
+
+
+def write_run(out: Path, result, model, data: FashionMNIST, name: str | None = None) -> None:
+    """Fill the (temporary) run directory ``out``; ``name`` is the run's final name."""
+    metrics = result.metrics
+    write_json(out / "config.json", run_config(result.config, metrics["backend"]))
+    write_csv(out / "history.csv", result.history)
+    write_json(out / "metrics.json", metrics)
+    model.save(out / "model.keras")
+    figures = write_plots(out, result, data)
+    write_report(out, result, figures, name or out.name)
+
+
+def write_plots(out: Path, result, data: FashionMNIST) -> dict[str, Path]:
+    y_test = np.asarray(data.y_test)
+    pred = result.test_proba.argmax(axis=1)
+    wrong = np.flatnonzero(pred != y_test)
+    # the most confident mistakes teach the most about what the network confuses
+    wrong = wrong[np.argsort(-result.test_proba[wrong, pred[wrong]])][:MISCLASSIFIED_SHOWN]
+    titles = [
+        f"true {CLASS_NAMES[y_test[i]]}\npred {CLASS_NAMES[pred[i]]} "
+        f"({result.test_proba[i, pred[i]]:.0%})"
+        for i in wrong
+    ]
+    return {
+        "learning_curves": plots.learning_curves(result.history, out / "learning_curves.png"),
+        "confusion_matrix": plots.confusion_matrix(
+            result.metrics["confusion_matrix"], CLASS_NAMES, out / "confusion_matrix.png"
+        ),
+        "misclassified": plots.image_grid(
+            [data.x_test[i] for i in wrong], titles, out / "misclassified.png"
+        ),
+    }
+
+
+def write_report(out: Path, result, figures: dict[str, Path], name: str) -> None:
+    m, c = result.metrics, result.config
+    report = Report(f"Fashion-MNIST run: {name}")
+    report.paragraph(
+        f"Test accuracy {m['test_accuracy']:.2%} (balanced {m['balanced_accuracy']:.2%}, "
+        f"macro F1 {m['macro_f1']:.3f}) after {m['epochs_run']} epochs and "
+        f"{m['train_seconds']:.0f} s of training ({m['images_per_second']:.0f} images/s) "
+        f"on the {m['backend']} backend.",
+        css_class="conclusion",
+    )
+    report.heading("Summary")
+    report.table(
+        [
+            {"metric": "test accuracy", "value": m["test_accuracy"]},
+            {"metric": "test loss", "value": m["test_loss"]},
+            {"metric": "balanced accuracy", "value": m["balanced_accuracy"]},
+            {"metric": "macro F1", "value": m["macro_f1"]},
+            {"metric": "expected calibration error", "value": m["ece"]},
+            {"metric": "final validation accuracy", "value": m["val_accuracy"]},
+            {"metric": "parameters", "value": m["params"]},
+            {"metric": "training images", "value": m["train_images"]},
+            {"metric": "training seconds", "value": m["train_seconds"]},
+            {"metric": "images per second", "value": m["images_per_second"]},
+        ]
+    )
+    report.heading("Learning curves")
+    report.image(figures["learning_curves"], "Loss and accuracy per epoch (train vs validation)")
+    report.heading("Errors")
+    report.image(figures["confusion_matrix"], "Confusion matrix on the 10,000 test images")
+    report.table(m["per_class"], ["class", "precision", "recall", "f1", "support"])
+    report.image(figures["misclassified"], "The most confident mistakes on the test set")
+    report.heading("Configuration")
+    report.table([{"field": k, "value": str(v)} for k, v in c.to_dict().items()])
+    report.write(out)

@@ -1,0 +1,153 @@
+"""Keras callbacks for cnnlab runs: per-epoch clock and history, Rich progress, test probes.
+
+None of them hooks a training step synchronously, so ``model.fit`` runs as fast as a plain
+call: the clock works per epoch, and the progress bar declares itself ``async_safe`` so Keras
+hands it the step logs on a helper thread instead of waiting for them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import keras
+import numpy as np
+
+
+def current_lr(model) -> float:
+    """The learning rate the optimizer is using now (schedules evaluated at this step)."""
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Times the training part of each epoch (validation excluded) and keeps the history rows
+    (epoch, train/val loss and accuracy, lr, seconds). Put it first in the callback list, so
+    work done by later callbacks at the end of an epoch is not counted either."""
+
+    def __init__(self):
+        super().__init__()
+        self.history: list[dict] = []
+        self._start = 0.0
+        self._seconds: float | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._seconds = None
+        self._start = time.perf_counter()
+
+    def on_test_begin(self, logs=None):  # validation starts: training for this epoch is over
+        if self._seconds is None:
+            self._seconds = time.perf_counter() - self._start
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._seconds is None:
+            self._seconds = time.perf_counter() - self._start
+        logs = logs or {}
+        self.history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": _f(logs.get("loss")),
+                "train_accuracy": _f(logs.get("accuracy")),
+                "val_loss": _f(logs.get("val_loss")),
+                "val_accuracy": _f(logs.get("val_accuracy")),
+                "lr": current_lr(self.model),
+                "seconds": self._seconds,
+            }
+        )
+
+    @property
+    def train_seconds(self) -> float:
+        return float(sum(row["seconds"] for row in self.history))
+
+
+def _f(value) -> float | None:
+    return None if value is None else float(value)
+
+
+class RichProgress(keras.callbacks.Callback):
+    """One bar for the run (epochs, ETA) and one for the current epoch (steps, loss)."""
+
+    async_safe = True  # Keras may call the batch hook from a helper thread (no step waits)
+
+    def __init__(self, description: str = "training", console=None):
+        super().__init__()
+        self.description = description
+        self.console = console
+        self._progress = None
+        self._done = 0
+
+    def on_train_begin(self, logs=None):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )  # fmt: skip
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self.console,
+            transient=False,
+        )
+        self._progress.start()
+        epochs = self.params.get("epochs") or 1
+        self._run = self._progress.add_task(self.description, total=epochs, info="")
+        self._epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        steps = self.params.get("steps")
+        if self._epoch is not None:
+            self._progress.remove_task(self._epoch)
+        self._done = 0
+        self._epoch = self._progress.add_task(
+            f"epoch {epoch + 1}/{self.params.get('epochs')}", total=steps, info=""
+        )
+
+    def on_train_batch_end(self, batch, logs=None):
+        # may run on a helper thread and out of order: never move the bar backwards
+        self._done = max(self._done, batch + 1)
+        loss = (logs or {}).get("loss")
+        info = f"loss {loss:.4f}" if loss is not None else ""
+        self._progress.update(self._epoch, completed=self._done, info=info)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        parts = [f"loss {logs['loss']:.4f}"] if "loss" in logs else []
+        if "val_accuracy" in logs:
+            parts.append(f"val acc {logs['val_accuracy']:.4f}")
+        self._progress.update(self._epoch, completed=self.params.get("steps"))
+        self._progress.update(self._run, advance=1, info="  ".join(parts))
+
+    def on_train_end(self, logs=None):
+        if self._progress is not None:
+            if self._epoch is not None:
+                self._progress.remove_task(self._epoch)
+            self._progress.stop()
+            self._progress = None
+
+
+class TestAccuracyProbe(keras.callbacks.Callback):
+    """Accuracy on held-out images after every epoch (for time-to-accuracy benchmarks; the
+    EpochClock placed before it excludes this evaluation from training time)."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, on_result: Callable | None = None):
+        super().__init__()
+        self.x, self.y = x, np.asarray(y)
+        self.accuracy: list[float] = []
+        self.on_result = on_result
+
+    def on_epoch_end(self, epoch, logs=None):
+        proba = self.model.predict(self.x, batch_size=1024, verbose=0)
+        acc = float((proba.argmax(axis=1) == self.y).mean())
+        self.accuracy.append(acc)
+        if self.on_result is not None and self.on_result(epoch, acc):
+            self.model.stop_training = True

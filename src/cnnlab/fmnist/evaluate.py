@@ -1,0 +1,122 @@
+"""Use a finished run: re-evaluate its model on the test set, or classify image files."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from cnnlab.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
+from cnnlab.errors import CnnlabError
+from cnnlab.runs import require_run_dir
+
+
+def load_model(run_dir: str | os.PathLike):
+    """The run's ``model.keras``, loaded with ``safe_mode=True`` (no arbitrary code runs).
+
+    A missing, corrupt or foreign model file raises CnnlabError.
+    """
+    run_dir = require_run_dir(run_dir, "model.keras")
+    path = run_dir / "model.keras"
+    import keras
+
+    import cnnlab.fmnist.optim  # noqa: F401  (registers the schedules saved with the optimizer)
+
+    if not zipfile.is_zipfile(path):  # Keras would call a truncated archive "file not found"
+        raise CnnlabError(f"cannot load model {path}: not a valid .keras archive (corrupt?)")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:  # Keras raises many types for a bad archive; all mean "unusable"
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise CnnlabError(f"cannot load model {path}: corrupt or incompatible ({reason})") from None
+    if tuple(model.input_shape[1:]) != (28, 28, 1) or model.output_shape[-1] != len(CLASS_NAMES):
+        raise CnnlabError(
+            f"{path} is not a Fashion-MNIST model (input {model.input_shape}, "
+            f"output {model.output_shape})"
+        )
+    return model
+
+
+def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> dict:
+    """Test-set metrics of a saved run (the same keys as its ``metrics.json`` test metrics)."""
+    from cnnlab.metrics import test_metrics
+
+    model = load_model(run_dir)
+    data = load_fashion_mnist(data_dir)
+    x = data.x_test.reshape(-1, 28, 28, 1).astype(np.float32)
+    proba = model.predict(x, batch_size=1024, verbose=0)
+    return test_metrics(data.y_test, proba, CLASS_NAMES)
+
+
+Invert = Literal["auto", "yes", "no"]
+
+
+def load_image(path: str | os.PathLike, invert: Invert = "auto") -> np.ndarray:
+    """Any image file as a 28x28 float32 array of raw pixel values (0..255).
+
+    Fashion-MNIST shows light garments on a black background. A photo of a dark garment on a
+    white background is inverted when ``invert`` is ``yes``, or with ``auto`` when the image
+    border is brighter than mid-grey. The image is padded to a square (with its border colour)
+    before resizing, so the garment keeps its proportions.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("RGBA", "LA") or "transparency" in img.info:
+                # transparent pixels count as background: put them on white
+                rgba = img.convert("RGBA")
+                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(white, rgba)
+            gray = img.convert("L")
+            gray.load()
+    except FileNotFoundError:
+        raise CnnlabError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise CnnlabError(f"cannot read image {path}: {e}") from None
+    a = np.asarray(gray, dtype=np.float32)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    if invert == "yes" or (invert == "auto" and border.mean() > 127):
+        a = 255.0 - a
+        border = 255.0 - border
+    h, w = a.shape
+    side = max(h, w)
+    fill = float(np.median(border))
+    square = np.full((side, side), fill, dtype=np.float32)
+    top, left = (side - h) // 2, (side - w) // 2
+    square[top : top + h, left : left + w] = a
+    small = Image.fromarray(square.clip(0, 255).astype(np.uint8)).resize(
+        (28, 28), Image.Resampling.LANCZOS
+    )
+    return np.asarray(small, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    label: str
+    probability: float
+    top: list[tuple[str, float]]  # the three most likely classes
+
+
+def predict_images(
+    run_dir: str | os.PathLike, paths: Sequence[str | os.PathLike], invert: Invert = "auto"
+) -> list[Prediction]:
+    if not paths:
+        raise CnnlabError("no image files given")
+    images = np.stack([load_image(p, invert) for p in paths])[..., None]  # read all first
+    model = load_model(run_dir)
+    proba = model.predict(images, batch_size=256, verbose=0)
+    out = []
+    for path, p in zip(paths, proba, strict=True):
+        order = np.argsort(-p)[:3]
+        top = [(CLASS_NAMES[k], float(p[k])) for k in order]
+        out.append(Prediction(str(path), top[0][0], top[0][1], top))
+    return out

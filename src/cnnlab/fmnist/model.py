@@ -1,0 +1,94 @@
+"""The CNN, built from a TrainConfig with Keras layers only (so every Keras backend runs it).
+
+Input: raw pixel values (batch, 28, 28, 1) in 0..255, as stored in Fashion-MNIST. Augmentation
+and scaling are layers inside the model, so a saved ``model.keras`` takes raw images and
+augments only while training.
+"""
+
+from __future__ import annotations
+
+from cnnlab.fmnist.config import TrainConfig
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+
+
+def augmentation(seed: int):
+    """Light augmentation that keeps a garment a garment (Keras preprocessing layers, which
+    are active only in training): shifts of up to 2 px, mirror images (clothes are roughly
+    left-right symmetric, so a flip is a new plausible example), and random erasing (hides part
+    of the garment so the net cannot rely on one region)."""
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.layers.RandomTranslation(
+                0.08, 0.08, fill_mode="constant", fill_value=0.0, seed=seed
+            ),
+            keras.layers.RandomFlip("horizontal", seed=seed + 1),
+            # factor=(p, p): erase with probability p (a single float would draw p from 0..f)
+            keras.layers.RandomErasing(
+                factor=(0.5, 0.5), scale=(0.02, 0.25), fill_value=0.0, seed=seed + 2
+            ),
+        ],
+        name="augment",
+    )
+
+
+def build_model(config: TrainConfig):
+    """A ``keras.Model`` for ``config`` (not compiled)."""
+    import keras
+    from keras import layers
+
+    regularizer = keras.regularizers.L2(config.l2) if config.l2 > 0 else None
+    inputs = keras.Input(INPUT_SHAPE, name="image")
+    x = inputs
+    if config.augment:
+        x = augmentation(config.seed)(x)
+    x = layers.Rescaling(1.0 / 255, name="scale")(x)
+    pool = layers.MaxPooling2D if config.pooling == "max" else layers.AveragePooling2D
+    for block, filters in enumerate(config.filters):
+        for i in range(config.convs_per_block):
+            first = block == 0 and i == 0
+            last = i == config.convs_per_block - 1
+            kernel = config.first_kernel_size if first and config.first_kernel_size else None
+            x = layers.Conv2D(
+                filters,
+                kernel or config.kernel_size,
+                padding=config.padding,
+                # a bias before batch norm is cancelled by its mean subtraction
+                use_bias=not config.batch_norm,
+                activation=None if config.batch_norm else config.activation,
+                kernel_regularizer=regularizer,
+                name=f"conv{block + 1}_{i + 1}",
+            )(x)
+            if last and config.batch_norm:
+                # Normalise after pooling (as airbench does): a quarter of the pixels, so batch
+                # norm (unfused in Keras 3, slow on CPU) costs a quarter of the time.
+                x = pool(2, name=f"pool{block + 1}")(x)
+            if config.batch_norm:
+                x = layers.BatchNormalization(name=f"bn{block + 1}_{i + 1}")(x)
+                x = layers.Activation(config.activation, name=f"act{block + 1}_{i + 1}")(x)
+        if not config.batch_norm:
+            x = pool(2, name=f"pool{block + 1}")(x)
+    if config.global_pool:
+        x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    else:
+        x = layers.Flatten(name="flatten")(x)
+    if config.dense_units:
+        x = layers.Dense(
+            config.dense_units,
+            use_bias=not config.batch_norm,
+            activation=None if config.batch_norm else config.activation,
+            kernel_regularizer=regularizer,
+            name="dense",
+        )(x)
+        if config.batch_norm:
+            x = layers.BatchNormalization(name="bn_dense")(x)
+            x = layers.Activation(config.activation, name="act_dense")(x)
+    if config.dropout > 0:
+        x = layers.Dropout(config.dropout, seed=config.seed, name="dropout")(x)
+    outputs = layers.Dense(
+        NUM_CLASSES, activation="softmax", kernel_regularizer=regularizer, name="classifier"
+    )(x)
+    return keras.Model(inputs, outputs, name="fmnist_cnn")

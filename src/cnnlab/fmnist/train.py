@@ -1,0 +1,163 @@
+"""One Fashion-MNIST training run: config -> data -> model -> ``model.fit`` -> test metrics.
+
+The test set is touched once, after training; model selection (early stopping, preset tuning)
+sees only the validation split carved from the training images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab.data.fashion_mnist import CLASS_NAMES, FashionMNIST, load_fashion_mnist
+from cnnlab.data.splits import stratified_split, stratified_subset
+from cnnlab.fmnist.config import TrainConfig
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    history: list[dict]  # per epoch: epoch, train/val loss and accuracy, lr, seconds
+    metrics: dict  # the metrics.json contract
+    test_proba: np.ndarray  # (10000, 10) float32 class probabilities on the test set
+    train_seconds: float  # training only: validation and test evaluation excluded
+    out: Path | None = None  # the run directory, when one was written
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Model inputs: float32 (N, 28, 28, 1) raw pixel values, labels as int64 and one-hot."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @staticmethod
+    def one_hot(y: np.ndarray) -> np.ndarray:
+        return np.eye(len(CLASS_NAMES), dtype=np.float32)[y]
+
+
+def make_splits(config: TrainConfig, data: FashionMNIST) -> Splits:
+    """Seeded stratified validation split (``val_size``), then an optional stratified
+    ``train_limit`` subset of the rest. The same seed gives the same images in every run."""
+    keep, val = stratified_split(data.y_train, config.val_size, config.seed)
+    if config.train_limit is not None:
+        keep = keep[stratified_subset(data.y_train[keep], config.train_limit, config.seed)]
+
+    def images(x: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
+        x = x if index is None else x[index]
+        return x.reshape(-1, 28, 28, 1).astype(np.float32)
+
+    return Splits(
+        images(data.x_train, keep), data.y_train[keep],
+        images(data.x_train, val), data.y_train[val],
+        images(data.x_test), np.asarray(data.y_test),
+    )  # fmt: skip
+
+
+def compile_model(config: TrainConfig, steps_per_epoch: int):
+    """Build and compile the model of ``config`` (seeds must be set before)."""
+    import keras
+
+    from cnnlab.fmnist.model import build_model
+    from cnnlab.fmnist.optim import make_optimizer
+
+    model = build_model(config)
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def train(
+    config: TrainConfig,
+    data: FashionMNIST | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    callbacks: Sequence[Any] = (),
+    deterministic: bool = True,
+) -> TrainResult:
+    """Train ``config`` and evaluate once on the test set.
+
+    ``out=None`` writes nothing; otherwise the complete run directory appears at ``out`` only
+    when everything succeeded. ``callbacks`` are extra Keras callbacks (run after the clock,
+    so their time is not counted as training time).
+    """
+    from cnnlab.runs import run_directory
+
+    # Claim the run directory first, so a bad --out fails now, not after training.
+    target = run_directory(out, overwrite=overwrite) if out is not None else None
+    with target if target is not None else contextlib.nullcontext() as tmp:
+        if data is None:
+            data = load_fashion_mnist(data_dir, progress=progress)
+        result, model = _fit(config, data, progress, callbacks, deterministic)
+        if tmp is not None:
+            from cnnlab.fmnist.artifacts import write_run
+
+            write_run(tmp, result, model, data, name=Path(out).name)
+    if out is not None:
+        result.out = Path(out)
+    return result
+
+
+def _fit(config, data, progress, extra_callbacks, deterministic):
+    import keras
+
+    from cnnlab.fmnist.backend import seed_everything
+    from cnnlab.fmnist.callbacks import EpochClock, RichProgress
+    from cnnlab.metrics import test_metrics
+
+    seed_everything(config.seed, deterministic=deterministic)
+    s = make_splits(config, data)
+    steps = math.ceil(len(s.x_train) / config.batch_size)
+    model = compile_model(config, steps)
+
+    clock = EpochClock()
+    callbacks: list[Any] = [clock]
+    if config.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=config.early_stopping, restore_best_weights=True
+            )
+        )
+    callbacks.extend(extra_callbacks)
+    if progress:
+        callbacks.append(RichProgress(f"train {len(s.x_train)} images"))
+    model.fit(
+        s.x_train, Splits.one_hot(s.y_train),
+        batch_size=config.batch_size, epochs=config.epochs,
+        validation_data=(s.x_val, Splits.one_hot(s.y_val)),
+        shuffle=True, verbose=0, callbacks=callbacks,
+    )  # fmt: skip
+
+    proba = model.predict(s.x_test, batch_size=1024, verbose=0).astype(np.float32)
+    seconds = clock.train_seconds
+    epochs_run = len(clock.history)
+    metrics = test_metrics(s.y_test, proba, CLASS_NAMES)
+    metrics.update(
+        params=int(model.count_params()),
+        train_seconds=seconds,
+        images_per_second=len(s.x_train) * epochs_run / seconds if seconds > 0 else None,
+        epochs_run=epochs_run,
+        train_images=len(s.x_train),
+        val_accuracy=clock.history[-1]["val_accuracy"] if clock.history else None,
+        best_val_accuracy=max((r["val_accuracy"] or 0.0) for r in clock.history),
+        backend=keras.backend.backend(),
+    )
+    result = TrainResult(config, clock.history, metrics, proba, seconds)
+    return result, model

@@ -1,0 +1,386 @@
+"""``cnnlab study report``: report.html (self-contained), report.md and results.csv.
+
+A summary page (status, factor importance, best config, baseline, how to reproduce, machine)
+and one section per factor: accuracy vs level with 95% intervals, overlaid learning curves,
+time cost, a table and the conclusion sentences computed in ``analysis.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from cnnlab import plots
+from cnnlab.errors import CnnlabError
+from cnnlab.report import Report
+from cnnlab.runs import environment_info, run_directory, write_csv
+from cnnlab.study import storage as st
+from cnnlab.study.analysis import POINTS, StudyAnalysis, analyse, epochs_to_target
+from cnnlab.study.spec import Factor, StudySpec
+
+
+def write_report(storage: str, name: str, out: str | os.PathLike, overwrite: bool = True) -> Path:
+    """Analyse study ``name`` and write its report into ``out``; returns report.html."""
+    store = st.open_storage(storage)
+    study = st.load_study(store, name)
+    spec = st.stored_spec(study)
+    records = st.completed_records(study)
+    if not records:
+        raise CnnlabError(f"study {name!r} has no completed trials yet; nothing to report")
+    labels = st.test_labels(study)
+    analysis = analyse(spec, records, labels)
+    meta = {
+        "n_test": len(labels)
+        if labels is not None
+        else len(next(iter(records.values())).test_pred),
+        "name": name,
+        "storage": st._safe_url(storage),
+        "origin": study.user_attrs.get("cnnlab_origin", {}),
+        "machines": st.worker_environments(study),
+    }
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "results.csv").is_file():
+        # only a previous study report is ever replaced, never a folder of other files
+        raise CnnlabError(
+            f"--out {out} holds files that are not a study report; choose a new folder"
+        )
+    with run_directory(out, overwrite=overwrite) as tmp:
+        write_csv(tmp / "results.csv", results_rows(spec, records))
+        build_report(analysis, records, meta, tmp).write(tmp)
+    return Path(out) / "report.html"
+
+
+# -- results.csv ---------------------------------------------------------------------------
+
+
+def results_rows(spec: StudySpec, records: dict[str, st.TrialRecord]) -> list[dict[str, Any]]:
+    """One row per completed trial: what it belongs to, its config, metrics and timings."""
+    trials, cells = spec.plan()
+    memberships: dict[str, list[str]] = {}
+    for cell in cells:
+        for k in cell.keys:
+            memberships.setdefault(k, []).append(cell.name)
+    rows = []
+    for t in trials:
+        r = records.get(t.key)
+        if r is None:
+            continue
+        m = r.metrics
+        row = {
+            "trial": r.number, "key": r.key, "kind": r.kind,
+            "cells": "; ".join(memberships.get(r.key, [])) or r.label, "seed": r.seed,
+            "test_accuracy": m["test_accuracy"], "val_accuracy": r.value,
+            "test_loss": m["test_loss"], "macro_f1": m["macro_f1"],
+            "balanced_accuracy": m.get("balanced_accuracy"), "ece": m.get("ece"),
+            "train_seconds": m["train_seconds"], "trial_seconds": r.seconds,
+            "epochs_run": len(r.history), "params": m.get("params"), "lr_used": r.lr,
+            "epochs_to_val_target": epochs_to_target(r.history, spec.val_target),
+            "final_gap": r.history[-1]["train_accuracy"] - r.history[-1]["val_accuracy"],
+        }  # fmt: skip
+        row.update({f"config.{k}": _csv(v) for k, v in r.config.items()})
+        rows.append(row)
+    return rows
+
+
+def _csv(v: Any) -> Any:
+    return ",".join(map(str, v)) if isinstance(v, list) else v
+
+
+# -- the document --------------------------------------------------------------------------
+
+
+def _ci(i, digits: int = 2) -> str:
+    if i.n == 0 or math.isnan(i.mean):
+        return ""
+    if math.isnan(i.low):
+        return f"{i.mean:.{digits}f}"
+    return f"{i.mean:.{digits}f} [{i.low:.{digits}f}, {i.high:.{digits}f}]"
+
+
+def _fmt_p(p: float) -> str:
+    return "" if p is None or math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def build_report(analysis: StudyAnalysis, records, meta: dict, folder: Path) -> Report:
+    spec = analysis.spec
+    rep = Report(f"cnnlab study {meta['name']}: what changes a CNN on Fashion-MNIST")
+    _summary(rep, analysis, meta, folder)
+    for factor in spec.factors:
+        _factor_section(rep, analysis, records, factor, folder)
+    if spec.design == "factorial":
+        _factorial_section(rep, analysis, folder)
+    _methods(rep, analysis, meta)
+    return rep
+
+
+def _summary(rep: Report, a: StudyAnalysis, meta: dict, folder: Path) -> None:
+    spec = a.spec
+    rep.heading("Summary")
+    status = "complete" if a.complete == a.planned else "INCOMPLETE (still running or stopped)"
+    b = spec.baseline
+    design = "one factor at a time around the baseline" if spec.design == "ofat" else "factorial"
+    rep.paragraph(
+        f"{a.complete} of {a.planned} planned trials completed ({status}). Design: {design}"
+        f"; {len(spec.seeds)} seeds ({', '.join(map(str, spec.seeds))}); training images: "
+        f"{b.train_limit or 'all (55,000)'}; {b.epochs} epochs; validation split {b.val_size} "
+        f"images; every accuracy is on the {meta.get('n_test', 10000):,} test images, in percent."
+    )
+    if spec.description:
+        rep.paragraph(spec.description)
+    if a.importance:
+        rep.heading("Which factor matters most", 3)
+        top = a.importance[0]
+        rep.paragraph(
+            f"Ranked by eta squared (share of the variance of test accuracy explained by the "
+            f"factor's levels): {top.term} explains the most ({top.eta_squared:.0%}; its levels "
+            f"span {top.spread:.2f} points).",
+            css_class="conclusion",
+        )
+        rep.table(
+            [
+                {
+                    "factor": i.term,
+                    "eta squared": i.eta_squared,
+                    "ANOVA p": _fmt_p(i.pvalue),
+                    "spread of level means (points)": i.spread,
+                }
+                for i in a.importance
+            ]  # fmt: skip
+        )
+        path = plots.bars_by_level(
+            [i.term for i in a.importance], [i.eta_squared for i in a.importance],
+            folder / "importance.png", "eta squared", "Factor importance (variance explained)",
+        )  # fmt: skip
+        rep.image(path, "Share of the variance of test accuracy explained by each factor")
+    base = a.cells.get("baseline=baseline")
+    rep.heading("Baseline and best configuration", 3)
+    if base is not None and base.n:
+        rep.paragraph(
+            f"Baseline test accuracy: {_ci(base.accuracy)} (mean [95% CI], {base.n} seeds)."
+        )
+    if a.best is not None:
+        rep.paragraph(
+            f"Best configuration by mean validation accuracy: {a.best.cell.name} — validation "
+            f"{a.best.val_accuracy.mean:.2f}%, test {_ci(a.best.accuracy)} over {a.best.n} "
+            "seeds (chosen on validation, so its test accuracy is an unbiased estimate).",
+            css_class="conclusion",
+        )
+    rep.table(
+        [{"field": k, "baseline": _csv(v)} for k, v in spec.baseline.to_dict().items()
+         if k != "seed"]
+    )  # fmt: skip
+    rep.heading("How to reproduce", 3)
+    origin = meta.get("origin") or {}
+    source = f"--profile {origin['profile']}" if origin.get("profile") else "study.yaml"
+    rep.code(
+        f"cnnlab study run {source} --storage {meta['storage']} --name {meta['name']}\n"
+        f"cnnlab study report --storage {meta['storage']} --name {meta['name']} --out DIR"
+    )
+    rep.paragraph("The spec this study ran (study.yaml):")
+    rep.code(yaml.safe_dump(spec.source, sort_keys=False).strip())
+    rep.heading("Machine and versions", 3)
+    machines = meta.get("machines") or {"report": environment_info()}
+    for host, env in machines.items():
+        versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
+        rep.paragraph(
+            f"{host}: {env.get('processor')}, {env.get('cpu_count')} CPUs, "
+            f"{env.get('platform')}, Python {env.get('python')}; {versions}; worker threads "
+            f"{env.get('threads', '?')}; Keras backend {env.get('backend', '?')}."
+        )
+
+
+def _factor_cells(a: StudyAnalysis, factor: Factor):
+    out = []
+    for lv in factor.levels:
+        s = a.cells.get(f"{factor.name}={lv.label}")
+        if s is not None:
+            out.append((lv.label, s))
+    return out
+
+
+def _factor_section(rep, a: StudyAnalysis, records, factor: Factor, folder: Path) -> None:
+    rep.heading(f"Factor: {factor.name}")
+    for line in a.conclusions.get(factor.name, []):
+        rep.paragraph(line, css_class="conclusion")
+    if a.spec.design != "ofat":
+        return
+    cells = [(lv, s) for lv, s in _factor_cells(a, factor) if s.n]
+    if not cells:
+        rep.paragraph("No completed trials for this factor yet.")
+        return
+    stem = factor.name.replace(" ", "_")
+    labels = [lv for lv, _ in cells]
+    ref = dict(cells).get(factor.reference)
+    path = plots.errorbar_by_level(
+        labels, [s.accuracy.mean for _, s in cells], [s.accuracy.low for _, s in cells],
+        [s.accuracy.high for _, s in cells], folder / f"{stem}_accuracy.png",
+        "test accuracy (%)", f"{factor.name}: test accuracy (mean, 95% CI)",
+        reference=ref.accuracy.mean if ref is not None else None,
+    )  # fmt: skip
+    rep.image(path, f"Test accuracy per {factor.name} level; dashed: reference {factor.reference}")
+    curves = {}
+    for lv, s in cells:
+        recs = [records[k] for k in s.cell.keys if k in records]
+        curves[lv] = {
+            split: _mean_curve([r.history for r in recs], f"{split}_accuracy")
+            for split in ("train", "val")
+        }
+    path = plots.curves_by_level(
+        curves, folder / f"{stem}_curves.png", factor.name, ylabel="accuracy (%)"
+    )
+    rep.image(path, "Mean learning curves over seeds per level")
+    path = plots.bars_by_level(
+        labels, [s.train_seconds.mean for _, s in cells], folder / f"{stem}_time.png",
+        "training seconds", f"{factor.name}: training time per trial (mean, 95% CI)",
+        lows=[s.train_seconds.low for _, s in cells],
+        highs=[s.train_seconds.high for _, s in cells],
+    )  # fmt: skip
+    rep.image(path, "Training time (validation and test evaluation excluded)")
+    if factor.kind == "batch_size":
+        _batch_plot(rep, a, folder)
+    if factor.lr_sweep is not None:
+        _sweep_part(rep, a, factor, folder)
+    comps = {c.level: c for c in a.comparisons if c.factor == factor.name}
+    rows = []
+    for lv, s in cells:
+        c = comps.get(lv)
+        rows.append({
+            "level": lv + (" (reference)" if lv == factor.reference else ""), "seeds": s.n,
+            "test acc % [95% CI]": _ci(s.accuracy),
+            "diff vs ref [95% CI]": _ci(c.diff) if c else "",
+            "paired t p (Holm)": _fmt_p(c.holm_pvalue) if c else "",
+            "Wilcoxon p": _fmt_p(c.wilcoxon_pvalue) if c else "",
+            "McNemar p (Holm)": _fmt_p(c.mcnemar_holm_pvalue) if c else "",
+            "macro-F1": _ci(s.macro_f1, 4), "test loss": _ci(s.loss, 3),
+            "train s": _ci(s.train_seconds, 1), "s/epoch": _ci(s.epoch_seconds, 2),
+            "gap train-val (pts)": _ci(s.gap),
+            f"epochs to val {a.spec.val_target:.0%}": (
+                f"{s.epochs_to_target:g} ({s.reached}/{s.n})" if s.reached
+                else f"not reached (0/{s.n})"
+            ),
+            "lr": f"{s.lr:.3g}" if s.lr else "", "params": s.params,
+        })  # fmt: skip
+    rep.table(rows)
+
+
+def _mean_curve(histories: list[list[dict]], key: str) -> list[float]:
+    if not histories:
+        return []
+    n = min(len(h) for h in histories)
+    return [float(np.mean([h[i][key] for h in histories])) * POINTS for i in range(n)]
+
+
+def _batch_plot(rep, a: StudyAnalysis, folder: Path) -> None:
+    """Fixed vs scaled LR on one axis: how much of 'large batches hurt' is the LR."""
+    batch = [f for f in a.spec.factors if f.kind == "batch_size"]
+    if len(batch) < 2 or (folder / "batch_size_lr.png").exists():
+        return
+    series = {}
+    for f in batch:
+        pts = [(int(lv), s) for lv, s in _factor_cells(a, f) if s.n]
+        if pts:
+            scaled = any("lr" in lv.overrides for lv in f.levels)
+            name = f"{f.name} ({'LR scaled linearly + warm-up' if scaled else 'fixed LR'})"
+            series[name] = (
+                [x for x, _ in pts], [s.accuracy.mean for _, s in pts],
+                [s.accuracy.low for _, s in pts], [s.accuracy.high for _, s in pts],
+            )  # fmt: skip
+    path = plots.lines_by_x(
+        series, folder / "batch_size_lr.png", "batch size", "test accuracy (%)",
+        "Batch size at a fixed vs a linearly scaled learning rate", logx=True,
+    )  # fmt: skip
+    rep.image(path, "Test accuracy vs batch size, both ways (mean, 95% CI)")
+
+
+def _sweep_part(rep, a: StudyAnalysis, factor: Factor, folder: Path) -> None:
+    rep.heading("Learning-rate sweep (validation split)", 3)
+    rep.paragraph(
+        "Each optimizer trained the baseline at several learning rates (multiples of its "
+        "default); the one with the best mean final validation accuracy was used for its "
+        "trials above. The test set played no part in the choice."
+    )
+    series, rows = {}, []
+    for lv in factor.levels:
+        opt = lv.overrides["optimizer"]
+        entry = a.sweeps.get(opt)
+        if not entry:
+            continue
+        by_lr: dict[float, list[float]] = {}
+        for run in entry["runs"]:
+            by_lr.setdefault(run["lr"], []).append(run["val_accuracy"] * POINTS)
+        xs = sorted(by_lr)
+        means = [float(np.mean(by_lr[x])) for x in xs]
+        series[opt] = (xs, means, means, means)
+        for x in xs:
+            rows.append({"optimizer": opt, "lr": f"{x:.3g}", "val acc %": float(np.mean(by_lr[x])),
+                         "runs": len(by_lr[x]),
+                         "chosen": "yes" if entry.get("chosen") == x else ""})  # fmt: skip
+    if series:
+        path = plots.lines_by_x(
+            series, folder / f"{factor.name}_lr_sweep.png", "learning rate",
+            "validation accuracy (%)", "LR sweep per optimizer", logx=True,
+        )  # fmt: skip
+        rep.image(path, "Validation accuracy vs learning rate for each optimizer")
+        rep.table(rows)
+
+
+def _factorial_section(rep, a: StudyAnalysis, folder: Path) -> None:
+    spec = a.spec
+    rep.heading("Factorial cells and interaction")
+    rows = []
+    for name, s in a.cells.items():
+        if s.n:
+            rows.append(
+                {
+                    "cell": name,
+                    "seeds": s.n,
+                    "test acc % [95% CI]": _ci(s.accuracy),
+                    "val acc %": s.val_accuracy.mean,
+                    "train s": _ci(s.train_seconds, 1),
+                }
+            )
+    rep.table(rows)
+    f1, f2 = spec.factors[0], spec.factors[1]
+    matrix = []
+    for lv1 in f1.levels:
+        row = []
+        for lv2 in f2.levels:
+            means = [
+                s.accuracy.mean for s in a.cells.values()
+                if s.n and dict(s.cell.levels).get(f1.name) == lv1.label
+                and dict(s.cell.levels).get(f2.name) == lv2.label
+            ]  # fmt: skip
+            row.append(float(np.mean(means)) if means else math.nan)
+        matrix.append(row)
+    path = plots.heatmap(
+        matrix, [lv.label for lv in f1.levels], [lv.label for lv in f2.levels],
+        folder / "interaction.png", f"Mean test accuracy (%): {f1.name} x {f2.name}",
+        xlabel=f2.name, ylabel=f1.name,
+    )  # fmt: skip
+    rep.image(path, "An interaction shows as rows that do not move in parallel")
+
+
+def _methods(rep, a: StudyAnalysis, meta: dict) -> None:
+    rep.heading("Methods")
+    rep.bullets([
+        "Intervals: Student-t 95% confidence intervals over seeds (each seed changes the "
+        "initialisation, the data order, the validation split and the training subset).",
+        "Comparisons: each level against its factor's reference level, paired by seed; the "
+        "paired t-test decides significance, the Wilcoxon signed-rank test is shown alongside.",
+        "McNemar: per-image correctness on the test set, pooled over the paired seeds (exact "
+        "binomial test below 25 discordant images, else chi-squared with continuity correction); "
+        "pooling repeats each image once per seed, so read it as a check on the direction.",
+        f"Multiple comparisons: Holm correction over all {len(a.comparisons)} comparisons of "
+        "the study, separately for the paired t and the McNemar p-values. A difference is called "
+        "significant only when its 95% CI excludes zero and its Holm-adjusted p < 0.05.",
+        "Importance: eta squared of a one-way ANOVA over each factor's levels (factorial: "
+        "main effects and two-way interactions of the full design).",
+        f"Learning curves: epochs until validation accuracy first reaches "
+        f"{a.spec.val_target:.0%}; generalization gap = train minus validation accuracy at the "
+        "last epoch.",
+    ])  # fmt: skip

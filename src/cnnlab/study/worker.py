@@ -1,0 +1,146 @@
+"""A study worker: claim a trial, train it, record it; until nothing is left to run.
+
+Run as ``python -m cnnlab.study.worker '<json options>'`` by ``cnnlab study run`` (one process
+per worker, so each gets its own TensorFlow thread pools), or call :func:`work` directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+
+IDLE_POLL_SECONDS = 1.0
+
+
+@dataclass
+class WorkerSummary:
+    completed: int = 0
+    failed: int = 0
+    discarded: int = 0  # finished after another worker had re-queued the trial
+
+
+def work(
+    url: str,
+    name: str,
+    trainer: str | None = None,
+    data_dir: str | None = None,
+    heartbeat: int | None = None,
+    grace: int | None = None,
+    log=print,
+) -> WorkerSummary:
+    """Run trials of study ``name`` until none is waiting or running anywhere."""
+    from optuna.trial import TrialState
+
+    from cnnlab.fmnist.config import TrainConfig
+    from cnnlab.study import storage as st
+    from cnnlab.study.trial import DEFAULT_TRAINER, load_trainer
+
+    storage = st.open_storage(url, heartbeat or st.HEARTBEAT_SECONDS, grace or st.GRACE_SECONDS)
+    study = st.load_study(storage, name)
+    run = None  # the trainer is built (TensorFlow imported, data parsed) on the first claim
+    summary = WorkerSummary()
+    grace = storage.grace_period or st.GRACE_SECONDS
+    last_heartbeat_check = 0.0
+    while True:
+        with st.study_lock(url, name):
+            trials = study.get_trials(deepcopy=False)
+            check = time.monotonic() - last_heartbeat_check > grace / 2
+            if st.fail_orphans(study, trials, grace, check_heartbeats=check) or check:
+                trials = study.get_trials(deepcopy=False)
+                last_heartbeat_check = time.monotonic()
+            claim = st.claim_next(study, storage, trials)
+        if claim is None:
+            if not {t.state for t in trials} & {TrialState.WAITING, TrialState.RUNNING}:
+                return summary
+            time.sleep(IDLE_POLL_SECONDS)  # others are running; their orphans may come back
+            continue
+        if claim.error:
+            with st.study_lock(url, name):
+                st.finish(study, claim, None, claim.error)
+            summary.failed += 1
+            continue
+        try:
+            with st.Heartbeat(storage, claim.trial_id):
+                if run is None:
+                    run = load_trainer(trainer or DEFAULT_TRAINER, data_dir)
+                    with st.study_lock(url, name):
+                        st.record_environment(study, _environment())
+                start = time.perf_counter()
+                outcome = run(TrainConfig.from_dict(claim.config))
+                outcome["seconds"] = time.perf_counter() - start
+        except KeyboardInterrupt:
+            with st.study_lock(url, name):
+                st.finish(study, claim, None, "interrupted", requeue_after=True)
+            raise
+        except Exception as e:  # noqa: BLE001 - one bad trial must not stop the study
+            reason = f"{type(e).__name__}: {e}".splitlines()[0]
+            log(f"trial {claim.label} failed: {reason}")
+            if not isinstance(e, CnnlabError):
+                traceback.print_exc()
+            with st.study_lock(url, name):
+                st.finish(study, claim, None, reason)
+            summary.failed += 1
+            if isinstance(e, CnnlabError) and "Fashion-MNIST" in str(e):
+                raise  # no data: every further trial would fail the same way
+            continue
+        with st.study_lock(url, name):
+            if st.finish(study, claim, outcome):
+                summary.completed += 1
+            else:
+                summary.discarded += 1
+
+
+def _environment() -> dict[str, Any]:
+    from cnnlab.runs import environment_info
+
+    info = environment_info()
+    info["threads"] = os.environ.get("TF_NUM_INTRAOP_THREADS", "all")
+    keras = sys.modules.get("keras")
+    info["backend"] = keras.backend.backend() if keras is not None else "none (test trainer)"
+    return info
+
+
+def _die_with_parent(parent: int | None) -> None:
+    """A worker must not outlive ``cnnlab study run`` (Linux): a killed run leaves no workers
+    behind, and their trials are re-queued when the run is started again."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if parent is not None and os.getppid() != parent:  # the parent died before prctl
+        os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options: dict[str, Any] = json.loads((argv or sys.argv[1:])[0])
+    _die_with_parent(options.pop("parent", None))
+    # The parent stops workers with SIGINT (even when started in the background, where the
+    # shell ignores SIGINT); SIGTERM is handled alike: the running trial goes back to the queue.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    threads = options.pop("threads", None)
+    if threads:
+        from cnnlab.fmnist.backend import configure_threads
+
+        configure_threads(int(threads))  # before TensorFlow starts its pools
+    try:
+        work(log=lambda m: print(m, file=sys.stderr, flush=True), **options)
+    except CnnlabError as e:
+        print(f"cnnlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Checkpoints that load without running code: tensors plus plain metadata.
+
+A ``.pt`` checkpoint is a dict of str/int/float/list/None and tensors, readable with
+``torch.load(weights_only=True)``; a ``.safetensors`` one keeps the same metadata as JSON in
+the file header. Either way no pickle is ever executed, so a checkpoint from a colleague or
+the internet cannot run code on load.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+from cnnlab.runs import atomic_write_bytes
+
+FORMAT = "cnnlab-transfer"
+VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    arch: str
+    class_names: list[str]
+    image_size: int
+    mean: list[float]
+    std: list[float]
+    state_dict: dict = field(repr=False)
+    threshold: float | None = None  # binary operating point chosen on validation data
+    extra: dict[str, Any] = field(default_factory=dict)  # epoch, monitor value, ...
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "arch": self.arch,
+            "class_names": list(self.class_names),
+            "image_size": int(self.image_size),
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "threshold": None if self.threshold is None else float(self.threshold),
+            "extra": self.extra,
+        }
+
+    def build_model(self):
+        """The network with these weights, in eval mode."""
+        from cnnlab.transfer.models import build_model, head_name
+
+        head = head_name_of(self.state_dict)
+        outputs = int(self.state_dict[head + ".weight"].shape[0]) if head else None
+        if outputs is not None and outputs != len(self.class_names):
+            raise CnnlabError(
+                f"checkpoint is inconsistent: it names {len(self.class_names)} classes "
+                f"({', '.join(self.class_names)}) but its classifier head has {outputs} outputs"
+            )
+        model = build_model(self.arch, len(self.class_names), "none", self.image_size)
+        expected = head_name(model)
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[:2]
+            raise CnnlabError(
+                f"checkpoint weights do not fit {self.arch} (head {expected}): {' '.join(first)}"
+            ) from None
+        return model.eval()
+
+
+def head_name_of(state_dict: dict) -> str | None:
+    """The last 2-D ``*.weight`` in the state dict: the classifier head's name."""
+    heads = [
+        k[: -len(".weight")]
+        for k, v in state_dict.items()
+        if k.endswith(".weight") and getattr(v, "ndim", 0) == 2
+    ]
+    return heads[-1] if heads else None
+
+
+def save(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
+    import torch
+
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save
+
+        data = save(state, metadata={"cnnlab": json.dumps(ckpt.meta())})
+    else:
+        buf = io.BytesIO()
+        torch.save({**ckpt.meta(), "state_dict": state}, buf)
+        data = buf.getvalue()
+    return atomic_write_bytes(path, data)
+
+
+def load(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint; a run directory means its ``best.pt``."""
+    import torch
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise CnnlabError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {}).get("cnnlab", "{}"))
+                state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        except Exception as e:
+            raise CnnlabError(f"{path} is not a readable safetensors checkpoint: {e}") from None
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise CnnlabError(
+                f"refusing to load {path}: it contains Python objects that could run code "
+                f"(a pickle payload), not just tensors and plain metadata"
+            ) from None
+        except Exception as e:
+            raise CnnlabError(f"{path} is not a readable checkpoint: {e}") from None
+        if not isinstance(obj, dict):
+            raise CnnlabError(f"{path} is not a cnnlab checkpoint")
+        meta, state = obj, obj.get("state_dict")
+    if meta.get("format") != FORMAT or not isinstance(state, dict):
+        raise CnnlabError(
+            f"{path} is not a cnnlab transfer checkpoint (a plain state dict can be used "
+            f"with `cnnlab transfer train --weights PATH`)"
+        )
+    if meta.get("version", 0) > VERSION:
+        raise CnnlabError(f"{path} was written by a newer cnnlab (format {meta['version']})")
+    try:
+        return Checkpoint(
+            arch=str(meta["arch"]),
+            class_names=[str(c) for c in meta["class_names"]],
+            image_size=int(meta["image_size"]),
+            mean=[float(v) for v in meta["mean"]],
+            std=[float(v) for v in meta["std"]],
+            state_dict=state,
+            threshold=meta.get("threshold"),
+            extra=dict(meta.get("extra") or {}),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise CnnlabError(f"{path} has incomplete checkpoint metadata ({e})") from None

@@ -1,0 +1,86 @@
+"""Export a checkpoint for deployment: ONNX (any runtime) or safetensors (PyTorch, no pickle)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.errors import CnnlabError
+
+
+def export(checkpoint: str | os.PathLike, out: str | os.PathLike, verify: bool = True) -> Path:
+    """Write ``out`` (.onnx or .safetensors) from a checkpoint or run directory.
+
+    The ONNX graph takes normalised float32 NCHW images of the training size (any batch) and
+    returns logits; class names and preprocessing are stored in its metadata. With ``verify``
+    and onnxruntime installed, its outputs are compared with PyTorch's on random images.
+    """
+    from cnnlab.transfer import checkpoint as ckpt_io
+
+    ckpt = ckpt_io.load(checkpoint)
+    out = Path(out)
+    if out.suffix == ".safetensors":
+        return ckpt_io.save(ckpt, out)
+    if out.suffix != ".onnx":
+        raise CnnlabError(f"--out {out}: use a .onnx or .safetensors file name")
+    model = ckpt.build_model()
+    _export_onnx(model, ckpt, out)
+    if verify:
+        max_diff = verify_onnx(model, ckpt, out)
+        if max_diff is not None and max_diff > 1e-3:
+            out.unlink(missing_ok=True)
+            raise CnnlabError(f"ONNX export differs from PyTorch (max |diff| {max_diff:.2e})")
+    return out
+
+
+def _export_onnx(model, ckpt, out: Path) -> None:
+    import onnx
+    import torch
+
+    from cnnlab.runs import atomic_write_bytes
+
+    x = torch.randn(2, 3, ckpt.image_size, ckpt.image_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+            dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
+        )
+        proto = onnx.load(str(path))
+    meta = {**ckpt.meta(), "input": "float32 NCHW, RGB scaled to [0, 1], then (x - mean) / std"}
+    for key, value in {
+        "cnnlab": json.dumps(meta),
+        "class_names": json.dumps(ckpt.class_names),
+    }.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    atomic_write_bytes(out, proto.SerializeToString())
+
+
+def verify_onnx(model, ckpt, path: Path, n: int = 3) -> float | None:
+    """Max |logit difference| between onnxruntime and PyTorch; None without onnxruntime."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    import torch
+
+    x = torch.randn(
+        n, 3, ckpt.image_size, ckpt.image_size, generator=torch.Generator().manual_seed(0)
+    )
+    with torch.inference_mode():
+        expected = model(x).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    return float(np.abs(got - expected).max())

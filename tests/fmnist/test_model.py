@@ -1,0 +1,144 @@
+"""Each config option changes the built model as it says (parameter counts, layer kinds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnnlab.errors import CnnlabError
+from cnnlab.fmnist.config import PRESETS, TrainConfig, feature_map_size, preset
+from cnnlab.fmnist.model import build_model
+
+keras = pytest.importorskip("keras")
+
+TUTORIAL = preset("tutorial")
+
+
+def kinds(model) -> list[str]:
+    return [type(layer).__name__ for layer in model.layers]
+
+
+def conv_kernels(model) -> list[tuple[int, int]]:
+    return [layer.kernel_size for layer in model.layers if type(layer).__name__ == "Conv2D"]
+
+
+def test_tutorial_is_the_keras_mnist_convnet_exactly():
+    model = build_model(TUTORIAL)
+    # Conv32-3x3, pool, Conv64-3x3, pool, flatten, dropout 0.5, dense 10: 34,826 parameters
+    assert model.count_params() == 34826
+    assert kinds(model) == [
+        "InputLayer", "Rescaling", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D",
+        "Flatten", "Dropout", "Dense",
+    ]  # fmt: skip
+    assert model.get_layer("dropout").rate == 0.5
+
+
+def test_kernel_size_changes_every_conv_layer():
+    model = build_model(TUTORIAL.replace(kernel_size=5))
+    assert conv_kernels(model) == [(5, 5), (5, 5)]
+    # conv1 5*5*32+32, conv2 5*5*32*64+64, flatten 4*4*64 -> 10
+    assert model.count_params() == (25 * 32 + 32) + (25 * 32 * 64 + 64) + (4 * 4 * 64 * 10 + 10)
+
+
+def test_first_kernel_size_changes_only_the_first_layer():
+    model = build_model(TUTORIAL.replace(first_kernel_size=7))
+    assert conv_kernels(model) == [(7, 7), (3, 3)]
+
+
+def test_filters_and_convs_per_block():
+    model = build_model(TUTORIAL.replace(filters=(8, 16, 32), convs_per_block=2, padding="same"))
+    convs = [la for la in model.layers if type(la).__name__ == "Conv2D"]
+    assert [la.filters for la in convs] == [8, 8, 16, 16, 32, 32]
+    assert kinds(model).count("MaxPooling2D") == 3
+
+
+def test_padding_same_keeps_the_size_until_pooling():
+    valid = build_model(TUTORIAL)
+    same = build_model(TUTORIAL.replace(padding="same"))
+    assert valid.get_layer("flatten").output.shape[1] == 5 * 5 * 64
+    assert same.get_layer("flatten").output.shape[1] == 7 * 7 * 64
+
+
+def test_batch_norm_adds_normalisation_and_drops_conv_bias():
+    model = build_model(TUTORIAL.replace(batch_norm=True))
+    assert kinds(model).count("BatchNormalization") == 2
+    assert all(not la.use_bias for la in model.layers if type(la).__name__ == "Conv2D")
+    # minus the two conv biases (32 + 64), plus 4 numbers per channel for batch norm
+    assert model.count_params() == 34826 - 96 + 4 * 96
+
+
+def test_dropout_zero_removes_the_layer_and_rate_is_used():
+    assert "Dropout" not in kinds(build_model(TUTORIAL.replace(dropout=0.0)))
+    assert build_model(TUTORIAL.replace(dropout=0.25)).get_layer("dropout").rate == 0.25
+
+
+def test_l2_regularises_every_kernel():
+    plain, reg = build_model(TUTORIAL), build_model(TUTORIAL.replace(l2=1e-3))
+    assert plain.losses == []
+    assert len(reg.losses) == 3  # two conv kernels and the classifier
+    assert float(keras.ops.sum(keras.ops.stack(reg.losses))) > 0
+
+
+def test_dense_units_and_global_pool_and_avg_pooling_and_activation():
+    dense = build_model(TUTORIAL.replace(dense_units=128))
+    assert dense.get_layer("dense").units == 128
+    assert dense.count_params() == 34826 - (1600 * 10 + 10) + (1600 * 128 + 128) + (128 * 10 + 10)
+    gap = build_model(TUTORIAL.replace(global_pool=True))
+    assert "GlobalAveragePooling2D" in kinds(gap) and "Flatten" not in kinds(gap)
+    assert gap.count_params() == 34826 - 1600 * 10 + 64 * 10
+    assert "AveragePooling2D" in kinds(build_model(TUTORIAL.replace(pooling="avg")))
+    gelu = build_model(TUTORIAL.replace(activation="gelu"))
+    assert gelu.get_layer("conv1_1").activation.__name__ == "gelu"
+
+
+def test_augmentation_is_active_only_in_training():
+    model = build_model(TUTORIAL.replace(augment=True, dropout=0.0))
+    aug = model.get_layer("augment")
+    assert [type(la).__name__ for la in aug.layers] == [
+        "RandomTranslation", "RandomFlip", "RandomErasing",
+    ]  # fmt: skip
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (16, 28, 28, 1)).astype("float32")
+    np.testing.assert_array_equal(aug(x, training=False), x)  # identity at inference
+    changed = keras.ops.convert_to_numpy(aug(x, training=True))
+    assert not np.allclose(changed, x)
+    assert model.count_params() == 34826  # augmentation adds no weights
+
+
+def test_every_preset_builds_and_classifies_ten_classes():
+    for name, config in PRESETS.items():
+        model = build_model(config)
+        assert model.output_shape == (None, 10), name
+        proba = keras.ops.convert_to_numpy(model(np.zeros((2, 28, 28, 1), "float32")))
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_kernel_that_shrinks_the_map_to_nothing_is_refused():
+    assert feature_map_size(TUTORIAL.replace(kernel_size=7)) == 2
+    with pytest.raises(CnnlabError, match="padding 'same'"):
+        TUTORIAL.replace(kernel_size=11)
+    assert feature_map_size(TUTORIAL.replace(kernel_size=11, padding="same")) == 7
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"optimizer": "lbfgs"}, "optimizer"),
+        ({"schedule": "step"}, "schedule"),
+        ({"activation": "sigmoidish"}, "activation"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"filters": (32, 64, 128, 256)}, "filters"),
+        ({"train_limit": 10}, "train-limit"),
+        ({"warmup_epochs": 15}, "warmup-epochs"),
+    ],
+)
+def test_invalid_configs_name_the_field(change, field):
+    with pytest.raises(CnnlabError, match=f"invalid {field}"):
+        TrainConfig(**change)
+
+
+def test_config_round_trips_through_its_json_dict():
+    config = preset("strong")
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(CnnlabError, match="unknown config field"):
+        TrainConfig.from_dict({**config.to_dict(), "colour": "red"})

@@ -1,0 +1,112 @@
+"""The trainer: deterministic per seed, complete run directories, nothing half written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cnnlab.errors import CnnlabError
+from cnnlab.fmnist.config import preset
+
+keras = pytest.importorskip("keras")
+
+from cnnlab.fmnist.train import make_splits, train  # noqa: E402
+
+from .conftest import TINY  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+METRIC_KEYS = {
+    "test_accuracy", "test_loss", "balanced_accuracy", "macro_f1", "per_class",
+    "confusion_matrix", "ece", "params", "train_seconds", "images_per_second", "epochs_run",
+}  # fmt: skip
+RUN_FILES = {
+    "config.json", "history.csv", "metrics.json", "model.keras", "learning_curves.png",
+    "confusion_matrix.png", "misclassified.png", "report.html", "report.md",
+}  # fmt: skip
+
+
+def test_splits_are_stratified_disjoint_and_seeded(fashion):
+    config = preset("tutorial").replace(**TINY)
+    a, b = make_splits(config, fashion), make_splits(config, fashion)
+    np.testing.assert_array_equal(a.y_train, b.y_train)
+    assert len(a.x_train) == 1000 and len(a.x_val) == 500 and len(a.x_test) == 10000
+    assert np.bincount(a.y_train).tolist() == [100] * 10
+    assert np.bincount(a.y_val).tolist() == [50] * 10
+    other = make_splits(config.replace(seed=1), fashion)
+    assert not np.array_equal(other.x_val, a.x_val)
+    # no validation image is also a training image
+    train_rows = {row.tobytes() for row in a.x_train}
+    assert not any(row.tobytes() in train_rows for row in a.x_val)
+
+
+def test_same_seed_same_result_and_history_contract(fashion):
+    config = preset("tutorial").replace(**{**TINY, "epochs": 2})
+    first = train(config, fashion, progress=False)
+    second = train(config, fashion, progress=False)
+    np.testing.assert_array_equal(first.test_proba, second.test_proba)
+    assert [r["val_loss"] for r in first.history] == [r["val_loss"] for r in second.history]
+    third = train(config.replace(seed=1), fashion, progress=False)
+    assert not np.array_equal(first.test_proba, third.test_proba)
+
+    assert [r["epoch"] for r in first.history] == [1, 2]
+    for row in first.history:
+        assert set(row) == {
+            "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds",
+        }  # fmt: skip
+        assert row["seconds"] > 0 and row["lr"] == pytest.approx(1e-3)
+    assert first.test_proba.shape == (10000, 10) and first.test_proba.dtype == np.float32
+    assert set(first.metrics) >= METRIC_KEYS
+    assert first.metrics["epochs_run"] == 2
+    assert first.train_seconds == pytest.approx(sum(r["seconds"] for r in first.history))
+    assert first.metrics["images_per_second"] == pytest.approx(2000 / first.train_seconds)
+    # it learned something in two tiny epochs (chance is 10%)
+    assert first.metrics["test_accuracy"] > 0.4
+
+
+def test_schedule_is_applied_during_training(fashion):
+    config = preset("tutorial").replace(**{**TINY, "epochs": 3}, schedule="cosine", lr=0.01)
+    result = train(config, fashion, progress=False)
+    lrs = [row["lr"] for row in result.history]
+    assert lrs[0] > lrs[1] > lrs[2] and lrs[2] < 1e-4
+
+
+def test_run_directory_holds_every_artifact(fashion, tmp_path):
+    out = tmp_path / "run"
+    result = train(preset("fast").replace(**TINY), fashion, out=out, progress=False)
+    assert result.out == out
+    assert {p.name for p in out.iterdir()} >= RUN_FILES
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= METRIC_KEYS
+    assert [row["class"] for row in metrics["per_class"]][:2] == ["T-shirt/top", "Trouser"]
+    assert np.array(metrics["confusion_matrix"]).sum() == 10000
+    doc = json.loads((out / "config.json").read_text())
+    assert doc["config"] == preset("fast").replace(**TINY).to_dict()
+    assert doc["backend"] == keras.backend.backend() and "keras" in doc["environment"]["versions"]
+    assert (out / "history.csv").read_text().startswith("epoch,train_loss,train_accuracy")
+    assert "Test accuracy" in (out / "report.md").read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
+
+
+def test_existing_run_is_refused_before_training(fashion, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(CnnlabError, match="already holds files"):
+        train(preset("tutorial").replace(**TINY), fashion, out=out, progress=False)
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_failed_run_leaves_nothing_behind(fashion, tmp_path):
+    class Boom(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError, match="power cut"):
+        train(
+            preset("tutorial").replace(**TINY), fashion, out=tmp_path / "run",
+            progress=False, callbacks=[Boom()],
+        )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []

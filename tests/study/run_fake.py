@@ -1,0 +1,29 @@
+"""Run a study with the fake trainer in its own process (for kill / concurrency tests).
+
+usage: python run_fake.py SPEC STORAGE NAME WORKERS
+"""
+
+import sys
+
+from cnnlab.errors import CnnlabError
+from cnnlab.study import load_spec, run_study
+
+spec_path, storage, name, workers = sys.argv[1:5]
+try:
+    s = run_study(
+        load_spec(spec_path),
+        storage,
+        name,
+        int(workers),
+        trainer="fake_trainer:trainer",
+        progress=False,
+        heartbeat=1,
+        grace=3,
+    )
+except CnnlabError as e:
+    print(f"cnnlab: error: {e}", file=sys.stderr)
+    sys.exit(2)
+except KeyboardInterrupt:
+    print("cnnlab: error: interrupted", file=sys.stderr)
+    sys.exit(130)
+print(f"complete {s.complete}/{s.planned} enqueued {s.enqueued}")

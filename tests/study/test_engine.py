@@ -1,0 +1,254 @@
+"""The study engine with a fake trainer: exactly-once execution, resume, kills, concurrency."""
+
+import collections
+import contextlib
+import os
+import signal
+import time
+import uuid
+
+import pytest
+from optuna.trial import TrialState
+
+from cnnlab.errors import CnnlabError
+from cnnlab.study import load_spec, run_study
+from cnnlab.study import storage as st
+
+
+def _trials(storage_url, name):
+    return st.load_study(st.open_storage(storage_url), name).get_trials(deepcopy=False)
+
+
+def assert_each_trial_complete_once(storage_url, name, spec):
+    planned = {t.key for t in spec.plan()[0]}
+    trials = _trials(storage_url, name)
+    done = collections.Counter(
+        t.user_attrs["key"] for t in trials if t.state == TrialState.COMPLETE
+    )
+    assert set(done) == planned, f"missing: {planned - set(done)}"
+    assert max(done.values()) == 1, [k for k, n in done.items() if n > 1]
+    assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
+    return trials
+
+
+def _ran(log_path):
+    """How many trainings started and ended, from the fake trainer's log."""
+    if not os.path.exists(log_path):
+        return collections.Counter()
+    with open(log_path) as f:
+        lines = f.read().split("\n")
+    return collections.Counter(ln.split(" ", 2)[0] for ln in lines if ln)
+
+
+def test_a_run_completes_every_trial_once(finished_fake_study):
+    spec = load_spec(finished_fake_study["spec"])
+    planned = len(spec.plan()[0])
+    summary = finished_fake_study["summary"]
+    assert (summary.complete, summary.failed, summary.enqueued) == (planned, 0, planned)
+    trials = assert_each_trial_complete_once(finished_fake_study["url"], "fake", spec)
+    assert len(trials) == planned
+    study = st.load_study(st.open_storage(finished_fake_study["url"]), "fake")
+    rec = next(iter(st.completed_records(study).values()))
+    assert rec.history and "test_accuracy" in rec.metrics and len(rec.test_pred) == 2000
+    assert len(st.test_labels(study)) == 2000
+
+
+def test_tuned_optimizer_uses_the_best_swept_lr(finished_fake_study):
+    trials = _trials(finished_fake_study["url"], "fake")
+    sweep = {
+        t.user_attrs["config"]["lr"]: t
+        for t in trials
+        if t.user_attrs["kind"] == "sweep" and t.user_attrs["config"]["optimizer"] == "sgd"
+    }
+    tuned = [t for t in trials if t.user_attrs.get("tune_lr") and
+             t.user_attrs["config"]["optimizer"] == "sgd"]  # fmt: skip
+    assert len(sweep) == 2 and len(tuned) == 3
+    best = max(sweep, key=lambda lr: sweep[lr].value)
+    sweep_end = max(t.datetime_complete for t in sweep.values())
+    for t in tuned:
+        assert t.user_attrs["lr"] == best and t.user_attrs["lr_choice"]["chosen"] == best
+        assert t.datetime_start >= sweep_end  # it waited for its sweep
+
+
+def test_resuming_a_finished_study_queues_nothing(finished_fake_study, fake_env):
+    spec = load_spec(finished_fake_study["spec"])
+    url = finished_fake_study["url"]
+    before = len(_trials(url, "fake"))
+    again = run_study(spec, url, "fake", 1, trainer="fake_trainer:trainer", progress=False)
+    assert again.enqueued == 0 and again.complete == len(spec.plan()[0])
+    assert len(_trials(url, "fake")) == before
+
+
+def test_an_existing_study_with_another_spec_is_refused(finished_fake_study):
+    url = finished_fake_study["url"]
+    with pytest.raises(CnnlabError, match="different spec"):
+        st.prepare_study(url, st.open_storage(url), "fake", load_spec(profile="smoke"))
+
+
+def test_a_failed_trial_is_reported_and_retried_by_the_next_run(tmp_path, fake_env, small_spec):
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = load_spec(small_spec)
+    fake_env.setenv("FAKE_FAIL_KERNEL", "7")
+    with pytest.raises(CnnlabError, match="2 of 6 trials failed"):
+        run_study(spec, url, "small", 1, trainer="fake_trainer:trainer", progress=False)
+    fake_env.delenv("FAKE_FAIL_KERNEL")
+    summary = run_study(spec, url, "small", 1, trainer="fake_trainer:trainer", progress=False)
+    assert summary.enqueued == 2 and summary.failed == 0
+    assert_each_trial_complete_once(url, "small", spec)
+
+
+def test_missing_data_stops_the_run_with_the_workers_message(tmp_path, fake_env, small_spec):
+    fake_env.setenv("FAKE_TRAINER_FAIL", "1")
+    with pytest.raises(CnnlabError, match=r"incomplete.*Fashion-MNIST not found \(fake\)"):
+        run_study(load_spec(small_spec), f"sqlite:///{tmp_path}/s.db", "small", 1,
+                  trainer="fake_trainer:trainer", progress=False)  # fmt: skip
+
+
+def _wait_for_running(url, name, min_complete=2, timeout=90):
+    """The first RUNNING trial once ``min_complete`` trials are done (polled with one open
+    storage: reopening it per poll is slow enough on a loaded machine to miss the moment)."""
+    deadline = time.monotonic() + timeout
+    study = None
+    while time.monotonic() < deadline:
+        if study is None and os.path.exists(url.removeprefix("sqlite:///")):
+            with contextlib.suppress(CnnlabError):
+                study = st.load_study(st.open_storage(url), name)
+        if study is not None:
+            trials = study.get_trials(deepcopy=False)
+            done = sum(t.state == TrialState.COMPLETE for t in trials)
+            running = [t for t in trials if t.state == TrialState.RUNNING]
+            if done >= min_complete and running:
+                return running[0]
+            assert not trials or done < len(trials), "the study finished before a trial was caught"
+        time.sleep(0.1)
+    raise AssertionError("no trial started running in time")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is dead too
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_sigkill_of_a_worker_mid_trial_then_resume(tmp_path, fake_env, small_spec, start_fake_run):
+    url = f"sqlite:///{tmp_path}/s.db"
+    fake_env.setenv("FAKE_EPOCH_SECONDS", "1.0")
+    fake_env.setenv("FAKE_TRAINER_LOG", str(tmp_path / "log"))
+    run = start_fake_run(small_spec, url, "small", 1)
+    victim = _wait_for_running(url, "small")
+    os.kill(victim.system_attrs["cnnlab_worker"]["pid"], signal.SIGKILL)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 2 and "incomplete" in err  # the run says so and exits
+    fake_env.setenv("FAKE_EPOCH_SECONDS", "0")
+    again = start_fake_run(small_spec, url, "small", 1)
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    spec = load_spec(small_spec)
+    trials = assert_each_trial_complete_once(url, "small", spec)
+    killed = [t for t in trials if t.number == victim.number][0]
+    assert killed.state == TrialState.FAIL
+    assert killed.system_attrs["cnnlab_fail_reason"] == "worker process died"
+    ran = _ran(tmp_path / "log")
+    assert ran["end"] == len(spec.plan()[0])  # no completed trial was trained twice
+    assert ran["start"] - ran["end"] <= 1  # only the killed one never finished
+
+
+def test_sigkill_of_the_whole_run_then_resume(tmp_path, fake_env, small_spec, start_fake_run):
+    url = f"sqlite:///{tmp_path}/s.db"
+    fake_env.setenv("FAKE_EPOCH_SECONDS", "1.0")
+    run = start_fake_run(small_spec, url, "small", 1, start_new_session=True)
+    victim = _wait_for_running(url, "small")
+    worker_pid = victim.system_attrs["cnnlab_worker"]["pid"]
+    run.kill()  # SIGKILL the parent only: its worker must not outlive it
+    run.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while _alive(worker_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker_pid)
+    fake_env.setenv("FAKE_EPOCH_SECONDS", "0")
+    again = start_fake_run(small_spec, url, "small", 1)
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    assert_each_trial_complete_once(url, "small", load_spec(small_spec))
+
+
+def test_sigint_requeues_the_running_trial(tmp_path, fake_env, small_spec, start_fake_run):
+    url = f"sqlite:///{tmp_path}/s.db"
+    fake_env.setenv("FAKE_EPOCH_SECONDS", "1.0")
+    run = start_fake_run(small_spec, url, "small", 1)
+    victim = _wait_for_running(url, "small")
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130 and "interrupted" in err
+    trials = _trials(url, "small")
+    stopped = [t for t in trials if t.number == victim.number][0]
+    assert stopped.state == TrialState.FAIL
+    assert stopped.system_attrs["cnnlab_fail_reason"] == "interrupted"
+    assert any(t.state == TrialState.WAITING and t.user_attrs["key"] == victim.user_attrs["key"]
+               for t in trials)  # fmt: skip
+    fake_env.setenv("FAKE_EPOCH_SECONDS", "0")
+    again = start_fake_run(small_spec, url, "small", 1)
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    assert_each_trial_complete_once(url, "small", load_spec(small_spec))
+
+
+def test_a_stale_heartbeat_from_another_machine_requeues_its_trial(tmp_path, small_spec):
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = st.open_storage(url, heartbeat=1, grace=1)
+    study, _ = st.prepare_study(url, store, "small", load_spec(small_spec))
+    claim = st.claim_next(study, store)
+    elsewhere = {"host": "gpu-box", "machine": "another-machine", "pid": 1, "start": None}
+    store.set_trial_system_attr(claim.trial_id, "cnnlab_worker", elsewhere)
+    assert st.fail_orphans(study, study.get_trials(), 1) == 0  # alive as far as anyone knows
+    assert store.get_trial(claim.trial_id).state == TrialState.RUNNING
+    time.sleep(2.5)  # no heartbeat for longer than the grace period
+    st.fail_orphans(study, study.get_trials(), 1)
+    assert store.get_trial(claim.trial_id).state == TrialState.FAIL
+    retry = [t for t in study.get_trials(deepcopy=False)
+             if t.user_attrs["key"] == claim.key and t.state == TrialState.WAITING]  # fmt: skip
+    assert len(retry) == 1
+    # the late worker cannot complete the trial any more
+    outcome = {"metrics": {}, "history": [{"val_accuracy": 0.5}], "seconds": 1.0,
+               "test_pred": [0], "test_labels": [0]}  # fmt: skip
+    assert st.finish(study, claim, outcome) is False
+
+
+def _concurrent_runs(url, name, tmp_path, fake_env, spec_path, start_fake_run):
+    fake_env.setenv("FAKE_EPOCH_SECONDS", "0.3")
+    fake_env.setenv("FAKE_TRAINER_LOG", str(tmp_path / "log"))
+    runs = [start_fake_run(spec_path, url, name, 2) for _ in range(2)]  # start together
+    for r in runs:
+        _, err = r.communicate(timeout=240)
+        assert r.returncode == 0, err
+    spec = load_spec(spec_path)
+    trials = assert_each_trial_complete_once(url, name, spec)
+    ran = _ran(tmp_path / "log")
+    assert ran["start"] == ran["end"] == len(spec.plan()[0])  # no trial trained twice
+    assert len(trials) == len(spec.plan()[0])  # and none was enqueued twice
+    runs = {t.system_attrs["cnnlab_worker"]["parent"] for t in trials}
+    assert len(runs) == 2  # both runs really took part
+
+
+@pytest.fixture
+def twelve_trials(tmp_path, small_spec):
+    path = tmp_path / "twelve.yaml"
+    path.write_text(small_spec.read_text().replace("seeds: 2", "seeds: 4"))
+    return path
+
+
+def test_two_concurrent_runs_on_one_sqlite_file(tmp_path, fake_env, twelve_trials, start_fake_run):
+    url = f"sqlite:///{tmp_path}/s.db"
+    _concurrent_runs(url, "small", tmp_path, fake_env, twelve_trials, start_fake_run)
+
+
+@pytest.mark.postgres
+def test_two_concurrent_runs_on_postgresql(tmp_path, fake_env, twelve_trials, start_fake_run):
+    url = os.environ.get("CNNLAB_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("CNNLAB_TEST_POSTGRES_URL is not set (.ci/run starts a PostgreSQL server)")
+    name = f"small-{uuid.uuid4().hex[:8]}"
+    _concurrent_runs(url, name, tmp_path, fake_env, twelve_trials, start_fake_run)

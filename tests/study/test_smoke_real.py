@@ -1,0 +1,96 @@
+"""The smoke study end to end on the real trainer and the real Fashion-MNIST data, and its
+report rendered in headless Chromium."""
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _have_fashion_mnist() -> bool:
+    from cnnlab.data.fashion_mnist import load_fashion_mnist
+    from cnnlab.errors import CnnlabError
+
+    try:
+        load_fashion_mnist(download=False, progress=False)
+    except CnnlabError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    if not _have_fashion_mnist():
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    tmp = tmp_path_factory.mktemp("smoke")
+    url = f"sqlite:///{tmp}/studies.db"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "study", "run", "--profile", "smoke", "--storage", url,
+         "--workers", "2", "--report", str(tmp / "report")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"dir": tmp / "report", "url": url, "stdout": proc.stdout}
+
+
+def test_smoke_study_runs_every_trial_and_reports_every_section(smoke):
+    assert "16/16 trials complete" in smoke["stdout"]
+    md = (smoke["dir"] / "report.md").read_text()
+    for factor in ("kernel_size", "regularization", "batch_size", "batch_size_scaled", "optimizer"):
+        assert f"## Factor: {factor}" in md
+        assert f"({factor}_accuracy.png)" in md and f"({factor}_curves.png)" in md
+    assert "Learning-rate sweep" in md and "Keras backend tensorflow" in md
+    assert "16 of 16 planned trials completed (complete)" in md
+    rows = list(csv.DictReader((smoke["dir"] / "results.csv").open()))
+    assert len(rows) == 16
+    accuracies = [float(r["test_accuracy"]) for r in rows]
+    assert min(accuracies) > 0.0 and sum(accuracies) / len(accuracies) > 0.15  # above chance
+    assert all(float(r["train_seconds"]) > 0 for r in rows)
+    assert {r["config.train_limit"] for r in rows} == {"500"}
+
+
+def test_resuming_the_finished_smoke_study_trains_nothing(smoke):
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "study", "run", "--profile", "smoke", "--storage",
+         smoke["url"], "--workers", "1"], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "(0 queued by this run" in proc.stdout
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(smoke):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        pytest.skip("chromium and chromium-driver are not installed (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get(Path(smoke["dir"] / "report.html").resolve().as_uri())
+        assert driver.title.startswith("cnnlab study smoke")
+        images = driver.find_elements("tag name", "img")
+        assert len(images) >= 16
+        broken = driver.execute_script(
+            "return Array.from(document.images)"
+            ".filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt)"
+        )
+        assert broken == []
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == []
+        headings = [h.text for h in driver.find_elements("tag name", "h2")]
+        assert "Summary" in headings and "Factor: optimizer" in headings
+    finally:
+        driver.quit()

@@ -1,0 +1,170 @@
+"""Spec parsing: profiles, levels -> configs, deduplicated trials, one-line errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from cnnlab.errors import CnnlabError
+from cnnlab.study.spec import load_spec, parse_spec, profile_names
+
+BASE = {"budget": {"train_limit": 1000, "epochs": 2, "val_size": 500}}
+
+
+def spec(factors, **extra):
+    return parse_spec({**BASE, "factors": factors, **extra}, default_name="t")
+
+
+def test_builtin_profiles_parse_and_cover_the_four_factors():
+    assert {"smoke", "quick", "standard"} <= set(profile_names())
+    for name in ("smoke", "quick", "standard"):
+        s = load_spec(profile=name)
+        kinds = {f.kind for f in s.factors}
+        assert kinds == {"kernel_size", "regularization", "batch_size", "optimizer"}
+    quick, standard = load_spec(profile="quick"), load_spec(profile="standard")
+    assert len(quick.seeds) >= 3 and len(standard.seeds) >= 5
+    assert standard.baseline.train_limit is None  # full data
+    opt = standard.factor("optimizer")
+    assert {lv.label for lv in opt.levels} >= {"sgd", "momentum", "nesterov", "rmsprop",
+                                               "adagrad", "adam", "adamw", "nadam"}  # fmt: skip
+    reg = standard.factor("regularization")
+    assert [lv.label for lv in reg.levels] == [
+        "none",
+        "l2",
+        "dropout",
+        "batch_norm",
+        "augment",
+        "all",
+    ]
+
+
+def test_levels_become_config_overrides():
+    s = spec({
+        "kernel_size": ["3x3", 7, "first7x7"],
+        "regularization": {"levels": ["none", "l2", "all"], "l2": 1e-3},
+    })  # fmt: skip
+    k = s.factor("kernel_size")
+    assert k.level("7x7").overrides == {"kernel_size": 7, "first_kernel_size": None}
+    assert k.level("first 7x7").overrides == {"first_kernel_size": 7}
+    r = s.factor("regularization")
+    assert r.level("l2").overrides == {"l2": 1e-3, "dropout": 0.0, "batch_norm": False,
+                                       "augment": False}  # fmt: skip
+    assert r.level("all").overrides["batch_norm"] and r.level("all").overrides["augment"]
+
+
+def test_identical_configs_share_one_trial_and_the_baseline_is_the_reference():
+    s = spec({"kernel_size": [3, 5], "regularization": ["none", "dropout"]}, seeds=2)
+    trials, cells = s.plan()
+    keys = {c.name: c.keys for c in cells}
+    # tutorial baseline = 3x3 kernels with dropout 0.5: one trial per seed serves three cells
+    assert keys["baseline=baseline"] == keys["kernel_size=3x3"] == keys["regularization=dropout"]
+    assert len(trials) == 2 * 3  # baseline, 5x5, none per seed
+    assert s.factor("kernel_size").reference == "3x3"
+    assert s.factor("regularization").reference == "dropout"
+    assert len({t.key for t in trials}) == len(trials)
+
+
+def test_plan_is_deterministic_and_seed_major():
+    a, _ = spec({"kernel_size": [3, 5]}, seeds=[4, 7]).plan()
+    b, _ = spec({"kernel_size": [3, 5]}, seeds=[4, 7]).plan()
+    assert [t.key for t in a] == [t.key for t in b]
+    assert [t.seed for t in a] == [4, 4, 7, 7]
+
+
+def test_linear_lr_scaling_and_warmup():
+    s = spec(
+        {"batch_size": {"levels": [32, 512], "lr_scaling": "linear", "warmup_epochs": 1}},
+        baseline={"schedule": "cosine"},
+    )
+    lv = s.factor("batch_size").level("512")
+    assert lv.overrides["lr"] == pytest.approx(1e-3 * 512 / 128)
+    assert lv.overrides["warmup_epochs"] == 1.0
+
+
+def test_optimizer_levels_depend_on_their_lr_sweep():
+    s = spec({"optimizer": {"levels": ["sgd", "adam"],
+                            "lr_sweep": {"multipliers": [0.5, 2], "epochs": 1}}})  # fmt: skip
+    trials, _ = s.plan()
+    sweeps = [t for t in trials if t.kind == "sweep"]
+    assert len(sweeps) == 4 and trials[:4] == sweeps  # sweeps are queued first
+    sgd = next(t for t in trials if t.kind == "main" and t.config["optimizer"] == "sgd")
+    assert sgd.tune_lr and sgd.config["lr"] is None and len(sgd.depends_on) == 2
+    assert {t.config["lr"] for t in sweeps if t.key in sgd.depends_on} == {0.025, 0.1}
+    assert all(t.config["epochs"] == 1 for t in sweeps)
+
+
+def test_factorial_design_crosses_levels():
+    s = spec({"batch_size": [32, 256], "lr": [0.001, 0.003]}, design="factorial", seeds=2)
+    trials, cells = s.plan()
+    assert len(cells) == 4 and len(trials) == 8
+    assert {c.name for c in cells} >= {"batch_size=32, lr=0.001", "batch_size=256, lr=0.003"}
+
+
+@pytest.mark.parametrize(
+    ("factors", "extra", "field"),
+    [
+        ({"colour": [1, 2]}, {}, "colour"),
+        ({"kernel_size": []}, {}, "factors.kernel_size.levels"),
+        ({"kernel_size": ["9x3"]}, {}, "factors.kernel_size.levels[0]"),
+        ({"kernel_size": [3, 13]}, {}, "factors.kernel_size.levels[1]"),
+        ({"regularization": ["none", "magic"]}, {}, "factors.regularization.levels[1]"),
+        ({"optimizer": ["adam", "lion"]}, {}, "factors.optimizer.levels[1]"),
+        ({"batch_size": [0]}, {}, "factors.batch_size.levels[0]"),
+        ({"dropout": [0.2, 1.5]}, {}, "factors.dropout.levels[1]"),
+        ({"kernel_size": [3, 3]}, {}, "factors.kernel_size.levels"),
+        ({"kernel_size": [3]}, {"seeds": 0}, "seeds"),
+        ({"kernel_size": [3]}, {"design": "latin"}, "design"),
+        ({"kernel_size": {"levels": [3], "reference": "5x5"}}, {}, "reference"),
+        ({"batch_size": {"levels": [32], "lr_scaling": "linear"}}, {}, "warmup_epochs"),
+        ({"kernel_size": {"levels": [3], "speed": 2}}, {}, "speed"),
+    ],
+)
+def test_bad_specs_name_the_field(factors, extra, field):
+    with pytest.raises(CnnlabError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        spec(factors, **extra)
+
+
+def test_unknown_top_level_and_baseline_fields():
+    with pytest.raises(CnnlabError, match="factorz"):
+        parse_spec({"factorz": {}})
+    with pytest.raises(CnnlabError, match="kernal_size"):
+        parse_spec({"baseline": {"kernal_size": 3}, "factors": {"kernel_size": [3]}})
+    with pytest.raises(CnnlabError, match="factors"):
+        parse_spec({"factors": {}})
+
+
+def test_spec_files_yaml_and_toml(tmp_path):
+    (tmp_path / "s.toml").write_text(
+        "seeds = 2\n[budget]\ntrain_limit = 500\n[factors]\nkernel_size = [3, 5]\n"
+    )
+    s = load_spec(tmp_path / "s.toml")
+    assert s.name == "s" and s.seeds == (0, 1) and s.baseline.train_limit == 500
+    (tmp_path / "bad.yaml").write_text("factors: [unclosed\n")
+    with pytest.raises(CnnlabError, match="not valid YAML"):
+        load_spec(tmp_path / "bad.yaml")
+    with pytest.raises(CnnlabError, match="not found"):
+        load_spec(tmp_path / "missing.yaml")
+    with pytest.raises(CnnlabError, match="unknown profile"):
+        load_spec(profile="huge")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("factors:\n  colour: [1, 2]\n", "unknown factor 'colour'"),
+        ("factors:\n  kernel_size: {levels: [3, 'big']}\n", "factors.kernel_size.levels[1]"),
+        ("factors:\n  regularization: {levels: []}\n", "factors.regularization.levels"),
+    ],
+)
+def test_cli_bad_spec_is_one_line_and_exit_2(tmp_path, text, needle):
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "study", "run", str(path),
+         "--storage", f"sqlite:///{tmp_path}/s.db"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnnlab: error: ") and needle in lines[0]
+    assert not (tmp_path / "s.db").exists()  # nothing created before the spec is valid

@@ -1,0 +1,84 @@
+"""Shared fixtures: small synthetic image folders, the real chest X-ray set, one trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+CHEST = SHARED_DATA / "chest-xray-pneumonia"
+
+
+def synthetic_image(label: int, rng: np.random.Generator, size: int = 40) -> np.ndarray:
+    """Smooth random texture plus a bright blob on the left (label 0) or the right (label 1).
+
+    Smooth like a photograph (8x8 noise upsampled), so re-encoding it changes little.
+    """
+    coarse = Image.fromarray(rng.integers(0, 110, (8, 8, 3)).astype(np.uint8))
+    img = np.asarray(coarse.resize((size, size), Image.Resampling.BICUBIC)).copy()
+    x0 = 4 if label == 0 else size // 2 + 2
+    y0 = int(rng.integers(4, size // 2))
+    img[y0 : y0 + size // 3, x0 : x0 + size // 3 - 2] = rng.integers(200, 255)
+    return img
+
+
+def write_class_folders(root: Path, counts: dict[str, int], seed: int = 0, fmt="PNG") -> Path:
+    rng = np.random.default_rng(seed)
+    for label, (name, n) in enumerate(counts.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            ext = "png" if fmt == "PNG" else "jpg"
+            Image.fromarray(synthetic_image(label % 2, rng)).save(
+                root / name / f"{i:03d}.{ext}", fmt
+            )
+    return root
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """A flat folder: classes a (24 images) and b (16 images)."""
+    return write_class_folders(tmp_path / "data", {"a": 24, "b": 16})
+
+
+@pytest.fixture(scope="session")
+def chest() -> Path:
+    if not CHEST.is_dir():
+        pytest.skip(f"real data absent: {CHEST} (see ../shared/data/DATA.md)")
+    return CHEST
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One small run (resnet18 from random init, 32 px, `full`) shared by the slow tests."""
+    from cnnlab.transfer.config import TransferConfig
+    from cnnlab.transfer.train import make_console, train
+
+    base = tmp_path_factory.mktemp("run")
+    data = write_class_folders(base / "data", {"a": 40, "b": 40}, seed=1)
+    cfg = TransferConfig(
+        weights="none",
+        image_size=32,
+        strategy="full",
+        epochs=4,
+        batch_size=16,
+        test_size=0.2,
+        val_size=0.2,
+        lr=1e-3,
+    )
+    run_dir, _ = train(data, base / "run", cfg, console=make_console(quiet=True))
+    return run_dir
+
+
+@pytest.fixture
+def make_folders():
+    """``make_folders(root, {"class": n, ...}, seed, fmt)`` writes synthetic class folders."""
+    return write_class_folders
+
+
+@pytest.fixture
+def make_image():
+    return synthetic_image

@@ -1,0 +1,257 @@
+"""Training: imbalance handling, strategies, the feature cache, and whole runs."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.cli import main
+from cnnlab.transfer import checkpoint as C
+from cnnlab.transfer.config import TransferConfig
+from cnnlab.transfer.features import FeatureCache, extract
+from cnnlab.transfer.models import build_model, head_name
+from cnnlab.transfer.train import (
+    make_console,
+    make_loss,
+    make_optimizer,
+    make_plan,
+    make_sampler,
+    train,
+)
+
+LABELS = np.array([0] * 90 + [1] * 10)
+CFG = TransferConfig(weights="none", image_size=32)
+
+
+def test_balance_weights_weighs_the_loss_by_inverse_class_frequency():
+    loss = make_loss(CFG.replace(balance="weights"), LABELS, 2, "cpu")
+    assert loss.weight.tolist() == pytest.approx([100 / (2 * 90), 100 / (2 * 10)])
+    assert make_loss(CFG, LABELS, 2, "cpu").weight is None
+
+
+def test_balance_sampler_draws_classes_about_equally():
+    g = torch.Generator().manual_seed(0)
+    drawn = [i for _ in range(20) for i in make_sampler(CFG.replace(balance="sampler"), LABELS, g)]
+    minority = np.mean(LABELS[drawn] == 1)
+    assert len(drawn) == 2000 and 0.45 < minority < 0.55
+    plain = list(make_sampler(CFG, LABELS, g))
+    assert sorted(plain) == list(range(100))  # a permutation: every image once
+
+
+def _trainable(model):
+    return {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "epoch", "expected"),
+    [
+        ("head", 0, {"fc"}),
+        ("partial", 0, {"fc", "layer4"}),
+        ("full", 0, {"conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"}),
+        ("gradual", 0, {"fc"}),
+        ("gradual", 2, {"fc", "layer4", "layer3"}),
+    ],
+)
+def test_strategies_train_the_intended_layers(strategy, epoch, expected):
+    model = build_model("resnet18", 2, weights="none")
+    plan = make_plan(model, CFG.replace(strategy=strategy))
+    plan.apply(model, epoch)
+    assert _trainable(model) == expected
+    # frozen BatchNorm layers keep their running statistics (eval mode)
+    assert model.layer1[0].bn1.training == (strategy == "full")
+
+
+def test_gradual_uses_discriminative_learning_rates():
+    model = build_model("resnet18", 2, weights="none")
+    cfg = CFG.replace(strategy="gradual", lr=1e-3, lr_decay=0.5)
+    lrs = [g["lr"] for g in make_optimizer(make_plan(model, cfg), cfg).param_groups]
+    assert lrs == pytest.approx(
+        [1e-3, 1e-3 * 0.5**5, 1e-3 * 0.5**4, 1e-3 * 0.5**3, 1e-3 * 0.5**2, 1e-3 * 0.5]
+    )
+
+
+def test_feature_cache_holds_the_backbone_output_of_each_view():
+    torch.manual_seed(0)
+    model = build_model("resnet18", 2, weights="none")
+    images = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
+    mean, std = (0.5,) * 3, (0.25,) * 3
+    cache = FeatureCache.build(model, "fc", images, mean, std, "cpu", "basic", 32, 4, seed=0)
+    assert cache.n_views == 2  # basic = as is + mirrored, exactly
+    plain = extract(model, "fc", images, mean, std, "cpu")
+    mirrored = extract(model, "fc", images[:, :, ::-1], mean, std, "cpu")
+    assert torch.allclose(cache.views[0], plain, atol=1e-5)
+    assert torch.allclose(cache.views[1], mirrored, atol=1e-5)
+    assert plain.shape == (6, 512) and head_name(model) == "fc"  # head restored
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_train_writes_a_complete_run(trained_run):
+    names = {p.name for p in trained_run.iterdir()}
+    assert {
+        "config.json",
+        "metrics.json",
+        "history.csv",
+        "splits.csv",
+        "best.pt",
+        "last.pt",
+        "report.html",
+        "learning_curves.png",
+        "confusion_matrix.png",
+        "roc.png",
+        "data_report.json",
+        "predictions_test.csv",
+    } <= names
+    m = json.loads((trained_run / "metrics.json").read_text())
+    for key in (
+        "test_accuracy",
+        "test_loss",
+        "balanced_accuracy",
+        "macro_f1",
+        "per_class",
+        "confusion_matrix",
+        "ece",
+        "roc_auc",
+        "train_seconds",
+        "images_per_second",
+        "epochs_run",
+        "operating_point",
+    ):
+        assert key in m, key
+    assert m["evaluated_on"] == "test" and sum(map(sum, m["confusion_matrix"])) == 16
+    history = _read_csv(trained_run / "history.csv")
+    assert [int(r["epoch"]) for r in history] == [1, 2, 3, 4]
+    best = max(float(r["val_balanced_accuracy"]) for r in history)
+    assert float(history[m["best_epoch"] - 1]["val_balanced_accuracy"]) == best
+    splits = _read_csv(trained_run / "splits.csv")
+    assert len({r["path"] for r in splits}) == len(splits) == 80
+    assert sum(r["split"] == "test" for r in splits) == 16
+    raw = torch.load(trained_run / "best.pt", weights_only=True)
+    assert raw["class_names"] == ["a", "b"] and raw["extra"]["epoch"] == m["best_epoch"]
+    html = (trained_run / "report.html").read_text()
+    assert "data:image/png;base64" in html and "Grad-CAM" in html
+
+
+@pytest.mark.slow
+def test_model_learns_the_synthetic_task(trained_run):
+    # blob left vs right: any working training loop separates it within four epochs
+    m = json.loads((trained_run / "metrics.json").read_text())
+    assert m["roc_auc"] > 0.8
+
+
+@pytest.mark.slow
+def test_head_strategy_with_a_weights_file_keeps_that_backbone(tmp_path, make_folders):
+    data = make_folders(tmp_path / "data", {"x": 12, "y": 12})
+    torch.manual_seed(5)
+    source = build_model("resnet18", 1000, weights="none").state_dict()
+    torch.save(source, tmp_path / "site-weights.pth")
+    cfg = CFG.replace(weights=str(tmp_path / "site-weights.pth"), epochs=2, val_size=0.25)
+    run_dir, m = train(data, tmp_path / "run", cfg, console=make_console(quiet=True))
+    state = C.load(run_dir).state_dict
+    for key in ("conv1.weight", "layer4.1.conv2.weight", "layer2.0.bn1.running_var"):
+        assert torch.equal(state[key], source[key]), key  # frozen, BatchNorm stats too
+    assert m["feature_cache"] is True and m["evaluated_on"] == "val"
+
+
+@pytest.mark.slow
+def test_gradual_strong_mixup_cutmix_and_early_stopping_run(tmp_path, make_folders):
+    data = make_folders(tmp_path / "data", {"x": 12, "y": 12})
+    cfg = CFG.replace(
+        strategy="gradual",
+        augment="strong",
+        mixup=0.2,
+        cutmix=1.0,
+        balance="weights",
+        schedule="cosine",
+        label_smoothing=0.1,
+        epochs=4,
+        early_stopping=1,
+        monitor="loss",
+        batch_size=8,
+        val_size=0.25,
+    )
+    run_dir, m = train(data, tmp_path / "run", cfg, console=make_console(quiet=True))
+    history = _read_csv(run_dir / "history.csv")
+    assert [int(r["stages_trained"]) for r in history] == list(range(len(history)))
+    assert m["epochs_run"] == len(history) and m["feature_cache"] is False
+    if len(history) < 4:  # stopped early: the last epoch did not improve val loss
+        losses = [float(r["val_loss"]) for r in history]
+        assert losses[-1] >= min(losses[:-1])
+
+
+def _cli_error(args, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1 and lines[0].startswith("cnnlab: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ({"train/x": 3, "train/y": 3, "val/x": 2, "val/z": 2}, "classes differ"),
+        ({"only": 4}, "single class"),
+        ({"x": 4, "y": 0}, "holds no files"),
+    ],
+)
+def test_bad_layouts_fail_with_one_line_and_write_nothing(
+    tmp_path, capsys, make_folders, layout, message
+):
+    for sub, n in layout.items():
+        (tmp_path / "data" / sub).mkdir(parents=True)
+        if n:
+            make_folders(
+                tmp_path / "data" / sub.rsplit("/", 1)[0] if "/" in sub else tmp_path / "data",
+                {sub.rsplit("/", 1)[-1]: n},
+            )
+    out = tmp_path / "run"
+    line = _cli_error(
+        [
+            "transfer",
+            "train",
+            str(tmp_path / "data"),
+            "--out",
+            str(out),
+            "--weights",
+            "none",
+            "--image-size",
+            "32",
+        ],
+        capsys,
+    )
+    assert message in line
+    assert not out.exists()
+
+
+def test_unknown_flag_and_bad_values_are_one_line_errors(tmp_path, capsys, folder):
+    assert "No such option" in _cli_error(
+        ["transfer", "train", str(folder), "--out", str(tmp_path / "r"), "--bogus"], capsys
+    )
+    line = _cli_error(
+        [
+            "transfer",
+            "train",
+            str(folder),
+            "--out",
+            str(tmp_path / "r"),
+            "--strategy",
+            "everything",
+        ],
+        capsys,
+    )
+    assert "invalid --strategy" in line
+
+
+def test_cli_help_does_not_import_torch():
+    code = "import sys, cnnlab.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
