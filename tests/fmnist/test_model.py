@@ -67,6 +67,12 @@ def test_batch_norm_adds_normalisation_and_drops_conv_bias():
     assert model.count_params() == 34826 - 96 + 4 * 96
 
 
+def test_batch_norm_momentum_reaches_every_normalisation_layer():
+    model = build_model(TUTORIAL.replace(batch_norm=True, batch_norm_momentum=0.9))
+    bn = [la for la in model.layers if type(la).__name__ == "BatchNormalization"]
+    assert bn and all(la.momentum == pytest.approx(0.9) for la in bn)
+
+
 def test_dropout_zero_removes_the_layer_and_rate_is_used():
     assert "Dropout" not in kinds(build_model(TUTORIAL.replace(dropout=0.0)))
     assert build_model(TUTORIAL.replace(dropout=0.25)).get_layer("dropout").rate == 0.25
@@ -130,6 +136,7 @@ def test_kernel_that_shrinks_the_map_to_nothing_is_refused():
         ({"filters": (32, 64, 128, 256)}, "filters"),
         ({"train_limit": 10}, "train-limit"),
         ({"warmup_epochs": 15}, "warmup-epochs"),
+        ({"batch_norm_momentum": 1.0}, "batch-norm-momentum"),
     ],
 )
 def test_invalid_configs_name_the_field(change, field):

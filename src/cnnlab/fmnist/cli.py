@@ -155,17 +155,32 @@ def predict_command(
 
 
 def demo_command(
-    out: Path | None = typer.Option(None, help="Run directory [default: runs/demo-<time>]."),
+    single_run: bool = typer.Option(
+        False, "--single-run", help="Train one `fast` model instead of running the quick study."
+    ),
+    profile: str = typer.Option("quick", help="Study profile the demo runs."),
+    storage: str = typer.Option("sqlite:///studies.db", help="Optuna storage URL of the study."),
+    out: Path | None = typer.Option(None, help="Report (or run) directory."),
     data_dir: Path | None = typer.Option(None, help="Folder with the Fashion-MNIST .gz files."),
-    epochs: int = typer.Option(4, help="Epochs of the quick demo run."),
-    train_limit: int = typer.Option(20000, help="Training images used by the demo."),
+    epochs: int = typer.Option(4, help="Epochs of the --single-run demo."),
+    train_limit: int = typer.Option(20000, help="Training images of the --single-run demo."),
 ) -> None:
-    """Quick tour: train the `fast` preset on a subset (about 2 minutes on 2 cores)."""
+    """Quick tour: the `quick` study of kernel size, regularization, batch size and optimizer
+    (resumed if interrupted), then its report. `--single-run` trains one `fast` model instead."""
+    _quiet_tensorflow()
+    if not single_run:
+        if data_dir is not None:
+            os.environ["CNNLAB_DATA_DIR"] = str(data_dir)
+        from cnnlab.study import demo
+
+        print(f"demo: the `{profile}` study (storage {storage})")
+        report = demo(profile=profile, storage=storage, out=out)
+        print(f"report: {report}  (also report.md and results.csv beside it)")
+        return
     from cnnlab.fmnist.config import preset
 
     config = preset("fast").replace(epochs=epochs, train_limit=train_limit)
     out = out or Path("runs") / f"demo-{_stamp()}"
-    _quiet_tensorflow()
     from cnnlab.fmnist.train import train
 
     print(f"demo: the `fast` preset on {train_limit} training images for {epochs} epochs")

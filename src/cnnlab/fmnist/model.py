@@ -67,7 +67,9 @@ def build_model(config: TrainConfig):
                 # norm (unfused in Keras 3, slow on CPU) costs a quarter of the time.
                 x = pool(2, name=f"pool{block + 1}")(x)
             if config.batch_norm:
-                x = layers.BatchNormalization(name=f"bn{block + 1}_{i + 1}")(x)
+                x = layers.BatchNormalization(
+                    momentum=config.batch_norm_momentum, name=f"bn{block + 1}_{i + 1}"
+                )(x)
                 x = layers.Activation(config.activation, name=f"act{block + 1}_{i + 1}")(x)
         if not config.batch_norm:
             x = pool(2, name=f"pool{block + 1}")(x)
@@ -84,7 +86,7 @@ def build_model(config: TrainConfig):
             name="dense",
         )(x)
         if config.batch_norm:
-            x = layers.BatchNormalization(name="bn_dense")(x)
+            x = layers.BatchNormalization(momentum=config.batch_norm_momentum, name="bn_dense")(x)
             x = layers.Activation(config.activation, name="act_dense")(x)
     if config.dropout > 0:
         x = layers.Dropout(config.dropout, seed=config.seed, name="dropout")(x)

@@ -22,7 +22,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.study import storage as st
 from cnnlab.study.spec import StudySpec
 
-# Measured on the 2-core development machine (docs/study.md, under load from other work):
+# Measured on the 2-core development machine (README.md, under load from other work):
 # in the quieter pair of runs two single-threaded workers had 1.14x the throughput of one
 # two-threaded worker (small networks do not keep two cores busy in one TensorFlow process).
 DEFAULT_WORKERS = 2
