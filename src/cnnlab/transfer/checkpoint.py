@@ -96,9 +96,24 @@ def save(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, data)
 
 
+def load_plain(path: Path, what: str) -> Any:
+    """``torch.load`` restricted to tensors and plain data: a pickle payload that could run
+    code is refused with one clear error, as is anything unreadable."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CnnlabError(
+            f"refusing to load {path}: it contains Python objects that could run code "
+            f"(a pickle payload), not just tensors and plain metadata"
+        ) from None
+    except Exception as e:
+        raise CnnlabError(f"{path} is not a readable {what}: {e}") from None
+
+
 def load(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint; a run directory means its ``best.pt``."""
-    import torch
 
     path = Path(path)
     if path.is_dir():
@@ -115,15 +130,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         except Exception as e:
             raise CnnlabError(f"{path} is not a readable safetensors checkpoint: {e}") from None
     else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            raise CnnlabError(
-                f"refusing to load {path}: it contains Python objects that could run code "
-                f"(a pickle payload), not just tensors and plain metadata"
-            ) from None
-        except Exception as e:
-            raise CnnlabError(f"{path} is not a readable checkpoint: {e}") from None
+        obj = load_plain(path, "checkpoint")
         if not isinstance(obj, dict):
             raise CnnlabError(f"{path} is not a cnnlab checkpoint")
         meta, state = obj, obj.get("state_dict")

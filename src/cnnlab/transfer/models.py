@@ -121,8 +121,6 @@ def _torchvision_pretrained(arch: str, build: bool = True):
 
 def read_state_dict(path: str | os.PathLike) -> dict:
     """A state dict from a local file, never unpickling arbitrary objects."""
-    import pickle
-
     import torch
 
     path = Path(path)
@@ -135,15 +133,9 @@ def read_state_dict(path: str | os.PathLike) -> dict:
             return load_file(str(path))
         except Exception as e:
             raise CnnlabError(f"{path} is not a readable safetensors file: {e}") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CnnlabError(
-            f"refusing to load {path}: it holds Python objects beyond tensors (a pickle could "
-            f"run code); provide a plain state dict or a .safetensors file"
-        ) from None
-    except Exception as e:
-        raise CnnlabError(f"{path} is not a readable PyTorch weights file: {e}") from None
+    from cnnlab.transfer.checkpoint import load_plain
+
+    obj = load_plain(path, "PyTorch weights file")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]  # a cnnlab checkpoint or a training-script checkpoint
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
