@@ -28,8 +28,11 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
+# Two processes: importing torchvision (which pulls in triton) after TensorFlow is loaded
+# segfaults, so the TensorFlow tests and the PyTorch (transfer) tests never share one.
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --ignore=tests/transfer $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/transfer $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
