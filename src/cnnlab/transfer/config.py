@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from cnnlab.configs import FrozenConfig
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer.presets import AUGMENTS
 
@@ -19,7 +18,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)
-class TransferConfig:
+class TransferConfig(FrozenConfig):
     # model
     arch: str = "resnet18"
     weights: str = "imagenet"  # imagenet | none | path of a state-dict file
@@ -60,20 +59,6 @@ class TransferConfig:
 
     def __post_init__(self) -> None:
         validate(self)
-
-    def replace(self, **changes: Any) -> TransferConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TransferConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CnnlabError(f"unknown config field(s): {', '.join(unknown)}")
-        return cls(**data)
 
 
 def validate(c: TransferConfig) -> None:
