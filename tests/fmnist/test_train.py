@@ -12,7 +12,7 @@ from cnnlab.fmnist.config import preset
 
 keras = pytest.importorskip("keras")
 
-from cnnlab.fmnist.train import make_splits, train  # noqa: E402
+from cnnlab.fmnist.train import fit_inputs, make_splits, train  # noqa: E402
 
 from .conftest import TINY  # noqa: E402
 
@@ -40,6 +40,28 @@ def test_splits_are_stratified_disjoint_and_seeded(fashion):
     # no validation image is also a training image
     train_rows = {row.tobytes() for row in a.x_train}
     assert not any(row.tobytes() in train_rows for row in a.x_val)
+
+
+def _epochs(inputs: dict, n: int) -> list[np.ndarray]:
+    """The label rows of ``n`` passes over ``fit_inputs`` output, one array per pass."""
+    if "y" in inputs:  # not TensorFlow: arrays, shuffled by Keras
+        return [inputs["y"]] * n
+    return [np.concatenate([y.numpy() for _, y in inputs["x"]]) for _ in range(n)]
+
+
+def test_fit_inputs_visit_every_image_once_per_epoch_in_a_seeded_order():
+    x = np.arange(100, dtype=np.float32).reshape(100, 1, 1, 1) * np.ones((1, 28, 28, 1))
+    y = np.arange(100, dtype=np.float32)[:, None]  # a "label" that names its row
+    first, second = _epochs(fit_inputs(x, y, 32, shuffle=True, seed=3), 2)
+    assert sorted(first.ravel()) == sorted(second.ravel()) == list(range(100))
+    if keras.backend.backend() == "tensorflow":
+        assert not np.array_equal(first, second)  # reshuffled every epoch
+        again, _ = _epochs(fit_inputs(x, y, 32, shuffle=True, seed=3), 2)
+        np.testing.assert_array_equal(first, again)  # same seed, same order
+        (batch_x, batch_y), *_ = fit_inputs(x, y, 32, shuffle=False, seed=0)["x"]
+        assert batch_x.shape == (32, 28, 28, 1)
+        np.testing.assert_array_equal(batch_x.numpy()[:, 0, 0, 0], batch_y.numpy()[:, 0])
+        np.testing.assert_array_equal(batch_y.numpy()[:, 0], np.arange(32))
 
 
 def test_same_seed_same_result_and_history_contract(fashion):

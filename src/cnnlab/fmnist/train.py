@@ -65,6 +65,34 @@ def make_splits(config: TrainConfig, data: FashionMNIST) -> Splits:
     )  # fmt: skip
 
 
+def fit_inputs(
+    x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, seed: int
+) -> dict[str, Any]:
+    """Keyword arguments of ``model.fit``/``evaluate`` that feed ``x``, ``y`` (one-hot).
+
+    On the TensorFlow backend: a ``tf.data`` pipeline that shuffles indices and gathers each
+    batch in one op, on a private one-thread pool with autotuning off. Keras' own adapter for
+    NumPy arrays shares TensorFlow's thread pools and autotunes them; on 2 cores that left one
+    core idle for long stretches (1,550 vs 2,600 images/s for the same steps; README.md,
+    Benchmarks). Other backends get the arrays (Keras shuffles them each epoch).
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return {"x": x, "y": y, "batch_size": batch_size, "shuffle": shuffle}
+    import tensorflow as tf
+
+    images, labels = tf.constant(x), tf.constant(y)
+    ds = tf.data.Dataset.range(len(x))
+    if shuffle:  # a fresh, seeded order every epoch
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    options.autotune.enabled = False
+    return {"x": ds.prefetch(1).with_options(options), "shuffle": False}  # shuffled above
+
+
 def compile_model(config: TrainConfig, steps_per_epoch: int):
     """Build and compile the model of ``config`` (seeds must be set before)."""
     import keras
@@ -138,11 +166,12 @@ def _fit(config, data, progress, extra_callbacks, deterministic):
     callbacks.extend(extra_callbacks)
     if progress:
         callbacks.append(RichProgress(f"train {len(s.x_train)} images"))
+    train_in = fit_inputs(s.x_train, Splits.one_hot(s.y_train), config.batch_size,
+                          shuffle=True, seed=config.seed)  # fmt: skip
+    val_in = fit_inputs(s.x_val, Splits.one_hot(s.y_val), 1024, shuffle=False, seed=0)
     model.fit(
-        s.x_train, Splits.one_hot(s.y_train),
-        batch_size=config.batch_size, epochs=config.epochs,
-        validation_data=(s.x_val, Splits.one_hot(s.y_val)),
-        shuffle=True, verbose=0, callbacks=callbacks,
+        **train_in, epochs=config.epochs, verbose=0, callbacks=callbacks,
+        validation_data=val_in["x"] if "y" not in val_in else (val_in["x"], val_in["y"]),
     )  # fmt: skip
 
     proba = model.predict(s.x_test, batch_size=1024, verbose=0).astype(np.float32)
