@@ -3,12 +3,16 @@
 usage: python run_fake.py SPEC STORAGE NAME WORKERS
 """
 
+import signal
 import sys
 
 from cnnlab.errors import CnnlabError
 from cnnlab.study import load_spec, run_study
 
 spec_path, storage, name, workers = sys.argv[1:5]
+# Act like a foreground `cnnlab study run` even when the test suite itself was started in the
+# background, where the shell makes every child ignore SIGINT (the Ctrl-C the tests send).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 try:
     s = run_study(
         load_spec(spec_path),

@@ -6,6 +6,7 @@ import os
 import signal
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
@@ -252,3 +253,29 @@ def test_two_concurrent_runs_on_postgresql(tmp_path, fake_env, twelve_trials, st
         pytest.skip("CNNLAB_TEST_POSTGRES_URL is not set (.ci/run starts a PostgreSQL server)")
     name = f"small-{uuid.uuid4().hex[:8]}"
     _concurrent_runs(url, name, tmp_path, fake_env, twelve_trials, start_fake_run)
+
+
+def test_a_worker_waits_for_the_study_its_run_is_still_creating(tmp_path, fake_env, small_spec):
+    """`cnnlab study run` starts workers before it creates the study (their TensorFlow start-up
+    overlaps it): a worker waits for the study, and without a wait it names the missing one."""
+    import threading
+
+    from cnnlab.study.worker import work
+
+    fake_env.syspath_prepend(str(Path(__file__).parent))
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = load_spec(small_spec)
+    with pytest.raises(CnnlabError, match="no study named 'small'"):
+        work(url, "small", trainer="fake_trainer:trainer", log=lambda m: None)
+
+    def create_later():
+        time.sleep(1.0)
+        st.prepare_study(url, st.open_storage(url), "small", spec)
+
+    creator = threading.Thread(target=create_later)
+    creator.start()
+    summary = work(url, "small", trainer="fake_trainer:trainer", log=lambda m: None,
+                   wait_for_study=60)  # fmt: skip
+    creator.join()
+    assert summary.completed == len(spec.plan()[0])
+    assert_each_trial_complete_once(url, "small", spec)

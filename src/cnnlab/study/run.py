@@ -22,10 +22,11 @@ from cnnlab.errors import CnnlabError
 from cnnlab.study import storage as st
 from cnnlab.study.spec import StudySpec
 
-# Measured on the 2-core development machine (README.md, under load from other work):
-# in the quieter pair of runs two single-threaded workers had 1.14x the throughput of one
-# two-threaded worker (small networks do not keep two cores busy in one TensorFlow process).
+# Measured on the idle 2-core development machine (README.md, Studies): the same 16 trials
+# took 111 s with two single-threaded workers and 141-147 s with one two-threaded worker
+# (1.3x); small networks do not keep two cores busy inside one TensorFlow process.
 DEFAULT_WORKERS = 2
+STUDY_WAIT_SECONDS = 120.0  # a worker's wait for the study its parent is still creating
 POLL_SECONDS = 5.0  # the parent shares the CPU with the workers: poll the storage sparingly
 
 
@@ -63,18 +64,29 @@ def run_study(
         raise CnnlabError(f"--workers must be >= 1, got {workers}")
     name = name or spec.name
     start = time.perf_counter()
-    store = st.open_storage(storage, heartbeat or st.HEARTBEAT_SECONDS, grace or st.GRACE_SECONDS)
-    study, enqueued = st.prepare_study(storage, store, name, spec, origin)
-    planned = len(spec.plan()[0])
     options = {
         "url": storage, "name": name, "trainer": trainer, "data_dir": data_dir,
         "heartbeat": heartbeat, "grace": grace, "threads": threads or default_threads(workers),
-        "parent": os.getpid(),
+        "parent": os.getpid(), "wait_for_study": STUDY_WAIT_SECONDS,
     }  # fmt: skip
     logs = [
         Path(tempfile.gettempdir()) / f"cnnlab-worker-{os.getpid()}-{i}.log" for i in range(workers)
     ]
+    # Workers first: their TensorFlow start-up (about 7 s here) overlaps the study's creation.
     procs = [_spawn(options, log) for log in logs]
+    try:
+        store = st.open_storage(
+            storage, heartbeat or st.HEARTBEAT_SECONDS, grace or st.GRACE_SECONDS
+        )
+        study, enqueued = st.prepare_study(storage, store, name, spec, origin)
+    except BaseException:  # e.g. another spec under this name: stop the workers, no logs left
+        for p, log in zip(procs, logs, strict=True):
+            p.kill()
+            p.wait()
+            with contextlib.suppress(OSError):
+                log.unlink()
+        raise
+    planned = len(spec.plan()[0])
     with _sigterm_as_interrupt():
         try:
             _watch(study, planned, procs, progress)

@@ -36,8 +36,12 @@ def work(
     heartbeat: int | None = None,
     grace: int | None = None,
     log=print,
+    wait_for_study: float = 0.0,
 ) -> WorkerSummary:
-    """Run trials of study ``name`` until none is waiting or running anywhere."""
+    """Run trials of study ``name`` until none is waiting or running anywhere.
+
+    ``wait_for_study``: seconds to wait for the study to appear in the storage.
+    """
     from optuna.trial import TrialState
 
     from cnnlab.fmnist.config import TrainConfig
@@ -45,7 +49,15 @@ def work(
     from cnnlab.study.trial import DEFAULT_TRAINER, load_trainer
 
     storage = st.open_storage(url, heartbeat or st.HEARTBEAT_SECONDS, grace or st.GRACE_SECONDS)
-    study = st.load_study(storage, name)
+    deadline = time.monotonic() + wait_for_study
+    while True:  # `cnnlab study run` starts its workers while it is still creating the study
+        try:
+            study = st.load_study(storage, name)
+            break
+        except CnnlabError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     run = None  # the trainer is built (TensorFlow imported, data parsed) on the first claim
     summary = WorkerSummary()
     grace = storage.grace_period or st.GRACE_SECONDS
@@ -143,4 +155,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Everything is recorded in the storage by now. Skip the interpreter's teardown, which
+    # with TensorFlow loaded took 2-3 s per worker at the end of every study.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
