@@ -279,3 +279,9 @@ def test_a_worker_waits_for_the_study_its_run_is_still_creating(tmp_path, fake_e
     creator.join()
     assert summary.completed == len(spec.plan()[0])
     assert_each_trial_complete_once(url, "small", spec)
+    # a worker sent for another spec under the same name claims nothing: it waits, then says so
+    with pytest.raises(CnnlabError, match="holds another spec"):
+        work(url, "small", trainer="fake_trainer:trainer", log=lambda m: None,
+             wait_for_study=0.5, digest="not-" + spec.digest)  # fmt: skip
+    assert work(url, "small", trainer="fake_trainer:trainer", log=lambda m: None,
+                digest=spec.digest).completed == 0  # fmt: skip

@@ -67,7 +67,7 @@ def run_study(
     options = {
         "url": storage, "name": name, "trainer": trainer, "data_dir": data_dir,
         "heartbeat": heartbeat, "grace": grace, "threads": threads or default_threads(workers),
-        "parent": os.getpid(), "wait_for_study": STUDY_WAIT_SECONDS,
+        "parent": os.getpid(), "wait_for_study": STUDY_WAIT_SECONDS, "digest": spec.digest,
     }  # fmt: skip
     logs = [
         Path(tempfile.gettempdir()) / f"cnnlab-worker-{os.getpid()}-{i}.log" for i in range(workers)

@@ -214,6 +214,11 @@ def prepare_study(
     return study, added
 
 
+def spec_digest(study: Any) -> str | None:
+    """The digest of the spec a study was created with (None while it is being created)."""
+    return study.user_attrs.get(_DIGEST_ATTR)
+
+
 def _param_space(trials: list[PlannedTrial]) -> dict[str, Any]:
     """Config fields that vary across the study become Optuna params, so optuna-dashboard can
     plot accuracy against them; the learning rate stays an attribute (a tuned one is unknown

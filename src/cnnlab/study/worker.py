@@ -37,10 +37,12 @@ def work(
     grace: int | None = None,
     log=print,
     wait_for_study: float = 0.0,
+    digest: str | None = None,
 ) -> WorkerSummary:
     """Run trials of study ``name`` until none is waiting or running anywhere.
 
-    ``wait_for_study``: seconds to wait for the study to appear in the storage.
+    ``wait_for_study``: seconds to wait for the study to appear in the storage (and, with
+    ``digest``, to hold that spec).
     """
     from optuna.trial import TrialState
 
@@ -53,11 +55,15 @@ def work(
     while True:  # `cnnlab study run` starts its workers while it is still creating the study
         try:
             study = st.load_study(storage, name)
-            break
-        except CnnlabError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+            if digest is None or st.spec_digest(study) == digest:
+                break
+            # another spec under this name: the parent is about to refuse it; claim nothing
+            error = CnnlabError(f"study {name!r} in this storage holds another spec")
+        except CnnlabError as e:
+            error = e
+        if time.monotonic() > deadline:
+            raise error
+        time.sleep(0.2)
     run = None  # the trainer is built (TensorFlow imported, data parsed) on the first claim
     summary = WorkerSummary()
     grace = storage.grace_period or st.GRACE_SECONDS
