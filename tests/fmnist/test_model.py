@@ -7,7 +7,7 @@ import pytest
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.config import PRESETS, TrainConfig, feature_map_size, preset
-from cnnlab.fmnist.model import build_model
+from cnnlab.fmnist.model import build_model, mirror, predict_proba
 
 keras = pytest.importorskip("keras")
 
@@ -111,6 +111,43 @@ def test_augmentation_is_active_only_in_training():
     assert model.count_params() == 34826  # augmentation adds no weights
 
 
+@pytest.mark.parametrize(
+    "change, parts",
+    [
+        ({"erasing": 0.0}, ["RandomTranslation", "RandomFlip"]),
+        ({"shift": 0.0, "erasing": 0.0}, ["RandomFlip"]),
+        ({"flip": False}, ["RandomTranslation", "RandomErasing"]),
+        ({"shift": 0.0, "flip": False}, ["RandomErasing"]),
+    ],
+)
+def test_each_augmentation_part_can_be_left_out(change, parts):
+    model = build_model(TUTORIAL.replace(augment=True, **change))
+    assert [type(la).__name__ for la in model.get_layer("augment").layers] == parts
+
+
+def test_augmentation_strengths_reach_the_layers():
+    aug = build_model(TUTORIAL.replace(augment=True, shift=0.15, erasing=0.3)).get_layer("augment")
+    shift, _, erase = aug.layers
+    assert (shift.height_factor, shift.width_factor) == (0.15, 0.15)
+    assert tuple(erase.factor) == (0.3, 0.3)
+    # off by default: no augmentation layer at all
+    assert "augment" not in [la.name for la in build_model(TUTORIAL).layers]
+
+
+def test_test_time_augmentation_averages_each_image_and_its_mirror():
+    model = build_model(TUTORIAL.replace(filters=(4, 8)))
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (8, 28, 28, 1)).astype("float32")
+    plain = model.predict(x, verbose=0)
+    mirrored = model.predict(x[:, :, ::-1, :], verbose=0)
+    np.testing.assert_allclose(predict_proba(model, x), plain, rtol=1e-5, atol=1e-6)
+    with_tta = predict_proba(model, x, tta=True)
+    np.testing.assert_allclose(with_tta, (plain + mirrored) / 2, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(with_tta, plain)  # random images are not symmetric
+    np.testing.assert_array_equal(mirror(mirror(x)), x)
+    np.testing.assert_array_equal(mirror(x)[:, :, 0], x[:, :, -1])
+
+
 def test_every_preset_builds_and_classifies_ten_classes():
     for name, config in PRESETS.items():
         model = build_model(config)
@@ -137,6 +174,9 @@ def test_kernel_that_shrinks_the_map_to_nothing_is_refused():
         ({"train_limit": 10}, "train-limit"),
         ({"warmup_epochs": 15}, "warmup-epochs"),
         ({"batch_norm_momentum": 1.0}, "batch-norm-momentum"),
+        ({"shift": 0.6}, "shift"),
+        ({"erasing": 1.5}, "erasing"),
+        ({"augment": True, "shift": 0.0, "flip": False, "erasing": 0.0}, "augment"),
     ],
 )
 def test_invalid_configs_name_the_field(change, field):

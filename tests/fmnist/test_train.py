@@ -132,3 +132,31 @@ def test_failed_run_leaves_nothing_behind(fashion, tmp_path):
             progress=False, callbacks=[Boom()],
         )  # fmt: skip
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tta_run_is_evaluated_on_each_image_and_its_mirror(fashion, tmp_path):
+    from cnnlab.fmnist.callbacks import TestAccuracyProbe
+    from cnnlab.fmnist.evaluate import evaluate_run, load_model, predict_images
+    from cnnlab.fmnist.model import predict_proba
+
+    x = fashion.x_test.reshape(-1, 28, 28, 1).astype("float32")
+    probe = TestAccuracyProbe(x, fashion.y_test, tta=True)
+    out = tmp_path / "run"
+    config = preset("fast").replace(**TINY, tta=True)
+    result = train(config, fashion, out=out, progress=False, callbacks=[probe])
+    model = load_model(out)
+    plain = predict_proba(model, x)
+    both = predict_proba(model, x, tta=True)
+    np.testing.assert_allclose(result.test_proba, both, atol=1e-5)
+    assert not np.allclose(both, plain, atol=1e-3)
+    accuracy = float((both.argmax(1) == fashion.y_test).mean())
+    assert result.metrics["test_accuracy"] == pytest.approx(accuracy)
+    assert evaluate_run(out)["test_accuracy"] == pytest.approx(accuracy)  # from config.json
+    assert probe.accuracy == [pytest.approx(accuracy)]
+    plain_accuracy = float((plain.argmax(1) == fashion.y_test).mean())
+    assert probe.plain_accuracy == [pytest.approx(plain_accuracy)]
+    from PIL import Image
+
+    Image.fromarray(fashion.x_test[0]).save(tmp_path / "a.png")
+    (p,) = predict_images(out, [tmp_path / "a.png"])
+    assert p.probability == pytest.approx(float(both[0].max()), abs=1e-4)

@@ -72,6 +72,12 @@ def train_command(
     augment: bool | None = typer.Option(
         None, "--augment/--no-augment", help="Random shift, flip and erasing while training."
     ),
+    shift: float | None = typer.Option(None, help="Augmentation: largest shift (0.08 = 2 px)."),
+    flip: bool | None = typer.Option(None, "--flip/--no-flip", help="Augmentation: mirror."),
+    erasing: float | None = typer.Option(None, help="Augmentation: erasing probability."),
+    tta: bool | None = typer.Option(
+        None, "--tta/--no-tta", help="Evaluate on each image and its mirror image (averaged)."
+    ),
     label_smoothing: float | None = typer.Option(None, help="Label smoothing (0 = off)."),
     optimizer: str | None = typer.Option(None, help="sgd, momentum, nesterov, rmsprop, ..."),
     lr: float | None = typer.Option(None, help="Peak learning rate [default: per optimizer]."),
@@ -97,10 +103,11 @@ def train_command(
         preset, kernel_size=kernel_size, first_kernel_size=first_kernel_size, filters=filters,
         convs_per_block=convs_per_block, padding=padding, activation=activation,
         pooling=pooling, dense_units=dense_units, global_pool=global_pool, l2=l2,
-        dropout=dropout, batch_norm=batch_norm, augment=augment,
-        label_smoothing=label_smoothing, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-        schedule=schedule, warmup_epochs=warmup_epochs, batch_size=batch_size, epochs=epochs,
-        early_stopping=early_stopping, seed=seed, train_limit=train_limit, val_size=val_size,
+        dropout=dropout, batch_norm=batch_norm, augment=augment, shift=shift, flip=flip,
+        erasing=erasing, tta=tta, label_smoothing=label_smoothing, optimizer=optimizer, lr=lr,
+        weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
+        batch_size=batch_size, epochs=epochs, early_stopping=early_stopping, seed=seed,
+        train_limit=train_limit, val_size=val_size,
     )  # fmt: skip
     out = out or Path("runs") / f"{preset}-{_stamp()}"
     _quiet_tensorflow()

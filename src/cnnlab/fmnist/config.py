@@ -52,8 +52,14 @@ class TrainConfig(FrozenConfig):
     # moving-average momentum of the BN statistics: Keras' 0.99 needs ~1000 steps to settle,
     # so short study budgets use 0.9
     batch_norm_momentum: float = 0.99
-    augment: bool = False  # random shift, horizontal flip, random erasing (training only)
+    augment: bool = False  # training-only augmentation, made of the three parts below
+    shift: float = 0.08  # random translation, as a fraction of the side (0.08 = about 2 px)
+    flip: bool = True  # random horizontal mirror image
+    erasing: float = 0.5  # probability of erasing a random rectangle (0 = never)
     label_smoothing: float = 0.0
+    # inference: average the class probabilities of each image and its mirror image (test-time
+    # augmentation; used by the final test evaluation, `evaluate` and `predict`)
+    tta: bool = False
     # optimization
     optimizer: str = "adam"
     lr: float | None = None  # None: DEFAULT_LR[optimizer]
@@ -119,6 +125,12 @@ def validate(c: TrainConfig) -> None:
         bad("dropout", f"must be in [0, 1), got {c.dropout}")
     if not 0 < c.batch_norm_momentum < 1:
         bad("batch-norm-momentum", f"must be in (0, 1), got {c.batch_norm_momentum}")
+    if not 0 <= c.shift <= 0.5:
+        bad("shift", f"must be between 0 and 0.5 of the image side, got {c.shift}")
+    if not 0 <= c.erasing <= 1:
+        bad("erasing", f"is a probability between 0 and 1, got {c.erasing}")
+    if c.augment and not (c.shift > 0 or c.flip or c.erasing > 0):
+        bad("augment", "is on, but shift, flip and erasing are all off")
     if not 0 <= c.label_smoothing < 1:
         bad("label-smoothing", f"must be in [0, 1), got {c.label_smoothing}")
     if c.optimizer not in OPTIMIZERS:

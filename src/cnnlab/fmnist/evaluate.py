@@ -13,6 +13,7 @@ import numpy as np
 
 from cnnlab.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
 from cnnlab.errors import CnnlabError
+from cnnlab.fmnist.model import predict_proba
 from cnnlab.runs import require_run_dir
 
 
@@ -42,14 +43,25 @@ def load_model(run_dir: str | os.PathLike):
     return model
 
 
+def run_uses_tta(run_dir: str | os.PathLike) -> bool:
+    """Whether the run was trained to be evaluated with test-time augmentation (its
+    ``config.json``); a run directory without one (only ``model.keras``) predicts plainly."""
+    from cnnlab.fmnist.artifacts import load_run_config
+
+    if not (Path(run_dir) / "config.json").exists():
+        return False
+    return load_run_config(run_dir).tta
+
+
 def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> dict:
     """Test-set metrics of a saved run (the same keys as its ``metrics.json`` test metrics)."""
     from cnnlab.metrics import test_metrics
 
     model = load_model(run_dir)
+    tta = run_uses_tta(run_dir)
     data = load_fashion_mnist(data_dir)
     x = data.x_test.reshape(-1, 28, 28, 1).astype(np.float32)
-    proba = model.predict(x, batch_size=1024, verbose=0)
+    proba = predict_proba(model, x, tta=tta)
     return test_metrics(data.y_test, proba, CLASS_NAMES)
 
 
@@ -113,7 +125,7 @@ def predict_images(
         raise CnnlabError("no image files given")
     images = np.stack([load_image(p, invert) for p in paths])[..., None]  # read all first
     model = load_model(run_dir)
-    proba = model.predict(images, batch_size=256, verbose=0)
+    proba = predict_proba(model, images, tta=run_uses_tta(run_dir), batch_size=256)
     out = []
     for path, p in zip(paths, proba, strict=True):
         order = np.argsort(-p)[:3]

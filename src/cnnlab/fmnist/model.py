@@ -7,32 +7,57 @@ augments only while training.
 
 from __future__ import annotations
 
+import numpy as np
+
 from cnnlab.fmnist.config import TrainConfig
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 
 
-def augmentation(seed: int):
+def augmentation(config: TrainConfig):
     """Light augmentation that keeps a garment a garment (Keras preprocessing layers, which
-    are active only in training): shifts of up to 2 px, mirror images (clothes are roughly
-    left-right symmetric, so a flip is a new plausible example), and random erasing (hides part
-    of the garment so the net cannot rely on one region)."""
+    are active only in training): shifts of a few pixels (``shift``), mirror images (``flip``:
+    clothes are roughly left-right symmetric, so a mirror image is a new plausible example),
+    and random erasing (``erasing``: hides part of the garment so the net cannot rely on one
+    region). The parts that are off are left out."""
     import keras
 
-    return keras.Sequential(
-        [
+    seed, parts = config.seed, []
+    if config.shift > 0:
+        parts.append(
             keras.layers.RandomTranslation(
-                0.08, 0.08, fill_mode="constant", fill_value=0.0, seed=seed
-            ),
-            keras.layers.RandomFlip("horizontal", seed=seed + 1),
-            # factor=(p, p): erase with probability p (a single float would draw p from 0..f)
+                config.shift, config.shift, fill_mode="constant", fill_value=0.0, seed=seed
+            )
+        )
+    if config.flip:
+        parts.append(keras.layers.RandomFlip("horizontal", seed=seed + 1))
+    if config.erasing > 0:
+        # factor=(p, p): erase with probability p (a single float would draw p from 0..f)
+        parts.append(
             keras.layers.RandomErasing(
-                factor=(0.5, 0.5), scale=(0.02, 0.25), fill_value=0.0, seed=seed + 2
-            ),
-        ],
-        name="augment",
-    )
+                factor=(config.erasing, config.erasing),
+                scale=(0.02, 0.25),
+                fill_value=0.0,
+                seed=seed + 2,
+            )
+        )
+    return keras.Sequential(parts, name="augment")
+
+
+def predict_proba(model, x, *, tta: bool = False, batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities (N, 10) of raw images ``x`` (N, 28, 28, 1). With ``tta``, the mean
+    of the probabilities of each image and of its mirror image (test-time augmentation)."""
+    x = np.asarray(x, dtype=np.float32)
+    proba = model.predict(x, batch_size=batch_size, verbose=0).astype(np.float32)
+    if tta:
+        proba = (proba + model.predict(mirror(x), batch_size=batch_size, verbose=0)) / 2
+    return proba.astype(np.float32)
+
+
+def mirror(x) -> np.ndarray:
+    """Images (N, H, W, C) mirrored left to right."""
+    return np.ascontiguousarray(np.asarray(x)[:, :, ::-1, :])
 
 
 def build_model(config: TrainConfig):
@@ -44,7 +69,7 @@ def build_model(config: TrainConfig):
     inputs = keras.Input(INPUT_SHAPE, name="image")
     x = inputs
     if config.augment:
-        x = augmentation(config.seed)(x)
+        x = augmentation(config)(x)
     x = layers.Rescaling(1.0 / 255, name="scale")(x)
     pool = layers.MaxPooling2D if config.pooling == "max" else layers.AveragePooling2D
     for block, filters in enumerate(config.filters):

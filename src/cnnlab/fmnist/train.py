@@ -148,6 +148,7 @@ def _fit(config, data, progress, extra_callbacks, deterministic):
 
     from cnnlab.fmnist.backend import seed_everything
     from cnnlab.fmnist.callbacks import EpochClock, RichProgress
+    from cnnlab.fmnist.model import predict_proba
     from cnnlab.metrics import test_metrics
 
     seed_everything(config.seed, deterministic=deterministic)
@@ -174,7 +175,7 @@ def _fit(config, data, progress, extra_callbacks, deterministic):
         validation_data=val_in["x"] if "y" not in val_in else (val_in["x"], val_in["y"]),
     )  # fmt: skip
 
-    proba = model.predict(s.x_test, batch_size=1024, verbose=0).astype(np.float32)
+    proba = predict_proba(model, s.x_test, tta=config.tta)
     seconds = clock.train_seconds
     epochs_run = len(clock.history)
     metrics = test_metrics(s.y_test, proba, CLASS_NAMES)
