@@ -6,6 +6,7 @@ changes a trained model is a field here, and ``config.json`` in each run is ``to
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -88,8 +89,9 @@ def validate(c: TrainConfig) -> None:
     def bad(field: str, why: str) -> None:
         raise CnnlabError(f"invalid {field}: {why}")
 
-    if not c.filters or any(int(f) <= 0 for f in c.filters):
-        bad("filters", f"need one or more positive counts, got {c.filters}")
+    whole = all(isinstance(f, numbers.Integral) and not isinstance(f, bool) for f in c.filters)
+    if not c.filters or not whole or any(f <= 0 for f in c.filters):
+        bad("filters", f"need one or more positive whole numbers, got {c.filters}")
     if len(c.filters) > 3:
         bad("filters", "at most 3 blocks fit a 28x28 image (each block halves it)")
     for name in ("kernel_size", "first_kernel_size"):
