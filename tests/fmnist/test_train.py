@@ -102,6 +102,7 @@ def test_run_directory_holds_every_artifact(fashion, tmp_path):
     assert {p.name for p in out.iterdir()} >= RUN_FILES
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) >= METRIC_KEYS
+    assert metrics["test_time_augmentation"] is False
     assert [row["class"] for row in metrics["per_class"]][:2] == ["T-shirt/top", "Trouser"]
     assert np.array(metrics["confusion_matrix"]).sum() == 10000
     doc = json.loads((out / "config.json").read_text())
@@ -152,6 +153,8 @@ def test_tta_run_is_evaluated_on_each_image_and_its_mirror(fashion, tmp_path):
     accuracy = float((both.argmax(1) == fashion.y_test).mean())
     assert result.metrics["test_accuracy"] == pytest.approx(accuracy)
     assert evaluate_run(out)["test_accuracy"] == pytest.approx(accuracy)  # from config.json
+    assert json.loads((out / "metrics.json").read_text())["test_time_augmentation"] is True
+    assert "with their mirror images" in (out / "report.md").read_text()
     assert probe.accuracy == [pytest.approx(accuracy)]
     plain_accuracy = float((plain.argmax(1) == fashion.y_test).mean())
     assert probe.plain_accuracy == [pytest.approx(plain_accuracy)]

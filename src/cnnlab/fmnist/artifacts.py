@@ -76,7 +76,8 @@ def write_report(out: Path, result, figures: dict[str, Path], name: str) -> None
         f"Test accuracy {m['test_accuracy']:.2%} (balanced {m['balanced_accuracy']:.2%}, "
         f"macro F1 {m['macro_f1']:.3f}) after {m['epochs_run']} epochs and "
         f"{m['train_seconds']:.0f} s of training ({m['images_per_second']:.0f} images/s) "
-        f"on the {m['backend']} backend.",
+        f"on the {m['backend']} backend"
+        + (" (test images evaluated with their mirror images, averaged)." if c.tta else "."),
         css_class="conclusion",
     )
     report.heading("Summary")

@@ -187,6 +187,7 @@ def _fit(config, data, progress, extra_callbacks, deterministic):
         train_images=len(s.x_train),
         val_accuracy=clock.history[-1]["val_accuracy"] if clock.history else None,
         best_val_accuracy=max((r["val_accuracy"] or 0.0) for r in clock.history),
+        test_time_augmentation=config.tta,
         backend=keras.backend.backend(),
     )
     result = TrainResult(config, clock.history, metrics, proba, seconds)
