@@ -114,7 +114,7 @@ def main() -> None:
         total = statistics.mean(r["seconds"][-1] for r in runs)
         print(f"{name:<10}  final test accuracy {statistics.mean(finals):.4f} ± {sd:.4f} "
               f"after {total:.0f} s of training")  # fmt: skip
-        if runs[0]["plain_test_accuracy"] != runs[0]["test_accuracy"]:
+        if preset(name).tta:
             plain = [r["plain_test_accuracy"][-1] for r in runs]
             sd = statistics.stdev(plain) if len(plain) > 1 else 0.0
             print(f"{name:<10}  without test-time augmentation {statistics.mean(plain):.4f} "

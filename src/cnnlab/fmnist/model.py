@@ -49,7 +49,7 @@ def predict_proba(model, x, *, tta: bool = False, batch_size: int = 1024) -> np.
     """Class probabilities (N, 10) of raw images ``x`` (N, 28, 28, 1). With ``tta``, the mean
     of the probabilities of each image and of its mirror image (test-time augmentation)."""
     x = np.asarray(x, dtype=np.float32)
-    proba = model.predict(x, batch_size=batch_size, verbose=0).astype(np.float32)
+    proba = model.predict(x, batch_size=batch_size, verbose=0)
     if tta:
         proba = (proba + model.predict(mirror(x), batch_size=batch_size, verbose=0)) / 2
     return proba.astype(np.float32)
