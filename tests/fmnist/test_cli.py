@@ -127,6 +127,7 @@ def test_bad_image_and_missing_run_are_one_line_errors(tutorial_run, tmp_path, c
         (["train", "--filters", "32,x"], "invalid filters"),
         (["train", "--dropout", "1.5"], "invalid dropout"),
         (["train", "--erasing", "1.5"], "invalid erasing"),
+        (["train", "--no-tta", "--tta-shift", "1"], "invalid tta-shift"),
         (["train", "--augment", "--shift", "0", "--no-flip", "--erasing", "0"], "invalid augment"),
         (["train", "--preset", "huge"], "unknown preset 'huge'"),
         (["predict", ".", "a.png", "--invert", "maybe"], "--invert must be auto, yes or no"),
@@ -140,10 +141,13 @@ def test_bad_flags_are_one_line_exit_2(args, fragment, capsys):
 def test_augmentation_and_tta_flags_reach_the_config():
     from cnnlab.fmnist.cli import build_config
 
-    config = build_config("fast", augment=True, shift=0.1, flip=False, erasing=0.0, tta=True)
+    config = build_config(
+        "fast", augment=True, shift=0.1, flip=False, erasing=0.0, tta=True, tta_shift=2
+    )
     assert (config.augment, config.shift, config.flip, config.erasing, config.tta) == (
         True, 0.1, False, 0.0, True,
     )  # fmt: skip
+    assert config.tta_shift == 2
     assert build_config("fast").flip is True  # flags not given keep the preset's values
 
 

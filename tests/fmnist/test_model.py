@@ -7,7 +7,7 @@ import pytest
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.config import PRESETS, TrainConfig, feature_map_size, preset
-from cnnlab.fmnist.model import build_model, mirror, predict_proba
+from cnnlab.fmnist.model import build_model, mirror, predict_proba, translate, tta_views
 
 keras = pytest.importorskip("keras")
 
@@ -148,6 +148,36 @@ def test_test_time_augmentation_averages_each_image_and_its_mirror():
     np.testing.assert_array_equal(mirror(x)[:, :, 0], x[:, :, -1])
 
 
+def test_shifted_views_move_the_image_and_fill_with_background():
+    x = np.arange(2 * 5 * 5, dtype="float32").reshape(2, 5, 5, 1) + 1
+    down = translate(x, 2, 0)
+    np.testing.assert_array_equal(down[:, 2:], x[:, :3])
+    assert not down[:, :2].any()  # uncovered rows are black
+    left = translate(x, 0, -1)
+    np.testing.assert_array_equal(left[:, :, :4], x[:, :, 1:])
+    assert not left[:, :, 4].any()
+    np.testing.assert_array_equal(translate(x, 0, 0), x)
+    assert len(tta_views(x)) == 1 and len(tta_views(x, tta=True)) == 2
+    views = tta_views(x, tta=True, tta_shift=1)
+    assert len(views) == 10
+    np.testing.assert_array_equal(views[0], x)
+    np.testing.assert_array_equal(views[1], mirror(x))
+    # the image and its mirror image, each in place and moved one pixel each way
+    offsets = [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]
+    expected = {translate(im, dy, dx).tobytes() for im in (x, mirror(x)) for dy, dx in offsets}
+    assert {v.tobytes() for v in views} == expected and len(expected) == 10
+
+
+def test_shifted_test_time_augmentation_averages_ten_views():
+    model = build_model(TUTORIAL.replace(filters=(4, 8)))
+    x = np.random.default_rng(2).integers(0, 256, (6, 28, 28, 1)).astype("float32")
+    views = tta_views(x, tta=True, tta_shift=2)
+    expected = np.mean([model.predict(v, verbose=0) for v in views], axis=0)
+    got = predict_proba(model, x, tta=True, tta_shift=2)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got, predict_proba(model, x, tta=True), atol=1e-4)
+
+
 def test_every_preset_builds_and_classifies_ten_classes():
     for name, config in PRESETS.items():
         model = build_model(config)
@@ -179,6 +209,10 @@ def test_kernel_that_shrinks_the_map_to_nothing_is_refused():
         ({"batch_norm_momentum": 1.0}, "batch-norm-momentum"),
         ({"shift": 0.6}, "shift"),
         ({"erasing": 1.5}, "erasing"),
+        ({"tta": True, "tta_shift": 5}, "tta-shift"),
+        ({"tta": True, "tta_shift": 1.5}, "tta-shift"),
+        ({"tta": True, "tta_shift": True}, "tta-shift"),
+        ({"tta_shift": 1}, "tta-shift"),  # shifted views without test-time augmentation
         ({"augment": True, "shift": 0.0, "flip": False, "erasing": 0.0}, "augment"),
     ],
 )

@@ -135,26 +135,31 @@ def test_failed_run_leaves_nothing_behind(fashion, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_tta_run_is_evaluated_on_each_image_and_its_mirror(fashion, tmp_path):
+@pytest.mark.parametrize(
+    ("tta_shift", "views", "described"),
+    [(0, 2, "with their mirror images"), (1, 10, "moved 1 pixel up, down, left and right")],
+)
+def test_tta_run_is_evaluated_on_every_view(fashion, tmp_path, tta_shift, views, described):
     from cnnlab.fmnist.callbacks import TestAccuracyProbe
     from cnnlab.fmnist.evaluate import evaluate_run, load_model, predict_images
     from cnnlab.fmnist.model import predict_proba
 
     x = fashion.x_test.reshape(-1, 28, 28, 1).astype("float32")
-    probe = TestAccuracyProbe(x, fashion.y_test, tta=True)
+    probe = TestAccuracyProbe(x, fashion.y_test, tta=True, tta_shift=tta_shift)
     out = tmp_path / "run"
-    config = preset("fast").replace(**TINY, tta=True)
+    config = preset("fast").replace(**TINY, tta=True, tta_shift=tta_shift)
     result = train(config, fashion, out=out, progress=False, callbacks=[probe])
     model = load_model(out)
     plain = predict_proba(model, x)
-    both = predict_proba(model, x, tta=True)
+    both = predict_proba(model, x, tta=True, tta_shift=tta_shift)
     np.testing.assert_allclose(result.test_proba, both, atol=1e-5)
     assert not np.allclose(both, plain, atol=1e-3)
     accuracy = float((both.argmax(1) == fashion.y_test).mean())
     assert result.metrics["test_accuracy"] == pytest.approx(accuracy)
     assert evaluate_run(out)["test_accuracy"] == pytest.approx(accuracy)  # from config.json
-    assert json.loads((out / "metrics.json").read_text())["test_time_augmentation"] is True
-    assert "with their mirror images" in (out / "report.md").read_text()
+    saved = json.loads((out / "metrics.json").read_text())
+    assert (saved["test_time_augmentation"], saved["test_time_views"]) == (True, views)
+    assert described in (out / "report.md").read_text()
     assert probe.accuracy == [pytest.approx(accuracy)]
     plain_accuracy = float((plain.argmax(1) == fashion.y_test).mean())
     assert probe.plain_accuracy == [pytest.approx(plain_accuracy)]

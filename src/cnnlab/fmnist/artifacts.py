@@ -11,6 +11,7 @@ import numpy as np
 from cnnlab import __version__, plots
 from cnnlab.data.fashion_mnist import CLASS_NAMES, FashionMNIST
 from cnnlab.fmnist.config import TrainConfig
+from cnnlab.fmnist.model import describe_tta
 from cnnlab.report import Report
 from cnnlab.runs import environment_info, read_json, write_csv, write_json
 
@@ -77,7 +78,7 @@ def write_report(out: Path, result, figures: dict[str, Path], name: str) -> None
         f"macro F1 {m['macro_f1']:.3f}) after {m['epochs_run']} epochs and "
         f"{m['train_seconds']:.0f} s of training ({m['images_per_second']:.0f} images/s) "
         f"on the {m['backend']} backend"
-        + (" (test images evaluated with their mirror images, averaged)." if c.tta else "."),
+        + (f" ({describe_tta(c.tta, c.tta_shift)})." if c.tta else "."),
         css_class="conclusion",
     )
     report.heading("Summary")

@@ -137,32 +137,36 @@ class TestAccuracyProbe(keras.callbacks.Callback):
     """Accuracy on held-out images after every epoch (for time-to-accuracy benchmarks; the
     EpochClock placed before it excludes this evaluation from training time).
 
-    ``accuracy`` is measured as the run evaluates (with test-time augmentation when ``tta``);
-    ``plain_accuracy`` always from one view per image, so the two can be reported side by side.
+    ``accuracy`` is measured as the run evaluates (with the test-time augmentation ``tta`` and
+    ``tta_shift``); ``plain_accuracy`` always from one view per image, so the two can be
+    reported side by side.
     """
 
     __test__ = False  # not a pytest class
 
     def __init__(
-        self, x: np.ndarray, y: np.ndarray, on_result: Callable | None = None, tta: bool = False
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        on_result: Callable | None = None,
+        tta: bool = False,
+        tta_shift: int = 0,
     ):
+        from cnnlab.fmnist.model import tta_views
+
         super().__init__()
-        self.x, self.y = x, np.asarray(y)
-        self.tta = tta
+        self.views = tta_views(np.asarray(x, dtype=np.float32), tta=tta, tta_shift=tta_shift)
+        self.y = np.asarray(y)
         self.accuracy: list[float] = []
         self.plain_accuracy: list[float] = []
         self.on_result = on_result
 
     def on_epoch_end(self, epoch, logs=None):
-        from cnnlab.fmnist.model import mirror, predict_proba
+        from cnnlab.fmnist.model import view_probabilities
 
-        proba = predict_proba(self.model, self.x)
-        plain = float((proba.argmax(axis=1) == self.y).mean())
-        if self.tta:
-            mirrored = predict_proba(self.model, mirror(self.x))
-            acc = float(((proba + mirrored).argmax(axis=1) == self.y).mean())
-        else:
-            acc = plain
+        proba = view_probabilities(self.model, self.views)  # each view predicted once
+        plain = float((proba[0].argmax(axis=1) == self.y).mean())
+        acc = float((proba.mean(axis=0).argmax(axis=1) == self.y).mean())
         self.plain_accuracy.append(plain)
         self.accuracy.append(acc)
         if self.on_result is not None and self.on_result(epoch, acc):

@@ -78,6 +78,9 @@ def train_command(
     tta: bool | None = typer.Option(
         None, "--tta/--no-tta", help="Evaluate on each image and its mirror image (averaged)."
     ),
+    tta_shift: int | None = typer.Option(
+        None, help="With --tta, also average both moved N pixels up, down, left, right."
+    ),
     label_smoothing: float | None = typer.Option(None, help="Label smoothing (0 = off)."),
     optimizer: str | None = typer.Option(None, help="sgd, momentum, nesterov, rmsprop, ..."),
     lr: float | None = typer.Option(None, help="Peak learning rate [default: per optimizer]."),
@@ -104,10 +107,10 @@ def train_command(
         convs_per_block=convs_per_block, padding=padding, activation=activation,
         pooling=pooling, dense_units=dense_units, global_pool=global_pool, l2=l2,
         dropout=dropout, batch_norm=batch_norm, augment=augment, shift=shift, flip=flip,
-        erasing=erasing, tta=tta, label_smoothing=label_smoothing, optimizer=optimizer, lr=lr,
-        weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
-        batch_size=batch_size, epochs=epochs, early_stopping=early_stopping, seed=seed,
-        train_limit=train_limit, val_size=val_size,
+        erasing=erasing, tta=tta, tta_shift=tta_shift, label_smoothing=label_smoothing,
+        optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
+        warmup_epochs=warmup_epochs, batch_size=batch_size, epochs=epochs,
+        early_stopping=early_stopping, seed=seed, train_limit=train_limit, val_size=val_size,
     )  # fmt: skip
     out = out or Path("runs") / f"{preset}-{_stamp()}"
     _quiet_tensorflow()

@@ -59,8 +59,10 @@ class TrainConfig(FrozenConfig):
     erasing: float = 0.5  # probability of erasing a random rectangle (0 = never)
     label_smoothing: float = 0.0
     # inference: average the class probabilities of each image and its mirror image (test-time
-    # augmentation; used by the final test evaluation, `evaluate` and `predict`)
+    # augmentation; used by the final test evaluation, `evaluate` and `predict`) ...
     tta: bool = False
+    # ... and, when > 0, of both moved this many pixels up, down, left and right (10 views)
+    tta_shift: int = 0
     # optimization
     optimizer: str = "adam"
     lr: float | None = None  # None: DEFAULT_LR[optimizer]
@@ -133,6 +135,11 @@ def validate(c: TrainConfig) -> None:
         bad("erasing", f"is a probability between 0 and 1, got {c.erasing}")
     if c.augment and not (c.shift > 0 or c.flip or c.erasing > 0):
         bad("augment", "is on, but shift, flip and erasing are all off")
+    pixels = isinstance(c.tta_shift, numbers.Integral) and not isinstance(c.tta_shift, bool)
+    if not pixels or not 0 <= c.tta_shift <= 4:
+        bad("tta-shift", f"must be a whole number of pixels from 0 to 4, got {c.tta_shift!r}")
+    if c.tta_shift and not c.tta:
+        bad("tta-shift", "shifts views at test time, so it needs tta on")
     if not 0 <= c.label_smoothing < 1:
         bad("label-smoothing", f"must be in [0, 1), got {c.label_smoothing}")
     if c.optimizer not in OPTIMIZERS:

@@ -43,14 +43,16 @@ def load_model(run_dir: str | os.PathLike):
     return model
 
 
-def run_uses_tta(run_dir: str | os.PathLike) -> bool:
-    """Whether the run was trained to be evaluated with test-time augmentation (its
-    ``config.json``); a run directory without one (only ``model.keras``) predicts plainly."""
+def run_tta(run_dir: str | os.PathLike) -> dict:
+    """The test-time augmentation the run was trained to be evaluated with (``tta`` and
+    ``tta_shift`` of its ``config.json``, for :func:`predict_proba`); a run directory without
+    one (only ``model.keras``) predicts plainly."""
     from cnnlab.fmnist.artifacts import load_run_config
 
     if not (Path(run_dir) / "config.json").exists():
-        return False
-    return load_run_config(run_dir).tta
+        return {"tta": False, "tta_shift": 0}
+    config = load_run_config(run_dir)
+    return {"tta": config.tta, "tta_shift": config.tta_shift}
 
 
 def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> dict:
@@ -58,10 +60,10 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None 
     from cnnlab.metrics import test_metrics
 
     model = load_model(run_dir)
-    tta = run_uses_tta(run_dir)
+    tta = run_tta(run_dir)
     data = load_fashion_mnist(data_dir)
     x = data.x_test.reshape(-1, 28, 28, 1).astype(np.float32)
-    proba = predict_proba(model, x, tta=tta)
+    proba = predict_proba(model, x, **tta)
     return test_metrics(data.y_test, proba, CLASS_NAMES)
 
 
@@ -125,7 +127,7 @@ def predict_images(
         raise CnnlabError("no image files given")
     images = np.stack([load_image(p, invert) for p in paths])[..., None]  # read all first
     model = load_model(run_dir)
-    proba = predict_proba(model, images, tta=run_uses_tta(run_dir), batch_size=256)
+    proba = predict_proba(model, images, **run_tta(run_dir), batch_size=256)
     out = []
     for path, p in zip(paths, proba, strict=True):
         order = np.argsort(-p)[:3]

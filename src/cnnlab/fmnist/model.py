@@ -7,6 +7,8 @@ augments only while training.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from cnnlab.fmnist.config import TrainConfig
@@ -45,19 +47,62 @@ def augmentation(config: TrainConfig):
     return keras.Sequential(parts, name="augment")
 
 
-def predict_proba(model, x, *, tta: bool = False, batch_size: int = 1024) -> np.ndarray:
-    """Class probabilities (N, 10) of raw images ``x`` (N, 28, 28, 1). With ``tta``, the mean
-    of the probabilities of each image and of its mirror image (test-time augmentation)."""
-    x = np.asarray(x, dtype=np.float32)
-    proba = model.predict(x, batch_size=batch_size, verbose=0)
+def predict_proba(
+    model, x, *, tta: bool = False, tta_shift: int = 0, batch_size: int = 1024
+) -> np.ndarray:
+    """Class probabilities (N, 10) of raw images ``x`` (N, 28, 28, 1): with test-time
+    augmentation, the mean of the probabilities of the views of :func:`tta_views`."""
+    views = tta_views(np.asarray(x, dtype=np.float32), tta=tta, tta_shift=tta_shift)
+    return view_probabilities(model, views, batch_size).mean(axis=0).astype(np.float32)
+
+
+def view_probabilities(model, views: Sequence[np.ndarray], batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities of every view, stacked: (views, N, 10)."""
+    return np.stack([model.predict(v, batch_size=batch_size, verbose=0) for v in views])
+
+
+def tta_views(x, *, tta: bool = False, tta_shift: int = 0) -> list[np.ndarray]:
+    """The views of images (N, H, W, C) averaged at test time, the images themselves first:
+    without ``tta`` only them; with it also their mirror images; with ``tta_shift`` also each
+    of these two moved ``tta_shift`` pixels up, down, left and right (10 views in all)."""
+    x = np.asarray(x)
+    views = [x]
     if tta:
-        proba = (proba + model.predict(mirror(x), batch_size=batch_size, verbose=0)) / 2
-    return proba.astype(np.float32)
+        views.append(mirror(x))
+    if tta and tta_shift:
+        for dy, dx in ((-tta_shift, 0), (tta_shift, 0), (0, -tta_shift), (0, tta_shift)):
+            views += [translate(x, dy, dx), translate(views[1], dy, dx)]
+    return views
+
+
+def describe_tta(tta: bool, tta_shift: int = 0) -> str:
+    """The views of :func:`tta_views` in words."""
+    if not tta:
+        return "one view of each test image"
+    if not tta_shift:
+        return "test images evaluated with their mirror images, averaged"
+    px = "pixel" if tta_shift == 1 else "pixels"
+    return (
+        "each test image evaluated as 10 views, averaged: itself and its mirror image, and "
+        f"both moved {tta_shift} {px} up, down, left and right"
+    )
 
 
 def mirror(x) -> np.ndarray:
     """Images (N, H, W, C) mirrored left to right."""
     return np.ascontiguousarray(np.asarray(x)[:, :, ::-1, :])
+
+
+def translate(x, dy: int, dx: int) -> np.ndarray:
+    """Images (N, H, W, C) moved ``dy`` pixels down and ``dx`` right; the pixels uncovered
+    are 0, Fashion-MNIST's black background."""
+    x = np.asarray(x)
+    out = np.zeros_like(x)
+    h, w = x.shape[1:3]
+    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+        :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
 
 
 def build_model(config: TrainConfig):
