@@ -33,7 +33,7 @@ def one_run(config, data) -> dict:
     from cnnlab.fmnist.train import train
 
     x_test = data.x_test.reshape(-1, 28, 28, 1).astype(np.float32)
-    probe = TestAccuracyProbe(x_test, data.y_test, tta=config.tta, tta_shift=config.tta_shift)
+    probe = TestAccuracyProbe(x_test, data.y_test, **config.tta_options)
     result = train(config, data, progress=False, callbacks=[probe])
     elapsed, total = [], 0.0
     for row in result.history:

@@ -81,6 +81,11 @@ class TrainConfig(FrozenConfig):
         validate(self)
 
     @property
+    def tta_options(self) -> dict:
+        """The test-time augmentation keywords of ``model.predict_proba``/``tta_views``."""
+        return {"tta": self.tta, "tta_shift": self.tta_shift}
+
+    @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
 
@@ -91,8 +96,10 @@ def validate(c: TrainConfig) -> None:
     def bad(field: str, why: str) -> None:
         raise CnnlabError(f"invalid {field}: {why}")
 
-    whole = all(isinstance(f, numbers.Integral) and not isinstance(f, bool) for f in c.filters)
-    if not c.filters or not whole or any(f <= 0 for f in c.filters):
+    def whole(v) -> bool:
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+    if not c.filters or not all(whole(f) for f in c.filters) or any(f <= 0 for f in c.filters):
         bad("filters", f"need one or more positive whole numbers, got {c.filters}")
     if len(c.filters) > 3:
         bad("filters", "at most 3 blocks fit a 28x28 image (each block halves it)")
@@ -135,8 +142,7 @@ def validate(c: TrainConfig) -> None:
         bad("erasing", f"is a probability between 0 and 1, got {c.erasing}")
     if c.augment and not (c.shift > 0 or c.flip or c.erasing > 0):
         bad("augment", "is on, but shift, flip and erasing are all off")
-    pixels = isinstance(c.tta_shift, numbers.Integral) and not isinstance(c.tta_shift, bool)
-    if not pixels or not 0 <= c.tta_shift <= 4:
+    if not whole(c.tta_shift) or not 0 <= c.tta_shift <= 4:
         bad("tta-shift", f"must be a whole number of pixels from 0 to 4, got {c.tta_shift!r}")
     if c.tta_shift and not c.tta:
         bad("tta-shift", "shifts views at test time, so it needs tta on")

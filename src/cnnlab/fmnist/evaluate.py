@@ -51,8 +51,7 @@ def run_tta(run_dir: str | os.PathLike) -> dict:
 
     if not (Path(run_dir) / "config.json").exists():
         return {"tta": False, "tta_shift": 0}
-    config = load_run_config(run_dir)
-    return {"tta": config.tta, "tta_shift": config.tta_shift}
+    return load_run_config(run_dir).tta_options
 
 
 def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> dict:

@@ -175,7 +175,7 @@ def _fit(config, data, progress, extra_callbacks, deterministic):
         validation_data=val_in["x"] if "y" not in val_in else (val_in["x"], val_in["y"]),
     )  # fmt: skip
 
-    proba = predict_proba(model, s.x_test, tta=config.tta, tta_shift=config.tta_shift)
+    proba = predict_proba(model, s.x_test, **config.tta_options)
     seconds = clock.train_seconds
     epochs_run = len(clock.history)
     metrics = test_metrics(s.y_test, proba, CLASS_NAMES)
@@ -188,7 +188,7 @@ def _fit(config, data, progress, extra_callbacks, deterministic):
         val_accuracy=clock.history[-1]["val_accuracy"] if clock.history else None,
         best_val_accuracy=max((r["val_accuracy"] or 0.0) for r in clock.history),
         test_time_augmentation=config.tta,
-        test_time_views=len(tta_views(s.x_test[:1], tta=config.tta, tta_shift=config.tta_shift)),
+        test_time_views=len(tta_views(s.x_test[:1], **config.tta_options)),
         backend=keras.backend.backend(),
     )
     result = TrainResult(config, clock.history, metrics, proba, seconds)
