@@ -168,3 +168,24 @@ def test_tta_run_is_evaluated_on_every_view(fashion, tmp_path, tta_shift, views,
     Image.fromarray(fashion.x_test[0]).save(tmp_path / "a.png")
     (p,) = predict_images(out, [tmp_path / "a.png"])
     assert p.probability == pytest.approx(float(both[0].max()), abs=1e-4)
+
+
+def test_probe_scores_one_view_before_its_tta_epoch(fashion, monkeypatch):
+    from cnnlab.fmnist import model as model_module
+    from cnnlab.fmnist.callbacks import TestAccuracyProbe
+
+    predicted = []
+    real = model_module.view_probabilities
+
+    def counting(model, views, *args, **kwargs):
+        predicted.append(len(views))
+        return real(model, views, *args, **kwargs)
+
+    monkeypatch.setattr(model_module, "view_probabilities", counting)
+    x = fashion.x_test.reshape(-1, 28, 28, 1).astype("float32")
+    probe = TestAccuracyProbe(x, fashion.y_test, tta=True, tta_shift=1, tta_from_epoch=2)
+    config = preset("fast").replace(**TINY, tta=True, tta_shift=1).replace(epochs=2)
+    train(config, fashion, progress=False, callbacks=[probe])
+    assert predicted[:2] == [1, 10]  # then the run's own final evaluation, if it uses this
+    assert probe.accuracy[0] == probe.plain_accuracy[0]
+    assert len(probe.accuracy) == 2

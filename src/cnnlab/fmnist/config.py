@@ -211,7 +211,8 @@ PRESETS: dict[str, TrainConfig] = {
     # (Presets, round 3): a third block (28 -> 14 -> 7 -> 3) and 1.5x the widths of `fast`, light
     # augmentation (shifts and mirror images, no erasing: heavier augmentation slowed learning
     # more than it helped within the budget), 18 epochs (about 90 s each here), and test-time
-    # augmentation with mirror images.
+    # augmentation over 10 views: the image and its mirror image, each also moved 1 px up, down,
+    # left and right (+0.26 points over mirror-only TTA on the validation split, README.md).
     "strong": TrainConfig(
         filters=(48, 96, 192),
         padding="same",
@@ -223,6 +224,7 @@ PRESETS: dict[str, TrainConfig] = {
         flip=True,
         erasing=0.0,
         tta=True,
+        tta_shift=1,
         label_smoothing=0.1,
         optimizer="adam",
         lr=3e-3,
