@@ -24,11 +24,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def per_preset(text: str | None) -> dict[str, int]:
-    budgets = {}
+    """``"fast=8,strong=30"`` -> ``{"fast": 8, "strong": 30}`` (epoch numbers per preset)."""
+    epochs = {}
     for item in filter(None, (text or "").split(",")):
-        name, _, epochs = item.partition("=")
-        budgets[name.strip()] = int(epochs)
-    return budgets
+        name, _, number = item.partition("=")
+        epochs[name.strip()] = int(number)
+    return epochs
 
 
 def one_run(config, data, tta_from_epoch: int = 1) -> dict:
