@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -168,6 +169,11 @@ def test_tta_run_is_evaluated_on_every_view(fashion, tmp_path, tta_shift, views,
     Image.fromarray(fashion.x_test[0]).save(tmp_path / "a.png")
     (p,) = predict_images(out, [tmp_path / "a.png"])
     assert p.probability == pytest.approx(float(both[0].max()), abs=1e-4)
+    bare = tmp_path / "bare"  # a model file without its config.json predicts on one view
+    bare.mkdir()
+    shutil.copy(out / "model.keras", bare / "model.keras")
+    (p,) = predict_images(bare, [tmp_path / "a.png"])
+    assert p.probability == pytest.approx(float(plain[0].max()), abs=1e-4)
 
 
 def test_probe_scores_one_view_before_its_tta_epoch(fashion, monkeypatch):
@@ -184,8 +190,8 @@ def test_probe_scores_one_view_before_its_tta_epoch(fashion, monkeypatch):
     monkeypatch.setattr(model_module, "view_probabilities", counting)
     x = fashion.x_test.reshape(-1, 28, 28, 1).astype("float32")
     probe = TestAccuracyProbe(x, fashion.y_test, tta=True, tta_shift=1, tta_from_epoch=2)
-    config = preset("fast").replace(**TINY, tta=True, tta_shift=1).replace(epochs=2)
+    config = preset("fast").replace(**{**TINY, "epochs": 2}, tta=True, tta_shift=1)
     train(config, fashion, progress=False, callbacks=[probe])
-    assert predicted[:2] == [1, 10]  # then the run's own final evaluation, if it uses this
+    assert predicted == [1, 10, 10]  # epochs 1 and 2, then the run's final test evaluation
     assert probe.accuracy[0] == probe.plain_accuracy[0]
     assert len(probe.accuracy) == 2

@@ -13,6 +13,7 @@ import numpy as np
 
 from cnnlab.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
 from cnnlab.errors import CnnlabError
+from cnnlab.fmnist.config import TrainConfig
 from cnnlab.fmnist.model import predict_proba
 from cnnlab.runs import require_run_dir
 
@@ -50,7 +51,7 @@ def run_tta(run_dir: str | os.PathLike) -> dict:
     from cnnlab.fmnist.artifacts import load_run_config
 
     if not (Path(run_dir) / "config.json").exists():
-        return {"tta": False, "tta_shift": 0}
+        return TrainConfig().tta_options  # the defaults: one view
     return load_run_config(run_dir).tta_options
 
 
