@@ -127,6 +127,7 @@ def test_bad_image_and_missing_run_are_one_line_errors(tutorial_run, tmp_path, c
         (["train", "--filters", "32,x"], "invalid filters"),
         (["train", "--dropout", "1.5"], "invalid dropout"),
         (["train", "--erasing", "1.5"], "invalid erasing"),
+        (["train", "--pool-padding", "full"], "invalid pool-padding"),
         (["train", "--no-tta", "--tta-shift", "1"], "invalid tta-shift"),
         (["train", "--augment", "--shift", "0", "--no-flip", "--erasing", "0"], "invalid augment"),
         (["train", "--preset", "huge"], "unknown preset 'huge'"),

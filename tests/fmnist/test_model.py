@@ -59,6 +59,20 @@ def test_padding_same_keeps_the_size_until_pooling():
     assert same.get_layer("flatten").output.shape[1] == 7 * 7 * 64
 
 
+def test_pool_padding_same_keeps_the_last_row_and_column_of_odd_maps():
+    # tutorial: 28 -> 26 -> 13 -> 11 -> 5 (valid pooling drops a row and column) or 6 (same)
+    assert build_model(TUTORIAL).get_layer("flatten").output.shape[1] == 5 * 5 * 64
+    same = TUTORIAL.replace(pool_padding="same")
+    assert build_model(same).get_layer("flatten").output.shape[1] == 6 * 6 * 64
+    assert feature_map_size(same) == 6
+    # three `same` blocks: 28 -> 14 -> 7 -> 3 or 4
+    three = TUTORIAL.replace(filters=(8, 16, 32), padding="same")
+    for pool_padding, side in (("valid", 3), ("same", 4)):
+        config = three.replace(pool_padding=pool_padding)
+        assert feature_map_size(config) == side
+        assert build_model(config).get_layer("flatten").output.shape[1] == side * side * 32
+
+
 def test_batch_norm_adds_normalisation_and_drops_conv_bias():
     model = build_model(TUTORIAL.replace(batch_norm=True))
     assert kinds(model).count("BatchNormalization") == 2
@@ -199,6 +213,8 @@ def test_kernel_that_shrinks_the_map_to_nothing_is_refused():
         ({"optimizer": "lbfgs"}, "optimizer"),
         ({"schedule": "step"}, "schedule"),
         ({"activation": "sigmoidish"}, "activation"),
+        ({"padding": "full"}, "padding"),
+        ({"pool_padding": "full"}, "pool-padding"),
         ({"dropout": 1.0}, "dropout"),
         ({"filters": (32, 64, 128, 256)}, "filters"),
         ({"filters": ("32", 64)}, "filters"),

@@ -62,6 +62,9 @@ def train_command(
     filters: str | None = typer.Option(None, help="Filters per conv block, e.g. 32,64."),
     convs_per_block: int | None = typer.Option(None, help="Conv layers per block."),
     padding: str | None = typer.Option(None, help="valid or same."),
+    pool_padding: str | None = typer.Option(
+        None, help="valid (odd maps lose their last row and column: 7 -> 3) or same (7 -> 4)."
+    ),
     activation: str | None = typer.Option(None, help="relu, gelu, silu, elu, ..."),
     pooling: str | None = typer.Option(None, help="max or avg."),
     dense_units: int | None = typer.Option(None, help="Hidden dense units (0 = none)."),
@@ -104,7 +107,8 @@ def train_command(
     """Train a CNN on Fashion-MNIST and write a run directory with metrics, plots and report."""
     config = build_config(
         preset, kernel_size=kernel_size, first_kernel_size=first_kernel_size, filters=filters,
-        convs_per_block=convs_per_block, padding=padding, activation=activation,
+        convs_per_block=convs_per_block, padding=padding, pool_padding=pool_padding,
+        activation=activation,
         pooling=pooling, dense_units=dense_units, global_pool=global_pool, l2=l2,
         dropout=dropout, batch_norm=batch_norm, augment=augment, shift=shift, flip=flip,
         erasing=erasing, tta=tta, tta_shift=tta_shift, label_smoothing=label_smoothing,

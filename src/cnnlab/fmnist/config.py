@@ -44,6 +44,9 @@ class TrainConfig(FrozenConfig):
     activation: str = "relu"
     pooling: Literal["max", "avg"] = "max"
     padding: Literal["valid", "same"] = "valid"  # "same" keeps 28x28 until each pooling
+    # pooling of an odd-sized map: "valid" drops its last row and column (7x7 -> 3x3, as
+    # Keras does by default); "same" pools them too (7x7 -> 4x4)
+    pool_padding: Literal["valid", "same"] = "valid"
     dense_units: int = 0  # hidden dense layer before the classifier; 0 = none
     global_pool: bool = False  # global average pooling instead of flatten
     # regularization
@@ -111,8 +114,9 @@ def validate(c: TrainConfig) -> None:
         bad("convs-per-block", "must be at least 1")
     if c.pooling not in ("max", "avg"):
         bad("pooling", f"must be max or avg, got {c.pooling!r}")
-    if c.padding not in ("valid", "same"):
-        bad("padding", f"must be valid or same, got {c.padding!r}")
+    for name in ("padding", "pool_padding"):
+        if getattr(c, name) not in ("valid", "same"):
+            bad(name.replace("_", "-"), f"must be valid or same, got {getattr(c, name)!r}")
     if c.activation not in ACTIVATIONS:
         bad("activation", f"{c.activation!r} is not one of {', '.join(ACTIVATIONS)}")
     if c.dense_units < 0:
@@ -174,7 +178,7 @@ def feature_map_size(c: TrainConfig) -> int:
                 size -= (k or c.kernel_size) - 1
         if size < 2:
             return 0
-        size //= 2
+        size = (size + 1) // 2 if c.pool_padding == "same" else size // 2
     return size
 
 

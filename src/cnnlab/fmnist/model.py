@@ -135,14 +135,14 @@ def build_model(config: TrainConfig):
             if last and config.batch_norm:
                 # Normalise after pooling (as airbench does): a quarter of the pixels, so batch
                 # norm (unfused in Keras 3, slow on CPU) costs a quarter of the time.
-                x = pool(2, name=f"pool{block + 1}")(x)
+                x = pool(2, padding=config.pool_padding, name=f"pool{block + 1}")(x)
             if config.batch_norm:
                 x = layers.BatchNormalization(
                     momentum=config.batch_norm_momentum, name=f"bn{block + 1}_{i + 1}"
                 )(x)
                 x = layers.Activation(config.activation, name=f"act{block + 1}_{i + 1}")(x)
         if not config.batch_norm:
-            x = pool(2, name=f"pool{block + 1}")(x)
+            x = pool(2, padding=config.pool_padding, name=f"pool{block + 1}")(x)
     if config.global_pool:
         x = layers.GlobalAveragePooling2D(name="global_pool")(x)
     else:
