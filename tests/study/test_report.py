@@ -36,6 +36,17 @@ def test_known_effects_are_found(analysis):
     assert by[("optimizer", "sgd")].reference == "adam"
 
 
+def test_a_study_whose_keys_are_not_in_its_plan_is_refused(finished_fake_study):
+    """A study written by a cnnlab that hashed trial keys differently must not report empty
+    cells as if nothing had run."""
+    from cnnlab.errors import CnnlabError
+
+    study = st.load_study(st.open_storage(finished_fake_study["url"]), "fake")
+    records = {"old-" + k: r for k, r in st.completed_records(study).items()}
+    with pytest.raises(CnnlabError, match="older cnnlab"):
+        analyse(st.stored_spec(study), records, st.test_labels(study))
+
+
 def test_holm_adjustment_covers_every_comparison(analysis):
     raw = sorted(c.t_pvalue for c in analysis.comparisons)
     adjusted = [c.holm_pvalue for c in analysis.comparisons]

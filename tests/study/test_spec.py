@@ -71,6 +71,26 @@ def test_plan_is_deterministic_and_seed_major():
     assert [t.seed for t in a] == [4, 4, 7, 7]
 
 
+def test_a_field_added_at_its_default_keeps_digests_and_keys():
+    """Studies stored before a TrainConfig field existed must still resume: a config dict
+    without the field (written then) hashes like one with the field at its default."""
+    from dataclasses import replace
+
+    from cnnlab.study.spec import _trial
+
+    s = spec({"kernel_size": [3, 5]}, seeds=1)
+    old_baseline = {k: v for k, v in s.source["baseline"].items() if k != "pool_padding"}
+    assert replace(s, source={**s.source, "baseline": old_baseline}).digest == s.digest
+    changed = s.baseline.replace(pool_padding="same").to_dict()
+    assert replace(s, source={**s.source, "baseline": changed}).digest != s.digest
+    for trial in s.plan()[0]:
+        old = {k: v for k, v in trial.config.items() if k != "pool_padding"}
+        again = _trial(trial.kind, old, trial.label, trial.tune_lr, trial.depends_on)
+        assert again.key == trial.key
+        same = {**trial.config, "pool_padding": "same"}
+        assert _trial(trial.kind, same, trial.label, trial.tune_lr).key != trial.key
+
+
 def test_linear_lr_scaling_and_warmup():
     s = spec(
         {"batch_size": {"levels": [32, 512], "lr_scaling": "linear", "warmup_epochs": 1}},

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.errors import CnnlabError
 from cnnlab.study import stats
 from cnnlab.study.spec import Cell, Factor, StudySpec
 from cnnlab.study.storage import TrialRecord
@@ -142,6 +143,11 @@ def analyse(
     spec: StudySpec, records: Mapping[str, TrialRecord], labels: np.ndarray | None
 ) -> StudyAnalysis:
     trials, cells = spec.plan()
+    if records and not {t.key for t in trials} & set(records):
+        raise CnnlabError(
+            "none of this study's completed trials is in its plan: it was written by an older "
+            "cnnlab whose trial keys differ; run its spec again under a new --name"
+        )
     summaries = {}
     for cell in cells:
         recs = [records[k] for k in cell.keys if k in records]

@@ -100,7 +100,7 @@ class StudySpec:
 
     @property
     def digest(self) -> str:
-        return _digest(self.source)
+        return _digest({**self.source, "baseline": _without_defaults(self.source["baseline"])})
 
     def plan(self) -> tuple[list[PlannedTrial], list[Cell]]:
         """Every distinct trial (sweeps first, then seed-major so that an interrupted study
@@ -474,9 +474,25 @@ def _normalise(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _without_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` less the fields at their TrainConfig default, for digests: a field added to
+    TrainConfig later, with a default that keeps the old behaviour, leaves every spec digest and
+    trial key as it was, so studies written before it can still be resumed."""
+    defaults = _normalise(TrainConfig().to_dict())
+    config = _normalise(dict(config))
+    return {k: v for k, v in config.items() if k not in defaults or defaults[k] != v}
+
+
 def _trial(kind: str, config: dict[str, Any], label: str, tune: bool, deps=()) -> PlannedTrial:
     config = _normalise(config)
-    key = _digest({"kind": kind, "config": config, "tune_lr": tune, "depends_on": list(deps)})
+    key = _digest(
+        {
+            "kind": kind,
+            "config": _without_defaults(config),
+            "tune_lr": tune,
+            "depends_on": list(deps),
+        }
+    )
     return PlannedTrial(key, kind, config, int(config["seed"]), label, tune, tuple(deps))
 
 
