@@ -474,13 +474,15 @@ def _normalise(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_DEFAULTS = _normalise(TrainConfig().to_dict())
+
+
 def _without_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
     """``config`` less the fields at their TrainConfig default, for digests: a field added to
     TrainConfig later, with a default that keeps the old behaviour, leaves every spec digest and
     trial key as it was, so studies written before it can still be resumed."""
-    defaults = _normalise(TrainConfig().to_dict())
     config = _normalise(dict(config))
-    return {k: v for k, v in config.items() if k not in defaults or defaults[k] != v}
+    return {k: v for k, v in config.items() if k not in _DEFAULTS or _DEFAULTS[k] != v}
 
 
 def _trial(kind: str, config: dict[str, Any], label: str, tune: bool, deps=()) -> PlannedTrial:
