@@ -8,3 +8,7 @@ class CnnlabError(Exception):
     """A problem with the user's input: missing or corrupt data, a bad flag, an unknown class."""
 
     exit_code = 2
+
+
+class DataUnavailable(CnnlabError):
+    """The data set itself cannot be found or read: every further trial would fail the same way."""

@@ -6,7 +6,7 @@ from cnnlab.metrics import (
     choose_threshold,
     classification_metrics,
     expected_calibration_error,
-    test_metrics,
+    metrics_contract,
 )
 
 
@@ -45,9 +45,9 @@ def test_roc_auc_undefined_when_a_class_is_missing():
     assert classification_metrics(y, proba, ["a", "b", "c"])["roc_auc"] is None
 
 
-def test_test_metrics_uses_the_contract_keys():
+def test_metrics_contract_uses_the_contract_keys():
     y = np.array([0, 1])
-    m = test_metrics(y, np.array([[0.7, 0.3], [0.2, 0.8]]), ["neg", "pos"])
+    m = metrics_contract(y, np.array([[0.7, 0.3], [0.2, 0.8]]), ["neg", "pos"])
     assert {"test_accuracy", "test_loss", "balanced_accuracy", "macro_f1", "ece"} <= set(m)
     assert "accuracy" not in m and m["test_accuracy"] == 1.0 and m["roc_auc"] == 1.0
 

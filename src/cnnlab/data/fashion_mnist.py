@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, DataUnavailable
 
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -258,7 +258,7 @@ def _load_cached(places, download, mirror, source, progress) -> FashionMNIST:
             tried.append(f"download from {mirror} ({why})")
     else:
         tried.append("download (disabled: offline)")
-    raise CnnlabError(
+    raise DataUnavailable(
         "Fashion-MNIST not found; tried: " + "; ".join(tried) + ". Install the Debian package "
         "dataset-fashion-mnist, pass --data-dir, or go online once to fill the cache"
     )

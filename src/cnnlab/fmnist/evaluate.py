@@ -57,14 +57,14 @@ def run_tta(run_dir: str | os.PathLike) -> dict:
 
 def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> dict:
     """Test-set metrics of a saved run (the same keys as its ``metrics.json`` test metrics)."""
-    from cnnlab.metrics import test_metrics
+    from cnnlab.metrics import metrics_contract
 
     model = load_model(run_dir)
     tta = run_tta(run_dir)
     data = load_fashion_mnist(data_dir)
     x = data.x_test.reshape(-1, 28, 28, 1).astype(np.float32)
     proba = predict_proba(model, x, **tta)
-    return test_metrics(data.y_test, proba, CLASS_NAMES)
+    return metrics_contract(data.y_test, proba, CLASS_NAMES)
 
 
 Invert = Literal["auto", "yes", "no"]

@@ -149,7 +149,7 @@ def _fit(config, data, progress, extra_callbacks, deterministic):
     from cnnlab.fmnist.backend import seed_everything
     from cnnlab.fmnist.callbacks import EpochClock, RichProgress
     from cnnlab.fmnist.model import predict_proba, tta_views
-    from cnnlab.metrics import test_metrics
+    from cnnlab.metrics import metrics_contract
 
     seed_everything(config.seed, deterministic=deterministic)
     s = make_splits(config, data)
@@ -178,7 +178,7 @@ def _fit(config, data, progress, extra_callbacks, deterministic):
     proba = predict_proba(model, s.x_test, **config.tta_options)
     seconds = clock.train_seconds
     epochs_run = len(clock.history)
-    metrics = test_metrics(s.y_test, proba, CLASS_NAMES)
+    metrics = metrics_contract(s.y_test, proba, CLASS_NAMES)
     metrics.update(
         params=int(model.count_params()),
         train_seconds=seconds,

@@ -16,7 +16,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, DataUnavailable
 
 IDLE_POLL_SECONDS = 1.0
 
@@ -107,7 +107,7 @@ def work(
             with st.study_lock(url, name):
                 st.finish(study, claim, None, reason)
             summary.failed += 1
-            if isinstance(e, CnnlabError) and "Fashion-MNIST" in str(e):
+            if isinstance(e, DataUnavailable):
                 raise  # no data: every further trial would fail the same way
             continue
         with st.study_lock(url, name):

@@ -204,10 +204,10 @@ def _unique_stems(paths: Sequence[Path]) -> list[str]:
 
 def evaluate_arrays(model, ckpt, images, labels, device) -> tuple[dict[str, Any], np.ndarray]:
     """``metrics.json``-style metrics (plus the binary operating point) and probabilities."""
-    from cnnlab.metrics import binary_metrics, test_metrics
+    from cnnlab.metrics import binary_metrics, metrics_contract
 
     proba = predict_proba(model, images, ckpt.mean, ckpt.std, device, channels_last=False)
-    metrics = test_metrics(labels, proba, ckpt.class_names)
+    metrics = metrics_contract(labels, proba, ckpt.class_names)
     if len(ckpt.class_names) == 2:
         metrics["positive_class"] = ckpt.class_names[1]
         metrics["at_argmax"] = binary_metrics(labels, proba[:, 1], 0.5)
