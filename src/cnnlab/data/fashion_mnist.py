@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.errors import CnnlabError, DataUnavailable
+from cnnlab.errors import DataUnavailable
 
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
