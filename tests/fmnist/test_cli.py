@@ -58,7 +58,7 @@ def test_train_writes_every_artifact_and_learns(tutorial_run):
     } <= names  # fmt: skip
     metrics = json.loads((tutorial_run / "metrics.json").read_text())
     # One epoch of 47 steps on 6,000 images: a plain Keras `mnist_convnet` reaches about 70%
-    # here (measured; README.md (Presets)), chance is 10%.
+    # here (measured; docs/benchmarks.md, End-to-end check), chance is 10%.
     assert metrics["test_accuracy"] > 0.65
     assert metrics["epochs_run"] == 1 and metrics["train_images"] == 6000
     assert metrics["params"] == 34826

@@ -60,7 +60,7 @@ def backend_name() -> str:
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed Python, NumPy and the backend; with ``deterministic`` also ask TensorFlow for
-    deterministic kernels (on CPU this costs little: see README.md (Presets))."""
+    deterministic kernels (on CPU this costs little: see docs/benchmarks.md, Determinism)."""
     import keras
 
     keras.utils.set_random_seed(seed)

@@ -193,8 +193,8 @@ PRESETS: dict[str, TrainConfig] = {
         batch_size=128,
         epochs=15,
     ),  # fmt: skip
-    # Best validation accuracy within 300 s of training among the probes in README.md
-    # (Presets): the tutorial layout with `same` padding (28 -> 14 -> 7, so the border pixels
+    # Best validation accuracy within 300 s of training among the probes in docs/presets.md
+    # (round 2): the tutorial layout with `same` padding (28 -> 14 -> 7, so the border pixels
     # count), batch norm after pooling (a quarter of the cost) for fast, stable steps at a high
     # learning rate, a 128-unit dense layer, label smoothing against over-confidence, and a
     # one-cycle schedule that ends on small steps within 9 epochs.
@@ -211,12 +211,12 @@ PRESETS: dict[str, TrainConfig] = {
         batch_size=256,  # fewer, larger steps: better CPU throughput, same accuracy here
         epochs=9,
     ),
-    # Best validation accuracy within 30 minutes of training among the probes in README.md
-    # (Presets, round 3): a third block (28 -> 14 -> 7 -> 3) and 1.5x the widths of `fast`, light
+    # Best validation accuracy within 30 minutes of training among the probes in docs/presets.md
+    # (round 3): a third block (28 -> 14 -> 7 -> 3) and 1.5x the widths of `fast`, light
     # augmentation (shifts and mirror images, no erasing: heavier augmentation slowed learning
     # more than it helped within the budget), 18 epochs (about 90 s each here), and test-time
     # augmentation over 10 views: the image and its mirror image, each also moved 1 px up, down,
-    # left and right (+0.26 points over mirror-only TTA on the validation split, README.md).
+    # left and right (+0.26 points over mirror-only TTA on validation; docs/presets.md, round 4).
     "strong": TrainConfig(
         filters=(48, 96, 192),
         padding="same",

@@ -73,8 +73,8 @@ def fit_inputs(
     On the TensorFlow backend: a ``tf.data`` pipeline that shuffles indices and gathers each
     batch in one op, on a private one-thread pool with autotuning off. Keras' own adapter for
     NumPy arrays shares TensorFlow's thread pools and autotunes them; on 2 cores that left one
-    core idle for long stretches (1,550 vs 2,600 images/s for the same steps; README.md,
-    Benchmarks). Other backends get the arrays (Keras shuffles them each epoch).
+    core idle for long stretches (1,550 vs 2,600 images/s for the same steps; docs/benchmarks.md,
+    The input pipeline). Other backends get the arrays (Keras shuffles them each epoch).
     """
     import keras
 

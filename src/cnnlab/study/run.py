@@ -22,7 +22,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.study import storage as st
 from cnnlab.study.spec import StudySpec
 
-# Measured on the idle 2-core development machine (README.md, Studies): the same 16 trials
+# Measured on the idle 2-core machine (docs/benchmarks.md, Study engine): the same 16 trials
 # took 111 s with two single-threaded workers and 141-147 s with one two-threaded worker
 # (1.3x); small networks do not keep two cores busy inside one TensorFlow process.
 DEFAULT_WORKERS = 2
