@@ -1,15 +1,17 @@
 """Analysis and report on a fake study whose effects are known (see fake_trainer.py)."""
 
 import csv
+import math
 import subprocess
 import sys
 
 import pytest
 
-from cnnlab.study import load_spec
+from cnnlab.study import load_spec, stats
 from cnnlab.study import storage as st
-from cnnlab.study.analysis import analyse, comparison_sentence, epochs_to_target
+from cnnlab.study.analysis import analyse, epochs_to_target
 from cnnlab.study.report import write_report
+from cnnlab.study.verdicts import comparison_sentence
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +26,17 @@ def test_known_effects_are_found(analysis):
     seven = by[("kernel_size", "7x7")]
     assert seven.reference == "3x3" and seven.n == 3
     assert seven.diff.high < 0 and seven.significant  # the fake costs 7x7 two points
-    assert "kernel_size = 7x7 lowered test accuracy by" in seven.sentence
-    assert seven.mcnemar.b > seven.mcnemar.c  # more images lost than gained
+    assert seven.verdict == stats.WORSE
+    assert seven.sentence.startswith(f"kernel_size = 7x7 vs 3x3: {seven.diff.mean:+.2f} points")
+    assert "— worse: paired t, Holm-adjusted p" in seven.sentence
+    # McNemar per seed: in every seed more images lost than gained
+    assert len(seven.mcnemar) == 3 and all(m.b > m.c for m in seven.mcnemar)
     bn = by[("regularization", "batch_norm")]
-    assert bn.diff.low > 0  # +2 points in the fake; whether Holm keeps it decides the wording
-    assert ("raised" in bn.sentence) == bn.significant
-    assert bn.significant or "after Holm correction" in bn.sentence
+    assert bn.diff.low > 0  # +2 points in the fake, alone in its Holm family
+    assert bn.verdict == stats.BETTER and "— better" in bn.sentence
     five = by[("kernel_size", "5x5")]  # +0.4 points in the fake: too small for 3 seeds here
     assert abs(five.diff.mean) < 1.5
+    assert five.verdict in (stats.UNRESOLVED, stats.BETTER)
     # the optimizer comparisons use the tuned reference level
     assert by[("optimizer", "sgd")].reference == "adam"
 
@@ -47,13 +52,21 @@ def test_a_study_whose_keys_are_not_in_its_plan_is_refused(finished_fake_study):
         analyse(st.stored_spec(study), records, st.test_labels(study))
 
 
-def test_holm_adjustment_covers_every_comparison(analysis):
-    raw = sorted(c.t_pvalue for c in analysis.comparisons)
-    adjusted = [c.holm_pvalue for c in analysis.comparisons]
-    assert len(adjusted) == 6  # 5x5, 7x7, batch_norm, 512 (fixed), 512 (scaled), sgd
-    assert all(h >= p for h, p in zip(adjusted, [c.t_pvalue for c in analysis.comparisons],
-                                      strict=True))  # fmt: skip
-    assert min(adjusted) == pytest.approx(min(1.0, raw[0] * len(raw)))
+def test_each_factor_is_its_own_holm_family(analysis):
+    assert len(analysis.comparisons) == 6  # 5x5, 7x7, batch_norm, 512 (fixed), 512 (scaled), sgd
+    families = {}
+    for c in analysis.comparisons:
+        families.setdefault(c.factor, []).append(c)
+    assert {f: len(cs) for f, cs in families.items()} == {
+        "kernel_size": 2, "regularization": 1, "batch_size": 1, "batch_size_scaled": 1,
+        "optimizer": 1,
+    }  # fmt: skip
+    for cs in families.values():
+        expected = stats.holm([c.t_pvalue for c in cs])
+        assert [c.holm_pvalue for c in cs] == pytest.approx(expected)
+        assert all(c.family == len(cs) for c in cs)
+    sgd = families["optimizer"][0]
+    assert sgd.holm_pvalue == pytest.approx(sgd.t_pvalue)  # a family of one is not adjusted
 
 
 def test_batch_size_lr_share_sentence(analysis):
@@ -66,21 +79,27 @@ def test_importance_ranks_the_factors(analysis):
     terms = [i.term for i in analysis.importance]
     assert set(terms) == {"kernel_size", "regularization", "batch_size", "batch_size_scaled",
                           "optimizer"}  # fmt: skip
-    assert analysis.importance[0].eta_squared >= analysis.importance[-1].eta_squared
+    omegas = [i.omega_squared for i in analysis.importance]
+    assert omegas == sorted(omegas, reverse=True)
     assert terms[-1] == "batch_size_scaled"  # the only factor without an effect in the fake
 
 
-def test_no_significant_difference_sentence():
+def test_unresolved_sentence():
     from cnnlab.study.analysis import Comparison
-    from cnnlab.study.stats import Interval, McNemar
+    from cnnlab.study.stats import Interval
 
-    c = Comparison("kernel_size", "5x5", "3x3", 3, Interval(3, 0.2, 0.3, -0.5, 0.9), 0.3, 0.5,
-                   McNemar(10, 12, 0.1, 0.8, "exact"), 1.4, 0.9, 1.0)  # fmt: skip
-    text = comparison_sentence(c, 5)
-    assert "no significant difference at this budget" in text and "1.4x slower" in text
+    c = Comparison("kernel_size", "5x5", "3x3", 3, Interval(3, 0.2, 0.3, -0.5, 0.9), 0.3, math.nan,
+                   [], 1.4, family=2, holm_pvalue=0.6, verdict=stats.UNRESOLVED,
+                   seeds_needed=9)  # fmt: skip
+    text = comparison_sentence(c, 0.5)
+    assert text.startswith("kernel_size = 5x5 vs 3x3: +0.20 points (95% CI -0.50 to +0.90, n = 3")
+    assert "— unresolved: the CI includes zero and reaches beyond ±0.50 points" in text
+    assert "about 9 seeds would resolve it" in text and "1.4x slower" in text
+    # the unadjusted CI excludes zero, Holm over the factor's family does not reject
     c.diff = Interval(3, 0.6, 0.1, 0.3, 0.9)
-    c.holm_pvalue = 0.2
-    assert "after Holm correction over 5 comparisons" in comparison_sentence(c, 5)
+    c.holm_pvalue = 0.07
+    text = comparison_sentence(c, 0.5)
+    assert "unresolved: Holm-adjusted p = 0.070 within the 2 kernel_size comparisons" in text
 
 
 def test_epochs_to_target():
@@ -106,7 +125,10 @@ def test_report_files_and_sections(finished_fake_study, tmp_path):
         "Which factor matters most",
     ):
         assert section in md, section  # fmt: skip
-    assert "lowered test accuracy" in md and "Holm-adjusted" in md
+    assert "— worse: paired t, Holm-adjusted p" in md
+    assert "### What each change did" in md and "each factor is its own Holm family" in md
+    assert "δ = 0.50" in md and "partial ω²" in md
+    assert "| kernel_size | 7x7 vs 3x3 | -" in md and "| worse |" in md  # effect size first
     text = html.read_text()
     assert text.count("data:image/png;base64,") >= 16 and 'src="kernel' not in text
     rows = list(csv.DictReader((out / "results.csv").open()))
@@ -211,7 +233,7 @@ def test_a_factorial_study_reports_cells_and_interactions(tmp_path, fake_env):
     run_study(spec, url, "grid", 1, trainer="fake_trainer:trainer", progress=False)
     study = st.load_study(st.open_storage(url), "grid")
     a = analyse(st.stored_spec(study), st.completed_records(study), st.test_labels(study))
-    terms = {i.term: i.eta_squared for i in a.importance}
+    terms = {i.term: i.omega_squared for i in a.importance}
     assert set(terms) == {"batch_size", "kernel_size", "batch_size x kernel_size"}
     assert terms["batch_size"] > terms["batch_size x kernel_size"]  # additive effects in the fake
     seven = next(c for c in a.comparisons if c.level == "7x7")

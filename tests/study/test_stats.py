@@ -40,9 +40,24 @@ def test_paired_comparison_by_hand_and_against_scipy():
     t = 0.0225 / (0.0095743 / 2)
     assert c.t_pvalue == pytest.approx(2 * sps.t.sf(t, 3), rel=1e-3)
     assert c.t_pvalue == pytest.approx(sps.ttest_rel(level, ref).pvalue)
-    # exact signed-rank, 4 positive differences with ties -> scipy's reference value
-    assert c.wilcoxon_pvalue == pytest.approx(sps.wilcoxon(level, ref).pvalue)
     assert c.diff.low > 0  # consistent improvement: the interval excludes zero
+    assert not c.identical
+
+
+def test_wilcoxon_is_left_out_below_six_pairs():
+    # with n = 5 the exact two-sided signed-rank p cannot go below 2 / 2**5 = 0.0625
+    assert sps.wilcoxon([1, 2, 3, 4, 5]).pvalue == pytest.approx(0.0625)
+    five = stats.paired_comparison([1.0, 2.0, 3.0, 4.0, 5.0], [0.0] * 5)
+    assert math.isnan(five.wilcoxon_pvalue) and five.t_pvalue < 0.05
+
+
+def test_wilcoxon_from_six_pairs_matches_scipy():
+    level = [0.90, 0.92, 0.91, 0.95, 0.93, 0.89]
+    ref = [0.88, 0.91, 0.885, 0.92, 0.94, 0.87]
+    c = stats.paired_comparison(level, ref)
+    assert stats.MIN_WILCOXON_N == 6
+    assert c.wilcoxon_pvalue == pytest.approx(sps.wilcoxon(level, ref).pvalue)
+    assert c.t_pvalue == pytest.approx(sps.ttest_rel(level, ref).pvalue)
 
 
 def test_paired_comparison_requires_pairs():
@@ -50,11 +65,27 @@ def test_paired_comparison_requires_pairs():
         stats.paired_comparison([1, 2, 3], [1, 2])
 
 
-def test_paired_comparison_constant_difference():
-    c = stats.paired_comparison([0.5, 0.6, 0.7], [0.4, 0.5, 0.6])
-    assert c.t_pvalue == 0.0 and c.diff.mean == pytest.approx(0.1)
-    same = stats.paired_comparison([0.5, 0.6], [0.5, 0.6])
-    assert same.t_pvalue == 1.0 and math.isnan(same.wilcoxon_pvalue)
+@pytest.mark.parametrize(
+    ("level", "ref", "mean"),
+    [
+        ([0.5, 0.6, 0.7], [0.4, 0.5, 0.6], 0.1),  # equal up to float rounding
+        ([85.0, 86.0, 87.5], [84.0, 85.0, 86.5], 1.0),
+        ([0.5, 0.6], [0.5, 0.6], 0.0),
+    ],
+)
+def test_identical_differences_get_no_test_and_no_interval(level, ref, mean):
+    """Never p = 0 with a zero-width interval: identical differences have no spread, so the t
+    statistic is undefined and nothing says how the next seed would differ."""
+    c = stats.paired_comparison(level, ref)
+    assert c.identical and c.diff.mean == pytest.approx(mean)
+    assert math.isnan(c.t_pvalue) and math.isnan(c.wilcoxon_pvalue)
+    assert math.isnan(c.diff.low) and math.isnan(c.diff.high)
+    assert stats.verdict(c.diff, float("nan"), margin=0.5) == stats.UNTESTABLE
+
+
+def test_one_pair_gets_no_test():
+    c = stats.paired_comparison([0.9], [0.8])
+    assert c.n == 1 and math.isnan(c.t_pvalue) and not c.identical
 
 
 def test_mcnemar_exact_by_hand():
@@ -99,34 +130,82 @@ def test_holm_caps_at_one_and_skips_nan():
     assert stats.holm([0.6, 0.7]) == [1.0, 1.0]
 
 
-def test_eta_squared_by_hand():
-    # groups {1,2,3} and {4,5,6}: grand 3.5, SS_between = 3*(1.5^2)*2 = 13.5, SS_total = 17.5
-    one = stats.eta_squared({"a": [1, 2, 3], "b": [4, 5, 6]})
-    assert one.eta_squared == pytest.approx(13.5 / 17.5)
-    assert one.pvalue == pytest.approx(sps.f_oneway([1, 2, 3], [4, 5, 6]).pvalue)
+# -- verdicts and power --------------------------------------------------------------------
 
 
-def test_eta_squared_needs_two_groups():
-    assert math.isnan(stats.eta_squared({"a": [1.0, 2.0]}).eta_squared)
+def _diff(mean, low, high, n=3, std=0.5):
+    return stats.Interval(n, mean, std, low, high)
 
 
-def test_anova_eta_squared_separates_main_effects_and_interaction():
-    # 2x2 design, y = 2*a + 1*b + 3*(a AND b), one replicate per cell, plus a second replicate
-    rows, y = [], []
-    for a in (0, 1):
-        for b in (0, 1):
-            for noise in (-0.1, 0.1):
-                rows.append({"a": str(a), "b": str(b)})
-                y.append(2 * a + b + 3 * (a * b) + noise)
-    eta = stats.anova_eta_squared(rows, y, ["a", "b"])
-    # by hand from the cell means 0, 1, 2, 6 (marginal means a: 0.5/4, b: 1/3.5)
-    y = np.array(y)
-    grand = y.mean()
-    ss_total = ((y - grand) ** 2).sum()
-    ss_a = 4 * ((0.5 - grand) ** 2 + (4.0 - grand) ** 2)
-    ss_b = 4 * ((1.0 - grand) ** 2 + (3.5 - grand) ** 2)
-    ss_cells = 2 * sum((m - grand) ** 2 for m in (0.0, 1.0, 2.0, 6.0))
-    assert eta["a"] == pytest.approx(ss_a / ss_total)
-    assert eta["b"] == pytest.approx(ss_b / ss_total)
-    assert eta["a x b"] == pytest.approx((ss_cells - ss_a - ss_b) / ss_total)
-    assert eta["a"] > eta["a x b"] > 0
+@pytest.mark.parametrize(
+    ("diff", "holm_p", "expected"),
+    [
+        (_diff(1.2, 0.7, 1.7), 0.01, stats.BETTER),
+        (_diff(-2.0, -2.6, -1.4), 0.004, stats.WORSE),
+        (_diff(0.1, -0.3, 0.45), 0.60, stats.EQUIVALENT),  # whole CI inside +-0.5
+        (_diff(0.3, -0.4, 1.0), 0.30, stats.UNRESOLVED),  # includes 0 and +0.5
+        # the unadjusted CI excludes zero, but Holm over the family does not reject
+        (_diff(0.9, 0.1, 1.7), 0.08, stats.UNRESOLVED),
+        # a significant change smaller than the margin is still a change
+        (_diff(0.2, 0.1, 0.3), 0.01, stats.BETTER),
+        (_diff(0.2, float("nan"), float("nan"), n=1, std=float("nan")), float("nan"),
+         stats.UNTESTABLE),
+    ],
+)  # fmt: skip
+def test_verdict(diff, holm_p, expected):
+    assert stats.verdict(diff, holm_p, margin=0.5) == expected
+
+
+def test_the_margin_decides_between_no_difference_and_unresolved():
+    diff = _diff(0.1, -0.3, 0.45)
+    assert stats.verdict(diff, 0.6, margin=0.5) == stats.EQUIVALENT
+    assert stats.verdict(diff, 0.6, margin=0.4) == stats.UNRESOLVED
+    assert stats.verdict(_diff(0.0, -0.5, 0.3), 0.9, margin=0.5) == stats.UNRESOLVED  # on the edge
+
+
+def test_verdicts_from_paired_data_through_holm():
+    ref = [85.0, 86.0, 84.5, 85.5]
+    cases = {
+        "better": [86.1, 87.2, 85.4, 86.7],  # about +1 in every seed
+        "worse": [83.0, 84.1, 82.4, 83.6],  # about -2
+        "same": [85.05, 85.9, 84.6, 85.45],  # within 0.1 of the reference
+        "noisy": [86.5, 85.0, 85.9, 84.4],  # +0 +- 1.4
+    }
+    comps = {k: stats.paired_comparison(v, ref) for k, v in cases.items()}
+    holm = dict(zip(comps, stats.holm([c.t_pvalue for c in comps.values()]), strict=True))
+    verdicts = {k: stats.verdict(c.diff, holm[k], margin=0.5) for k, c in comps.items()}
+    assert verdicts == {"better": stats.BETTER, "worse": stats.WORSE,
+                        "same": stats.EQUIVALENT, "noisy": stats.UNRESOLVED}  # fmt: skip
+
+
+def test_seeds_to_resolve_matches_statsmodels_ttestpower():
+    from statsmodels.stats.power import TTestPower
+
+    # observed difference larger than the margin: the observed difference is the target
+    diff = _diff(0.8, -0.2, 1.8, n=3, std=0.9)
+    n = stats.seeds_to_resolve(diff, margin=0.5, alpha=0.025)
+    expected = TTestPower().solve_power(effect_size=0.8 / 0.9, alpha=0.025, power=0.8)
+    assert n == math.ceil(expected)
+    # the answer is the smallest number of seeds that reaches 80% power
+    assert TTestPower().power(0.8 / 0.9, n, 0.025) >= 0.8 > TTestPower().power(0.8 / 0.9, n - 1,
+                                                                                0.025)  # fmt: skip
+
+
+def test_seeds_to_resolve_by_the_textbook():
+    # one-sample t, d = 1, alpha 0.05 two-sided, power 0.8: 10 observations (Cohen 1988)
+    assert stats.seeds_to_resolve(_diff(1.0, -1.0, 3.0, std=1.0), margin=0.5) == 10
+
+
+def test_seeds_to_resolve_uses_the_margin_for_small_differences():
+    # a near-zero difference: resolving it means detecting the margin, not the noise
+    small = stats.seeds_to_resolve(_diff(0.05, -1.0, 1.1, std=1.0), margin=0.5)
+    assert small == stats.seeds_to_resolve(_diff(0.5, -1.0, 1.1, std=1.0), margin=0.5)
+    assert small > stats.seeds_to_resolve(_diff(0.05, -1.0, 1.1, std=1.0), margin=1.0)
+    # noisier differences need more seeds
+    assert stats.seeds_to_resolve(_diff(0.5, -1, 2, std=2.0), 0.5) > small
+
+
+def test_seeds_to_resolve_needs_a_spread():
+    assert stats.seeds_to_resolve(_diff(0.5, float("nan"), float("nan"), std=0.0), 0.5) is None
+    one = stats.Interval(1, 0.5, float("nan"), float("nan"), float("nan"))
+    assert stats.seeds_to_resolve(one, 0.5) is None

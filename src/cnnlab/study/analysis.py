@@ -1,12 +1,18 @@
-"""From completed trials to numbers: per-config summaries, paired comparisons, importance,
-learning-curve summaries and the conclusion sentences of the report.
+"""From completed trials to numbers: per-config summaries, paired comparisons with verdicts,
+importance and learning-curve summaries; the sentences are written in ``verdicts.py``.
 
 Everything here reads trial records (never re-trains) and is deterministic, so a report can be
 rebuilt at any time, including from a study that is still running (incomplete cells are
 reported with the seeds they have).
 
-Factor importance is a variance decomposition (eta squared): the share of the spread of test
-accuracy, over all trials of a factor's levels, that the level explains, with its ANOVA F-test.
+Each factor is its own Holm family: a factor answers its own question ("does the kernel size
+matter?"), and correcting it for the comparisons of unrelated factors made, with 3 seeds,
+even a 14-point loss "not significant" (issue 13). Every comparison gets a verdict (better,
+worse, no difference detected within +-margin, unresolved with the seeds a power calculation
+says would resolve it); ``DEFAULT_MARGIN`` is the smallest difference worth a claim.
+
+Factor importance is a seed-blocked ANOVA (every level of a factor shares the seeds) with
+partial omega squared: the share of the variance of test accuracy that the level explains.
 Optuna's fANOVA importance fits a random forest over a sampled search space; a designed study
 varies one factor at a time around a baseline (or crosses a few factors completely), so the
 exact ANOVA decomposition of the design is available, needs no surrogate model and comes with
@@ -26,9 +32,15 @@ from cnnlab.errors import CnnlabError
 from cnnlab.study import stats
 from cnnlab.study.spec import Cell, Factor, StudySpec
 from cnnlab.study.storage import TrialRecord
+from cnnlab.study.verdicts import comparison_sentence, factor_conclusions
 
-ALPHA = 0.05
+ALPHA = stats.ALPHA
 POINTS = 100.0  # accuracies are reported in percentage points
+# Half a point of test accuracy: above the seed-to-seed standard deviations measured for the
+# full-data presets (0.07-0.41 points, README Benchmarks) and the binomial standard error of an
+# accuracy near 90% on 10,000 test images (0.3 points); a smaller change is not one a reader
+# could act on. A parameter of analyse() and write_report().
+DEFAULT_MARGIN = 0.5
 
 
 @dataclass
@@ -56,24 +68,30 @@ class Comparison:
     n: int  # pairs
     diff: stats.Interval  # level - reference, points
     t_pvalue: float
-    wilcoxon_pvalue: float
-    mcnemar: stats.McNemar
+    wilcoxon_pvalue: float  # nan below stats.MIN_WILCOXON_N pairs
+    mcnemar: list[stats.McNemar]  # one per pair of trials (seed); never Holm-adjusted
     time_ratio: float  # mean training seconds, level / reference
-    holm_pvalue: float = math.nan  # paired t, Holm-adjusted over the whole study
-    mcnemar_holm_pvalue: float = math.nan
+    identical: bool = False  # the same difference in every pair: no test possible
+    family: int = 0  # comparisons in this factor's Holm family
+    holm_pvalue: float = math.nan  # paired t, Holm-adjusted within the factor
+    verdict: str = stats.UNTESTABLE
+    seeds_needed: int | None = None  # for an unresolved verdict (power calculation)
     sentence: str = ""
 
     @property
     def significant(self) -> bool:
-        excludes_zero = not (self.diff.low <= 0 <= self.diff.high)
-        return excludes_zero and self.holm_pvalue < ALPHA
+        return self.verdict in (stats.BETTER, stats.WORSE)
 
 
 @dataclass
 class Importance:
     term: str
-    eta_squared: float
+    omega_squared: float  # partial omega squared of the seed-blocked ANOVA
+    f_statistic: float
+    df: int
+    df_error: int
     pvalue: float
+    seeds: int  # seeds on which every level of the term completed (the ANOVA's blocks)
     spread: float  # best minus worst level mean, points
 
 
@@ -85,6 +103,7 @@ class StudyAnalysis:
     importance: list[Importance]
     sweeps: dict[str, dict[str, Any]]  # optimizer -> {chosen, candidates}
     best: CellSummary | None  # highest mean validation accuracy
+    margin: float = DEFAULT_MARGIN  # points; CI inside +-margin: "no difference detected"
     conclusions: dict[str, list[str]] = field(default_factory=dict)  # by factor
     complete: int = 0
     planned: int = 0
@@ -140,8 +159,15 @@ def _pts(i: stats.Interval) -> stats.Interval:
 
 
 def analyse(
-    spec: StudySpec, records: Mapping[str, TrialRecord], labels: np.ndarray | None
+    spec: StudySpec,
+    records: Mapping[str, TrialRecord],
+    labels: np.ndarray | None,
+    margin: float = DEFAULT_MARGIN,
 ) -> StudyAnalysis:
+    if not margin > 0:
+        raise CnnlabError(
+            f"the equivalence margin must be a positive number of points, got {margin}"
+        )
     trials, cells = spec.plan()
     if records and not {t.key for t in trials} & set(records):
         raise CnnlabError(
@@ -152,15 +178,11 @@ def analyse(
     for cell in cells:
         recs = [records[k] for k in cell.keys if k in records]
         summaries[cell.name] = _summarise(cell, recs, spec.val_target)
-    comparisons = [
-        c for f in spec.factors for c in _compare_factor(spec, f, cells, records, labels)
-    ]
-    for attr, out in (("t_pvalue", "holm_pvalue"), ("mcnemar", "mcnemar_holm_pvalue")):
-        raw = [c.mcnemar.pvalue if attr == "mcnemar" else getattr(c, attr) for c in comparisons]
-        for c, p in zip(comparisons, stats.holm(raw), strict=True):
-            setattr(c, out, p)
-    for c in comparisons:
-        c.sentence = comparison_sentence(c, len(comparisons))
+    comparisons = []
+    for f in spec.factors:
+        family = _compare_factor(spec, f, cells, records, labels)
+        _judge(family, margin)
+        comparisons += family
     complete_cells = [s for s in summaries.values() if s.n and not _is_baseline(s.cell)]
     best = max(complete_cells, key=lambda s: s.val_accuracy.mean, default=None)
     analysis = StudyAnalysis(
@@ -172,9 +194,24 @@ def analyse(
         best=best,
         complete=sum(t.key in records for t in trials),
         planned=len(trials),
+        margin=margin,
     )
     analysis.conclusions = {f.name: factor_conclusions(analysis, f) for f in spec.factors}
     return analysis
+
+
+def _judge(family: list[Comparison], margin: float) -> None:
+    """Holm over one factor's comparisons, then a verdict for each. Comparisons without a
+    test (one seed, identical differences) are not part of the family."""
+    tested = sum(not math.isnan(c.t_pvalue) for c in family)
+    for c, p in zip(family, stats.holm([c.t_pvalue for c in family]), strict=True):
+        c.family = tested
+        c.holm_pvalue = p
+        c.verdict = stats.verdict(c.diff, p, margin)
+        if c.verdict == stats.UNRESOLVED:
+            # Holm's first step tests at alpha / m: the seeds that would pass it
+            c.seeds_needed = stats.seeds_to_resolve(c.diff, margin, ALPHA / tested)
+        c.sentence = comparison_sentence(c, margin)
 
 
 def _is_baseline(cell: Cell) -> bool:
@@ -203,13 +240,16 @@ def _compare_factor(spec, factor: Factor, cells, records, labels) -> list[Compar
         acc = [p[0].metrics["test_accuracy"] * POINTS for p in pairs]
         acc_ref = [p[1].metrics["test_accuracy"] * POINTS for p in pairs]
         cmp = stats.paired_comparison(acc, acc_ref)
-        b = c = 0
+        # McNemar per pair of trials: pooling the seeds' discordant images treats correlated
+        # predictions as independent evidence (issue 13: p = 1e-32 where the paired t gave 0.056)
+        per_seed = []
         if labels is not None:
             for level_rec, ref_rec in pairs:
-                db, dc = stats.discordant_counts(
-                    ref_rec.test_pred == labels, level_rec.test_pred == labels
-                )
-                b, c = b + db, c + dc
+                per_seed.append(
+                    stats.mcnemar(*stats.discordant_counts(
+                        ref_rec.test_pred == labels, level_rec.test_pred == labels
+                    ))
+                )  # fmt: skip
         seconds = np.mean([p[0].metrics["train_seconds"] for p in pairs])
         seconds_ref = np.mean([p[1].metrics["train_seconds"] for p in pairs])
         out.append(
@@ -221,48 +261,54 @@ def _compare_factor(spec, factor: Factor, cells, records, labels) -> list[Compar
                 diff=cmp.diff,
                 t_pvalue=cmp.t_pvalue,
                 wilcoxon_pvalue=cmp.wilcoxon_pvalue,
-                mcnemar=stats.mcnemar(b, c),
+                mcnemar=per_seed,
                 time_ratio=float(seconds / seconds_ref) if seconds_ref > 0 else math.nan,
+                identical=cmp.identical,
             )  # fmt: skip
         )
     return out
 
 
 def _importance(spec: StudySpec, cells, records) -> list[Importance]:
+    """Seed-blocked ANOVA per factor (OFAT) or of the whole design (factorial), on the seeds
+    for which every cell involved completed: the ANOVA needs the balanced table."""
     design_cells = [c for c in cells if not _is_baseline(c)]
-    out = []
     if spec.design == "factorial":
-        rows, values = [], []
-        for cell in design_cells:
-            for k in cell.keys:
-                if k in records:
-                    rows.append(dict(cell.levels))
-                    values.append(records[k].metrics["test_accuracy"] * POINTS)
-        complete = all(k in records for c in design_cells for k in c.keys)
-        if len(values) > 1 and complete:  # the decomposition needs the balanced design
-            etas = stats.anova_eta_squared(rows, values, [f.name for f in spec.factors])
-            for term, eta in etas.items():
-                spread = math.nan
-                if " x " not in term:
-                    means = _level_means(term, rows, values)
-                    spread = max(means) - min(means)
-                out.append(Importance(term, eta, math.nan, spread))
+        groups = [(design_cells, [f.name for f in spec.factors])]
     else:
-        for f in spec.factors:
-            groups: dict[str, list[float]] = {}
-            for cell in design_cells:
-                if cell.levels[0][0] != f.name:
-                    continue
-                vals = [
-                    records[k].metrics["test_accuracy"] * POINTS for k in cell.keys if k in records
-                ]
-                if vals:
-                    groups[cell.levels[0][1]] = vals
-            one = stats.eta_squared(groups)
-            means = [float(np.mean(v)) for v in groups.values()]
-            spread = max(means) - min(means) if len(means) > 1 else math.nan
-            out.append(Importance(f.name, one.eta_squared, one.pvalue, spread))
-    return sorted(out, key=lambda i: -1 if math.isnan(i.eta_squared) else -i.eta_squared)
+        groups = [
+            ([c for c in design_cells if c.levels[0][0] == f.name], [f.name]) for f in spec.factors
+        ]
+    out = []
+    for group, factors in groups:
+        rows, values, seeds = _balanced_table(group, spec.seeds, records)
+        if seeds < 2 or len(group) < 2:
+            out += [Importance(f, math.nan, math.nan, 0, 0, math.nan, seeds, math.nan)
+                    for f in factors]  # fmt: skip
+            continue
+        for term, a in stats.blocked_anova(rows, values, factors).items():
+            spread = math.nan
+            if " x " not in term:
+                means = _level_means(term, rows, values)
+                spread = max(means) - min(means)
+            out.append(Importance(term, a.omega_squared, a.f_statistic, a.df, a.df_error,
+                                  a.pvalue, seeds, spread))  # fmt: skip
+    return sorted(out, key=lambda i: -math.inf if math.isnan(i.omega_squared) else i.omega_squared,
+                  reverse=True)  # fmt: skip
+
+
+def _balanced_table(group: list[Cell], seeds, records) -> tuple[list[dict], list[float], int]:
+    """Rows (levels and seed) and test accuracies (points) of the seeds complete in every cell
+    of ``group``; the cells' keys are in the spec's seed order."""
+    rows, values, used = [], [], 0
+    for i, seed in enumerate(seeds):
+        if not all(i < len(c.keys) and c.keys[i] in records for c in group):
+            continue
+        used += 1
+        for cell in group:
+            rows.append({**dict(cell.levels), "seed": str(seed)})
+            values.append(records[cell.keys[i]].metrics["test_accuracy"] * POINTS)
+    return rows, values, used
 
 
 def _level_means(factor: str, rows, values) -> list[float]:
@@ -284,116 +330,4 @@ def _sweeps(spec: StudySpec, records: Mapping[str, TrialRecord]) -> dict[str, di
             entry["chosen"] = r.lr_choice["chosen"]
     for entry in out.values():
         entry["runs"].sort(key=lambda x: (x["lr"], x["seed"]))
-    return out
-
-
-# -- sentences -----------------------------------------------------------------------------
-
-
-def _p(p: float) -> str:
-    if math.isnan(p):
-        return "n/a"
-    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
-
-
-def _speed(ratio: float, reference: str) -> str:
-    if math.isnan(ratio):
-        return ""
-    if abs(ratio - 1) < 0.05:
-        return f"; it trained about as fast as {reference}"
-    word = "slower" if ratio > 1 else "faster"
-    factor = ratio if ratio > 1 else 1 / ratio
-    return f"; it trained {factor:.1f}x {word} than {reference}"
-
-
-def comparison_sentence(c: Comparison, family: int) -> str:
-    """One sentence from the numbers of a comparison (no conclusion is written by hand)."""
-    d = c.diff
-    subject = f"{c.factor} = {c.level}"
-    ci = f"95% CI {d.low:+.2f} to {d.high:+.2f}"
-    speed = _speed(c.time_ratio, c.reference)
-    mc = f"McNemar p {_p(c.mcnemar_holm_pvalue)} Holm-adjusted"
-    if c.n < 2 or math.isnan(d.low):
-        return (
-            f"{subject}: {d.mean:+.2f} points vs {c.reference} from a single seed; "
-            f"no interval or test is possible with one seed{speed}."
-        )
-    if d.low <= 0 <= d.high:
-        return (
-            f"{subject} vs {c.reference}: no significant difference at this budget "
-            f"({d.mean:+.2f} points, {ci}, n = {c.n} seeds){speed}."
-        )
-    if c.holm_pvalue >= ALPHA:
-        return (
-            f"{subject} vs {c.reference}: no significant difference at this budget after Holm "
-            f"correction over {family} comparisons ({d.mean:+.2f} points, unadjusted {ci}, "
-            f"Holm-adjusted p {_p(c.holm_pvalue)}){speed}."
-        )
-    verb = "raised" if d.mean > 0 else "lowered"
-    return (
-        f"{subject} {verb} test accuracy by {abs(d.mean):.2f} points vs {c.reference} "
-        f"({ci}, Holm-adjusted paired-t p {_p(c.holm_pvalue)}; {mc}){speed}."
-    )
-
-
-def factor_conclusions(analysis: StudyAnalysis, factor: Factor) -> list[str]:
-    comps = [c for c in analysis.comparisons if c.factor == factor.name]
-    lines = []
-    levels = [
-        analysis.cells[cell_name]
-        for cell_name in (f"{factor.name}={lv.label}" for lv in factor.levels)
-        if cell_name in analysis.cells and analysis.cells[cell_name].n
-    ]
-    if levels:
-        best = max(levels, key=lambda s: s.accuracy.mean)
-        worst = min(levels, key=lambda s: s.accuracy.mean)
-        lines.append(
-            f"Highest mean test accuracy: {best.cell.levels[0][1]} ({best.accuracy.mean:.2f}%); "
-            f"lowest: {worst.cell.levels[0][1]} ({worst.accuracy.mean:.2f}%), "
-            f"over {_seed_range(levels)} per level."
-        )
-    sig = [c for c in comps if c.significant]
-    lines.append(
-        f"{len(sig)} of {len(comps)} levels differ significantly from {factor.reference} "
-        "after Holm correction."
-        if comps
-        else "No comparison is possible yet (trials missing)."
-    )
-    lines += [c.sentence for c in comps]
-    if factor.kind == "batch_size":
-        lines += _lr_share_sentences(analysis, factor)
-    return lines
-
-
-def _seed_range(levels: list[CellSummary]) -> str:
-    lo, hi = min(s.n for s in levels), max(s.n for s in levels)
-    return f"{lo} seed{'s' if hi > 1 else ''}" if lo == hi else f"{lo}-{hi} seeds"
-
-
-def _lr_share_sentences(analysis: StudyAnalysis, scaled: Factor) -> list[str]:
-    """For a batch-size factor with linear LR scaling: how much of the accuracy lost by large
-    batches at a fixed LR the scaling recovers, level by level."""
-    if not any("lr" in lv.overrides for lv in scaled.levels):
-        return []
-    fixed = next(
-        (f for f in analysis.spec.factors
-         if f.kind == "batch_size" and not any("lr" in lv.overrides for lv in f.levels)),
-        None,
-    )  # fmt: skip
-    if fixed is None:
-        return []
-    by = {(c.factor, c.level): c for c in analysis.comparisons}
-    out = []
-    for lv in scaled.levels:
-        lost = by.get((fixed.name, lv.label))
-        kept = by.get((scaled.name, lv.label))
-        if lost is None or kept is None or lost.diff.mean >= 0:
-            continue
-        recovered = (kept.diff.mean - lost.diff.mean) / -lost.diff.mean * 100
-        out.append(
-            f"At batch size {lv.label}, a fixed LR cost {-lost.diff.mean:.2f} points vs "
-            f"{fixed.reference}; with the LR scaled linearly (plus warm-up) the change was "
-            f"{kept.diff.mean:+.2f} points vs {scaled.reference}, i.e. scaling recovered "
-            f"{recovered:.0f}% of the loss."
-        )
     return out

@@ -1,8 +1,9 @@
 """``cnnlab study report``: report.html (self-contained), report.md and results.csv.
 
-A summary page (status, factor importance, best config, baseline, how to reproduce, machine)
-and one section per factor: accuracy vs level with 95% intervals, overlaid learning curves,
-time cost, a table and the conclusion sentences computed in ``analysis.py``.
+A summary page (status, how to read the verdicts, every comparison with its verdict, factor
+importance, best config, baseline, how to reproduce, machine) and one section per factor:
+accuracy vs level with 95% intervals, overlaid learning curves, time cost, a table and the
+conclusion sentences computed in ``analysis.py`` / ``verdicts.py``.
 """
 
 from __future__ import annotations
@@ -20,12 +21,36 @@ from cnnlab.errors import CnnlabError
 from cnnlab.report import Report
 from cnnlab.runs import environment_info, run_directory, write_csv
 from cnnlab.study import storage as st
-from cnnlab.study.analysis import POINTS, StudyAnalysis, analyse, epochs_to_target
+from cnnlab.study.analysis import (
+    DEFAULT_MARGIN,
+    POINTS,
+    StudyAnalysis,
+    analyse,
+    epochs_to_target,
+)
+from cnnlab.study.report_stats import (
+    ci,
+    fmt_p,
+    holm_text,
+    importance_part,
+    methods_part,
+    signed_ci,
+    verdicts_part,
+    wilcoxon_text,
+)
 from cnnlab.study.spec import Factor, StudySpec
 
 
-def write_report(storage: str, name: str, out: str | os.PathLike, overwrite: bool = True) -> Path:
-    """Analyse study ``name`` and write its report into ``out``; returns report.html."""
+def write_report(
+    storage: str,
+    name: str,
+    out: str | os.PathLike,
+    overwrite: bool = True,
+    margin: float = DEFAULT_MARGIN,
+) -> Path:
+    """Analyse study ``name`` and write its report into ``out``; returns report.html.
+    ``margin``: points; a comparison whose 95% CI lies inside +-margin reads "no difference
+    detected"."""
     store = st.open_storage(storage)
     study = st.load_study(store, name)
     spec = st.stored_spec(study)
@@ -33,7 +58,7 @@ def write_report(storage: str, name: str, out: str | os.PathLike, overwrite: boo
     if not records:
         raise CnnlabError(f"study {name!r} has no completed trials yet; nothing to report")
     labels = st.test_labels(study)
-    analysis = analyse(spec, records, labels)
+    analysis = analyse(spec, records, labels, margin=margin)
     meta = {
         "n_test": len(labels)
         if labels is not None
@@ -94,18 +119,6 @@ def _csv(v: Any) -> Any:
 # -- the document --------------------------------------------------------------------------
 
 
-def _ci(i, digits: int = 2) -> str:
-    if i.n == 0 or math.isnan(i.mean):
-        return ""
-    if math.isnan(i.low):
-        return f"{i.mean:.{digits}f}"
-    return f"{i.mean:.{digits}f} [{i.low:.{digits}f}, {i.high:.{digits}f}]"
-
-
-def _fmt_p(p: float) -> str:
-    return "" if p is None or math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
-
-
 def build_report(analysis: StudyAnalysis, records, meta: dict, folder: Path) -> Report:
     spec = analysis.spec
     rep = Report(f"cnnlab study {meta['name']}: what changes a CNN on Fashion-MNIST")
@@ -114,7 +127,7 @@ def build_report(analysis: StudyAnalysis, records, meta: dict, folder: Path) -> 
         _factor_section(rep, analysis, records, factor, folder)
     if spec.design == "factorial":
         _factorial_section(rep, analysis, folder)
-    _methods(rep, analysis, meta)
+    methods_part(rep, analysis, meta)
     return rep
 
 
@@ -132,41 +145,18 @@ def _summary(rep: Report, a: StudyAnalysis, meta: dict, folder: Path) -> None:
     )
     if spec.description:
         rep.paragraph(spec.description)
-    if a.importance:
-        rep.heading("Which factor matters most", 3)
-        top = a.importance[0]
-        rep.paragraph(
-            f"Ranked by eta squared (share of the variance of test accuracy explained by the "
-            f"factor's levels): {top.term} explains the most ({top.eta_squared:.0%}; its levels "
-            f"span {top.spread:.2f} points).",
-            css_class="conclusion",
-        )
-        rep.table(
-            [
-                {
-                    "factor": i.term,
-                    "eta squared": i.eta_squared,
-                    "ANOVA p": _fmt_p(i.pvalue),
-                    "spread of level means (points)": i.spread,
-                }
-                for i in a.importance
-            ]  # fmt: skip
-        )
-        path = plots.bars_by_level(
-            [i.term for i in a.importance], [i.eta_squared for i in a.importance],
-            folder / "importance.png", "eta squared", "Factor importance (variance explained)",
-        )  # fmt: skip
-        rep.image(path, "Share of the variance of test accuracy explained by each factor")
+    verdicts_part(rep, a)
+    importance_part(rep, a, folder)
     base = a.cells.get("baseline=baseline")
     rep.heading("Baseline and best configuration", 3)
     if base is not None and base.n:
         rep.paragraph(
-            f"Baseline test accuracy: {_ci(base.accuracy)} (mean [95% CI], {base.n} seeds)."
+            f"Baseline test accuracy: {ci(base.accuracy)} (mean [95% CI], {base.n} seeds)."
         )
     if a.best is not None:
         rep.paragraph(
             f"Best configuration by mean validation accuracy: {a.best.cell.name} — validation "
-            f"{a.best.val_accuracy.mean:.2f}%, test {_ci(a.best.accuracy)} over {a.best.n} "
+            f"{a.best.val_accuracy.mean:.2f}%, test {ci(a.best.accuracy)} over {a.best.n} "
             "seeds (chosen on validation, so its test accuracy is an unbiased estimate).",
             css_class="conclusion",
         )
@@ -251,14 +241,15 @@ def _factor_section(rep, a: StudyAnalysis, records, factor: Factor, folder: Path
         c = comps.get(lv)
         rows.append({
             "level": lv + (" (reference)" if lv == factor.reference else ""), "seeds": s.n,
-            "test acc % [95% CI]": _ci(s.accuracy),
-            "diff vs ref [95% CI]": _ci(c.diff) if c else "",
-            "paired t p (Holm)": _fmt_p(c.holm_pvalue) if c else "",
-            "Wilcoxon p": _fmt_p(c.wilcoxon_pvalue) if c else "",
-            "McNemar p (Holm)": _fmt_p(c.mcnemar_holm_pvalue) if c else "",
-            "macro-F1": _ci(s.macro_f1, 4), "test loss": _ci(s.loss, 3),
-            "train s": _ci(s.train_seconds, 1), "s/epoch": _ci(s.epoch_seconds, 2),
-            "gap train-val (pts)": _ci(s.gap),
+            "test acc % [95% CI]": ci(s.accuracy),
+            "diff vs ref [95% CI]": signed_ci(c.diff) if c else "",
+            "verdict": c.verdict if c else "",
+            "paired t p (Holm, family)": holm_text(c) if c else "",
+            "Wilcoxon p": wilcoxon_text(c) if c else "",
+            "McNemar p per seed": ", ".join(fmt_p(m.pvalue) for m in c.mcnemar) if c else "",
+            "macro-F1": ci(s.macro_f1, 4), "test loss": ci(s.loss, 3),
+            "train s": ci(s.train_seconds, 1), "s/epoch": ci(s.epoch_seconds, 2),
+            "gap train-val (pts)": ci(s.gap),
             f"epochs to val {a.spec.val_target:.0%}": (
                 f"{s.epochs_to_target:g} ({s.reached}/{s.n})" if s.reached
                 else f"not reached (0/{s.n})"
@@ -339,9 +330,9 @@ def _factorial_section(rep, a: StudyAnalysis, folder: Path) -> None:
                 {
                     "cell": name,
                     "seeds": s.n,
-                    "test acc % [95% CI]": _ci(s.accuracy),
+                    "test acc % [95% CI]": ci(s.accuracy),
                     "val acc %": s.val_accuracy.mean,
-                    "train s": _ci(s.train_seconds, 1),
+                    "train s": ci(s.train_seconds, 1),
                 }
             )
     rep.table(rows)
@@ -363,24 +354,3 @@ def _factorial_section(rep, a: StudyAnalysis, folder: Path) -> None:
         xlabel=f2.name, ylabel=f1.name,
     )  # fmt: skip
     rep.image(path, "An interaction shows as rows that do not move in parallel")
-
-
-def _methods(rep, a: StudyAnalysis, meta: dict) -> None:
-    rep.heading("Methods")
-    rep.bullets([
-        "Intervals: Student-t 95% confidence intervals over seeds (each seed changes the "
-        "initialisation, the data order, the validation split and the training subset).",
-        "Comparisons: each level against its factor's reference level, paired by seed; the "
-        "paired t-test decides significance, the Wilcoxon signed-rank test is shown alongside.",
-        "McNemar: per-image correctness on the test set, pooled over the paired seeds (exact "
-        "binomial test below 25 discordant images, else chi-squared with continuity correction); "
-        "pooling repeats each image once per seed, so read it as a check on the direction.",
-        f"Multiple comparisons: Holm correction over all {len(a.comparisons)} comparisons of "
-        "the study, separately for the paired t and the McNemar p-values. A difference is called "
-        "significant only when its 95% CI excludes zero and its Holm-adjusted p < 0.05.",
-        "Importance: eta squared of a one-way ANOVA over each factor's levels (factorial: "
-        "main effects and two-way interactions of the full design).",
-        f"Learning curves: epochs until validation accuracy first reaches "
-        f"{a.spec.val_target:.0%}; generalization gap = train minus validation accuracy at the "
-        "last epoch.",
-    ])  # fmt: skip

@@ -1,11 +1,21 @@
-"""Statistics for repeated trials: pure functions over plain numbers, computed with SciPy.
+"""Statistics for repeated trials: pure functions over plain numbers (SciPy, statsmodels).
 
 - ``t_interval``: mean, std and t confidence interval over seeds;
 - ``paired_comparison``: a level vs its reference, paired by seed (difference CI, paired t,
-  Wilcoxon signed-rank);
-- ``mcnemar``: exact binomial or continuity-corrected chi-squared test on discordant pairs;
+  Wilcoxon signed-rank only from ``MIN_WILCOXON_N`` pairs);
+- ``mcnemar``: exact binomial or continuity-corrected chi-squared test on discordant pairs,
+  meant for one seed's pair of trials;
 - ``holm``: Holm-Bonferroni step-down adjustment (SciPy offers only Benjamini-Hochberg);
-- ``eta_squared`` / ``anova_eta_squared``: share of variance explained by a factor.
+- ``seeds_to_resolve``: seeds a paired t-test needs (statsmodels ``TTestPower``);
+- ``verdict``: better / worse / no difference detected / unresolved / no test possible;
+- ``blocked_anova``: seed-blocked ANOVA (seed as block, no seed interaction) with partial
+  omega squared.
+
+Why these choices (issue 13, measured on the quick profile with 3 seeds): Wilcoxon with n = 3
+can never go below p = 0.25; McNemar summed over seeds whose predictions correlate 0.77-0.85
+gave p = 1e-32 where the paired t gave 0.056; eta squared is biased upward (0.25-0.29 expected
+under no effect with those group sizes), omega squared is not (nearly); a one-way ANOVA
+ignores that every level shares the seeds, so the seed-to-seed spread inflates its error term.
 """
 
 from __future__ import annotations
@@ -16,8 +26,19 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.power import TTestPower
 
 NAN = float("nan")
+ALPHA = 0.05
+POWER = 0.8  # the conventional target when asking "how many seeds would settle it"
+# Two-sided exact signed-rank p-values cannot go below 2 / 2**n: 0.0625 at n = 5, 0.031 at 6.
+MIN_WILCOXON_N = 6
+
+BETTER, WORSE = "better", "worse"
+EQUIVALENT = "no difference detected"
+UNRESOLVED = "unresolved"
+UNTESTABLE = "no test possible"
+VERDICTS = (BETTER, WORSE, EQUIVALENT, UNRESOLVED, UNTESTABLE)
 
 
 @dataclass(frozen=True)
@@ -47,28 +68,35 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
 class PairedComparison:
     n: int
     diff: Interval  # of (level - reference), paired by seed
-    t_pvalue: float  # paired t-test, two-sided
-    wilcoxon_pvalue: float  # exact signed-rank test for small n, two-sided
+    t_pvalue: float  # paired t-test, two-sided; nan when no test is possible
+    wilcoxon_pvalue: float  # exact signed-rank test, two-sided; nan below MIN_WILCOXON_N
+    identical: bool = False  # every seed gave the same difference: no variance, no test
 
 
 def paired_comparison(
     level: Sequence[float], reference: Sequence[float], confidence: float = 0.95
 ) -> PairedComparison:
-    """Compare paired samples (same seeds, same order)."""
+    """Compare paired samples (same seeds, same order).
+
+    Identical differences (zero variance) get no p-value and no interval rather than p = 0
+    and a zero-width interval: the t statistic is undefined, and n equal differences say
+    nothing about how much the next seed would differ. Equal up to float rounding counts as
+    identical, since accuracies are counts over the test set."""
     a = np.asarray(level, dtype=float)
     b = np.asarray(reference, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in length: {len(a)} vs {len(b)}")
     d = a - b
     n = len(d)
-    interval = t_interval(d, confidence)
     if n < 2:
-        return PairedComparison(n, interval, NAN, NAN)
-    # zero variance: t is undefined; an all-equal nonzero difference is as clear as it gets
-    constant = bool(np.all(d == d[0]))
-    t_p = (1.0 if d[0] == 0 else 0.0) if constant else float(stats.ttest_rel(a, b).pvalue)
-    w_p = NAN if np.all(d == 0) else float(stats.wilcoxon(a, b, zero_method="wilcox").pvalue)
-    return PairedComparison(n, interval, t_p, w_p)
+        return PairedComparison(n, t_interval(d, confidence), NAN, NAN)
+    if np.ptp(d) <= 1e-9 * max(1.0, float(np.abs(d).max())):
+        return PairedComparison(n, Interval(n, float(d.mean()), 0.0, NAN, NAN), NAN, NAN, True)
+    t_p = float(stats.ttest_rel(a, b).pvalue)
+    w_p = NAN
+    if n >= MIN_WILCOXON_N and np.any(d != 0):
+        w_p = float(stats.wilcoxon(a, b, zero_method="wilcox").pvalue)
+    return PairedComparison(n, t_interval(d, confidence), t_p, w_p)
 
 
 @dataclass(frozen=True)
@@ -87,9 +115,10 @@ def discordant_counts(reference_correct: np.ndarray, level_correct: np.ndarray) 
 
 
 def mcnemar(b: int, c: int, exact: bool | None = None) -> McNemar:
-    """McNemar's test on discordant counts. ``exact=None`` picks the exact binomial test when
-    ``b + c < 25`` (where the chi-squared approximation is poor) and the continuity-corrected
-    chi-squared test otherwise."""
+    """McNemar's test on discordant counts of ONE pair of trials. ``exact=None`` picks the
+    exact binomial test when ``b + c < 25`` (where the chi-squared approximation is poor) and
+    the continuity-corrected chi-squared test otherwise. It tests whether these two trained
+    networks differ on this test set; it says nothing about another seed."""
     n = b + c
     if exact is None:
         exact = n < 25
@@ -117,52 +146,127 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
+# -- verdicts ------------------------------------------------------------------------------
+
+
+def verdict(diff: Interval, holm_pvalue: float, margin: float, alpha: float = ALPHA) -> str:
+    """The answer a student reads for one comparison.
+
+    better / worse: the Holm-adjusted paired t-test rejects "no difference" (then the
+    unadjusted CI excludes zero as well); no difference detected: the whole 95% CI lies inside
+    (-margin, +margin), an equivalence claim at the stated margin; unresolved: neither;
+    no test possible: one seed, or identical differences (no interval)."""
+    if diff.n < 2 or math.isnan(diff.low) or math.isnan(holm_pvalue):
+        return UNTESTABLE
+    if holm_pvalue < alpha:
+        return BETTER if diff.mean > 0 else WORSE
+    if -margin < diff.low and diff.high < margin:
+        return EQUIVALENT
+    return UNRESOLVED
+
+
+def seeds_to_resolve(
+    diff: Interval, margin: float, alpha: float = ALPHA, power: float = POWER
+) -> int | None:
+    """Seeds (pairs) a two-sided paired t-test at level ``alpha`` needs to detect a true
+    difference of max(|observed mean|, margin) with the given power, at the observed standard
+    deviation of the differences. A paired t-test is a one-sample t-test on the differences,
+    hence statsmodels ``TTestPower``. The margin is the floor because a difference below it is
+    not worth resolving, and with that many seeds a true difference near zero would give a CI
+    of about +-0.7 margin (inside +-margin), so either way the comparison is settled. The
+    variance itself is estimated from few seeds: a rough guide, not a promise."""
+    if diff.n < 2 or not diff.std > 0 or margin <= 0:
+        return None
+    effect = max(abs(diff.mean), margin) / diff.std
+    n = TTestPower().solve_power(
+        effect_size=effect, nobs=None, alpha=alpha, power=power, alternative="two-sided"
+    )
+    return max(2, math.ceil(float(np.squeeze(n))))
+
+
+# -- seed-blocked ANOVA --------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class OneWay:
-    eta_squared: float  # SS_between / SS_total
+class AnovaTerm:
+    term: str
+    df: int
+    df_error: int
     f_statistic: float
     pvalue: float
+    omega_squared: float  # partial omega squared (see blocked_anova)
 
 
-def eta_squared(groups: Mapping[str, Sequence[float]]) -> OneWay:
-    """One-way decomposition: how much of the spread of all values is explained by the group
-    (level) they belong to, with the ANOVA F-test of 'all level means are equal'."""
-    arrays = [np.asarray(v, dtype=float) for v in groups.values() if len(v)]
-    if len(arrays) < 2:
-        return OneWay(NAN, NAN, NAN)
-    allv = np.concatenate(arrays)
-    grand = allv.mean()
-    ss_total = float(((allv - grand) ** 2).sum())
-    ss_between = float(sum(len(a) * (a.mean() - grand) ** 2 for a in arrays))
-    eta = ss_between / ss_total if ss_total > 0 else NAN
-    if all(len(a) >= 2 for a in arrays) and len(allv) > len(arrays):
-        f, p = stats.f_oneway(*arrays)
-        f, p = float(f), float(p)
-    else:
-        f, p = NAN, NAN
-    return OneWay(eta, f, p)
+def blocked_anova(
+    rows: Sequence[Mapping[str, str]],
+    values: Sequence[float],
+    factors: Sequence[str],
+    block: str = "seed",
+) -> dict[str, AnovaTerm]:
+    """ANOVA of a balanced design in which every combination of the factors' levels was run
+    once per seed: main effects, two-factor interactions (``"a x b"``) and the seed as a block
+    without interactions; higher-order terms stay in the residual. With one factor this is
+    the repeated-measures ANOVA (seed = subject), same F and p as statsmodels ``AnovaRM``.
 
+    Written out rather than taken from ``AnovaRM`` because omega squared needs the sums of
+    squares, which ``AnovaRM`` does not return; ``AnovaRM`` is the reference in the tests.
 
-def anova_eta_squared(
-    rows: Sequence[Mapping[str, str]], values: Sequence[float], factors: Sequence[str]
-) -> dict[str, float]:
-    """Variance decomposition of a balanced factorial design: eta squared of every main effect
-    and every two-factor interaction (``"a x b"``); higher-order terms stay in the residual."""
+    Partial omega squared, for a term with df_t degrees of freedom, mean square MS_t, residual
+    mean square MS_E and seed (block) sums of squares SS_S / MS_S:
+
+        omega2_p = df_t (MS_t - MS_E) / (SS_t + SS_E + SS_S + MS_S)
+
+    Olejnik & Algina (2003), "Generalized eta and omega squared statistics", Psychological
+    Methods 8(4):434-447 (repeated-measures form; also Lakens 2013, Frontiers in Psychology
+    4:863, and R's MOTE::omega.partial.SS.rm). It estimates the factor's share of the variance
+    of one trial's accuracy, seed-to-seed variance included, other factors left out; unlike
+    eta squared it is not biased upward by noise. It is reported as computed: a negative value
+    means the levels differ less than the noise alone would make them."""
     y = np.asarray(values, dtype=float)
+    if len(rows) != len(y):
+        raise ValueError(f"{len(rows)} rows for {len(y)} values")
+    count = len({r[block] for r in rows})
+    for f in factors:
+        count *= len({r[f] for r in rows})
+    if count != len(y) or len({tuple(r[k] for k in (*factors, block)) for r in rows}) != len(y):
+        raise ValueError("the ANOVA needs every combination of levels once per seed")
     grand = y.mean()
     ss_total = float(((y - grand) ** 2).sum())
-    if ss_total == 0:
-        return {f: NAN for f in factors}
 
-    def ss_of(keys: Sequence[str]) -> float:
+    def ss_of(keys: Sequence[str]) -> tuple[float, int]:
         groups: dict[tuple, list[float]] = {}
         for row, v in zip(rows, y, strict=True):
             groups.setdefault(tuple(row[k] for k in keys), []).append(v)
-        return float(sum(len(g) * (np.mean(g) - grand) ** 2 for g in groups.values()))
+        ss_groups = sum(len(g) * (np.mean(g) - grand) ** 2 for g in groups.values())
+        return float(ss_groups), len(groups)
 
-    out = {f: ss_of([f]) / ss_total for f in factors}
+    ss: dict[str, float] = {}
+    df: dict[str, int] = {}
+    for f in factors:
+        ss[f], levels = ss_of([f])
+        df[f] = levels - 1
     for i, a in enumerate(factors):
         for b in factors[i + 1 :]:
-            ss_ab = ss_of([a, b]) - ss_of([a]) - ss_of([b])
-            out[f"{a} x {b}"] = max(ss_ab, 0.0) / ss_total
+            ss_ab, _ = ss_of([a, b])
+            ss[f"{a} x {b}"] = ss_ab - ss[a] - ss[b]
+            df[f"{a} x {b}"] = df[a] * df[b]
+    ss_block, blocks = ss_of([block])
+    df_error = len(y) - 1 - sum(df.values()) - (blocks - 1)
+    ss_error = ss_total - sum(ss.values()) - ss_block
+    if df_error < 1 or blocks < 2:
+        return {t: AnovaTerm(t, df[t], max(df_error, 0), NAN, NAN, NAN) for t in ss}
+    ms_error = ss_error / df_error
+    ms_block = ss_block / (blocks - 1)
+    out = {}
+    for t in ss:
+        ms = ss[t] / df[t]
+        if ms_error <= 1e-12 * max(ss_total, 1e-300):
+            # no residual variance: F would be infinite and p = 0; nothing honest to report
+            out[t] = AnovaTerm(t, df[t], df_error, NAN, NAN, NAN)
+            continue
+        f_stat = ms / ms_error
+        omega = df[t] * (ms - ms_error) / (ss[t] + ss_error + ss_block + ms_block)
+        out[t] = AnovaTerm(
+            t, df[t], df_error, f_stat, float(stats.f.sf(f_stat, df[t], df_error)), omega
+        )
     return out

@@ -1,0 +1,237 @@
+"""Verdicts, Holm families and the reconciling sentences, on studies whose numbers are chosen
+by hand (trial records built directly: no training, no storage)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+from statsmodels.stats.anova import AnovaRM
+
+from cnnlab.errors import CnnlabError
+from cnnlab.study import stats
+from cnnlab.study.analysis import analyse
+from cnnlab.study.spec import parse_spec
+from cnnlab.study.storage import TrialRecord
+
+N_TEST = 1000
+LABELS = np.arange(N_TEST) % 10
+REF = [85.0, 86.0, 84.5, 85.5]  # the baseline, shared by every factor's reference level
+
+
+def _spec(factors, seeds=4):
+    return parse_spec({"name": "hand", "seeds": seeds, "factors": factors,
+                       "budget": {"train_limit": 1000, "epochs": 1, "val_size": 500}})  # fmt: skip
+
+
+def _record(key, seed, accuracy_points):
+    k = round(accuracy_points * N_TEST / 100)
+    pred = np.where(np.arange(N_TEST) < k, LABELS, (LABELS + 1) % 10)  # the first k are right
+    acc = accuracy_points / 100
+    return TrialRecord(
+        key=key, kind="main", label=key, seed=seed, number=0, config={}, lr=0.001,
+        metrics={"test_accuracy": acc, "macro_f1": acc, "test_loss": 1 - acc,
+                 "train_seconds": 1.0, "params": 1000},
+        history=[{"epoch": 1, "train_accuracy": acc, "val_accuracy": acc}], seconds=1.0,
+        value=acc, test_pred=pred, lr_choice=None,
+    )  # fmt: skip
+
+
+def _records(spec, accuracies):
+    """``accuracies``: cell name -> test accuracy (points) per seed; cells not named are the
+    baseline (REF)."""
+    out = {}
+    for cell in spec.plan()[1]:
+        for i, key in enumerate(cell.keys):
+            values = accuracies.get(cell.name)
+            if values is not None or key not in out:
+                out[key] = _record(key, spec.seeds[i], values[i] if values else REF[i])
+    return out
+
+
+def _plus(deltas):
+    return [r + d for r, d in zip(REF, deltas, strict=True)]
+
+
+FOUR_VERDICTS = {
+    "kernel_size=5x5": _plus([1.1, 1.2, 0.9, 1.2]),  # about +1 in every seed
+    "kernel_size=7x7": _plus([-2.0, -1.9, -2.1, -1.9]),
+    "batch_size=32": _plus([0.1, -0.1, 0.0, 0.1]),  # within 0.1 of the reference
+    "batch_size=512": _plus([1.5, -1.0, 1.4, -1.1]),  # +0.2 +- 1.4
+}
+
+
+@pytest.fixture(scope="module")
+def four():
+    spec = _spec({"kernel_size": [3, 5, 7], "batch_size": [32, 128, 512]})
+    return spec, analyse(spec, _records(spec, FOUR_VERDICTS), LABELS)
+
+
+def _by(analysis):
+    return {(c.factor, c.level): c for c in analysis.comparisons}
+
+
+def test_each_of_the_four_verdicts(four):
+    by = _by(four[1])
+    assert by[("kernel_size", "5x5")].verdict == stats.BETTER
+    assert by[("kernel_size", "7x7")].verdict == stats.WORSE
+    assert by[("batch_size", "32")].verdict == stats.EQUIVALENT
+    assert by[("batch_size", "512")].verdict == stats.UNRESOLVED
+    assert [c.significant for c in four[1].comparisons] == [True, True, False, False]
+
+
+def test_each_factor_is_its_own_holm_family(four):
+    spec, analysis = four
+    by = _by(analysis)
+    raw = [sps.ttest_rel(FOUR_VERDICTS[f"kernel_size={lv}"], REF).pvalue for lv in ("5x5", "7x7")]
+    expected = stats.holm(raw)  # over the two kernel sizes only, not the batch sizes
+    assert by[("kernel_size", "5x5")].holm_pvalue == pytest.approx(expected[0])
+    assert by[("kernel_size", "7x7")].holm_pvalue == pytest.approx(expected[1])
+    assert {c.family for c in analysis.comparisons} == {2}
+    # another factor in the study leaves the kernel-size family unchanged
+    alone = _spec({"kernel_size": [3, 5, 7]})
+    solo = _by(analyse(alone, _records(alone, FOUR_VERDICTS), LABELS))
+    assert solo[("kernel_size", "5x5")].holm_pvalue == by[("kernel_size", "5x5")].holm_pvalue
+
+
+def test_unresolved_says_how_many_seeds_would_resolve_it(four):
+    c = _by(four[1])[("batch_size", "512")]
+    assert c.seeds_needed == stats.seeds_to_resolve(c.diff, 0.5, alpha=0.05 / 2)
+    assert c.seeds_needed > c.n
+    assert f"about {c.seeds_needed} seeds would resolve it" in c.sentence
+    assert c.sentence.startswith("batch_size = 512 vs 128: +0.20 points (95% CI ")
+
+
+def test_sentences_put_the_effect_size_first(four):
+    by = _by(four[1])
+    seven = by[("kernel_size", "7x7")]
+    assert seven.sentence.startswith(
+        f"kernel_size = 7x7 vs 3x3: -1.98 points (95% CI {seven.diff.low:+.2f} to "
+        f"{seven.diff.high:+.2f}, n = 4 seeds) — worse: paired t, Holm-adjusted p"
+    )
+    assert "within the 2 kernel_size comparisons" in seven.sentence
+    same = by[("batch_size", "32")]
+    assert "— no difference detected: the whole CI lies inside ±0.50 points" in same.sentence
+
+
+def test_the_margin_is_a_parameter(four):
+    spec, _ = four
+    records = _records(spec, FOUR_VERDICTS)
+    strict = _by(analyse(spec, records, LABELS, margin=0.1))
+    assert strict[("batch_size", "32")].verdict == stats.UNRESOLVED
+    assert "inside ±0.10" not in strict[("batch_size", "32")].sentence
+    with pytest.raises(CnnlabError, match="margin"):
+        analyse(spec, records, LABELS, margin=0)
+
+
+def test_mcnemar_is_per_seed_and_outside_holm(four):
+    c = _by(four[1])[("kernel_size", "7x7")]
+    assert len(c.mcnemar) == c.n == 4
+    for i, m in enumerate(c.mcnemar):
+        # the first k images are right: 7x7 loses exactly the images between its k and REF's
+        lost = round(REF[i] * 10) - round(FOUR_VERDICTS["kernel_size=7x7"][i] * 10)
+        assert (m.b, m.c) == (lost, 0)
+        assert m.pvalue == pytest.approx(stats.mcnemar(lost, 0).pvalue)
+    assert not hasattr(c, "mcnemar_holm_pvalue")
+
+
+def test_reconciliation_when_both_agree(four):
+    spec, analysis = four
+    line = analysis.conclusions["kernel_size"][0]
+    frame = pd.DataFrame(
+        [{"level": lv, "seed": i, "acc": v}
+         for lv, values in (("3x3", REF), ("5x5", FOUR_VERDICTS["kernel_size=5x5"]),
+                            ("7x7", FOUR_VERDICTS["kernel_size=7x7"]))
+         for i, v in enumerate(values)]
+    )  # fmt: skip
+    ref = AnovaRM(frame, "acc", "seed", within=["level"]).fit().anova_table.loc["level"]
+    assert line.startswith(
+        f"kernel_size matters overall (seed-blocked ANOVA F(2, 6) = {ref['F Value']:.2f}, p "
+    )
+    assert "and 2 of 2 levels differ from 3x3 after Holm over this factor's 2 comparisons" in line
+    assert line.endswith(f"the largest difference is 7x7 at {_ci(_by(analysis), '7x7')} (worse).")
+
+
+def _ci(by, level):
+    d = by[("kernel_size", level)].diff
+    return f"{d.mean:+.2f} points [{d.low:+.2f}, {d.high:+.2f}]"
+
+
+def test_reconciliation_when_the_factor_matters_but_no_single_level_does():
+    """The situation of issue 13: a clear factor-level effect, yet with 3 seeds and Holm no
+    pairwise comparison passes; the sentence says both and names the largest difference."""
+    spec = _spec({"kernel_size": [3, 5, 7]}, seeds=3)
+    accuracies = {"kernel_size=5x5": [r + d for r, d in zip(REF, [1.0, 0.4, 1.6], strict=False)],
+                  "kernel_size=7x7": [r + d for r, d in zip(REF, [-1.4, -0.8, -2.0],
+                                                            strict=False)]}  # fmt: skip
+    a = analyse(spec, _records(spec, accuracies), LABELS)
+    imp = next(i for i in a.importance if i.term == "kernel_size")
+    assert imp.pvalue < 0.05 and not any(c.significant for c in a.comparisons)
+    line = a.conclusions["kernel_size"][0]
+    assert line.startswith("kernel_size matters overall (seed-blocked ANOVA F(2, 4) = ")
+    assert (
+        "but no single level differs from 3x3 after Holm over this factor's 2 comparisons with "
+        "3 seeds; the largest difference is 7x7 at -1.40 points [" in line
+    )
+
+
+def test_reconciliation_when_neither_detects_a_difference(four):
+    line = four[1].conclusions["batch_size"][0]
+    assert line.startswith("batch_size: neither the factor-level test (seed-blocked ANOVA F(2, 6)")
+    assert "nor any single comparison with 128 after Holm detects a difference with 4 seeds" in line
+    assert line.endswith("(unresolved).")
+
+
+def test_reconciliation_when_one_contrast_is_found_but_not_the_factor():
+    spec = _spec({"kernel_size": [3, 5, 7, 9]})
+    a = analyse(spec, _records(spec, {
+        "kernel_size=5x5": _plus([0.5, 0.5, 0.51, 0.49]),  # small and perfectly consistent
+        "kernel_size=7x7": _plus([3.0, -3.0, 2.0, -2.0]),  # large noise, no mean effect
+        "kernel_size=9x9": _plus([-3.0, 3.0, -2.0, 2.0]),
+    }), LABELS)  # fmt: skip
+    assert _by(a)[("kernel_size", "5x5")].verdict == stats.BETTER
+    line = a.conclusions["kernel_size"][0]
+    assert line.startswith("kernel_size: the factor-level test does not detect an effect (")
+    assert "yet 1 of 3 levels differs from 3x3 after Holm" in line
+
+
+def test_identical_differences_are_not_tested_and_leave_the_family():
+    spec = _spec({"kernel_size": [3, 5, 7]})
+    a = analyse(spec, _records(spec, {
+        "kernel_size=5x5": _plus([1.0, 1.0, 1.0, 1.0]),  # the same gain in every seed
+        "kernel_size=7x7": _plus([-2.0, -1.9, -2.1, -1.9]),
+    }), LABELS)  # fmt: skip
+    by = _by(a)
+    five = by[("kernel_size", "5x5")]
+    assert five.identical and five.verdict == stats.UNTESTABLE
+    assert math.isnan(five.holm_pvalue) and math.isnan(five.diff.low)
+    assert "+1.00 points in every one of the 4 seeds — no test possible" in five.sentence
+    seven = by[("kernel_size", "7x7")]
+    assert seven.family == 1  # only the tested comparison is corrected
+    assert seven.holm_pvalue == pytest.approx(seven.t_pvalue)
+    assert (
+        "after Holm over this factor's 1 tested comparison with 4 seeds"
+        in (a.conclusions["kernel_size"][0])
+    )
+
+
+def test_importance_is_partial_omega_squared_of_the_blocked_anova(four):
+    spec, analysis = four
+    imp = {i.term: i for i in analysis.importance}
+    table = [REF, FOUR_VERDICTS["kernel_size=5x5"], FOUR_VERDICTS["kernel_size=7x7"]]
+    rows = [{"kernel_size": str(i), "seed": str(j)} for i in range(3) for j in range(4)]
+    expected = stats.blocked_anova(rows, [v for r in table for v in r], ["kernel_size"])
+    assert imp["kernel_size"].omega_squared == pytest.approx(expected["kernel_size"].omega_squared)
+    assert imp["kernel_size"].seeds == 4
+    assert analysis.importance[0].term == "kernel_size"  # -2 and +1 points outweigh batch size
+
+
+def test_importance_uses_only_seeds_complete_for_every_level(four):
+    spec, _ = four
+    records = _records(spec, FOUR_VERDICTS)
+    seven = next(c for c in spec.plan()[1] if c.name == "kernel_size=7x7")
+    del records[seven.keys[3]]  # the last seed of 7x7 is still running
+    imp = {i.term: i for i in analyse(spec, records, LABELS).importance}
+    assert imp["kernel_size"].seeds == 3 and imp["batch_size"].seeds == 4
+    assert (imp["kernel_size"].df, imp["kernel_size"].df_error) == (2, 4)
