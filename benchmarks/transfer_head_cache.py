@@ -32,9 +32,12 @@ def main() -> None:
 
     import torch
 
+    from cnnlab.console import make_console
     from cnnlab.runs import environment_info
     from cnnlab.transfer.config import TransferConfig
-    from cnnlab.transfer.train import fit, make_console, prepare_data, resolve_device
+    from cnnlab.transfer.device import resolve_device
+    from cnnlab.transfer.fit import fit
+    from cnnlab.transfer.splits import prepare_data
 
     # ImageNet ResNet weights cannot be downloaded here; speed does not depend on the values.
     weights = "imagenet" if args.arch == "efficientnet_lite0" else "none"

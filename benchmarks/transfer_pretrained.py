@@ -36,9 +36,10 @@ def main() -> None:
 
     import torch
 
+    from cnnlab.console import make_console
     from cnnlab.runs import environment_info
     from cnnlab.transfer.config import TransferConfig
-    from cnnlab.transfer.train import make_console, train
+    from cnnlab.transfer.train import train
 
     env = environment_info()
     print(f"machine: {env['processor']}, {env['cpu_count']} cores; torch {torch.__version__}")

@@ -51,7 +51,8 @@ def bare_loop(images, labels, arch: str, batch_size: int, seed: int = 0) -> floa
 
 def cnnlab_rate(cfg, prepared, device) -> float:
     """Images per second of cnnlab's second epoch (the first pays one-time warm-up)."""
-    from cnnlab.transfer.train import fit, make_console
+    from cnnlab.console import make_console
+    from cnnlab.transfer.fit import fit
 
     result = fit(cfg.replace(epochs=2), prepared, device, make_console(quiet=True))
     n = (len(prepared.splits["train"]) // cfg.batch_size) * cfg.batch_size
@@ -73,9 +74,11 @@ def main() -> None:
 
     import torch
 
+    from cnnlab.console import make_console
     from cnnlab.runs import environment_info
     from cnnlab.transfer.config import TransferConfig
-    from cnnlab.transfer.train import make_console, prepare_data, resolve_device
+    from cnnlab.transfer.device import resolve_device
+    from cnnlab.transfer.splits import prepare_data
 
     device, described = resolve_device("cpu")
     env = environment_info()

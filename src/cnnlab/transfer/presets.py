@@ -3,11 +3,21 @@
 Images arrive already decoded and resized to ``image_size`` (see ``data.load_split``), as
 uint8 CHW tensors. Augmentations run per image on uint8; normalisation runs once per batch on
 the device (``normalize``), which is cheaper than per image.
+
+torch and torchvision are imported inside the functions, unlike the rest of ``transfer/``:
+``config.py`` reads ``AUGMENTS`` from here, and the CLI builds its options from the config in
+a process that must not load torch (TensorFlow and torch must never share a process).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 AUGMENTS = ("none", "basic", "strong")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -57,7 +67,19 @@ def view_transform(augment: str, image_size: int, view: int) -> Callable | None:
     return train_transform(augment, image_size)
 
 
-def normalize(batch_uint8, mean: Sequence[float], std: Sequence[float], channels_last: bool):
+def to_tensor_batch(images: np.ndarray, transform: Callable | None = None) -> torch.Tensor:
+    """N x H x W x 3 uint8 array -> N x 3 x H x W uint8 tensor, ``transform`` per image."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    if transform is not None:
+        x = torch.stack([transform(img) for img in x])
+    return x
+
+
+def normalize(
+    batch_uint8: torch.Tensor, mean: Sequence[float], std: Sequence[float], channels_last: bool
+) -> torch.Tensor:
     """uint8 NCHW batch -> normalised float32, optionally in channels_last memory format."""
     import torch
 

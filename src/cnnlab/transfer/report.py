@@ -1,19 +1,56 @@
-"""The HTML/Markdown report of a transfer-learning run (``report.html`` in the run dir)."""
+"""How a transfer-learning run reads: the HTML/Markdown report and the console summary."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cnnlab import plots
 from cnnlab.report import Report
+from cnnlab.transfer.predict import cam_overlays
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from torch import nn
+
+    from cnnlab.transfer.checkpoint import Checkpoint
+    from cnnlab.transfer.config import TransferConfig
+    from cnnlab.transfer.data import LoadedSplit
+    from cnnlab.transfer.results import FitResult, RunMetrics
+    from cnnlab.transfer.splits import Prepared
 
 MISTAKES = 8  # most confident mistakes shown with Grad-CAM
 
 
-def write_report(run_dir: Path, cfg, prepared, result, metrics, held, proba, ckpt) -> Path:
+def print_summary(console: Console, m: Mapping[str, Any]) -> None:
+    """Held-out metrics in two lines; ``m`` is a ``metrics.json`` plus ``evaluated_on``."""
+    auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+    console.print(
+        f"{m['evaluated_on']}: accuracy {m['test_accuracy']:.3f}  balanced_accuracy "
+        f"{m['balanced_accuracy']:.3f}  macro_f1 {m['macro_f1']:.3f}  roc_auc {auc}  "
+        f"ece {m['ece']:.3f}"
+    )
+    if "operating_point" in m:
+        op = m["operating_point"]
+        console.print(
+            f"operating threshold {op['threshold']:.3f} (chosen on val): sensitivity "
+            f"{op['sensitivity']:.3f}  specificity {op['specificity']:.3f}"
+        )
+
+
+def write_report(
+    run_dir: Path,
+    cfg: TransferConfig,
+    prepared: Prepared,
+    result: FitResult,
+    metrics: RunMetrics,
+    held: LoadedSplit,
+    proba: np.ndarray,
+    ckpt: Checkpoint,
+) -> Path:
     classes = prepared.classes
     curves = plots.learning_curves(result.history, run_dir / "learning_curves.png")
     cm = plots.confusion_matrix(
@@ -107,7 +144,7 @@ def write_report(run_dir: Path, cfg, prepared, result, metrics, held, proba, ckp
     return html
 
 
-def _conclusion(m: dict[str, Any]) -> str:
+def _conclusion(m: RunMetrics) -> str:
     auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
     text = (
         f"On the {m['evaluated_on']} split ({m['n_test'] or m['n_val']} images): accuracy "
@@ -128,7 +165,7 @@ def _conclusion(m: dict[str, Any]) -> str:
     return text
 
 
-def _data_section(r: Report, prepared) -> None:
+def _data_section(r: Report, prepared: Prepared) -> None:
     rep = prepared.report
     rows = []
     for split, counts in rep["counts"].items():
@@ -159,9 +196,14 @@ def _data_section(r: Report, prepared) -> None:
         r.table(cross[:50], ["kind", "split_a", "path_a", "split_b", "path_b", "distance"])
 
 
-def _mistakes(run_dir, model, ckpt, held, proba, classes) -> Path | None:
-    from cnnlab.transfer.predict import cam_overlays
-
+def _mistakes(
+    run_dir: Path,
+    model: nn.Module,
+    ckpt: Checkpoint,
+    held: LoadedSplit,
+    proba: np.ndarray,
+    classes: list[str],
+) -> Path | None:
     pred = proba.argmax(1)
     wrong = np.nonzero(pred != held.labels)[0]
     if not len(wrong):

@@ -1,0 +1,173 @@
+"""Fitting: a model, the recipe and a batch source, trained epoch by epoch.
+
+``fit`` builds the model and the recipe's parts (``recipe.py``), picks the batch source
+(cached backbone features when only the head trains, decoded images otherwise), then calls
+``loop.train_one_epoch`` and ``loop.evaluate`` each epoch, keeps the best epoch's weights by
+``cfg.monitor`` and stops early when asked. Usable from Python and by the benchmarks.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from cnnlab.console import make_console, progress_bar
+from cnnlab.transfer.batches import BatchSource, FeatureSource, ImageSource
+from cnnlab.transfer.features import Backbone
+from cnnlab.transfer.loop import EpochStats, evaluate, train_one_epoch
+from cnnlab.transfer.models import build_model, preprocessing
+from cnnlab.transfer.presets import view_count
+from cnnlab.transfer.recipe import (
+    better,
+    make_loss,
+    make_mix,
+    make_optimizer,
+    make_plan,
+    make_sampler,
+    make_scheduler,
+)
+from cnnlab.transfer.results import FitResult, HistoryRow
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from torch import nn
+    from torch.utils.data import Sampler
+
+    from cnnlab.transfer.config import TransferConfig
+    from cnnlab.transfer.splits import Prepared
+
+
+def fit(
+    cfg: TransferConfig, prepared: Prepared, device: torch.device, console: Console | None = None
+) -> FitResult:
+    """Train ``cfg.arch`` on the prepared splits; the model returned holds the best weights."""
+    console = console or make_console(quiet=True)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    train, val, classes = prepared.splits["train"], prepared.splits["val"], prepared.classes
+    pre = preprocessing(cfg.arch, cfg.image_size)
+    model = build_model(cfg.arch, len(classes), cfg.weights, cfg.image_size).to(device)
+    channels_last = cfg.channels_last and device.type != "mps"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    plan = make_plan(model, cfg)
+    optimizer = make_optimizer(plan, cfg)
+    loss_fn = make_loss(cfg, train.labels, len(classes), device)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    sampler = make_sampler(cfg, train.labels, generator)
+    mix = make_mix(cfg, len(classes))
+    # a frozen backbone computes the same features every epoch: compute them once instead
+    cached = cfg.strategy == "head" and cfg.cache_features and mix is None
+
+    start = time.perf_counter()
+    if cached:
+        backbone = Backbone(model, pre.mean, pre.std, device, channels_last)
+        source: BatchSource = _cache_features(cfg, backbone, prepared, sampler, generator, console)
+    else:
+        source = ImageSource(model, train, val, cfg, sampler, pre, device, channels_last)
+    scheduler = make_scheduler(optimizer, cfg, cfg.epochs * source.steps)
+
+    history: list[HistoryRow] = []
+    best_value, best_epoch, best_state, stale, images_seen = None, 0, {}, 0, 0
+    train_step_seconds = 0.0
+    for epoch in range(cfg.epochs):
+        t0 = time.perf_counter()
+        plan.apply(model, epoch)
+        with progress_bar(console, f"epoch {epoch + 1}/{cfg.epochs}", source.steps) as advance:
+            stats = train_one_epoch(source, loss_fn, optimizer, device, scheduler, mix, advance)
+        step_seconds = time.perf_counter() - t0
+        images_seen += stats.images
+        train_step_seconds += step_seconds
+        m = evaluate(source, val.labels, classes)
+        seconds = time.perf_counter() - t0
+        row = _history_row(epoch, stats, m, plan.stages_trained(epoch), step_seconds, seconds)
+        history.append(row)
+        value = m[cfg.monitor]
+        improved = better(cfg.monitor, value, best_value)
+        console.print(_epoch_line(row, cfg.epochs) + ("  *best" if improved else ""))
+        if improved:
+            best_value, best_epoch, stale = value, epoch + 1, 0
+            best_state = _cpu_state(model)
+        else:
+            stale += 1
+        if cfg.early_stopping and stale >= cfg.early_stopping:
+            console.print(f"early stopping: no better {cfg.monitor} for {stale} epochs")
+            break
+    train_seconds = time.perf_counter() - start
+    last_state = _cpu_state(model)
+    model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(
+        model,
+        history,
+        best_epoch,
+        best_value,
+        best_state,
+        last_state,
+        train_seconds,
+        train_step_seconds,
+        images_seen,
+        cached,
+    )
+
+
+def _cache_features(
+    cfg: TransferConfig,
+    backbone: Backbone,
+    prepared: Prepared,
+    sampler: Sampler[int],
+    generator: torch.Generator,
+    console: Console,
+) -> FeatureSource:
+    """The feature source, built under a progress bar; says how long the backbone took."""
+    train, val = prepared.splits["train"], prepared.splits["val"]
+    start = time.perf_counter()
+    total = view_count(cfg.augment, cfg.feature_views) * len(train) + len(val)
+    with progress_bar(console, "backbone features (once)", total) as advance:
+        source = FeatureSource.build(backbone, train, val, cfg, sampler, generator, advance)
+    console.print(
+        f"cached backbone features: {source.cache.n_views} view(s) x {len(train)} images "
+        f"in {time.perf_counter() - start:.1f}s"
+    )
+    return source
+
+
+def _history_row(
+    epoch: int,
+    stats: EpochStats,
+    m: dict[str, Any],
+    stages_trained: int,
+    step_seconds: float,
+    seconds: float,
+) -> HistoryRow:
+    return {
+        "epoch": epoch + 1,
+        "train_loss": stats.loss,
+        "train_accuracy": stats.accuracy,
+        "val_loss": m["loss"],
+        "val_accuracy": m["accuracy"],
+        "val_balanced_accuracy": m["balanced_accuracy"],
+        "val_macro_f1": m["macro_f1"],
+        "val_roc_auc": m["roc_auc"],
+        "val_ece": m["ece"],
+        "lr": stats.lr,
+        "stages_trained": stages_trained,
+        "train_seconds": step_seconds,
+        "seconds": seconds,
+    }
+
+
+def _epoch_line(row: HistoryRow, epochs: int) -> str:
+    return (
+        f"epoch {row['epoch']}/{epochs}  train_loss {row['train_loss']:.4f}  "
+        f"train_acc {row['train_accuracy']:.3f}  val_loss {row['val_loss']:.4f}  "
+        f"val_acc {row['val_accuracy']:.3f}  val_bal_acc {row['val_balanced_accuracy']:.3f}"
+        f"  {row['seconds']:.1f}s"
+    )
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}

@@ -1,0 +1,88 @@
+"""One epoch of training and one evaluation, whatever the batches are made of.
+
+Shaped like torchvision's ``references/classification``: ``train_one_epoch`` and
+``evaluate`` take a ``BatchSource`` (decoded images or cached backbone features, see
+``batches.py``), and ``train.fit`` calls them epoch after epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab.metrics import classification_metrics
+
+if TYPE_CHECKING:
+    from cnnlab.console import Advance
+    from cnnlab.transfer.batches import BatchSource
+    from cnnlab.transfer.recipe import Mix
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    loss: float  # mean training loss over the epoch (against mixed targets when mixing)
+    accuracy: float  # of the argmax against the true labels
+    images: int
+    lr: float  # of the first parameter group (the head) at the epoch's last step
+
+
+def train_one_epoch(
+    source: BatchSource,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    mix: Mix | None = None,
+    progress: Advance | None = None,
+) -> EpochStats:
+    """One pass over ``source.train_batches()``, stepping the scheduler once per batch."""
+    network = source.network
+    total_loss, correct, seen, lr = 0.0, 0, 0, optimizer.param_groups[0]["lr"]
+    for x, y in source.train_batches():
+        y = y.to(device)
+        target = y
+        if mix is not None:
+            x, target = mix(x, y)
+        logits = network(x)
+        loss = loss_fn(logits, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        lr = optimizer.param_groups[0]["lr"]  # the rate this step used
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total_loss += float(loss.detach()) * len(y)
+        correct += int((logits.detach().argmax(1) == y).sum())
+        seen += len(y)
+        if progress is not None:
+            progress(1)
+    return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), seen, lr)
+
+
+def probabilities(
+    network: nn.Module, batches: Iterable[torch.Tensor], progress: Advance | None = None
+) -> np.ndarray:
+    """Softmax of ``network`` (in eval mode, then restored) over ``batches``: N x classes."""
+    was_training = network.training
+    network.eval()
+    out = []
+    with torch.inference_mode():
+        for x in batches:
+            out.append(torch.softmax(network(x).float(), dim=1).cpu().numpy())
+            if progress is not None:
+                progress(len(x))
+    network.train(was_training)
+    n_classes = out[0].shape[1] if out else 0
+    return np.concatenate(out) if out else np.zeros((0, n_classes))
+
+
+def evaluate(source: BatchSource, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """``classification_metrics`` of ``source.network`` on the validation batches."""
+    return classification_metrics(
+        labels, probabilities(source.network, source.val_batches()), class_names
+    )
