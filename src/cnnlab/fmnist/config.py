@@ -40,8 +40,10 @@ class TrainConfig(FrozenConfig):
         (32, 64), "Filters per conv block, e.g. 32,64; each block ends in pooling.", ge=1, le=1024
     )
     convs_per_block: int = option(1, "Conv layers per block.", ge=1, le=8)
-    kernel_size: int = option(3, "Kernel size of every conv layer ...", ge=1, le=11)
-    first_kernel_size: int | None = option(None, "... except the first, when set.", ge=1, le=11)
+    kernel_size: int = option(3, "Kernel size of the conv layers.", ge=1, le=11)
+    first_kernel_size: int | None = option(
+        None, "Kernel size of the first conv layer (default: --kernel-size).", ge=1, le=11
+    )
     activation: str = option("relu", "Activation of every hidden layer.", choices=ACTIVATIONS)
     pooling: Literal["max", "avg"] = option("max", "Pooling at the end of each block.")
     padding: Literal["valid", "same"] = option(
