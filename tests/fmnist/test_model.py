@@ -233,7 +233,7 @@ def test_kernel_that_shrinks_the_map_to_nothing_is_refused():
     ],
 )
 def test_invalid_configs_name_the_field(change, field):
-    with pytest.raises(CnnlabError, match=f"invalid {field}"):
+    with pytest.raises(CnnlabError, match=f"invalid --{field}"):
         TrainConfig(**change)
 
 

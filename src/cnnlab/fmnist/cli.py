@@ -9,10 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from cnnlab.configs import config_options
 from cnnlab.errors import CnnlabError
+from cnnlab.fmnist.config import PRESETS, TrainConfig, preset
 
 
 def _quiet_tensorflow() -> None:
@@ -21,27 +24,13 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _filters(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        raise CnnlabError(f"invalid filters: expected numbers like 32,64, got {text!r}") from None
-    if not values:
-        raise CnnlabError("invalid filters: give at least one number, like 32,64")
-    return values
-
-
 def _stamp() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def build_config(preset_name: str, **overrides):
-    """The preset with every flag that was given (not None) applied on top."""
-    from cnnlab.fmnist.config import preset
-
+def build_config(preset_name: str, **overrides: Any) -> TrainConfig:
+    """The preset with every field that was given (not None) applied on top."""
     changes = {k: v for k, v in overrides.items() if v is not None}
-    if "filters" in changes:
-        changes["filters"] = _filters(changes["filters"])
     return preset(preset_name).replace(**changes)
 
 
@@ -55,67 +44,21 @@ def _summary(result) -> str:
     )
 
 
+@config_options(TrainConfig, defaults=False)  # a flag left out keeps the preset's value
 def train_command(
-    preset: str = typer.Option("fast", help="Starting config: tutorial, fast or strong."),
-    kernel_size: int | None = typer.Option(None, help="Kernel size of every conv layer."),
-    first_kernel_size: int | None = typer.Option(None, help="Kernel size of the first layer."),
-    filters: str | None = typer.Option(None, help="Filters per conv block, e.g. 32,64."),
-    convs_per_block: int | None = typer.Option(None, help="Conv layers per block."),
-    padding: str | None = typer.Option(None, help="valid or same."),
-    pool_padding: str | None = typer.Option(
-        None, help="valid (odd maps lose their last row and column: 7 -> 3) or same (7 -> 4)."
+    preset: str = typer.Option(
+        "fast", metavar=f"[{'|'.join(PRESETS)}]", help="Starting config; the flags below change it."
     ),
-    activation: str | None = typer.Option(None, help="relu, gelu, silu, elu, ..."),
-    pooling: str | None = typer.Option(None, help="max or avg."),
-    dense_units: int | None = typer.Option(None, help="Hidden dense units (0 = none)."),
-    global_pool: bool | None = typer.Option(None, "--global-pool/--flatten"),
-    l2: float | None = typer.Option(None, help="L2 penalty on conv and dense kernels."),
-    dropout: float | None = typer.Option(None, help="Dropout rate before the classifier."),
-    batch_norm: bool | None = typer.Option(None, "--batch-norm/--no-batch-norm"),
-    augment: bool | None = typer.Option(
-        None, "--augment/--no-augment", help="Random shift, flip and erasing while training."
-    ),
-    shift: float | None = typer.Option(None, help="Augmentation: largest shift (0.08 = 2 px)."),
-    flip: bool | None = typer.Option(None, "--flip/--no-flip", help="Augmentation: mirror."),
-    erasing: float | None = typer.Option(None, help="Augmentation: erasing probability."),
-    tta: bool | None = typer.Option(
-        None, "--tta/--no-tta", help="Evaluate on each image and its mirror image (averaged)."
-    ),
-    tta_shift: int | None = typer.Option(
-        None, help="With --tta, also average both moved N pixels up, down, left, right."
-    ),
-    label_smoothing: float | None = typer.Option(None, help="Label smoothing (0 = off)."),
-    optimizer: str | None = typer.Option(None, help="sgd, momentum, nesterov, rmsprop, ..."),
-    lr: float | None = typer.Option(None, help="Peak learning rate [default: per optimizer]."),
-    weight_decay: float | None = typer.Option(None, help="Decoupled weight decay (adamw)."),
-    schedule: str | None = typer.Option(None, help="constant, cosine or onecycle."),
-    warmup_epochs: float | None = typer.Option(None, help="Warm-up epochs (cosine, onecycle)."),
-    batch_size: int | None = typer.Option(None, help="Images per step."),
-    epochs: int | None = typer.Option(None, help="Epochs."),
-    early_stopping: int | None = typer.Option(
-        None, help="Stop after this many epochs without a lower validation loss."
-    ),
-    seed: int | None = typer.Option(None, help="Seed of initialisation, shuffling and splits."),
-    train_limit: int | None = typer.Option(None, help="Train on N stratified images only."),
-    val_size: int | None = typer.Option(None, help="Validation images carved from training."),
+    *,
+    config_fields: dict[str, Any],  # one option per TrainConfig field goes here
     data_dir: Path | None = typer.Option(None, help="Folder with the Fashion-MNIST .gz files."),
-    out: Path | None = typer.Option(None, help="Run directory [default: runs/<preset>-<time>]."),
+    out: Path | None = typer.Option(None, help="Run directory (default: runs/<preset>-<time>)."),
     overwrite: bool = typer.Option(False, help="Replace an existing run directory."),
-    threads: int | None = typer.Option(None, help="CPU threads [default: all cores]."),
+    threads: int | None = typer.Option(None, help="CPU threads (default: all cores)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Train a CNN on Fashion-MNIST and write a run directory with metrics, plots and report."""
-    config = build_config(
-        preset, kernel_size=kernel_size, first_kernel_size=first_kernel_size, filters=filters,
-        convs_per_block=convs_per_block, padding=padding, pool_padding=pool_padding,
-        activation=activation,
-        pooling=pooling, dense_units=dense_units, global_pool=global_pool, l2=l2,
-        dropout=dropout, batch_norm=batch_norm, augment=augment, shift=shift, flip=flip,
-        erasing=erasing, tta=tta, tta_shift=tta_shift, label_smoothing=label_smoothing,
-        optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
-        warmup_epochs=warmup_epochs, batch_size=batch_size, epochs=epochs,
-        early_stopping=early_stopping, seed=seed, train_limit=train_limit, val_size=val_size,
-    )  # fmt: skip
+    config = build_config(preset, **config_fields)
     out = out or Path("runs") / f"{preset}-{_stamp()}"
     _quiet_tensorflow()
     from cnnlab.fmnist.backend import configure_threads

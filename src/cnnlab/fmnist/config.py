@@ -6,11 +6,10 @@ changes a trained model is a field here, and ``config.json`` in each run is ``to
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Literal
 
-from cnnlab.configs import FrozenConfig
+from cnnlab.configs import FrozenConfig, check_fields, invalid, option
 from cnnlab.errors import CnnlabError
 
 OPTIMIZERS = (
@@ -37,50 +36,83 @@ DEFAULT_LR = {
 @dataclass(frozen=True)
 class TrainConfig(FrozenConfig):
     # architecture
-    filters: tuple[int, ...] = (32, 64)  # one conv block per entry, each followed by pooling
-    convs_per_block: int = 1
-    kernel_size: int = 3  # every conv layer ...
-    first_kernel_size: int | None = None  # ... except the first, when set
-    activation: str = "relu"
-    pooling: Literal["max", "avg"] = "max"
-    padding: Literal["valid", "same"] = "valid"  # "same" keeps 28x28 until each pooling
+    filters: tuple[int, ...] = option(
+        (32, 64), "Filters per conv block, e.g. 32,64; each block ends in pooling.", ge=1, le=1024
+    )
+    convs_per_block: int = option(1, "Conv layers per block.", ge=1, le=8)
+    kernel_size: int = option(3, "Kernel size of the conv layers.", ge=1, le=11)
+    first_kernel_size: int | None = option(
+        None, "Kernel size of the first conv layer (default: --kernel-size).", ge=1, le=11
+    )
+    activation: str = option("relu", "Activation of every hidden layer.", choices=ACTIVATIONS)
+    pooling: Literal["max", "avg"] = option("max", "Pooling at the end of each block.")
+    padding: Literal["valid", "same"] = option(
+        "valid", "Conv padding: same keeps 28x28 until each pooling."
+    )
     # pooling of an odd-sized map: "valid" drops its last row and column (7x7 -> 3x3, as
     # Keras does by default); "same" pools them too (7x7 -> 4x4)
-    pool_padding: Literal["valid", "same"] = "valid"
-    dense_units: int = 0  # hidden dense layer before the classifier; 0 = none
-    global_pool: bool = False  # global average pooling instead of flatten
+    pool_padding: Literal["valid", "same"] = option(
+        "valid", "Pooling of odd-sized maps: valid (7 -> 3, drops the last row) or same (7 -> 4)."
+    )
+    dense_units: int = option(
+        0, "Hidden dense units before the classifier (0 = none).", ge=0, le=16384
+    )
+    global_pool: bool = option(
+        False,
+        "Global average pooling or flatten before the classifier.",
+        flag="--global-pool/--flatten",
+    )
     # regularization
-    l2: float = 0.0  # L2 weight decay on conv and dense kernels
-    dropout: float = 0.5  # before the classifier
-    batch_norm: bool = False
-    # moving-average momentum of the BN statistics: Keras' 0.99 needs ~1000 steps to settle,
-    # so short study budgets use 0.9
-    batch_norm_momentum: float = 0.99
-    augment: bool = False  # training-only augmentation, made of the three parts below
-    shift: float = 0.08  # random translation, as a fraction of the side (0.08 = about 2 px)
-    flip: bool = True  # random horizontal mirror image
-    erasing: float = 0.5  # probability of erasing a random rectangle (0 = never)
-    label_smoothing: float = 0.0
-    # inference: average the class probabilities of each image and its mirror image (test-time
-    # augmentation; used by the final test evaluation, `evaluate` and `predict`) ...
-    tta: bool = False
-    # ... and, when > 0, of both moved this many pixels up, down, left and right (10 views)
-    tta_shift: int = 0
+    l2: float = option(0.0, "L2 weight decay on conv and dense kernels.", ge=0, le=1)
+    dropout: float = option(0.5, "Dropout rate before the classifier.", ge=0, lt=1)
+    batch_norm: bool = option(False, "Batch normalisation in every block.")
+    # Keras' 0.99 needs ~1000 steps to settle, so short study budgets use 0.9
+    batch_norm_momentum: float = option(
+        0.99, "Moving-average momentum of the batch-norm statistics.", gt=0, lt=1
+    )
+    augment: bool = option(False, "Training-only augmentation: shift, flip and erasing below.")
+    shift: float = option(
+        0.08,
+        "Augmentation: largest random shift, as a fraction of the side (0.08 = 2 px).",
+        ge=0,
+        le=0.5,
+    )
+    flip: bool = option(True, "Augmentation: random horizontal mirror image.")
+    erasing: float = option(
+        0.5, "Augmentation: probability of erasing a random rectangle.", ge=0, le=1
+    )
+    label_smoothing: float = option(0.0, "Label smoothing (0 = off).", ge=0, lt=1)
+    # inference (the final test evaluation, `evaluate` and `predict`)
+    tta: bool = option(False, "Average the predictions of each image and its mirror image.")
+    tta_shift: int = option(
+        0, "With --tta, also average both moved N pixels up, down, left, right.", ge=0, le=4
+    )
     # optimization
-    optimizer: str = "adam"
-    lr: float | None = None  # None: DEFAULT_LR[optimizer]
-    weight_decay: float = 0.0  # decoupled weight decay (adamw; ignored by the others)
-    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
-    warmup_epochs: float = 0.0
-    batch_size: int = 128
-    epochs: int = 15
-    early_stopping: int | None = None  # patience in epochs on validation loss; None = off
+    optimizer: str = option("adam", "Optimizer.", choices=OPTIMIZERS)
+    # an lr above 10 only diverges; the bound turns a typo like 1e30 into a clear error
+    lr: float | None = option(None, "Peak learning rate (default: per optimizer).", gt=0, le=10)
+    weight_decay: float = option(
+        0.0, "Decoupled weight decay (adamw; ignored by the others).", ge=0, le=1
+    )
+    schedule: Literal["constant", "cosine", "onecycle"] = option(
+        "constant", "Learning-rate schedule."
+    )
+    warmup_epochs: float = option(0.0, "Warm-up epochs (cosine, onecycle).", ge=0)
+    batch_size: int = option(128, "Images per step.", ge=1, le=65536)
+    # upper bounds on counts: a value that would train for weeks is a typo, not a plan
+    epochs: int = option(15, "Epochs.", ge=1, le=1000)
+    early_stopping: int | None = option(
+        None, "Stop after this many epochs without a lower validation loss.", ge=1, le=1000
+    )
     # data
-    seed: int = 0
-    train_limit: int | None = None  # use only N stratified training images
-    val_size: int = 5000  # carved from the 60k training images, stratified and seeded
+    seed: int = option(0, "Seed of initialisation, shuffling and splits.", ge=0, le=2**32 - 1)
+    train_limit: int | None = option(None, "Train on N stratified images only.", ge=100, le=60000)
+    val_size: int = option(
+        5000, "Validation images carved from the 60k training images.", ge=100, le=20000
+    )
 
     def __post_init__(self) -> None:
+        check_fields(self)
         validate(self)
 
     @property
@@ -94,78 +126,21 @@ class TrainConfig(FrozenConfig):
 
 
 def validate(c: TrainConfig) -> None:
-    """Reject impossible configs with one message naming the field."""
-
-    def bad(field: str, why: str) -> None:
-        raise CnnlabError(f"invalid {field}: {why}")
-
-    def whole(v) -> bool:
-        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-    if not c.filters or not all(whole(f) for f in c.filters) or any(f <= 0 for f in c.filters):
-        bad("filters", f"need one or more positive whole numbers, got {c.filters}")
+    """The rules that relate fields; ``check_fields`` has checked each field on its own."""
     if len(c.filters) > 3:
-        bad("filters", "at most 3 blocks fit a 28x28 image (each block halves it)")
-    for name in ("kernel_size", "first_kernel_size"):
-        k = getattr(c, name)
-        if k is not None and not (1 <= k <= 11):
-            bad(name.replace("_", "-"), f"must be between 1 and 11, got {k}")
-    if c.convs_per_block < 1:
-        bad("convs-per-block", "must be at least 1")
-    if c.pooling not in ("max", "avg"):
-        bad("pooling", f"must be max or avg, got {c.pooling!r}")
-    for name in ("padding", "pool_padding"):
-        if getattr(c, name) not in ("valid", "same"):
-            bad(name.replace("_", "-"), f"must be valid or same, got {getattr(c, name)!r}")
-    if c.activation not in ACTIVATIONS:
-        bad("activation", f"{c.activation!r} is not one of {', '.join(ACTIVATIONS)}")
-    if c.dense_units < 0:
-        bad("dense-units", f"must be >= 0, got {c.dense_units}")
-    if not 0 <= c.warmup_epochs < c.epochs:
-        bad("warmup-epochs", f"must be in [0, epochs), got {c.warmup_epochs}")
-    if c.weight_decay < 0:
-        bad("weight-decay", f"must be >= 0, got {c.weight_decay}")
-    if c.early_stopping is not None and c.early_stopping < 1:
-        bad("early-stopping", f"patience must be >= 1 epoch, got {c.early_stopping}")
-    size = feature_map_size(c)
-    if size < 1:
-        bad(
-            "kernel-size",
+        invalid("filters", "at most 3 blocks fit a 28x28 image (each block halves it)")
+    if c.warmup_epochs >= c.epochs:
+        invalid("warmup_epochs", f"must be less than --epochs ({c.epochs}), got {c.warmup_epochs}")
+    if feature_map_size(c) < 1:
+        invalid(
+            "kernel_size",
             f"with padding={c.padding!r} the feature map shrinks to nothing before the last "
             "block; use padding 'same', smaller kernels or fewer blocks",
         )
-    if c.l2 < 0:
-        bad("l2", f"must be >= 0, got {c.l2}")
-    if not 0 <= c.dropout < 1:
-        bad("dropout", f"must be in [0, 1), got {c.dropout}")
-    if not 0 < c.batch_norm_momentum < 1:
-        bad("batch-norm-momentum", f"must be in (0, 1), got {c.batch_norm_momentum}")
-    if not 0 <= c.shift <= 0.5:
-        bad("shift", f"must be between 0 and 0.5 of the image side, got {c.shift}")
-    if not 0 <= c.erasing <= 1:
-        bad("erasing", f"is a probability between 0 and 1, got {c.erasing}")
     if c.augment and not (c.shift > 0 or c.flip or c.erasing > 0):
-        bad("augment", "is on, but shift, flip and erasing are all off")
-    if not whole(c.tta_shift) or not 0 <= c.tta_shift <= 4:
-        bad("tta-shift", f"must be a whole number of pixels from 0 to 4, got {c.tta_shift!r}")
+        invalid("augment", "is on, but shift, flip and erasing are all off")
     if c.tta_shift and not c.tta:
-        bad("tta-shift", "shifts views at test time, so it needs tta on")
-    if not 0 <= c.label_smoothing < 1:
-        bad("label-smoothing", f"must be in [0, 1), got {c.label_smoothing}")
-    if c.optimizer not in OPTIMIZERS:
-        bad("optimizer", f"{c.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-    if c.lr is not None and not c.lr > 0:
-        bad("lr", f"must be > 0, got {c.lr}")
-    if c.schedule not in SCHEDULES:
-        bad("schedule", f"{c.schedule!r} is not one of {', '.join(SCHEDULES)}")
-    if c.batch_size < 1:
-        bad("batch-size", f"must be >= 1, got {c.batch_size}")
-    if c.epochs < 1:
-        bad("epochs", f"must be >= 1, got {c.epochs}")
-    if c.train_limit is not None and c.train_limit < 100:
-        bad("train-limit", f"must be >= 100 images, got {c.train_limit}")
-    if not 100 <= c.val_size <= 20000:
-        bad("val-size", f"must be between 100 and 20000, got {c.val_size}")
+        invalid("tta_shift", "shifts views at test time, so it needs --tta")
 
 
 def feature_map_size(c: TrainConfig) -> int:

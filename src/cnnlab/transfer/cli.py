@@ -6,90 +6,31 @@ torch and torchvision are imported inside the commands so ``cnnlab --help`` stay
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from cnnlab.configs import config_options
+from cnnlab.transfer.config import TransferConfig
 
 app = typer.Typer(no_args_is_help=True)
 
 
 @app.command()
+@config_options(TransferConfig)
 def train(
     data_dir: Path = typer.Argument(..., help="One folder per class, or train/ (+ val/, test/)."),
+    *,
     out: Path = typer.Option(..., "--out", help="Run directory to create."),
-    arch: str = typer.Option("resnet18", help="torchvision model name or efficientnet_lite0."),
-    weights: str = typer.Option("imagenet", help="imagenet | none | PATH of a state dict."),
-    image_size: int = typer.Option(224, help="Images are resized to this square size."),
-    strategy: str = typer.Option("head", help="head | partial | full | gradual."),
-    augment: str = typer.Option("basic", help="none | basic (flip) | strong."),
-    mixup: float = typer.Option(0.0, help="MixUp alpha (0 = off)."),
-    cutmix: float = typer.Option(0.0, help="CutMix alpha (0 = off)."),
-    feature_views: int = typer.Option(4, help="head+strong: augmented views cached per image."),
-    cache_features: bool = typer.Option(True, help="head: compute backbone features once."),
-    balance: str = typer.Option("none", help="none | weights (loss) | sampler."),
-    optimizer: str = typer.Option("adam", help="adam | adamw | sgd."),
-    lr: float = typer.Option(1e-3, help="Learning rate (of the head; see --lr-decay)."),
-    weight_decay: float = typer.Option(0.0),
-    schedule: str = typer.Option("constant", help="constant | cosine | onecycle."),
-    label_smoothing: float = typer.Option(0.0),
-    batch_size: int = typer.Option(32),
-    epochs: int = typer.Option(5),
-    early_stopping: int | None = typer.Option(None, help="Patience in epochs on --monitor."),
-    monitor: str = typer.Option(
-        "balanced_accuracy", help="balanced_accuracy | accuracy | macro_f1 | roc_auc | loss."
-    ),
-    unfreeze_every: int = typer.Option(1, help="gradual: epochs per newly unfrozen stage."),
-    lr_decay: float = typer.Option(0.5, help="gradual: lr factor per stage below the head."),
-    val_size: float = typer.Option(0.15, help="Fraction carved for validation if no val/."),
-    test_size: float = typer.Option(0.0, help="Fraction carved for test if no test/."),
-    limit: int | None = typer.Option(None, help="At most N images per split (stratified)."),
-    dedupe: bool = typer.Option(False, help="Remove images duplicated across splits."),
-    near_threshold: int = typer.Option(10, help="dHash bits for near-duplicates; -1 = off."),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | mps."),
-    workers: int = typer.Option(0, help="DataLoader worker processes."),
-    threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's)."),
-    channels_last: bool = typer.Option(True, help="channels_last memory format."),
+    config_fields: dict[str, Any],  # one option per TransferConfig field goes here
     overwrite: bool = typer.Option(False, help="Replace an existing run directory."),
     quiet: bool = typer.Option(False, help="Print nothing but errors."),
 ) -> None:
     """Fine-tune a pretrained CNN on an image folder and write a run directory."""
+    cfg = TransferConfig(**config_fields)  # checked before torch is imported: errors are fast
     from cnnlab.console import make_console
-    from cnnlab.transfer.config import TransferConfig
     from cnnlab.transfer.train import train as run
 
-    cfg = TransferConfig(
-        arch=arch,
-        weights=weights,
-        image_size=image_size,
-        strategy=strategy,
-        augment=augment,
-        mixup=mixup,
-        cutmix=cutmix,
-        feature_views=feature_views,
-        cache_features=cache_features,
-        balance=balance,
-        optimizer=optimizer,
-        lr=lr,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        label_smoothing=label_smoothing,
-        batch_size=batch_size,
-        epochs=epochs,
-        early_stopping=early_stopping,
-        monitor=monitor,
-        unfreeze_every=unfreeze_every,
-        lr_decay=lr_decay,
-        val_size=val_size,
-        test_size=test_size,
-        limit=limit,
-        dedupe=dedupe,
-        near_threshold=near_threshold,
-        seed=seed,
-        device=device,
-        workers=workers,
-        threads=threads,
-        channels_last=channels_last,
-    )
     run(data_dir, out, cfg, overwrite=overwrite, console=make_console(quiet))
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.configs import FrozenConfig
-from cnnlab.errors import CnnlabError
+from cnnlab.configs import FrozenConfig, check_fields, invalid, option
 from cnnlab.transfer.presets import AUGMENTS
 
 STRATEGIES = ("head", "partial", "full", "gradual")
@@ -20,89 +19,82 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 @dataclass(frozen=True)
 class TransferConfig(FrozenConfig):
     # model
-    arch: str = "resnet18"
-    weights: str = "imagenet"  # imagenet | none | path of a state-dict file
-    image_size: int = 224
-    strategy: str = "head"  # head | partial | full | gradual (which layers train)
+    arch: str = option("resnet18", "torchvision model name or efficientnet_lite0.")
+    weights: str = option("imagenet", "imagenet | none | PATH of a state-dict file.")
+    image_size: int = option(224, "Images are resized to this square size (px).", ge=16, le=1024)
+    strategy: str = option(
+        "head", "Which layers train (gradual: one more stage at a time).", choices=STRATEGIES
+    )
     # augmentation
-    augment: str = "basic"  # none | basic (flip) | strong
-    mixup: float = 0.0  # Beta(alpha, alpha) of MixUp; 0 = off
-    cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix; 0 = off
-    feature_views: int = 4  # augmented views per image cached for `head` with `strong`
-    cache_features: bool = True  # `head`: run the frozen backbone once, not every epoch
+    augment: str = option(
+        "basic",
+        "basic: random flips; strong: also crops, rotation, colour and erasing.",
+        choices=AUGMENTS,
+    )
+    mixup: float = option(0.0, "MixUp alpha (0 = off).", ge=0, le=100)
+    cutmix: float = option(0.0, "CutMix alpha (0 = off).", ge=0, le=100)
+    feature_views: int = option(4, "head+strong: augmented views cached per image.", ge=1, le=100)
+    cache_features: bool = option(True, "head: compute backbone features once, not every epoch.")
     # imbalance
-    balance: str = "none"  # none | weights (class-weighted loss) | sampler (weighted sampler)
+    balance: str = option(
+        "none",
+        "weights: class-weighted loss; sampler: class-balanced sampling.",
+        choices=BALANCES,
+    )
     # optimisation
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    label_smoothing: float = 0.0
-    batch_size: int = 32
-    epochs: int = 5
-    early_stopping: int | None = None  # patience in epochs on --monitor; None = off
-    monitor: str = "balanced_accuracy"  # picks the best checkpoint (and early stopping)
-    unfreeze_every: int = 1  # `gradual`: epochs between unfreezing one more stage
-    lr_decay: float = 0.5  # `gradual`: each deeper stage learns at lr * lr_decay**depth
+    optimizer: str = option("adam", "Optimizer.", choices=OPTIMIZERS)
+    # an lr above 10 only diverges; the bound turns a typo like 1e30 into a clear error
+    lr: float = option(1e-3, "Learning rate (of the head; see --lr-decay).", gt=0, le=10)
+    weight_decay: float = option(0.0, "Weight decay.", ge=0, le=1)
+    schedule: str = option("constant", "Learning-rate schedule.", choices=SCHEDULES)
+    label_smoothing: float = option(0.0, "Label smoothing (0 = off).", ge=0, lt=1)
+    batch_size: int = option(32, "Images per step.", ge=1, le=65536)
+    # upper bounds on counts: a value that would train for weeks is a typo, not a plan
+    epochs: int = option(5, "Epochs.", ge=1, le=1000)
+    early_stopping: int | None = option(
+        None, "Patience in epochs on --monitor (default: off).", ge=1, le=1000
+    )
+    monitor: str = option(
+        "balanced_accuracy", "Picks the best checkpoint (and early stopping).", choices=MONITORS
+    )
+    unfreeze_every: int = option(1, "gradual: epochs per newly unfrozen stage.", ge=1, le=1000)
+    lr_decay: float = option(
+        0.5, "gradual: each deeper stage learns at lr * lr_decay**depth.", gt=0, le=1
+    )
     # data
-    val_size: float = 0.15  # carved from train (stratified) when there is no val/ folder
-    test_size: float = 0.0  # carved too when > 0 and there is no test/ folder
-    limit: int | None = None  # use at most N images of each split folder (stratified)
-    dedupe: bool = False  # remove images duplicated across splits before training
-    near_threshold: int = 10  # dHash bits (of 256) within which two images are "the same"
-    seed: int = 0
+    val_size: float = option(
+        0.15, "Fraction carved (stratified) for validation if there is no val/.", gt=0, lt=0.9
+    )
+    test_size: float = option(0.0, "Fraction carved for test if there is no test/.", ge=0, lt=0.9)
+    limit: int | None = option(
+        None, "At most N images of each split folder (stratified).", ge=4, le=10**9
+    )
+    dedupe: bool = option(False, "Remove images duplicated across splits before training.")
+    near_threshold: int = option(
+        10, "dHash bits (of 256) within which two images are the same; -1 = off.", ge=-1, le=256
+    )
+    seed: int = option(0, "Seed of initialisation, shuffling and splits.", ge=0, le=2**32 - 1)
     # machine
-    device: str = "auto"  # auto = cuda, then mps, then cpu
-    workers: int = 0  # DataLoader worker processes
-    threads: int | None = None  # torch intra-op threads; None = torch's default
-    channels_last: bool = True
+    device: str = option("auto", "auto = cuda, then mps, then cpu.", choices=DEVICES)
+    workers: int = option(0, "DataLoader worker processes.", ge=0, le=256)
+    threads: int | None = option(None, "torch CPU threads (default: torch's).", ge=1, le=1024)
+    channels_last: bool = option(True, "channels_last memory format.")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         validate(self)
 
 
 def validate(c: TransferConfig) -> None:
-    def bad(name: str, why: str) -> None:
-        raise CnnlabError(f"invalid --{name.replace('_', '-')}: {why}")
+    """The rules that relate fields; ``check_fields`` has checked each field on its own."""
+    if c.weights not in ("imagenet", "none") and not _is_file(c.weights):
+        invalid("weights", f"{c.weights!r} is neither imagenet, none nor an existing file")
+    if c.val_size + c.test_size >= 0.9:
+        invalid("test_size", f"val + test must be < 0.9, got {c.val_size} + {c.test_size}")
 
-    def one_of(name: str, choices: tuple[str, ...]) -> None:
-        if getattr(c, name) not in choices:
-            bad(name, f"{getattr(c, name)!r} is not one of {', '.join(choices)}")
 
-    one_of("strategy", STRATEGIES)
-    one_of("augment", AUGMENTS)
-    one_of("balance", BALANCES)
-    one_of("optimizer", OPTIMIZERS)
-    one_of("schedule", SCHEDULES)
-    one_of("monitor", MONITORS)
-    one_of("device", DEVICES)
-    if c.weights not in ("imagenet", "none") and not Path(c.weights).is_file():
-        bad("weights", f"{c.weights!r} is neither imagenet, none nor an existing file")
-    if not 16 <= c.image_size <= 1024:
-        bad("image_size", f"must be between 16 and 1024 px, got {c.image_size}")
-    for name in ("mixup", "cutmix", "weight_decay", "label_smoothing"):
-        if getattr(c, name) < 0:
-            bad(name, f"must be >= 0, got {getattr(c, name)}")
-    if c.label_smoothing >= 1:
-        bad("label_smoothing", f"must be < 1, got {c.label_smoothing}")
-    if not c.lr > 0:
-        bad("lr", f"must be > 0, got {c.lr}")
-    for name in ("batch_size", "epochs", "feature_views", "unfreeze_every"):
-        if getattr(c, name) < 1:
-            bad(name, f"must be >= 1, got {getattr(c, name)}")
-    if c.early_stopping is not None and c.early_stopping < 1:
-        bad("early_stopping", f"patience must be >= 1 epoch, got {c.early_stopping}")
-    if not 0 < c.lr_decay <= 1:
-        bad("lr_decay", f"must be in (0, 1], got {c.lr_decay}")
-    if not 0 < c.val_size < 0.9:
-        bad("val_size", f"must be a fraction in (0, 0.9), got {c.val_size}")
-    if not 0 <= c.test_size < 0.9 or c.val_size + c.test_size >= 0.9:
-        bad("test_size", f"must be a fraction >= 0 with val + test < 0.9, got {c.test_size}")
-    if c.limit is not None and c.limit < 4:
-        bad("limit", f"must be >= 4 images, got {c.limit}")
-    if c.workers < 0:
-        bad("workers", f"must be >= 0, got {c.workers}")
-    if c.threads is not None and c.threads < 1:
-        bad("threads", f"must be >= 1, got {c.threads}")
-    if not -1 <= c.near_threshold <= 256:
-        bad("near_threshold", f"must be between -1 (off) and 256 bits, got {c.near_threshold}")
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):  # a name too long, or with a NUL, is no file either
+        return False
