@@ -25,7 +25,7 @@ from cnnlab.study.spec_checks import (
     is_whole,
     no_unknown,
     seeds,
-)  # fmt: skip
+)
 
 FACTOR_KINDS = ("kernel_size", "regularization", "batch_size", "optimizer")
 REGULARIZATION_LEVELS = ("none", "l2", "dropout", "batch_norm", "augment", "all")

@@ -19,6 +19,7 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.config import PRESETS, TrainConfig
+from cnnlab.study import plan as planning
 from cnnlab.study.factors import (
     FACTOR_KINDS,
     REGULARIZATION_LEVELS,
@@ -28,10 +29,9 @@ from cnnlab.study.factors import (
     check_factorial,
     factor_source,
     parse_factor,
-)  # fmt: skip
+)
 from cnnlab.study.names import check_study_name, show, slug
-from cnnlab.study.plan import Cell, PlannedTrial, digest, plan, sweep_trials, trial_count
-from cnnlab.study.plan import without_defaults as _without_defaults
+from cnnlab.study.plan import Cell, PlannedTrial, sweep_trials
 from cnnlab.study.spec_checks import (
     CONFIG_FIELDS,
     MAX_TRIALS,
@@ -41,7 +41,7 @@ from cnnlab.study.spec_checks import (
     is_number,
     no_unknown,
     seeds,
-)  # fmt: skip
+)
 from cnnlab.study.spec_file import parse_text, read_spec_file
 
 __all__ = [
@@ -70,12 +70,13 @@ class StudySpec:
 
     @property
     def digest(self) -> str:
-        return digest({**self.source, "baseline": _without_defaults(self.source["baseline"])})
+        baseline = planning.without_defaults(self.source["baseline"])
+        return planning.digest({**self.source, "baseline": baseline})
 
     def plan(self) -> tuple[list[PlannedTrial], list[Cell]]:
         """Every distinct trial (sweeps first, then seed-major so that an interrupted study
         already holds one seed of everything) and the cells that the analysis compares."""
-        return plan(self)
+        return planning.plan(self)
 
     def factor(self, name: str) -> Factor:
         return next(f for f in self.factors if f.name == name)
@@ -170,7 +171,7 @@ def _parse(data: Mapping[str, Any], default_name: str, check_names: bool) -> Stu
         val_target=float(val_target),
         source=source,
     )
-    if (n := trial_count(spec)) > MAX_TRIALS:
+    if (n := planning.trial_count(spec)) > MAX_TRIALS:
         bad("factors", f"the plan holds {n} trials; at most {MAX_TRIALS} (fewer levels or seeds)")
     return spec
 
