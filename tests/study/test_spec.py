@@ -76,7 +76,7 @@ def test_a_field_added_at_its_default_keeps_digests_and_keys():
     without the field (written then) hashes like one with the field at its default."""
     from dataclasses import replace
 
-    from cnnlab.study.spec import _trial
+    from cnnlab.study.plan import planned_trial as _trial
 
     s = spec({"kernel_size": [3, 5]}, seeds=1)
     old_baseline = {k: v for k, v in s.source["baseline"].items() if k != "pool_padding"}

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cnnlab.errors import CnnlabError
+from cnnlab.study.names import check_study_name, default_report_dir, shell_command
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -28,7 +29,7 @@ def _spec(spec: Path | None, profile: str | None):
 def _study_name(storage: str, name: str | None) -> str:
     """``--name``, or the only study in the storage."""
     if name:
-        return name
+        return check_study_name(name, "--name")
     from cnnlab.study import storage as st
 
     names = st.study_names(st.open_storage(storage))
@@ -59,6 +60,7 @@ def run(
     """Run or resume a study: every trial exactly once, across any number of such commands."""
     from cnnlab.study.run import DEFAULT_WORKERS, run_study
 
+    name = check_study_name(name, "--name") if name else None
     study_spec = _spec(spec, profile)
     origin = {"profile": profile} if profile else {"file": str(spec)}
     summary = run_study(
@@ -74,7 +76,8 @@ def run(
 
         print(f"report: {write_report(storage, summary.name, report)}")
     else:
-        print(f"next: cnnlab study report --storage {storage} --name {summary.name} --out DIR")
+        print("next:", shell_command("cnnlab", "study", "report", "--storage", storage,
+                                     "--name", summary.name, "--out", "DIR"))  # fmt: skip
 
 
 @app.command()
@@ -119,7 +122,7 @@ def report(
     from cnnlab.study.report import write_report
 
     name = _study_name(storage, name)
-    path = write_report(storage, name, out or Path("reports") / name)
+    path = write_report(storage, name, out or default_report_dir(name))
     print(path)
 
 

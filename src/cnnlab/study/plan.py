@@ -1,0 +1,159 @@
+"""Planning: a parsed spec -> every distinct trial it trains, and the cells that compare them.
+
+Every planned trial carries a deterministic ``key`` (a hash of what it trains). Two levels that
+train the same config with the same seed share one key, hence one trial: the baseline is run
+once and reused as the 3x3 level of the kernel factor, the dropout level of regularization...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cnnlab.fmnist.config import DEFAULT_LR, TrainConfig
+
+if TYPE_CHECKING:
+    from cnnlab.study.factors import Factor
+    from cnnlab.study.spec import StudySpec
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    key: str
+    kind: str  # "main" or "sweep"
+    config: dict[str, Any]  # TrainConfig.to_dict(); lr is None while tune_lr is pending
+    seed: int
+    label: str  # short human name, e.g. "kernel_size=5x5 seed=1"
+    tune_lr: bool = False
+    depends_on: tuple[str, ...] = ()  # keys of the sweep trials that choose the LR
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (factor, level) of an OFAT design, or one combination of a factorial design."""
+
+    levels: tuple[tuple[str, str], ...]  # ((factor, level), ...)
+    keys: tuple[str, ...]  # one trial key per seed, in the spec's seed order
+
+    @property
+    def name(self) -> str:
+        return ", ".join(f"{f}={lv}" for f, lv in self.levels)
+
+
+def digest(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_FLOAT_FIELDS = {
+    name for name, f in TrainConfig.__dataclass_fields__.items() if "float" in str(f.type)
+}
+
+
+def _normalise(config: dict[str, Any]) -> dict[str, Any]:
+    """Same config, same key: 0 and 0.0 (YAML writes either) must hash alike."""
+    out = dict(config)
+    for name in _FLOAT_FIELDS:
+        value = out.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+_DEFAULTS = _normalise(TrainConfig().to_dict())
+
+
+def without_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` less the fields at their TrainConfig default, for digests: a field added to
+    TrainConfig later, with a default that keeps the old behaviour, leaves every spec digest and
+    trial key as it was, so studies written before it can still be resumed."""
+    config = _normalise(dict(config))
+    return {k: v for k, v in config.items() if k not in _DEFAULTS or _DEFAULTS[k] != v}
+
+
+def planned_trial(
+    kind: str, config: dict[str, Any], label: str, tune: bool, deps=()
+) -> PlannedTrial:
+    config = _normalise(config)
+    key = digest(
+        {
+            "kind": kind,
+            "config": without_defaults(config),
+            "tune_lr": tune,
+            "depends_on": list(deps),
+        }
+    )
+    return PlannedTrial(key, kind, config, int(config["seed"]), label, tune, tuple(deps))
+
+
+def sweep_trials(spec: StudySpec, factor: Factor, optimizer: str) -> list[PlannedTrial]:
+    """The LR sweep of one optimizer: the baseline with that optimizer at each multiplier."""
+    sweep = factor.lr_sweep
+    assert sweep is not None
+    out = []
+    for mult, seed in itertools.product(sweep.multipliers, sweep.seeds):
+        over = {"optimizer": optimizer, "lr": DEFAULT_LR[optimizer] * mult, "seed": seed}
+        if sweep.epochs is not None:
+            over["epochs"] = sweep.epochs
+        cfg = spec.baseline.to_dict() | over
+        label = f"lr-sweep {optimizer} lr={cfg['lr']:.3g} seed={seed}"
+        out.append(planned_trial("sweep", cfg, label, False))
+    return out
+
+
+def plan(spec: StudySpec) -> tuple[list[PlannedTrial], list[Cell]]:
+    trials: dict[str, PlannedTrial] = {}
+    sweeps: dict[tuple[str, str], tuple[str, ...]] = {}
+    for f in spec.factors:
+        for lv in f.levels:
+            if lv.tune_lr:
+                planned = sweep_trials(spec, f, lv.overrides["optimizer"])
+                sweeps[(f.name, lv.label)] = tuple(t.key for t in planned)
+                trials.update((t.key, t) for t in planned)
+
+    if spec.design == "ofat":
+        # the baseline is a cell of its own; it usually shares its trials with reference levels
+        combos = [(("baseline", "baseline"),)]
+        combos += [((f.name, lv.label),) for f in spec.factors for lv in f.levels]
+    else:
+        combos = list(
+            itertools.product(*[[(f.name, lv.label) for lv in f.levels] for f in spec.factors])
+        )
+    keys: dict[tuple, list[str]] = {c: [] for c in combos}
+    for seed in spec.seeds:
+        for combo in combos:
+            cfg = spec.baseline.to_dict() | {"seed": seed}
+            tune, deps = False, ()
+            for fname, label in combo:
+                if fname == "baseline":
+                    continue
+                lv = spec.factor(fname).level(label)
+                cfg |= lv.overrides
+                if lv.tune_lr:
+                    tune, deps = True, sweeps[(fname, label)]
+            name = ", ".join(f"{f}={lv}" for f, lv in combo)
+            t = planned_trial("main", cfg, f"{name} seed={seed}", tune, deps)
+            trials.setdefault(t.key, t)
+            keys[combo].append(t.key)
+    cells = [Cell(combo, tuple(keys[combo])) for combo in combos]
+    return list(trials.values()), cells
+
+
+def trial_count(spec: StudySpec) -> int:
+    """Trials the plan holds before identical ones are shared (an upper bound, and cheap)."""
+    if spec.design == "ofat":
+        per_seed = 1 + sum(len(f.levels) for f in spec.factors)
+    else:
+        per_seed = 1
+        for f in spec.factors:
+            per_seed *= len(f.levels)
+    sweeps = sum(
+        len(f.lr_sweep.multipliers) * len(f.lr_sweep.seeds) * sum(lv.tune_lr for lv in f.levels)
+        for f in spec.factors
+        if f.lr_sweep is not None
+    )
+    return per_seed * len(spec.seeds) + sweeps
