@@ -52,7 +52,7 @@ RUN_MARKER = ".cnnlab-run"  # in every run directory cnnlab writes: `overwrite` 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def _exclusive_file(directory: Path, prefix: str, suffix: str) -> tuple[Path, int]:
+def exclusive_file(directory: Path, prefix: str, suffix: str) -> tuple[Path, int]:
     """A new file with a random name, created like ``tempfile.mkstemp`` but with mode
     0666 & ~umask (mkstemp always uses 0600, so every run file ignored the umask)."""
     while True:
@@ -76,7 +76,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, fd = _exclusive_file(path.parent, f".{path.name}.", ".tmp")
+    tmp, fd = exclusive_file(path.parent, f".{path.name}.", ".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
