@@ -228,8 +228,8 @@ def _refuse(out: Path, shown: str, overwrite: bool) -> None:
         )
     if not (out / RUN_MARKER).is_file():
         raise CnnlabError(
-            f"--out {shown} holds files cnnlab did not write (no {RUN_MARKER} marker), and "
-            "--overwrite replaces only a cnnlab run; choose another directory"
+            f"--out {shown} holds files but no {RUN_MARKER} marker, so it is not a cnnlab run "
+            "that --overwrite may replace; choose another directory (or empty it yourself)"
         )
 
 

@@ -153,7 +153,9 @@ def test_overwrite_refuses_a_folder_that_cnnlab_did_not_write(workspace):
     (workspace / "p" / "thesis.txt").write_text("x")
     with nothing_lost(workspace):
         proc = run(["train", *FM, "--out", "p", "--overwrite"], workspace)
-    assert_one_line_error(proc, "--out p holds files cnnlab did not write")
+    assert_one_line_error(
+        proc, "--out p holds files but no .cnnlab-run marker, so it is not a cnnlab run"
+    )
     assert sorted(p.name for p in (workspace / "p").iterdir()) == ["thesis.txt"]
 
 

@@ -76,7 +76,7 @@ def test_overwrite_refuses_a_folder_that_cnnlab_did_not_write(tmp_path):
     out.mkdir()
     (out / "thesis.txt").write_text("x")
     with (
-        pytest.raises(CnnlabError, match="holds files cnnlab did not write") as info,
+        pytest.raises(CnnlabError, match="not a cnnlab run that --overwrite may") as info,
         run_directory(out, overwrite=True),
     ):
         pytest.fail("the block must not run")
