@@ -98,7 +98,7 @@ def test_environment_variable_and_cache_are_searched(tmp_path, monkeypatch):
     assert fm.load_fashion_mnist(source=source, download=False).y_train.shape == (N_TRAIN,)
 
 
-def _load_error(directory: Path, source: fm.Source) -> str:
+def _load_error(directory: Path | None, source: fm.Source) -> str:
     with pytest.raises(CnnlabError) as info:
         fm.load_fashion_mnist(directory, source=source, download=False)
     message = str(info.value)
@@ -148,19 +148,65 @@ def test_wrong_count_is_reported(tmp_path):
     assert "expected (31, 28, 28)" in _load_error(tmp_path / "d", wrong)
 
 
-def test_error_lists_every_place_tried(tmp_path, monkeypatch):
-    monkeypatch.setenv("CNNLAB_DATA_DIR", str(tmp_path / "env"))
-    (tmp_path / "given").mkdir()
-    message = _load_error(tmp_path / "given", fm.OFFICIAL)
+def test_error_lists_every_place_searched(tmp_path):
+    message = _load_error(None, fm.OFFICIAL)
     assert message.startswith("Fashion-MNIST not found; tried: ")
     for place in (
-        f"--data-dir {tmp_path / 'given'} (missing train-images-idx3-ubyte.gz",
-        f"$CNNLAB_DATA_DIR {tmp_path / 'env'} (not present)",
         f"cache {fm.default_cache_dir()} (not present)",
         f"system {tmp_path / 'system'} (not present)",
         "download (disabled: offline)",
     ):
         assert place in message
+
+
+@pytest.fixture
+def good_cache():
+    """A valid copy in the cache: what a named folder must never be silently replaced by."""
+    return write_files(fm.default_cache_dir())
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda d: None, "(not present)"),
+        (lambda d: d.mkdir(), "(missing train-images-idx3-ubyte.gz, "),
+        (lambda d: d.write_text("a file"), "(not a folder)"),
+        (lambda d: write_files(d, {**good_raws(), NAMES[3]: b"junk"}), "wrong checksum for t10k"),
+    ],
+    ids=["missing", "empty", "a file", "corrupt"],
+)
+def test_a_named_folder_is_used_alone_or_named_in_the_error(tmp_path, good_cache, damage, why):
+    named = tmp_path / "mine"
+    damage(named)
+    message = _load_error(named, good_cache)
+    assert message.startswith(f"Fashion-MNIST not found; tried: --data-dir {named} ")
+    assert why in message and "used alone" in message
+    assert str(fm.default_cache_dir()) not in message  # no other place was tried
+    assert fm.load_fashion_mnist(source=good_cache, download=False).origin.place == "cache"
+
+
+def test_the_environment_variable_is_a_named_folder_too(tmp_path, good_cache, monkeypatch):
+    monkeypatch.setenv("CNNLAB_DATA_DIR", str(tmp_path / "gone"))
+    message = _load_error(None, good_cache)
+    assert f"$CNNLAB_DATA_DIR {tmp_path / 'gone'} (not present)" in message
+    source = write_files(tmp_path / "given")  # --data-dir wins over the variable
+    data = fm.load_fashion_mnist(tmp_path / "given", source=source, download=False)
+    assert data.origin.place == "--data-dir"
+
+
+def test_a_named_folder_is_never_downloaded_into(tmp_path, http_mirror):
+    root, url = http_mirror
+    source = write_files(root)
+    with pytest.raises(CnnlabError, match="--data-dir"):
+        fm.load_fashion_mnist(tmp_path / "empty", mirror=url, source=source, progress=False)
+    assert not (tmp_path / "empty").exists() and not fm.default_cache_dir().exists()
+
+
+def test_the_arrays_remember_where_they_came_from(tmp_path, good_cache):
+    data = fm.load_fashion_mnist(source=good_cache, download=False)
+    assert data.origin == fm.DataOrigin("cache", str(fm.default_cache_dir()), good_cache.checksums)
+    assert data.origin.to_dict()["sha256"] == dict(good_cache.checksums)
+    assert str(fm.default_cache_dir()) in data.origin.describe()
 
 
 # -- download ---------------------------------------------------------------------------------
@@ -190,6 +236,7 @@ def test_download_fills_the_cache_with_verified_files(http_mirror):
     source = write_files(root)
     data = fm.load_fashion_mnist(mirror=url, source=source, progress=False)
     np.testing.assert_array_equal(data.y_test, synthetic_arrays()[3])
+    assert data.origin.place == "download" and data.origin.path == str(fm.default_cache_dir())
     cache = fm.default_cache_dir()
     assert sorted(p.name for p in cache.iterdir()) == sorted(NAMES)  # no temporary left
     fm.clear_cache()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cnnlab.errors import CnnlabError
-from cnnlab.fmnist.backend import configure_threads
+from cnnlab.fmnist.backend import configure_threads, require_supported_backend
 
 SCRIPT = """
 from cnnlab.fmnist.backend import configure_threads
@@ -39,6 +39,26 @@ def test_configure_threads_rejects_nonsense_and_none_changes_nothing(monkeypatch
     assert "OMP_NUM_THREADS" not in os.environ
     with pytest.raises(CnnlabError, match="threads must be >= 1"):
         configure_threads(0)
+
+
+@pytest.mark.parametrize("name", ["jax", "bogus", "TensorFlow"])
+def test_an_unsupported_backend_is_one_line_naming_the_supported_ones(monkeypatch, name):
+    monkeypatch.setenv("KERAS_BACKEND", name)
+    with pytest.raises(CnnlabError) as info:
+        require_supported_backend()
+    assert str(info.value).startswith(f"Keras backend {name!r} (KERAS_BACKEND) is not supported")
+    assert "tensorflow or torch" in str(info.value)
+
+
+def test_the_backend_is_read_as_keras_reads_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert require_supported_backend() == "tensorflow"  # the default
+    (tmp_path / "keras.json").write_text('{"backend": "jax"}')
+    with pytest.raises(CnnlabError, match="'jax'"):
+        require_supported_backend()
+    monkeypatch.setenv("KERAS_BACKEND", "torch")  # the variable wins over keras.json
+    assert require_supported_backend() == "torch"
 
 
 def test_rich_progress_shows_epochs_loss_and_validation_accuracy():

@@ -10,9 +10,11 @@ import pytest
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.config import preset
+from cnnlab.runs import RUN_MARKER
 
 keras = pytest.importorskip("keras")
 
+from cnnlab.fmnist.result import TrainMetrics  # noqa: E402
 from cnnlab.fmnist.train import fit_inputs, make_splits, train  # noqa: E402
 
 from .conftest import TINY  # noqa: E402
@@ -81,8 +83,9 @@ def test_same_seed_same_result_and_history_contract(fashion):
         }  # fmt: skip
         assert row["seconds"] > 0 and row["lr"] == pytest.approx(1e-3)
     assert first.test_proba.shape == (10000, 10) and first.test_proba.dtype == np.float32
-    assert set(first.metrics) >= METRIC_KEYS
+    assert set(first.metrics) == set(TrainMetrics.__annotations__)  # the typed contract, whole
     assert first.metrics["epochs_run"] == 2
+    assert first.metrics["data_source"] == fashion.origin.describe()
     assert first.train_seconds == pytest.approx(sum(r["seconds"] for r in first.history))
     assert first.metrics["images_per_second"] == pytest.approx(2000 / first.train_seconds)
     # it learned something in two tiny epochs (chance is 10%)
@@ -108,10 +111,13 @@ def test_run_directory_holds_every_artifact(fashion, tmp_path):
     assert np.array(metrics["confusion_matrix"]).sum() == 10000
     doc = json.loads((out / "config.json").read_text())
     assert doc["config"] == preset("fast").replace(**TINY).to_dict()
+    assert doc["data"] == fashion.origin.to_dict() and doc["data"]["path"] in metrics["data_source"]
+    assert f"Data: Fashion-MNIST from {metrics['data_source']}" in (out / "report.md").read_text()
     assert doc["backend"] == keras.backend.backend() and "keras" in doc["environment"]["versions"]
     assert (out / "history.csv").read_text().startswith("epoch,train_loss,train_accuracy")
     assert "Test accuracy" in (out / "report.md").read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
+    assert (out / RUN_MARKER).is_file()  # so that --overwrite may replace it
 
 
 def test_existing_run_is_refused_before_training(fashion, tmp_path):

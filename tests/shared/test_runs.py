@@ -1,42 +1,9 @@
-import json
-
 import numpy as np
 import pytest
 
 from cnnlab.data.splits import stratified_split, stratified_subset
 from cnnlab.errors import CnnlabError
-from cnnlab.runs import read_json, require_run_dir, run_directory, write_csv, write_json
-
-
-def test_run_directory_appears_only_when_complete(tmp_path):
-    out = tmp_path / "run"
-    with run_directory(out) as tmp:
-        write_json(tmp / "metrics.json", {"a": np.float32(1.5)})
-        assert not out.exists()
-    assert json.loads((out / "metrics.json").read_text()) == {"a": 1.5}
-    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no temporary left behind
-
-
-def test_failed_run_leaves_nothing_and_keeps_the_old_run(tmp_path):
-    out = tmp_path / "run"
-    with run_directory(out) as tmp:
-        (tmp / "model.keras").write_text("old")
-    with pytest.raises(RuntimeError), run_directory(out, overwrite=True) as tmp:
-        (tmp / "model.keras").write_text("new")
-        raise RuntimeError("training crashed")
-    assert (out / "model.keras").read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["run"]
-
-
-def test_existing_run_is_not_overwritten_without_consent(tmp_path):
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "keep.txt").write_text("x")
-    with pytest.raises(CnnlabError, match="already holds files"), run_directory(out):
-        pass
-    with run_directory(out, overwrite=True) as tmp:
-        (tmp / "new.txt").write_text("y")
-    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+from cnnlab.runs import read_csv, read_json, require_run_dir, write_csv
 
 
 def test_read_json_errors_are_one_clear_line(tmp_path):
@@ -55,6 +22,30 @@ def test_require_run_dir_names_missing_files(tmp_path):
 def test_write_csv_takes_the_union_of_keys(tmp_path):
     write_csv(tmp_path / "h.csv", [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "acc": 0.9}])
     assert (tmp_path / "h.csv").read_text().splitlines() == ["epoch,loss,acc", "1,0.5,", "2,,0.9"]
+
+
+@pytest.mark.parametrize("text", ['=HYPERLINK("http://x")', "+1+cmd", "-2+3", "@SUM(A1)", "\tx"])
+def test_csv_text_that_a_spreadsheet_would_run_gets_a_leading_quote(tmp_path, text):
+    write_csv(tmp_path / "p.csv", [{"class": text, text: 0.25}])  # a class name as a column too
+    assert read_csv(tmp_path / "p.csv") == [{"class": f"'{text}", f"'{text}": "0.25"}]
+
+
+def test_csv_numbers_stay_numbers(tmp_path):
+    write_csv(
+        tmp_path / "n.csv",
+        [{"a": -0.5, "b": "-0.5", "c": "-1e-3", "d": "+2", "e": -3, "f": "-", "g": "T-shirt/top"}],
+    )
+    assert read_csv(tmp_path / "n.csv") == [
+        {
+            "a": "-0.5",
+            "b": "-0.5",
+            "c": "-1e-3",
+            "d": "+2",
+            "e": "-3",
+            "f": "'-",
+            "g": "T-shirt/top",
+        }
+    ]
 
 
 def test_stratified_split_keeps_proportions_and_is_seeded():

@@ -1,10 +1,14 @@
 """Fashion-MNIST, found offline when possible, verified byte for byte, parsed from IDX files.
 
-Search order: an explicit directory, ``$CNNLAB_DATA_DIR``, the user cache
-(``~/.cache/cnnlab/fashion-mnist``), Debian's ``/usr/share/datasets/fashion-mnist`` (package
-``dataset-fashion-mnist``), then a download from the mirror Keras uses into the user cache.
-Every file must match its published SHA-256, so all places hold byte-identical data. When
-nothing works, one :class:`CnnlabError` line names every place tried and why it failed.
+A folder the user names (``data_dir``, i.e. ``--data-dir``, else ``$CNNLAB_DATA_DIR``) is used
+alone: when it is missing or corrupt, one :class:`DataUnavailable` line says what is wrong with
+it, and no other copy is used in its place (that once trained silently on another copy).
+Without one, the search order is the user cache (``~/.cache/cnnlab/fashion-mnist``), Debian's
+``/usr/share/datasets/fashion-mnist`` (package ``dataset-fashion-mnist``), then a download from
+the mirror Keras uses into the user cache. Every file must match its published SHA-256, so all
+places hold byte-identical data; the arrays remember where they came from (:class:`DataOrigin`)
+for the run's ``config.json`` and report. When nothing works, one line names every place tried
+and why it failed.
 
 The IDX parser is written here (a dozen lines with numpy) rather than taken from a library:
 it lets the loader check magic numbers, counts and sizes and say exactly what is wrong.
@@ -18,7 +22,6 @@ import gzip
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.errors import DataUnavailable
+from cnnlab.runs import exclusive_file
 
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -76,14 +80,36 @@ OFFICIAL = Source(
 )  # fmt: skip
 
 
+NAMED_PLACES = ("--data-dir", "$CNNLAB_DATA_DIR")  # folders the user names: used alone
+
+
+@dataclass(frozen=True)
+class DataOrigin:
+    """Where verified arrays were read: the place searched (``--data-dir``,
+    ``$CNNLAB_DATA_DIR``, ``cache``, ``system`` or ``download``), its folder, and the SHA-256
+    every file matched."""
+
+    place: str
+    path: str
+    checksums: tuple[tuple[str, str], ...]
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.place}; SHA-256 verified)"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"place": self.place, "path": self.path, "sha256": dict(self.checksums)}
+
+
 @dataclass(frozen=True)
 class FashionMNIST:
-    """uint8 images (N, 28, 28) and int64 labels; arrays are read-only (shared by a cache)."""
+    """uint8 images (N, 28, 28) and int64 labels; arrays are read-only (shared by a cache).
+    ``origin`` is None for arrays a caller built itself."""
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    origin: DataOrigin | None = None
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -129,8 +155,10 @@ def _read_gz(path: Path) -> bytes:
 
 
 def _verify(directory: Path, source: Source) -> None:
-    if not directory.is_dir():
+    if not directory.exists():
         raise _Unusable("not present")
+    if not directory.is_dir():
+        raise _Unusable("not a folder")
     missing = [name for name in source.files if not (directory / name).is_file()]
     if missing:
         raise _Unusable(f"missing {', '.join(missing)}")
@@ -142,7 +170,7 @@ def _verify(directory: Path, source: Source) -> None:
             raise _Unusable(f"cannot read {name} ({e.strerror})") from None
 
 
-def _parse_dir(directory: Path, source: Source) -> FashionMNIST:
+def _parse_dir(directory: Path, source: Source, place: str) -> FashionMNIST:
     _verify(directory, source)
     names = list(source.files)  # train images, train labels, test images, test labels
     image_shape = (source.rows, source.cols)
@@ -163,7 +191,7 @@ def _parse_dir(directory: Path, source: Source) -> FashionMNIST:
         arr = np.array(arr)  # own the memory, then freeze: the arrays are shared by the cache
         arr.flags.writeable = False
         arrays.append(arr)
-    return FashionMNIST(*arrays)
+    return FashionMNIST(*arrays, origin=DataOrigin(place, str(directory), source.checksums))
 
 
 def _download(mirror: str, cache: Path, source: Source, progress: bool) -> None:
@@ -177,8 +205,7 @@ def _download(mirror: str, cache: Path, source: Source, progress: bool) -> None:
         if target.is_file() and sha256_file(target) == digest:
             continue
         url = mirror.rstrip("/") + "/" + name
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=cache)
-        tmp = Path(tmp_name)
+        tmp, fd = exclusive_file(cache, f".{name}.", ".part")  # mode 0666 & ~umask
         try:
             with os.fdopen(fd, "wb") as f:
                 _fetch(url, f, progress)
@@ -211,15 +238,13 @@ def _fetch(url: str, f, progress: bool) -> None:
 
 
 def candidate_dirs(data_dir: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
-    """The places searched, in order, each with a label for error messages."""
-    places = []
+    """The places searched, in order, each with a label for error messages: the folder the
+    user named alone, else the cache and the system folder."""
     if data_dir is not None:
-        places.append(("--data-dir", Path(data_dir).expanduser()))
+        return [("--data-dir", Path(data_dir).expanduser())]
     if os.environ.get("CNNLAB_DATA_DIR"):
-        places.append(("$CNNLAB_DATA_DIR", Path(os.environ["CNNLAB_DATA_DIR"]).expanduser()))
-    places.append(("cache", default_cache_dir()))
-    places.append(("system", SYSTEM_DIR))
-    return places
+        return [("$CNNLAB_DATA_DIR", Path(os.environ["CNNLAB_DATA_DIR"]).expanduser())]
+    return [("cache", default_cache_dir()), ("system", SYSTEM_DIR)]
 
 
 def load_fashion_mnist(
@@ -232,8 +257,9 @@ def load_fashion_mnist(
 ) -> FashionMNIST:
     """The verified Fashion-MNIST arrays (parsed once per process and place, then cached).
 
-    ``mirror`` defaults to ``$CNNLAB_FASHION_MNIST_MIRROR`` or Keras' mirror; ``download=False``
-    (or ``CNNLAB_OFFLINE=1``) never touches the network.
+    ``data_dir`` (or ``$CNNLAB_DATA_DIR``) is used alone and never downloaded into.
+    ``mirror`` defaults to ``$CNNLAB_FASHION_MNIST_MIRROR`` or Keras' mirror;
+    ``download=False`` (or ``CNNLAB_OFFLINE=1``) never touches the network.
     """
     places = tuple((label, str(path)) for label, path in candidate_dirs(data_dir))
     mirror = mirror or os.environ.get("CNNLAB_FASHION_MNIST_MIRROR") or MIRROR
@@ -246,14 +272,21 @@ def _load_cached(places, download, mirror, source, progress) -> FashionMNIST:
     tried = []
     for label, path in places:
         try:
-            return _parse_dir(Path(path), source)
+            return _parse_dir(Path(path), source, label)
         except _Unusable as why:
             tried.append(f"{label} {path} ({why})")
+    named = places[0][0]
+    if named in NAMED_PLACES:
+        raise DataUnavailable(
+            f"Fashion-MNIST not found; tried: {tried[0]}. A folder named by {named} is used "
+            "alone, never replaced by another copy: put the four verified .gz files there, "
+            f"or leave out {named} to search the usual places"
+        )
     if download:
         cache = Path(dict(places)["cache"])
         try:
             _download(mirror, cache, source, progress)
-            return _parse_dir(cache, source)
+            return _parse_dir(cache, source, "download")
         except _Unusable as why:
             tried.append(f"download from {mirror} ({why})")
     else:

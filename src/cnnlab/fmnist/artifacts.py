@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cnnlab import __version__, plots
-from cnnlab.data.fashion_mnist import CLASS_NAMES, FashionMNIST
+from cnnlab.data.fashion_mnist import CLASS_NAMES, DataOrigin, FashionMNIST
 from cnnlab.fmnist.config import TrainConfig
 from cnnlab.fmnist.model import describe_tta
 from cnnlab.report import Report
 from cnnlab.runs import environment_info, read_json, write_csv, write_json
 
+if TYPE_CHECKING:
+    import keras
+
+    from cnnlab.fmnist.result import TrainResult
+
 MISCLASSIFIED_SHOWN = 32
 
 
-def run_config(config: TrainConfig, backend: str) -> dict[str, Any]:
-    """The ``config.json`` document: the resolved config plus what is needed to reproduce it."""
+def run_config(config: TrainConfig, backend: str, data: DataOrigin | None = None) -> dict[str, Any]:
+    """The ``config.json`` document: the resolved config plus what is needed to reproduce it,
+    the data set's folder and checksums included (None: arrays given by a caller)."""
     return {
         "config": config.to_dict(),
         "resolved": {"learning_rate": config.learning_rate},
         "seed": config.seed,
         "backend": backend,
+        "data": data.to_dict() if data else None,
         "cnnlab_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "environment": environment_info(),
@@ -37,10 +44,12 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     return TrainConfig.from_dict(doc["config"])
 
 
-def write_run(out: Path, result, model, data: FashionMNIST, name: str | None = None) -> None:
+def write_run(
+    out: Path, result: TrainResult, model: keras.Model, data: FashionMNIST, name: str | None = None
+) -> None:
     """Fill the (temporary) run directory ``out``; ``name`` is the run's final name."""
     metrics = result.metrics
-    write_json(out / "config.json", run_config(result.config, metrics["backend"]))
+    write_json(out / "config.json", run_config(result.config, metrics["backend"], data.origin))
     write_csv(out / "history.csv", result.history)
     write_json(out / "metrics.json", metrics)
     model.save(out / "model.keras")
@@ -48,7 +57,7 @@ def write_run(out: Path, result, model, data: FashionMNIST, name: str | None = N
     write_report(out, result, figures, name or out.name)
 
 
-def write_plots(out: Path, result, data: FashionMNIST) -> dict[str, Path]:
+def write_plots(out: Path, result: TrainResult, data: FashionMNIST) -> dict[str, Path]:
     y_test = np.asarray(data.y_test)
     pred = result.test_proba.argmax(axis=1)
     wrong = np.flatnonzero(pred != y_test)
@@ -70,7 +79,7 @@ def write_plots(out: Path, result, data: FashionMNIST) -> dict[str, Path]:
     }
 
 
-def write_report(out: Path, result, figures: dict[str, Path], name: str) -> None:
+def write_report(out: Path, result: TrainResult, figures: dict[str, Path], name: str) -> None:
     m, c = result.metrics, result.config
     report = Report(f"Fashion-MNIST run: {name}")
     report.paragraph(
@@ -80,6 +89,9 @@ def write_report(out: Path, result, figures: dict[str, Path], name: str) -> None
         f"on the {m['backend']} backend"
         + (f" ({describe_tta(c.tta, c.tta_shift)})." if c.tta else "."),
         css_class="conclusion",
+    )
+    report.paragraph(
+        f"Data: Fashion-MNIST from {m['data_source'] or 'arrays given by the caller'}."
     )
     report.heading("Summary")
     report.table(

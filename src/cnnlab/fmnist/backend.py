@@ -1,16 +1,26 @@
-"""Keras backend set-up: CPU threads, seeds and deterministic kernels.
+"""Keras backend set-up: which backend, CPU threads, seeds and deterministic kernels.
 
-Nothing here imports TensorFlow or torch at module import time: ``configure_threads`` must
-work before either framework starts its thread pools (the study engine calls it first thing in
-each worker process to split the machine's cores between workers).
+Nothing here imports Keras, TensorFlow or torch at module import time: ``configure_threads``
+must work before either framework starts its thread pools (the study engine calls it first
+thing in each worker process to split the machine's cores between workers), and
+:func:`require_supported_backend` must run before Keras reads ``KERAS_BACKEND``
+(:mod:`cnnlab.fmnist.framework` calls it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import sys
+from pathlib import Path
+
+from cnnlab.errors import CnnlabError
+
+# The backends the Fashion-MNIST pipeline is tested on (tests/fmnist/test_backend_parity.py),
+# with the package each one needs.
+SUPPORTED_BACKENDS = {"tensorflow": "tensorflow", "torch": "torch"}
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 
@@ -25,8 +35,6 @@ def configure_threads(n: int | None) -> None:
     if n is None:
         return
     if n < 1:
-        from cnnlab.errors import CnnlabError
-
         raise CnnlabError(f"threads must be >= 1, got {n}")
     for var in _THREAD_VARS:
         os.environ[var] = str(n)
@@ -48,8 +56,39 @@ def configure_threads(n: int | None) -> None:
 
 
 def _keras_uses_tensorflow() -> bool:
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    return backend == "tensorflow" and importlib.util.find_spec("tensorflow") is not None
+    return keras_backend_setting() == "tensorflow" and _installed("tensorflow")
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def keras_backend_setting() -> str:
+    """The backend Keras will load, read as Keras reads it: ``$KERAS_BACKEND``, else the
+    ``backend`` of ``keras.json`` in ``$KERAS_HOME`` (default ``~/.keras``), else tensorflow."""
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = Path(os.environ.get("KERAS_HOME") or Path("~/.keras").expanduser())
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return str(json.loads((home / "keras.json").read_text())["backend"])
+    return "tensorflow"
+
+
+def require_supported_backend() -> str:
+    """The Keras backend to use, or one CnnlabError naming the supported ones."""
+    name = keras_backend_setting()
+    supported = " or ".join(SUPPORTED_BACKENDS)
+    if name not in SUPPORTED_BACKENDS:
+        raise CnnlabError(
+            f"Keras backend {name!r} (KERAS_BACKEND) is not supported; cnnlab trains on "
+            f"{supported}: set KERAS_BACKEND={next(iter(SUPPORTED_BACKENDS))} (the default)"
+        )
+    if not _installed(SUPPORTED_BACKENDS[name]):
+        raise CnnlabError(
+            f"Keras backend {name!r} (KERAS_BACKEND) needs the package "
+            f"{SUPPORTED_BACKENDS[name]}, which is not installed; use {supported}"
+        )
+    return name
 
 
 def backend_name() -> str:

@@ -1,17 +1,30 @@
-"""Keras callbacks for cnnlab runs: per-epoch clock and history, Rich progress, test probes.
+"""Keras callbacks for cnnlab runs: per-epoch clock and history, divergence stop, Rich
+progress, test probes.
 
 None of them hooks a training step synchronously, so ``model.fit`` runs as fast as a plain
-call: the clock works per epoch, and the progress bar declares itself ``async_safe`` so Keras
-hands it the step logs on a helper thread instead of waiting for them.
+call: the clock and the divergence check work per epoch, and the progress bar declares itself
+``async_safe`` so Keras hands it the step logs on a helper thread instead of waiting for them.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
 import keras
 import numpy as np
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from cnnlab.fmnist.model import tta_views, view_probabilities
+from cnnlab.fmnist.result import EpochRecord
 
 
 def current_lr(model) -> float:
@@ -26,7 +39,7 @@ class EpochClock(keras.callbacks.Callback):
 
     def __init__(self):
         super().__init__()
-        self.history: list[dict] = []
+        self.history: list[EpochRecord] = []
         self._start = 0.0
         self._seconds: float | None = None
 
@@ -43,15 +56,15 @@ class EpochClock(keras.callbacks.Callback):
             self._seconds = time.perf_counter() - self._start
         logs = logs or {}
         self.history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": _f(logs.get("loss")),
-                "train_accuracy": _f(logs.get("accuracy")),
-                "val_loss": _f(logs.get("val_loss")),
-                "val_accuracy": _f(logs.get("val_accuracy")),
-                "lr": current_lr(self.model),
-                "seconds": self._seconds,
-            }
+            EpochRecord(
+                epoch=epoch + 1,
+                train_loss=_f(logs.get("loss")),
+                train_accuracy=_f(logs.get("accuracy")),
+                val_loss=_f(logs.get("val_loss")),
+                val_accuracy=_f(logs.get("val_accuracy")),
+                lr=current_lr(self.model),
+                seconds=self._seconds,
+            )
         )
 
     @property
@@ -61,6 +74,23 @@ class EpochClock(keras.callbacks.Callback):
 
 def _f(value) -> float | None:
     return None if value is None else float(value)
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stops training after the first epoch whose training loss is not a finite number and
+    remembers it (``epoch``, 1-based, and ``loss``). Keras' ``TerminateOnNaN`` checks every
+    batch instead, which makes each training step wait for its loss value."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch: int | None = None
+        self.loss: float | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if self.epoch is None and loss is not None and not math.isfinite(loss):
+            self.epoch, self.loss = epoch + 1, float(loss)
+            self.model.stop_training = True
 
 
 class RichProgress(keras.callbacks.Callback):
@@ -76,15 +106,6 @@ class RichProgress(keras.callbacks.Callback):
         self._done = 0
 
     def on_train_begin(self, logs=None):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )  # fmt: skip
-
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -156,8 +177,6 @@ class TestAccuracyProbe(keras.callbacks.Callback):
         tta_shift: int = 0,
         tta_from_epoch: int = 1,
     ):
-        from cnnlab.fmnist.model import tta_views
-
         super().__init__()
         self.tta_from_epoch = tta_from_epoch
         self.views = tta_views(np.asarray(x, dtype=np.float32), tta=tta, tta_shift=tta_shift)
@@ -167,8 +186,6 @@ class TestAccuracyProbe(keras.callbacks.Callback):
         self.on_result = on_result
 
     def on_epoch_end(self, epoch, logs=None):
-        from cnnlab.fmnist.model import view_probabilities
-
         views = self.views if epoch + 1 >= self.tta_from_epoch else self.views[:1]
         proba = view_probabilities(self.model, views)  # each view predicted once
         plain = float((proba[0].argmax(axis=1) == self.y).mean())

@@ -1,34 +1,44 @@
-"""Use a finished run: re-evaluate its model on the test set, or classify image files."""
+"""Use a finished run: re-evaluate its model on the test set, or classify image files.
+
+Image files are untrusted input: one larger than Pillow's decompression-bomb limit
+(``Image.MAX_IMAGE_PIXELS``, about 89 megapixels) is refused before it is decoded, in one line.
+"""
 
 from __future__ import annotations
 
+# First, before Keras: checks KERAS_BACKEND and loads TensorFlow quietly (see framework.py).
+from cnnlab.fmnist import framework  # noqa: F401
+
+# isort: split
 import os
+import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import keras
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+import cnnlab.fmnist.optim  # noqa: F401  (registers the schedules saved with the optimizer)
 from cnnlab.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
 from cnnlab.errors import CnnlabError
+from cnnlab.fmnist.artifacts import load_run_config
 from cnnlab.fmnist.config import TrainConfig
 from cnnlab.fmnist.model import predict_proba
+from cnnlab.metrics import metrics_contract
 from cnnlab.runs import require_run_dir
 
 
-def load_model(run_dir: str | os.PathLike):
+def load_model(run_dir: str | os.PathLike) -> keras.Model:
     """The run's ``model.keras``, loaded with ``safe_mode=True`` (no arbitrary code runs).
 
     A missing, corrupt or foreign model file raises CnnlabError.
     """
     run_dir = require_run_dir(run_dir, "model.keras")
     path = run_dir / "model.keras"
-    import keras
-
-    import cnnlab.fmnist.optim  # noqa: F401  (registers the schedules saved with the optimizer)
-
     if not zipfile.is_zipfile(path):  # Keras would call a truncated archive "file not found"
         raise CnnlabError(f"cannot load model {path}: not a valid .keras archive (corrupt?)")
     try:
@@ -48,8 +58,6 @@ def run_tta(run_dir: str | os.PathLike) -> dict:
     """The test-time augmentation the run was trained to be evaluated with (``tta`` and
     ``tta_shift`` of its ``config.json``, for :func:`predict_proba`); a run directory without
     one (only ``model.keras``) predicts plainly."""
-    from cnnlab.fmnist.artifacts import load_run_config
-
     if not (Path(run_dir) / "config.json").exists():
         return TrainConfig().tta_options  # the defaults: one view
     return load_run_config(run_dir).tta_options
@@ -57,8 +65,6 @@ def run_tta(run_dir: str | os.PathLike) -> dict:
 
 def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> dict:
     """Test-set metrics of a saved run (the same keys as its ``metrics.json`` test metrics)."""
-    from cnnlab.metrics import metrics_contract
-
     model = load_model(run_dir)
     tta = run_tta(run_dir)
     data = load_fashion_mnist(data_dir)
@@ -78,21 +84,16 @@ def load_image(path: str | os.PathLike, invert: Invert = "auto") -> np.ndarray:
     border is brighter than mid-grey. The image is padded to a square (with its border colour)
     before resizing, so the garment keeps its proportions.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA") or "transparency" in img.info:
-                # transparent pixels count as background: put them on white
-                rgba = img.convert("RGBA")
-                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(white, rgba)
-            gray = img.convert("L")
-            gray.load()
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it; decoding would take gigabytes.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            gray = _grayscale(path)
     except FileNotFoundError:
         raise CnnlabError(f"image not found: {path}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise CnnlabError(f"image {path} is too large to read safely: {e}") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise CnnlabError(f"cannot read image {path}: {e}") from None
     a = np.asarray(gray, dtype=np.float32)
@@ -112,6 +113,19 @@ def load_image(path: str | os.PathLike, invert: Invert = "auto") -> np.ndarray:
     return np.asarray(small, dtype=np.float32)
 
 
+def _grayscale(path: Path) -> Image.Image:
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("RGBA", "LA") or "transparency" in img.info:
+            # transparent pixels count as background: put them on white
+            rgba = img.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(white, rgba)
+        gray = img.convert("L")
+        gray.load()
+    return gray
+
+
 @dataclass(frozen=True)
 class Prediction:
     path: str
@@ -123,6 +137,8 @@ class Prediction:
 def predict_images(
     run_dir: str | os.PathLike, paths: Sequence[str | os.PathLike], invert: Invert = "auto"
 ) -> list[Prediction]:
+    """The three most likely classes of each image file (all files are read first, so a bad
+    one fails before the model is loaded)."""
     if not paths:
         raise CnnlabError("no image files given")
     images = np.stack([load_image(p, invert) for p in paths])[..., None]  # read all first

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import keras
 import numpy as np
+from keras import layers
 
 from cnnlab.fmnist.config import TrainConfig
 
@@ -17,14 +19,12 @@ INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 
 
-def augmentation(config: TrainConfig):
+def augmentation(config: TrainConfig) -> keras.Sequential:
     """Light augmentation that keeps a garment a garment (Keras preprocessing layers, which
     are active only in training): shifts of a few pixels (``shift``), mirror images (``flip``:
     clothes are roughly left-right symmetric, so a mirror image is a new plausible example),
     and random erasing (``erasing``: hides part of the garment so the net cannot rely on one
     region). The parts that are off are left out."""
-    import keras
-
     seed, parts = config.seed, []
     if config.shift > 0:
         parts.append(
@@ -48,7 +48,7 @@ def augmentation(config: TrainConfig):
 
 
 def predict_proba(
-    model, x, *, tta: bool = False, tta_shift: int = 0, batch_size: int = 1024
+    model: keras.Model, x, *, tta: bool = False, tta_shift: int = 0, batch_size: int = 1024
 ) -> np.ndarray:
     """Class probabilities (N, 10) of raw images ``x`` (N, 28, 28, 1): with test-time
     augmentation, the mean of the probabilities of the views of :func:`tta_views`."""
@@ -56,7 +56,9 @@ def predict_proba(
     return view_probabilities(model, views, batch_size).mean(axis=0).astype(np.float32)
 
 
-def view_probabilities(model, views: Sequence[np.ndarray], batch_size: int = 1024) -> np.ndarray:
+def view_probabilities(
+    model: keras.Model, views: Sequence[np.ndarray], batch_size: int = 1024
+) -> np.ndarray:
     """Class probabilities of every view, stacked: (views, N, 10)."""
     return np.stack([model.predict(v, batch_size=batch_size, verbose=0) for v in views])
 
@@ -105,11 +107,8 @@ def translate(x, dy: int, dx: int) -> np.ndarray:
     return out
 
 
-def build_model(config: TrainConfig):
+def build_model(config: TrainConfig) -> keras.Model:
     """A ``keras.Model`` for ``config`` (not compiled)."""
-    import keras
-    from keras import layers
-
     regularizer = keras.regularizers.L2(config.l2) if config.l2 > 0 else None
     inputs = keras.Input(INPUT_SHAPE, name="image")
     x = inputs

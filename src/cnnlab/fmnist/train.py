@@ -1,11 +1,17 @@
 """One Fashion-MNIST training run: config -> data -> model -> ``model.fit`` -> test metrics.
 
 The test set is touched once, after training; model selection (early stopping, preset tuning)
-sees only the validation split carved from the training images.
+sees only the validation split carved from the training images. A run whose loss stops being a
+finite number ends at that epoch with one :class:`TrainingDiverged` line, not with metrics
+computed from NaN.
 """
 
 from __future__ import annotations
 
+# First, before Keras: checks KERAS_BACKEND and loads TensorFlow quietly (see framework.py).
+from cnnlab.fmnist import framework  # noqa: F401
+
+# isort: split
 import contextlib
 import math
 import os
@@ -14,21 +20,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 
 from cnnlab.data.fashion_mnist import CLASS_NAMES, FashionMNIST, load_fashion_mnist
 from cnnlab.data.splits import stratified_split, stratified_subset
+from cnnlab.errors import TrainingDiverged
+from cnnlab.fmnist import backend
+from cnnlab.fmnist.artifacts import write_run
+from cnnlab.fmnist.callbacks import EpochClock, RichProgress, StopOnDivergence
 from cnnlab.fmnist.config import TrainConfig
+from cnnlab.fmnist.model import build_model, predict_proba, tta_views
+from cnnlab.fmnist.optim import make_optimizer
+from cnnlab.fmnist.result import TrainMetrics, TrainResult
+from cnnlab.metrics import metrics_contract
+from cnnlab.runs import run_directory
 
-
-@dataclass
-class TrainResult:
-    config: TrainConfig
-    history: list[dict]  # per epoch: epoch, train/val loss and accuracy, lr, seconds
-    metrics: dict  # the metrics.json contract
-    test_proba: np.ndarray  # (10000, 10) float32 class probabilities on the test set
-    train_seconds: float  # training only: validation and test evaluation excluded
-    out: Path | None = None  # the run directory, when one was written
+__all__ = ["Splits", "TrainResult", "compile_model", "fit_inputs", "make_splits", "train"]
 
 
 @dataclass(frozen=True)
@@ -76,11 +84,9 @@ def fit_inputs(
     core idle for long stretches (1,550 vs 2,600 images/s for the same steps; docs/benchmarks.md,
     The input pipeline). Other backends get the arrays (Keras shuffles them each epoch).
     """
-    import keras
-
     if keras.backend.backend() != "tensorflow":
         return {"x": x, "y": y, "batch_size": batch_size, "shuffle": shuffle}
-    import tensorflow as tf
+    import tensorflow as tf  # here, not at the top: a torch-backend process never loads it
 
     images, labels = tf.constant(x), tf.constant(y)
     ds = tf.data.Dataset.range(len(x))
@@ -93,13 +99,8 @@ def fit_inputs(
     return {"x": ds.prefetch(1).with_options(options), "shuffle": False}  # shuffled above
 
 
-def compile_model(config: TrainConfig, steps_per_epoch: int):
+def compile_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     """Build and compile the model of ``config`` (seeds must be set before)."""
-    import keras
-
-    from cnnlab.fmnist.model import build_model
-    from cnnlab.fmnist.optim import make_optimizer
-
     model = build_model(config)
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
@@ -117,47 +118,43 @@ def train(
     data_dir: str | os.PathLike | None = None,
     progress: bool = True,
     overwrite: bool = False,
-    callbacks: Sequence[Any] = (),
+    callbacks: Sequence[keras.callbacks.Callback] = (),
     deterministic: bool = True,
 ) -> TrainResult:
     """Train ``config`` and evaluate once on the test set.
 
-    ``out=None`` writes nothing; otherwise the complete run directory appears at ``out`` only
-    when everything succeeded. ``callbacks`` are extra Keras callbacks (run after the clock,
-    so their time is not counted as training time).
+    ``out=None`` writes nothing; otherwise ``out`` is claimed first (a second run to it fails
+    at once) and the complete run directory appears there only when everything succeeded.
+    ``callbacks`` are extra Keras callbacks (run after the clock, so their time is not counted
+    as training time).
     """
-    from cnnlab.runs import run_directory
-
-    # Claim the run directory first, so a bad --out fails now, not after training.
+    # Claim the run directory first, so a bad or busy --out fails now, not after training.
     target = run_directory(out, overwrite=overwrite) if out is not None else None
     with target if target is not None else contextlib.nullcontext() as tmp:
         if data is None:
             data = load_fashion_mnist(data_dir, progress=progress)
         result, model = _fit(config, data, progress, callbacks, deterministic)
         if tmp is not None:
-            from cnnlab.fmnist.artifacts import write_run
-
             write_run(tmp, result, model, data, name=Path(out).name)
     if out is not None:
         result.out = Path(out)
     return result
 
 
-def _fit(config, data, progress, extra_callbacks, deterministic):
-    import keras
-
-    from cnnlab.fmnist.backend import seed_everything
-    from cnnlab.fmnist.callbacks import EpochClock, RichProgress
-    from cnnlab.fmnist.model import predict_proba, tta_views
-    from cnnlab.metrics import metrics_contract
-
-    seed_everything(config.seed, deterministic=deterministic)
+def _fit(
+    config: TrainConfig,
+    data: FashionMNIST,
+    progress: bool,
+    extra_callbacks: Sequence[keras.callbacks.Callback],
+    deterministic: bool,
+) -> tuple[TrainResult, keras.Model]:
+    backend.seed_everything(config.seed, deterministic=deterministic)
     s = make_splits(config, data)
     steps = math.ceil(len(s.x_train) / config.batch_size)
     model = compile_model(config, steps)
 
-    clock = EpochClock()
-    callbacks: list[Any] = [clock]
+    clock, divergence = EpochClock(), StopOnDivergence()
+    callbacks: list[keras.callbacks.Callback] = [clock, divergence]
     if config.early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -174,12 +171,16 @@ def _fit(config, data, progress, extra_callbacks, deterministic):
         **train_in, epochs=config.epochs, verbose=0, callbacks=callbacks,
         validation_data=val_in["x"] if "y" not in val_in else (val_in["x"], val_in["y"]),
     )  # fmt: skip
+    if divergence.epoch is not None:
+        raise _diverged(config, f"the training loss became {divergence.loss}", divergence.epoch)
 
     proba = predict_proba(model, s.x_test, **config.tta_options)
+    if not np.isfinite(proba).all():
+        raise _diverged(config, "the test predictions are not finite", len(clock.history))
     seconds = clock.train_seconds
     epochs_run = len(clock.history)
-    metrics = metrics_contract(s.y_test, proba, CLASS_NAMES)
-    metrics.update(
+    metrics = TrainMetrics(
+        **metrics_contract(s.y_test, proba, CLASS_NAMES),
         params=int(model.count_params()),
         train_seconds=seconds,
         images_per_second=len(s.x_train) * epochs_run / seconds if seconds > 0 else None,
@@ -190,6 +191,13 @@ def _fit(config, data, progress, extra_callbacks, deterministic):
         test_time_augmentation=config.tta,
         test_time_views=len(tta_views(s.x_test[:1], **config.tta_options)),
         backend=keras.backend.backend(),
+        data_source=data.origin.describe() if data.origin else None,
     )
-    result = TrainResult(config, clock.history, metrics, proba, seconds)
-    return result, model
+    return TrainResult(config, clock.history, metrics, proba, seconds), model
+
+
+def _diverged(config: TrainConfig, what: str, epoch: int) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"training diverged: {what} in epoch {epoch} of {config.epochs} (learning rate "
+        f"{config.learning_rate:g}, optimizer {config.optimizer}); use a smaller --lr"
+    )
