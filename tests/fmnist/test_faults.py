@@ -101,35 +101,68 @@ with run_directory(sys.argv[1]):
     os.kill(os.getpid(), signal.SIGKILL)
 """
 
+# Holds a claim on an --out until it is killed: a run that is still training, made
+# deterministic (a real tiny training can finish before a second process has even started).
+HOLDER = """
+import sys, time
+from cnnlab.runs import run_directory
+with run_directory(sys.argv[1]):
+    print("claimed", flush=True)
+    time.sleep(600)
+"""
+
+# A second claimant that starts in well under a second (no TensorFlow): it tests that a real
+# `cnnlab train` holds its claim while it trains.
+CLAIMANT = """
+import sys
+from cnnlab.errors import CnnlabError
+from cnnlab.runs import run_directory
+try:
+    with run_directory(sys.argv[1], overwrite=True):
+        pass
+except CnnlabError as e:
+    sys.exit(str(e))
+"""
+
 
 @dataclass
 class Race:
     root: Path
     first: subprocess.CompletedProcess
     second: subprocess.CompletedProcess
+    during_training: subprocess.CompletedProcess
 
 
 @pytest.fixture(scope="module")
 def race(tmp_path_factory, real_data) -> Race:
-    """`cnnlab train --out race` twice at once, in a folder where a killed run left a partial
-    directory; the first runs with umask 022. The only real training of the run tests."""
+    """`cnnlab train --out race` while another run holds it, in a folder where a killed run
+    left a partial directory; then a real training (umask 022) that must hold its own claim.
+    The only real training of the run tests."""
     root = tmp_path_factory.mktemp("race")
     (root / "runs").mkdir()
     killed = run(["runs/killed"], root, script=KILLED_RUN)
     assert killed.returncode == -signal.SIGKILL
+    holder = cnnlab(["runs/race"], root, script=HOLDER)
+    assert holder.stdout.readline().strip() == "claimed", finish(holder).stderr[-2000:]
+    second = run(["train", *FM, "--seed", "2", "--out", "runs/race", "--overwrite"], root)
+    holder.kill()  # released by the kernel, as for any killed run
+    finish(holder)
+    left = set((root / "runs").glob(".race.*.partial"))  # the holder's, now stale
     first = cnnlab(["train", *FM, "--seed", "1", "--out", "runs/race"], root, umask=0o022)
     deadline = time.monotonic() + 300
-    while not list((root / "runs").glob(".race.*.partial")):  # the first has claimed it
+    while not set((root / "runs").glob(".race.*.partial")) - left:  # the first has claimed it
         if first.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"the first run never started: {finish(first).stderr[-2000:]}")
-        time.sleep(0.2)
-    second = run(["train", *FM, "--seed", "2", "--out", "runs/race", "--overwrite"], root)
-    return Race(root, finish(first), second)
+        time.sleep(0.05)
+    during = run(["runs/race"], root, script=CLAIMANT)
+    return Race(root, finish(first), second, during)
 
 
 @pytest.mark.slow
 def test_a_second_run_to_the_same_out_fails_at_once(race):
     assert_one_line_error(race.second, "--out runs/race is being written by another cnnlab run")
+    assert "is being written by another cnnlab run" in race.during_training.stderr
+    assert race.during_training.returncode == 1
     assert race.first.returncode == 0, race.first.stderr[-2000:]
     assert (race.root / "runs" / "race" / "model.keras").is_file()
     assert (race.root / "runs" / "race" / RUN_MARKER).is_file()

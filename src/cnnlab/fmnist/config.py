@@ -89,8 +89,9 @@ class TrainConfig(FrozenConfig):
     )
     # optimization
     optimizer: str = option("adam", "Optimizer.", choices=OPTIMIZERS)
-    # an lr above 10 only diverges; the bound turns a typo like 1e30 into a clear error
-    lr: float | None = option(None, "Peak learning rate (default: per optimizer).", gt=0, le=10)
+    # no upper bound: a diverging lr is worth seeing (training stops at the epoch whose loss
+    # became NaN, with one line naming it)
+    lr: float | None = option(None, "Peak learning rate (default: per optimizer).", gt=0)
     weight_decay: float = option(
         0.0, "Decoupled weight decay (adamw; ignored by the others).", ge=0, le=1
     )

@@ -43,8 +43,8 @@ class TransferConfig(FrozenConfig):
     )
     # optimisation
     optimizer: str = option("adam", "Optimizer.", choices=OPTIMIZERS)
-    # an lr above 10 only diverges; the bound turns a typo like 1e30 into a clear error
-    lr: float = option(1e-3, "Learning rate (of the head; see --lr-decay).", gt=0, le=10)
+    # no upper bound: a diverging lr stops training at the epoch whose loss became NaN
+    lr: float = option(1e-3, "Learning rate (of the head; see --lr-decay).", gt=0)
     weight_decay: float = option(0.0, "Weight decay.", ge=0, le=1)
     schedule: str = option("constant", "Learning-rate schedule.", choices=SCHEDULES)
     label_smoothing: float = option(0.0, "Label smoothing (0 = off).", ge=0, lt=1)
