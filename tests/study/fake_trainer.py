@@ -32,9 +32,9 @@ def accuracy(config) -> float:
 
 def trainer(data_dir=None):
     if os.environ.get("FAKE_TRAINER_FAIL"):
-        from cnnlab.errors import CnnlabError
+        from cnnlab.errors import DataUnavailable
 
-        raise CnnlabError("Fashion-MNIST not found (fake)")
+        raise DataUnavailable("Fashion-MNIST not found (fake)")
     epoch_seconds = float(os.environ.get("FAKE_EPOCH_SECONDS", "0"))
     log = os.environ.get("FAKE_TRAINER_LOG")
 
