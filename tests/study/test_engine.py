@@ -51,7 +51,7 @@ def test_a_run_completes_every_trial_once(finished_fake_study):
     study = st.load_study(st.open_storage(finished_fake_study["url"]), "fake")
     rec = next(iter(st.completed_records(study).values()))
     assert rec.history and "test_accuracy" in rec.metrics and len(rec.test_pred) == 2000
-    assert len(st.test_labels(study)) == 2000
+    assert len(st.stored_test_labels(study)) == 2000
 
 
 def test_tuned_optimizer_uses_the_best_swept_lr(finished_fake_study):

@@ -18,7 +18,7 @@ from cnnlab.study.verdicts import comparison_sentence
 def analysis(finished_fake_study):
     study = st.load_study(st.open_storage(finished_fake_study["url"]), "fake")
     spec = st.stored_spec(study)
-    return analyse(spec, st.completed_records(study), st.test_labels(study))
+    return analyse(spec, st.completed_records(study), st.stored_test_labels(study))
 
 
 def test_known_effects_are_found(analysis):
@@ -49,7 +49,7 @@ def test_a_study_whose_keys_are_not_in_its_plan_is_refused(finished_fake_study):
     study = st.load_study(st.open_storage(finished_fake_study["url"]), "fake")
     records = {"old-" + k: r for k, r in st.completed_records(study).items()}
     with pytest.raises(CnnlabError, match="older cnnlab"):
-        analyse(st.stored_spec(study), records, st.test_labels(study))
+        analyse(st.stored_spec(study), records, st.stored_test_labels(study))
 
 
 def test_each_factor_is_its_own_holm_family(analysis):
@@ -232,7 +232,7 @@ def test_a_factorial_study_reports_cells_and_interactions(tmp_path, fake_env):
     url = f"sqlite:///{tmp_path}/s.db"
     run_study(spec, url, "grid", 1, trainer="fake_trainer:trainer", progress=False)
     study = st.load_study(st.open_storage(url), "grid")
-    a = analyse(st.stored_spec(study), st.completed_records(study), st.test_labels(study))
+    a = analyse(st.stored_spec(study), st.completed_records(study), st.stored_test_labels(study))
     terms = {i.term: i.omega_squared for i in a.importance}
     assert set(terms) == {"batch_size", "kernel_size", "batch_size x kernel_size"}
     assert terms["batch_size"] > terms["batch_size x kernel_size"]  # additive effects in the fake

@@ -16,6 +16,7 @@ import typer
 from cnnlab.configs import config_options
 from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.config import PRESETS, TrainConfig, preset
+from cnnlab.study import DEFAULT_STORAGE
 
 
 def _quiet_tensorflow() -> None:
@@ -116,7 +117,7 @@ def demo_command(
         False, "--single-run", help="Train one `fast` model instead of running the quick study."
     ),
     profile: str = typer.Option("quick", help="Study profile the demo runs."),
-    storage: str = typer.Option("sqlite:///studies.db", help="Optuna storage URL of the study."),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="Optuna storage URL of the study."),
     out: Path | None = typer.Option(None, help="Report (or run) directory."),
     data_dir: Path | None = typer.Option(None, help="Folder with the Fashion-MNIST .gz files."),
     epochs: int = typer.Option(4, help="Epochs of the --single-run demo."),

@@ -1,13 +1,14 @@
 """The study engine: factors x levels x seeds, run through Optuna storage, analysed, reported.
 
-    from cnnlab.study import load_spec, run_study, write_report
+    from cnnlab.study import DEFAULT_STORAGE, load_spec, run_study, write_report
     spec = load_spec(profile="quick")
-    run_study(spec, "sqlite:///studies.db")
-    write_report("sqlite:///studies.db", "quick", "reports/quick")
+    run_study(spec, DEFAULT_STORAGE)  # sqlite:///studies.db
+    write_report(DEFAULT_STORAGE, "quick", "reports/quick")
 
-Modules: ``spec`` (spec files and profiles -> planned trials), ``storage`` (Optuna study,
-exactly-once queue), ``worker``/``run`` (processes, progress), ``stats`` (pure statistics),
-``analysis`` (numbers and conclusions), ``report`` (HTML/Markdown/CSV).
+Modules: ``spec`` (spec files and profiles -> planned trials), ``tuning`` (the learning rate a
+sweep chooses), ``storage`` (Optuna study, exactly-once queue), ``worker``/``run`` (processes,
+progress), ``stats`` (pure statistics), ``analysis`` (numbers and conclusions), ``report``
+(HTML/Markdown/CSV).
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from pathlib import Path
 
 from cnnlab.study.spec import StudySpec, load_spec, profile_names
 
-__all__ = ["StudySpec", "demo", "load_spec", "profile_names", "run_study", "write_report"]
+# Here rather than in ``storage``: the CLIs read it without loading Optuna.
+DEFAULT_STORAGE = "sqlite:///studies.db"
+
+__all__ = [
+    "DEFAULT_STORAGE", "StudySpec", "demo", "load_spec", "profile_names", "run_study",
+    "write_report",
+]  # fmt: skip
 
 
 def run_study(*args, **kwargs):
@@ -28,15 +35,18 @@ def run_study(*args, **kwargs):
 run_study.__doc__ = "See :func:`cnnlab.study.run.run_study`."
 
 
-def write_report(storage: str, name: str, out) -> Path:
+def write_report(storage: str, name: str, out, **kwargs) -> Path:
     from cnnlab.study.report import write_report as _write
 
-    return _write(storage, name, out)
+    return _write(storage, name, out, **kwargs)
+
+
+write_report.__doc__ = "See :func:`cnnlab.study.report.write_report` (``margin=`` in points)."
 
 
 def demo(
     profile: str = "quick",
-    storage: str = "sqlite:///studies.db",
+    storage: str = DEFAULT_STORAGE,
     out: str | Path | None = None,
     workers: int | None = None,
 ) -> Path:

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cnnlab.errors import CnnlabError
+from cnnlab.study import DEFAULT_STORAGE
 from cnnlab.study.names import check_study_name, default_report_dir, shell_command
+
+if TYPE_CHECKING:  # the CLI starts without Optuna; commands import it when they run
+    import optuna
+
+    from cnnlab.study.spec import StudySpec
 
 app = typer.Typer(no_args_is_help=True)
 
-DEFAULT_STORAGE = "sqlite:///studies.db"  # = storage.DEFAULT_STORAGE (kept import-free)
-
 _STORAGE = typer.Option(
-    DEFAULT_STORAGE, "--storage", help="Optuna storage URL: sqlite:///FILE or postgresql://..."
+    DEFAULT_STORAGE,
+    "--storage",
+    help="Optuna storage URL: sqlite:///FILE or postgresql+psycopg2://USER:PASSWORD@HOST/DB",
 )
 
 
-def _spec(spec: Path | None, profile: str | None):
+def _spec(spec: Path | None, profile: str | None) -> StudySpec:
     from cnnlab.study.spec import load_spec
 
     if spec is None and profile is None:
@@ -26,18 +33,21 @@ def _spec(spec: Path | None, profile: str | None):
     return load_spec(spec, profile)
 
 
-def _study_name(storage: str, name: str | None) -> str:
-    """``--name``, or the only study in the storage."""
+def _open_study(storage: str, name: str | None) -> optuna.Study:
+    """Study ``name`` (or the only study) of an existing storage; creates nothing on disk."""
     if name:
-        return check_study_name(name, "--name")
+        name = check_study_name(name, "--name")
     from cnnlab.study import storage as st
 
-    names = st.study_names(st.open_storage(storage))
-    if len(names) == 1:
-        return names[0]
-    if not names:
-        raise CnnlabError(f"the storage {st._safe_url(storage)} holds no study yet")
-    raise CnnlabError(f"--name is required: the storage holds {', '.join(names)}")
+    store = st.open_storage(storage, must_exist=True)
+    if not name:
+        names = st.study_names(store)
+        if not names:
+            raise CnnlabError(f"the storage {st.safe_url(storage)} holds no study yet")
+        if len(names) > 1:
+            raise CnnlabError(f"--name is required: the storage holds {', '.join(names)}")
+        name = names[0]
+    return st.load_study(store, name)
 
 
 @app.command()
@@ -92,37 +102,50 @@ def status(
     from cnnlab.study import storage as st
     from cnnlab.study.run import _duration
 
-    name = _study_name(storage, name)
-    study = st.load_study(st.open_storage(storage), name)
-    spec = st.stored_spec(study)
-    p = st.progress(study.get_trials(deepcopy=False), len(spec.plan()[0]))
-    table = Table(title=f"study {name}", show_header=False)
+    study = _open_study(storage, name)
+    p = st.study_progress(study, len(st.stored_spec(study).plan()[0]))
+    if p.running and p.eta_seconds is not None:
+        eta = _duration(p.eta_seconds)
+    elif p.complete + p.failed >= p.total:
+        eta = "done"
+    else:
+        eta = "no worker running"
+    table = Table(title=f"study {study.study_name}", show_header=False)
     rows = [
         ("planned trials", p.total), ("done", p.complete), ("running", p.running),
+        ("abandoned (worker gone; re-queued by the next run)", p.abandoned),
         ("waiting", p.waiting), ("failed (not re-queued)", p.failed),
         ("failed attempts (incl. re-queued)", p.attempts_failed),
         ("mean trial time", f"{p.mean_seconds:.1f} s" if p.mean_seconds else "-"),
-        ("ETA", _duration(p.eta_seconds) if p.eta_seconds is not None and p.running else
-         ("done" if p.complete + p.failed >= p.total else "no worker running")),
+        ("ETA", eta),
     ]  # fmt: skip
     for k, v in rows:
         table.add_row(k, str(v))
     Console().print(table)
     for label in p.running_labels:
         print(f"running: {label}")
+    for label in p.abandoned_labels:
+        print(f"abandoned: {label} (its worker is gone)")
 
 
 @app.command()
 def report(
     storage: str = _STORAGE,
     name: str | None = typer.Option(None, help="Study name (default: the only study)."),
-    out: Path = typer.Option(None, help="Output folder [default: reports/NAME]."),
+    out: Path = typer.Option(None, help="Output folder (default: reports/NAME)."),
+    margin: float = typer.Option(
+        0.5,
+        min=0.001,
+        max=100,
+        help="Points: a difference whose 95% CI lies inside +-margin reads "
+        "'no difference detected'.",
+    ),
 ) -> None:
     """Write report.html (self-contained), report.md and results.csv."""
     from cnnlab.study.report import write_report
 
-    name = _study_name(storage, name)
-    path = write_report(storage, name, out or default_report_dir(name))
+    name = _open_study(storage, name).study_name
+    path = write_report(storage, name, out or default_report_dir(name), margin=margin)
     print(path)
 
 

@@ -57,14 +57,14 @@ def write_report(
     records = st.completed_records(study)
     if not records:
         raise CnnlabError(f"study {name!r} has no completed trials yet; nothing to report")
-    labels = st.test_labels(study)
+    labels = st.stored_test_labels(study)
     analysis = analyse(spec, records, labels, margin=margin)
     meta = {
         "n_test": len(labels)
         if labels is not None
         else len(next(iter(records.values())).test_pred),
         "name": name,
-        "storage": st._safe_url(storage),
+        "storage": st.safe_url(storage),
         "origin": study.user_attrs.get("cnnlab_origin", {}),
         "machines": st.worker_environments(study),
     }

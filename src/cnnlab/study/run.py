@@ -18,9 +18,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
 from cnnlab.errors import CnnlabError
+from cnnlab.study import DEFAULT_STORAGE
 from cnnlab.study import storage as st
 from cnnlab.study.spec import StudySpec
+from cnnlab.study.storage.format import FAIL_REASON_ATTR
 
 # Measured on the idle 2-core machine (docs/benchmarks.md, Study engine): the same 16 trials
 # took 111 s with two single-threaded workers and 141-147 s with one two-threaded worker
@@ -47,7 +52,7 @@ def default_threads(workers: int) -> int:
 
 def run_study(
     spec: StudySpec,
-    storage: str = st.DEFAULT_STORAGE,
+    storage: str = DEFAULT_STORAGE,
     name: str | None = None,
     workers: int = DEFAULT_WORKERS,
     *,
@@ -62,6 +67,7 @@ def run_study(
     """Run (or resume) ``spec`` as study ``name`` in ``storage`` with ``workers`` processes."""
     if workers < 1:
         raise CnnlabError(f"--workers must be >= 1, got {workers}")
+    st.check_url(storage)  # a bad --storage is refused before any worker starts
     name = name or spec.name
     start = time.perf_counter()
     options = {
@@ -89,7 +95,7 @@ def run_study(
     planned = len(spec.plan()[0])
     with _sigterm_as_interrupt():
         try:
-            _watch(study, planned, procs, progress)
+            _watch(study, planned, procs, progress, grace or st.GRACE_SECONDS)
         except KeyboardInterrupt:
             _stop(procs)
             raise
@@ -102,7 +108,7 @@ def run_study(
         if p.returncode == 0:
             with contextlib.suppress(OSError):
                 log.unlink()
-    final = st.progress(study.get_trials(deepcopy=False), planned)
+    final = st.study_progress(study, planned, grace or st.GRACE_SECONDS)
     if final.complete + final.failed < planned:
         detail = next((e for e in errors if e), "a worker stopped early")
         raise CnnlabError(
@@ -168,7 +174,9 @@ def _last_error(log: Path) -> str:
     return ""
 
 
-def _watch(study, planned: int, procs: list[subprocess.Popen], show: bool) -> None:
+def _watch(
+    study: optuna.Study, planned: int, procs: list[subprocess.Popen], show: bool, grace: float
+) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -184,7 +192,8 @@ def _watch(study, planned: int, procs: list[subprocess.Popen], show: bool) -> No
         while True:
             alive = any(w.poll() is None for w in procs)
             trials = study.get_trials(deepcopy=False)
-            now = st.progress(trials, planned)
+            gone = {t.number for t in st.abandoned(study, trials, grace)}
+            now = st.progress(trials, planned, gone)
             eta = "" if now.eta_seconds is None else f" · ETA {_duration(now.eta_seconds)}"
             bar.update(
                 task, completed=now.complete,
@@ -200,9 +209,7 @@ def _watch(study, planned: int, procs: list[subprocess.Popen], show: bool) -> No
                 time.sleep(0.2)  # notice the workers' exit at once, read the storage rarely
 
 
-def _newly_finished(trials, seen: set[int]) -> list[str]:
-    from optuna.trial import TrialState
-
+def _newly_finished(trials: list[FrozenTrial], seen: set[int]) -> list[str]:
     lines = []
     for t in trials:
         if t.number in seen or t.state not in (TrialState.COMPLETE, TrialState.FAIL):
@@ -215,7 +222,7 @@ def _newly_finished(trials, seen: set[int]) -> list[str]:
             test = "" if t.user_attrs.get("kind") == "sweep" else f" test {acc:.4f}"
             lines.append(f"[green]done[/] {label}: val {t.value:.4f}{test} ({secs:.1f} s)")
         else:
-            reason = t.system_attrs.get("cnnlab_fail_reason", "")
+            reason = t.system_attrs.get(FAIL_REASON_ATTR, "")
             lines.append(f"[red]failed[/] {label}: {reason}")
     return lines
 

@@ -16,7 +16,12 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from optuna.trial import TrialState
+
 from cnnlab.errors import CnnlabError, DataUnavailable
+from cnnlab.fmnist.config import TrainConfig
+from cnnlab.study import storage as st
+from cnnlab.study.trial import DEFAULT_TRAINER, load_trainer
 
 IDLE_POLL_SECONDS = 1.0
 
@@ -44,12 +49,6 @@ def work(
     ``wait_for_study``: seconds to wait for the study to appear in the storage (and, with
     ``digest``, to hold that spec).
     """
-    from optuna.trial import TrialState
-
-    from cnnlab.fmnist.config import TrainConfig
-    from cnnlab.study import storage as st
-    from cnnlab.study.trial import DEFAULT_TRAINER, load_trainer
-
     storage = st.open_storage(url, heartbeat or st.HEARTBEAT_SECONDS, grace or st.GRACE_SECONDS)
     deadline = time.monotonic() + wait_for_study
     while True:  # `cnnlab study run` starts its workers while it is still creating the study

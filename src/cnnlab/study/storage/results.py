@@ -1,0 +1,147 @@
+"""Reading a study back: its spec, completed trials, test labels, worker machines, progress."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from cnnlab.errors import CnnlabError
+from cnnlab.study.spec import StudySpec, spec_from_source
+from cnnlab.study.storage import _optuna
+from cnnlab.study.storage.format import (
+    DIGEST_ATTR,
+    ENV_PREFIX,
+    LABELS_ATTR,
+    PRED_ATTR,
+    SPEC_ATTR,
+    jsonable,
+    unpack,
+)
+from cnnlab.study.storage.liveness import GRACE_SECONDS, abandoned
+from cnnlab.study.tuning import LrChoice
+
+
+def stored_spec(study: optuna.Study) -> StudySpec:
+    source = study.user_attrs.get(SPEC_ATTR)
+    if source is None:
+        raise CnnlabError(f"study {study.study_name!r} was not created by cnnlab study run")
+    return spec_from_source(source)
+
+
+def spec_digest(study: optuna.Study) -> str | None:
+    """The digest of the spec a study was created with (None while it is being created)."""
+    return study.user_attrs.get(DIGEST_ATTR)
+
+
+@dataclass
+class TrialRecord:
+    key: str
+    kind: str
+    label: str
+    seed: int
+    number: int
+    config: dict[str, Any]
+    lr: float | None
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    seconds: float
+    value: float  # final validation accuracy
+    test_pred: np.ndarray
+    lr_choice: LrChoice | None
+
+
+def completed_records(study: optuna.Study) -> dict[str, TrialRecord]:
+    """The completed trial of each key (the first, should a misconfigured setup allow two)."""
+    out: dict[str, TrialRecord] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        a = t.user_attrs
+        if a.get("key") in out or PRED_ATTR not in t.system_attrs:
+            continue
+        out[a["key"]] = TrialRecord(
+            key=a["key"], kind=a["kind"], label=a["label"], seed=int(a["seed"]),
+            number=t.number, config=a["config"], lr=a.get("lr"), metrics=a["metrics"],
+            history=a["history"], seconds=float(a["seconds"]), value=float(t.value),
+            test_pred=unpack(t.system_attrs[PRED_ATTR]), lr_choice=a.get("lr_choice"),
+        )  # fmt: skip
+    return out
+
+
+def stored_test_labels(study: optuna.Study) -> np.ndarray | None:
+    """The test labels every trial was scored against (None before the first completes)."""
+    text = _optuna.study_system_attrs(study).get(LABELS_ATTR)
+    return None if text is None else unpack(text)
+
+
+def record_environment(study: optuna.Study, info: dict[str, Any]) -> None:
+    """Machine and versions of a worker host, once per host, for the report."""
+    key = f"{ENV_PREFIX}{socket.gethostname()}"
+    if key not in _optuna.study_system_attrs(study):
+        _optuna.set_study_system_attr(study, key, jsonable(info))
+
+
+def worker_environments(study: optuna.Study) -> dict[str, Any]:
+    attrs = _optuna.study_system_attrs(study)
+    return {k.removeprefix(ENV_PREFIX): v for k, v in sorted(attrs.items())
+            if k.startswith(ENV_PREFIX)}  # fmt: skip
+
+
+@dataclass
+class Progress:
+    total: int  # planned keys
+    complete: int
+    running: int  # RUNNING trials whose worker is alive
+    abandoned: int  # RUNNING trials whose worker is gone (re-queued by the next worker)
+    waiting: int
+    failed: int  # keys whose latest attempt failed and that are not queued again
+    attempts_failed: int  # failed attempts, including re-queued ones
+    mean_seconds: float | None  # per completed trial
+    eta_seconds: float | None  # None while no live worker runs a trial
+    running_labels: list[str]
+    abandoned_labels: list[str]
+
+
+def progress(
+    trials: list[FrozenTrial], planned: int, abandoned_numbers: Collection[int] = ()
+) -> Progress:
+    """Counts and an ETA. ``abandoned_numbers``: RUNNING trials whose worker is gone; they
+    count as neither running nor in the ETA, which only live workers make progress on."""
+    state_of: dict[str, set[TrialState]] = {}
+    for t in trials:
+        state_of.setdefault(t.user_attrs.get("key"), set()).add(t.state)
+    complete = sum(TrialState.COMPLETE in s for s in state_of.values())
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    gone = [t for t in running if t.number in abandoned_numbers]
+    live_running = [t for t in running if t.number not in abandoned_numbers]
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    live = {TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING}
+    failed = sum(TrialState.FAIL in s and not s & live for s in state_of.values())
+    durations = [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.datetime_start and t.datetime_complete
+    ]
+    mean = float(np.mean(durations)) if durations else None
+    remaining = max(planned - complete - failed, 0)
+    eta = None
+    if mean is not None and live_running:
+        eta = mean * remaining / len(live_running)
+    return Progress(
+        total=planned, complete=complete, running=len(live_running), abandoned=len(gone),
+        waiting=waiting, failed=failed,
+        attempts_failed=sum(t.state == TrialState.FAIL for t in trials), mean_seconds=mean,
+        eta_seconds=eta, running_labels=[t.user_attrs.get("label", "?") for t in live_running],
+        abandoned_labels=[t.user_attrs.get("label", "?") for t in gone],
+    )  # fmt: skip
+
+
+def study_progress(study: optuna.Study, planned: int, grace: float = GRACE_SECONDS) -> Progress:
+    """``progress`` of the study as stored now, its workers' liveness checked (read only)."""
+    trials = study.get_trials(deepcopy=False)
+    gone = {t.number for t in abandoned(study, trials, grace)}
+    return progress(trials, planned, gone)
