@@ -108,3 +108,18 @@ def classify_on_page(driver, url: str, files: Sequence[Path]) -> list[dict[str, 
         {td.get_attribute("class"): td.text for td in tr.find_elements(By.TAG_NAME, "td")}
         for tr in driver.find_elements(By.CSS_SELECTOR, rows)
     ]
+
+
+def upload_refusal(driver, file: Path) -> str:
+    """Upload a file the page must refuse; the text of the error message the page shows."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element(By.CSS_SELECTOR, "#cnnlab-upload input[type=file]").send_keys(str(file))
+
+    def message(d):
+        shown = [e.text for e in d.find_elements(By.CSS_SELECTOR, ".toast-body") if e.text]
+        return " ".join(shown)
+
+    WebDriverWait(driver, 60).until(message)
+    return message(driver)

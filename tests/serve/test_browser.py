@@ -39,11 +39,17 @@ def test_an_uploaded_garment_is_classified_on_the_page_as_on_the_command_line(
     junk = tmp_path / "notes.png"
     junk.write_text("a text file with an image's name")
     expected = cli_predict(fmnist_run, image)
+    oversized = tmp_path / "scan.png"
+    oversized.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(21 * 2**20))  # over the 20 MiB limit
     with e2e.headless_chromium() as driver, e2e.served(fmnist_run, tmp_path / "serve.log") as url:
         rows = e2e.classify_on_page(driver, url, [image, junk])
         headline = driver.find_element("id", "cnnlab-metrics").text
-    print("page rows:", rows)  # shown with -s: what the browser saw
+        refused = e2e.upload_refusal(driver, oversized)
+        again = e2e.classify_on_page(driver, url, [image])  # the server is still serving
+    print("page rows:", rows, "| refused upload:", refused)  # with -s: what the browser saw
     assert rows[0]["file"] == "ankle_boot.png"
     assert (rows[0]["predicted"], rows[0]["probability"]) == expected
     assert rows[1]["file"] == "notes.png" and "cannot read image" in rows[1]["error"]
     assert "Accuracy" in headline and "Macro F1" in headline
+    assert "exceed the maximum allowed size" in refused and "scan.png" in refused
+    assert again == rows[:1]
