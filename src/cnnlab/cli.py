@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.cli import register as register_fmnist
+from cnnlab.serve.cli import serve_command
 from cnnlab.study.cli import app as study_app
 from cnnlab.transfer.cli import app as transfer_app
 
@@ -30,6 +31,7 @@ app = typer.Typer(
 register_fmnist(app)
 app.add_typer(study_app, name="study", help="Repeated, analysed experiments on Fashion-MNIST.")
 app.add_typer(transfer_app, name="transfer", help="Fine-tune pretrained CNNs on image folders.")
+app.command("serve")(serve_command)
 
 
 def fail(message: str, code: int = 2) -> None:

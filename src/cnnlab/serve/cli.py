@@ -1,0 +1,23 @@
+"""``cnnlab serve``: parses, then hands over to :func:`cnnlab.serve.serve` (Gradio and the
+run's framework are imported only there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def serve_command(
+    run_dir: Path = typer.Argument(
+        ..., help="A run directory from `cnnlab train` or `cnnlab transfer train`."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", help="Address to listen on; 0.0.0.0 exposes the page to the network."
+    ),
+    port: int = typer.Option(7860, help="Port to listen on."),
+) -> None:
+    """A web page that classifies uploaded images with a finished run (Ctrl-C stops it)."""
+    from cnnlab.serve import serve
+
+    serve(run_dir, host, port)

@@ -1,0 +1,71 @@
+"""The serve page's classifier for a Fashion-MNIST run (Keras; imports TensorFlow).
+
+Built from the functions behind ``cnnlab predict`` (``load_image``, ``run_tta``,
+``predict_proba``), so a file gets the same class and probabilities on the page as on the
+command line; the model is loaded once, when the server starts, instead of per request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.data.fashion_mnist import CLASS_NAMES
+from cnnlab.errors import CnnlabError
+from cnnlab.fmnist.evaluate import Invert, load_image, load_model, run_tta
+from cnnlab.fmnist.model import predict_proba, tta_views
+from cnnlab.serve.page import ImageResult, upload_name, upload_problem
+
+TOP_K = 3  # as `cnnlab predict` prints
+
+
+class FmnistClassifier:
+    pipeline = "fmnist"
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self.model = load_model(run_dir)  # a corrupt or foreign model fails here, before serving
+        self.tta = run_tta(run_dir)
+
+    def describe(self) -> str:
+        views = len(tta_views(np.zeros((1, 28, 28, 1), np.float32), **self.tta))
+        return (
+            f"Fashion-MNIST classifier: {len(CLASS_NAMES)} garment classes, 28x28 grayscale, "
+            f"{views} test-time view{'s' if views > 1 else ''}. Each image is padded to a "
+            "square, resized, and inverted when dark on light, as `cnnlab predict` does."
+        )
+
+    def classify(
+        self, paths: Sequence[str | os.PathLike], invert: Invert = "auto"
+    ) -> tuple[list[ImageResult], list[tuple[np.ndarray, str]]]:
+        """A result per file, in order, and no overlays (Grad-CAM is a transfer feature)."""
+        if invert not in ("auto", "yes", "no"):
+            raise CnnlabError(f"invert must be auto, yes or no, got {invert!r}")
+        results: list[ImageResult] = []
+        images, where = [], []  # decoded images and their index in `results`
+        for path in map(Path, paths):
+            problem = upload_problem(path)
+            if problem is None:
+                try:
+                    images.append(load_image(path, invert))
+                    where.append(len(results))
+                except CnnlabError as e:
+                    problem = _without_path(str(e), path)
+            results.append(ImageResult(upload_name(path), error=problem or ""))
+        if images:
+            proba = predict_proba(
+                self.model, np.stack(images)[..., None], **self.tta, batch_size=256
+            )
+            for i, p in zip(where, proba, strict=True):
+                order = np.argsort(-p)[:TOP_K]
+                top = [(CLASS_NAMES[k], float(p[k])) for k in order]
+                results[i] = ImageResult(results[i].name, top[0][0], top[0][1], top)
+        return results, []
+
+
+def _without_path(message: str, path: Path) -> str:
+    # the loader names the server's temporary copy of the upload; the page names the file
+    return message.replace(str(path), path.name)

@@ -1,0 +1,135 @@
+"""`cnnlab serve` on a transfer run: the page gives what `cnnlab transfer predict` gives (class,
+probabilities, the decision at the run's threshold, the `--cam` overlays), bad uploads become
+error rows, and end to end in headless Chromium. Here, not in tests/serve: torch and
+TensorFlow are tested in separate processes."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.slow  # uses the trained run of conftest.py
+
+
+def load_e2e():
+    path = Path(__file__).parents[1] / "serve" / "e2e.py"
+    spec = importlib.util.spec_from_file_location("cnnlab_serve_e2e", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def classifier(trained_run):
+    from cnnlab.serve.transfer import TransferClassifier
+
+    return TransferClassifier(trained_run, device="cpu")
+
+
+@pytest.fixture
+def uploads(trained_run, tmp_path) -> list[Path]:
+    """Two images of each class of the run's data, copied as a user would upload them."""
+    data = trained_run.parent / "data"
+    paths = []
+    for cls in ("a", "b"):
+        for name in ("000.png", "003.png"):
+            path = tmp_path / f"{cls}{name}"
+            path.write_bytes((data / cls / name).read_bytes())
+            paths.append(path)
+    return paths
+
+
+def test_the_page_gives_what_transfer_predict_gives(classifier, trained_run, uploads, tmp_path):
+    from cnnlab.transfer.predict import predict
+
+    results, overlays = classifier.classify(uploads)
+    rows, failed = predict(trained_run, uploads, cam_dir=tmp_path / "cams", device="cpu")
+    assert failed == []
+    assert [r.name for r in results] == [p.name for p in uploads]
+    for got, want in zip(results, rows, strict=True):
+        assert got.error == ""
+        assert got.predicted == want["predicted"]
+        assert got.probability == pytest.approx(want["probability"], abs=1e-6)
+        assert "; ".join(f"{n}:{p:.3f}" for n, p in got.top) == want["top_k"]
+        assert got.decision.startswith(want["predicted_at_threshold"] + " (P(b) ")
+    # the overlays are the PNGs `transfer predict --cam` writes, pixel for pixel
+    for (overlay, caption), path in zip(overlays, uploads, strict=True):
+        written = np.asarray(Image.open(tmp_path / "cams" / f"{tmp_path.name}_{path.stem}_cam.png"))
+        assert np.array_equal(overlay, written)
+        assert caption.startswith(path.name + ": Grad-CAM of ")
+
+
+def test_the_decision_follows_the_run_threshold_not_the_argmax(classifier, uploads):
+    threshold = classifier.threshold
+    assert threshold is not None  # a binary run chooses one on validation data
+    results, _ = classifier.classify(uploads)
+    for r in results:
+        p_b = dict(r.top)["b"]
+        assert r.decision.split()[0] == ("b" if p_b >= threshold else "a")
+        assert f"threshold {threshold:.3f}" in r.decision
+
+
+def test_bad_uploads_become_error_rows_in_place(classifier, uploads, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    icon = tmp_path / "icon.png"
+    Image.new("RGB", (4, 4)).save(icon)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    results, overlays = classifier.classify([text, uploads[0], icon, broken])
+    assert [r.name for r in results] == ["notes.txt", uploads[0].name, "icon.png", "broken.jpg"]
+    assert results[0].error == "not an image Pillow can read"
+    assert results[1].error == "" and results[1].predicted in ("a", "b")
+    assert results[2].error.startswith("too small (4x4 px")
+    assert results[3].error  # corrupt or unreadable, in the decoder's words
+    assert len(overlays) == 1  # only the readable image has a Grad-CAM
+
+
+def test_only_unreadable_uploads_give_rows_and_no_overlays(classifier, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    results, overlays = classifier.classify([tmp_path / "notes.txt"])
+    assert [r.error for r in results] == ["not an image Pillow can read"] and overlays == []
+
+
+@pytest.mark.browser
+def test_an_uploaded_image_is_classified_on_the_page_as_on_the_command_line(
+    trained_run, uploads, tmp_path
+):
+    e2e = load_e2e()
+    image = uploads[-1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "transfer", "predict", str(trained_run), str(image)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    # "PATH  CLASS  PROBABILITY  TOP-K" (Rich prints the tabs as spaces)
+    path, predicted, probability, _ = proc.stdout.splitlines()[0].split(maxsplit=3)
+    assert path == str(image)
+    with e2e.headless_chromium() as driver, e2e.served(trained_run, tmp_path / "serve.log") as url:
+        rows = e2e.classify_on_page(driver, url, [image])
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        loaded_cams = (  # overlays the browser fetched and decoded
+            "return Array.from(document.querySelectorAll('#cnnlab-cam img'))"
+            ".filter(i => i.complete && i.naturalWidth > 0).length"
+        )
+        WebDriverWait(driver, 60).until(lambda d: d.execute_script(loaded_cams) > 0)
+        cams = driver.execute_script(loaded_cams)
+        headline = driver.find_element("id", "cnnlab-metrics").text
+    print("page rows:", rows)  # shown with -s: what the browser saw
+    assert rows[0]["file"] == image.name
+    assert rows[0]["predicted"] == predicted
+    assert float(rows[0]["probability"].rstrip("%")) / 100 == pytest.approx(
+        float(probability), abs=6e-4
+    )
+    assert rows[0]["decision"].split()[0] in ("a", "b")
+    assert cams == 1
+    assert "Operating threshold" in headline
