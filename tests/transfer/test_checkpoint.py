@@ -1,8 +1,10 @@
 """Checkpoints: weights + architecture + classes + preprocessing, never an arbitrary pickle."""
 
+import json
 import os
 
 import pytest
+import safetensors.torch
 import torch
 
 from cnnlab.cli import main
@@ -100,4 +102,41 @@ def test_truncated_checkpoint_is_a_user_error(tmp_path):
     path = C.save(_checkpoint(), tmp_path / "best.pt")
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CnnlabError, match="not a readable checkpoint"):
+        C.load(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "edit"),
+    [
+        ("image_size", {"image_size": 10**9}),
+        ("std", {"std": [0.25, 0.0, 0.25]}),
+        ("std", {"std": [0.25, -1.0, 0.25]}),
+        ("mean", {"mean": [0.5, 0.5, 0.5, 0.5]}),
+        ("mean", {"mean": [0.5, float("inf"), 0.5]}),
+        ("class_names", {"class_names": ["cat", "cat"]}),
+        ("threshold", {"threshold": 1.5}),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_absurd_preprocessing_is_refused_on_load_naming_the_field(tmp_path, suffix, field, edit):
+    ckpt = _checkpoint()
+    for name, value in edit.items():
+        setattr(ckpt, name, value)
+    path = C.save(ckpt, tmp_path / f"edited{suffix}")
+    with pytest.raises(CnnlabError, match=f"has an invalid {field}: "):
+        C.load(path)
+
+
+def test_non_finite_weights_are_refused_on_load(tmp_path):
+    ckpt = _checkpoint()
+    ckpt.state_dict["fc.weight"][0, 0] = float("nan")  # what a diverged run would have saved
+    path = C.save(ckpt, tmp_path / "best.pt")
+    with pytest.raises(CnnlabError, match="invalid state_dict: tensor fc.weight holds NaN"):
+        C.load(path)
+
+
+def test_metadata_that_is_not_a_mapping_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(safetensors.torch.save({"w": torch.zeros(1)}, {"cnnlab": json.dumps([1])}))
+    with pytest.raises(CnnlabError, match="not a cnnlab transfer checkpoint"):
         C.load(path)

@@ -2,6 +2,7 @@
 
 import io
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from PIL import Image
 
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer import data as D
+from cnnlab.transfer import images as IM
 from cnnlab.transfer.config import TransferConfig
 from cnnlab.transfer.splits import prepare_data
 
@@ -82,12 +84,41 @@ def test_bad_files_are_skipped_with_reasons_and_odd_modes_decoded(folder):
     assert cyan[0] < 40 and cyan[1] > 215 and cyan[2] > 215
 
 
+def test_images_above_the_pixel_limit_are_skipped_unread_and_without_a_warning(folder):
+    # 1,000,000 pixels against a limit of 640,000: the same path as a 20000 x 20000 bomb
+    # against the default limit, at a size this test can afford to write
+    Image.new("L", (1000, 1000)).save(folder / "a" / "big.png")
+    _, splits = D.discover(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a Pillow DecompressionBombWarning would fail here
+        loaded = D.load_split(splits["train"], 32, max_pixels=800 * 800)
+    reasons = {p.rsplit("/", 1)[1]: r for p, r in loaded.skipped}
+    assert list(reasons) == ["big.png"]
+    assert (
+        "too large (1000x1000 = 1,000,000 pixels, above the limit of 640,000" in reasons["big.png"]
+    )
+    assert len(loaded) == 40
+
+
+def test_pillow_limit_is_restored_after_reading_a_header():
+    buf = io.BytesIO()
+    Image.new("RGB", (20, 20)).save(buf, "PNG")
+    assert IM.decode(buf.getvalue(), 16).shape == (16, 16, 3)
+    assert Image.MAX_IMAGE_PIXELS == IM.MAX_PIXELS  # Pillow's own guard is back in place
+
+
+@pytest.mark.parametrize("limit", [0, IM.MIN_SIDE**2 - 1, IM.MAX_PIXELS + 1])
+def test_a_pixel_limit_outside_what_pillow_can_honour_is_refused(limit):
+    with pytest.raises(CnnlabError, match="invalid --max-pixels"):
+        IM.check_max_pixels(limit)
+
+
 def test_transparent_and_palette_images_become_rgb():
     rgba = Image.new("RGBA", (20, 20), (255, 255, 255, 0))
-    assert D.to_rgb(rgba).getpixel((0, 0)) == (0, 0, 0)  # transparent -> black background
+    assert IM.to_rgb(rgba).getpixel((0, 0)) == (0, 0, 0)  # transparent -> black background
     pal = Image.new("P", (20, 20), 3)
-    assert D.to_rgb(pal).mode == "RGB"
-    assert D.to_rgb(Image.new("LA", (20, 20), (128, 255))).getpixel((1, 1)) == (128, 128, 128)
+    assert IM.to_rgb(pal).mode == "RGB"
+    assert IM.to_rgb(Image.new("LA", (20, 20), (128, 255))).getpixel((1, 1)) == (128, 128, 128)
 
 
 def _reencoded(path, quality=60):
@@ -99,9 +130,9 @@ def _reencoded(path, quality=60):
 
 def test_dhash_matches_a_reencoded_copy_but_not_a_different_image(folder):
     a0, a1 = folder / "a" / "000.png", folder / "a" / "001.png"
-    h0 = D.dhash(D.load_image(a0, 64))
-    copy = D.dhash(D.decode(_reencoded(a0), 64))
-    other = D.dhash(D.load_image(a1, 64))
+    h0 = D.dhash(IM.load_image(a0, 64))
+    copy = D.dhash(IM.decode(_reencoded(a0), 64))
+    other = D.dhash(IM.load_image(a1, 64))
     dist = D._hamming(h0[None], np.stack([copy, other]))[0]
     assert dist[0] <= D.NEAR_THRESHOLD < dist[1]
 

@@ -2,13 +2,14 @@
 runs in eval mode."""
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import RandomSampler
 
 from cnnlab.transfer.batches import FeatureSource
 from cnnlab.transfer.features import FeatureCache
-from cnnlab.transfer.loop import evaluate, train_one_epoch
+from cnnlab.transfer.loop import Diverged, evaluate, train_one_epoch
 
 CLASSES = ["a", "b"]
 
@@ -80,3 +81,21 @@ def test_evaluate_runs_the_network_in_eval_mode_and_restores_its_mode():
     m = evaluate(source, val_labels, CLASSES)
     assert m["accuracy"] > 0.9 and m["roc_auc"] > 0.95
     assert network.training
+
+
+@pytest.mark.parametrize("lr", [1e30, float("inf")])
+def test_a_diverging_epoch_stops_at_the_step_whose_loss_exploded(lr):
+    torch.manual_seed(0)
+    head = nn.Linear(2, 2)
+    source = _source(head)
+    opt = torch.optim.SGD(head.parameters(), lr=lr)
+    with pytest.raises(Diverged, match="the training loss became .* at step 2"):
+        train_one_epoch(source, nn.CrossEntropyLoss(), opt, "cpu")
+
+
+def test_non_finite_validation_outputs_are_divergence_not_metrics():
+    head = nn.Linear(2, 2)
+    with torch.no_grad():
+        head.weight.fill_(float("nan"))
+    with pytest.raises(Diverged, match="validation outputs"):
+        evaluate(_source(head), np.arange(32) % 2, CLASSES)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from cnnlab.transfer.models import build_model, head_name, load_plain
 
 FORMAT = "cnnlab-transfer"
 VERSION = 1
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024  # the range TransferConfig accepts for --image-size
 
 
 @dataclass
@@ -115,15 +117,16 @@ def load(path: str | os.PathLike) -> Checkpoint:
         if not isinstance(obj, dict):
             raise CnnlabError(f"{path} is not a cnnlab checkpoint")
         meta, state = obj, obj.get("state_dict")
-    if meta.get("format") != FORMAT or not isinstance(state, dict):
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(state, dict):
         raise CnnlabError(
             f"{path} is not a cnnlab transfer checkpoint (a plain state dict can be used "
             f"with `cnnlab transfer train --weights PATH`)"
         )
-    if meta.get("version", 0) > VERSION:
-        raise CnnlabError(f"{path} was written by a newer cnnlab (format {meta['version']})")
+    version = meta.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
+        raise CnnlabError(f"{path} was written by a newer cnnlab (format {version!r})")
     try:
-        return Checkpoint(
+        ckpt = Checkpoint(
             arch=str(meta["arch"]),
             class_names=[str(c) for c in meta["class_names"]],
             image_size=int(meta["image_size"]),
@@ -133,5 +136,39 @@ def load(path: str | os.PathLike) -> Checkpoint:
             threshold=meta.get("threshold"),
             extra=dict(meta.get("extra") or {}),
         )
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise CnnlabError(f"{path} has incomplete checkpoint metadata ({e})") from None
+    check(ckpt, path)
+    return ckpt
+
+
+def check(ckpt: Checkpoint, path: str | os.PathLike) -> None:
+    """Refuse metadata and weights that would silently give wrong or NaN probabilities.
+
+    A zero std divides by zero (NaN probabilities, exit 0), an absurd image size allocates
+    gigabytes per image, a non-finite weight poisons every prediction: each is named here,
+    at load, before any image is read.
+    """
+
+    def bad(name: str, why: str) -> None:
+        raise CnnlabError(f"checkpoint {path} has an invalid {name}: {why}")
+
+    if not MIN_IMAGE_SIZE <= ckpt.image_size <= MAX_IMAGE_SIZE:
+        bad("image_size", f"{ckpt.image_size} (must be {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} px)")
+    for name in ("mean", "std"):
+        values = getattr(ckpt, name)
+        if len(values) != 3 or not all(math.isfinite(v) for v in values):
+            bad(name, f"{values} (must be 3 finite numbers, one per RGB channel)")
+    if min(ckpt.std) <= 0:
+        bad("std", f"{ckpt.std} (every channel must be > 0: images are divided by it)")
+    if len(ckpt.class_names) < 2 or len(set(ckpt.class_names)) != len(ckpt.class_names):
+        bad("class_names", f"{ckpt.class_names} (must be two or more distinct names)")
+    if ckpt.threshold is not None and not (
+        isinstance(ckpt.threshold, int | float) and 0 <= ckpt.threshold <= 1
+    ):
+        bad("threshold", f"{ckpt.threshold!r} (must be a probability in [0, 1] or null)")
+    for key, tensor in ckpt.state_dict.items():
+        if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):
+            bad("state_dict", f"entry {key!r} is not a named tensor")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad("state_dict", f"tensor {key} holds NaN or infinite weights")

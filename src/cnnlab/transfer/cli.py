@@ -14,6 +14,11 @@ from cnnlab.configs import config_options
 from cnnlab.transfer.config import TransferConfig
 
 app = typer.Typer(no_args_is_help=True)
+# the number itself lives in transfer/images.py (MAX_PIXELS), which this module must not import
+MAX_PIXELS_HELP = (
+    "Refuse images whose header claims more pixels, before decoding "
+    "(default and maximum: Pillow's own limit, about 89 million)."
+)
 
 
 @app.command()
@@ -42,13 +47,16 @@ def predict(
     cam: Path | None = typer.Option(None, "--cam", help="Write Grad-CAM overlays here."),
     top_k: int = typer.Option(3, help="Classes listed per image."),
     device: str = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
+    max_pixels: int | None = typer.Option(None, help=MAX_PIXELS_HELP),
 ) -> None:
     """Class, probability per class and top-k for every image; unreadable files are listed."""
     from cnnlab.console import make_console
+    from cnnlab.transfer.images import MAX_PIXELS
     from cnnlab.transfer.predict import predict as run
 
     console = make_console()
-    rows, failed = run(run_dir, images, out, cam, top_k, device)
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    rows, failed = run(run_dir, images, out, cam, top_k, device, max_pixels=limit)
     for row in rows:
         if not row["error"]:
             console.print(
@@ -71,13 +79,16 @@ def evaluate(
     out: Path | None = typer.Option(None, "--out", help="Default RUN_DIR/evaluations/NAME."),
     device: str = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
     overwrite: bool = typer.Option(False, help="Replace an existing evaluation."),
+    max_pixels: int | None = typer.Option(None, help=MAX_PIXELS_HELP),
 ) -> None:
     """Metrics of a trained model on a held-out folder."""
     from cnnlab.console import make_console
+    from cnnlab.transfer.images import MAX_PIXELS
     from cnnlab.transfer.predict import evaluate as run
     from cnnlab.transfer.report import print_summary
 
-    metrics, where = run(run_dir, data_dir, out, device, overwrite)
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    metrics, where = run(run_dir, data_dir, out, device, overwrite, limit)
     console = make_console()
     metrics["evaluated_on"] = str(data_dir)
     print_summary(console, metrics)

@@ -1,15 +1,14 @@
 """Image folders: layout, quality checks, duplicate detection and the decoded-image cache.
 
 Data flows: ``discover`` lists files per split (no decoding) -> ``load_split`` decodes every
-file once into a uint8 array of ``image_size`` squares, skipping and reporting what cannot be
-used -> ``find_duplicates`` looks for leakage between splits. Epochs then read the in-memory
-array, so JPEGs are decoded exactly once per run.
+file once (``images.decode``) into a uint8 array of ``image_size`` squares, skipping and
+reporting what cannot be used -> ``find_duplicates`` looks for leakage between splits. Epochs
+then read the in-memory array, so JPEGs are decoded exactly once per run.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from cnnlab.data.splits import stratified_split, stratified_subset
 from cnnlab.errors import CnnlabError
+from cnnlab.transfer.images import MAX_PIXELS, decode
 
 NEAR_THRESHOLD = 10  # of 256 dHash bits; see dhash() for how it was chosen
-MIN_SIDE = 8  # smaller images (a 1x1 placeholder, an icon) carry no diagnostic content
 VAL_NAMES = ("val", "valid", "validation")
 TEST_NAMES = ("test",)
 
@@ -147,53 +146,6 @@ def check_classes(classes: Sequence[str], where: Path) -> None:
 # -- decoding -----------------------------------------------------------------------------
 
 
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode as 8-bit RGB.
-
-    16-bit and float images (common in medical imaging) are min-max stretched to 8 bits:
-    Pillow's own conversion clips them at 255, which turns most of a 16-bit X-ray white.
-    Transparent images are composited on black, the background of X-ray and ultrasound.
-    """
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = (arr - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(arr)
-        return Image.fromarray(scaled.round().astype(np.uint8), "L").convert("RGB")
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return im.convert("RGB")
-
-
-def decode(data: bytes, size: int) -> np.ndarray:
-    """Bytes of an image file -> size x size x 3 uint8. Raises ValueError with the reason."""
-    if not data:
-        raise ValueError("empty file")
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if min(im.size) < MIN_SIDE:
-                raise ValueError(f"too small ({im.size[0]}x{im.size[1]} px, minimum {MIN_SIDE})")
-            im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when much larger
-            im = ImageOps.exif_transpose(im)
-            rgb = to_rgb(im)
-            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(rgb, dtype=np.uint8)
-    except UnidentifiedImageError:
-        raise ValueError("not an image Pillow can read") from None
-    except (OSError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ValueError(f"corrupt or truncated image ({e})") from None
-
-
-def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
-    """Decode one file; any failure is a ValueError naming the reason."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise ValueError(f"cannot read ({e.strerror})") from None
-    return decode(data, size)
-
-
 def dhash(image: np.ndarray, hash_size: int = 16) -> np.ndarray:
     """Difference hash: one bit per horizontally adjacent pixel pair of a grey
     (hash_size+1) x hash_size thumbnail, set where brightness increases; packed into bytes.
@@ -211,13 +163,13 @@ def dhash(image: np.ndarray, hash_size: int = 16) -> np.ndarray:
     return np.packbits((px[:, 1:] > px[:, :-1]).flatten())
 
 
-def _load_one(path: Path, size: int) -> tuple[np.ndarray | None, str, str]:
+def _load_one(path: Path, size: int, max_pixels: int) -> tuple[np.ndarray | None, str, str]:
     try:
         data = path.read_bytes()
     except OSError as e:
         return None, "", f"cannot read ({e.strerror})"
     try:
-        return decode(data, size), hashlib.sha256(data).hexdigest(), ""
+        return decode(data, size, max_pixels), hashlib.sha256(data).hexdigest(), ""
     except ValueError as e:
         return None, "", str(e)
 
@@ -227,12 +179,16 @@ def load_split(
     size: int,
     progress: Callable[[int], None] | None = None,
     workers: int = 2,
+    max_pixels: int = MAX_PIXELS,
 ) -> LoadedSplit:
-    """Decode every file of a split once; unusable files are skipped and listed with a reason."""
+    """Decode every file of a split once; unusable files are skipped and listed with a reason.
+
+    Files whose header claims more than ``max_pixels`` pixels are among them, never decoded.
+    """
     paths, labels, images, sha, skipped = [], [], [], [], []
     # Pillow releases the GIL while decoding, so threads overlap file reading and JPEG decoding.
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(lambda p: _load_one(p, size), files.paths)
+        results = pool.map(lambda p: _load_one(p, size, max_pixels), files.paths)
         for path, label, (img, digest, reason) in zip(
             files.paths, files.labels, results, strict=True
         ):

@@ -15,6 +15,7 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import atomic_write_bytes
 from cnnlab.transfer import checkpoint as ckpt_io
+from cnnlab.transfer.outputs import disk_errors, require_file_target, staged
 
 
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike, verify: bool = True) -> Path:
@@ -25,17 +26,18 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, verify: bool =
     and onnxruntime installed, its outputs are compared with PyTorch's on random images.
     """
     ckpt = ckpt_io.load(checkpoint)
-    out = Path(out)
+    out = require_file_target("--out", out)
     if out.suffix == ".safetensors":
-        return ckpt_io.save(ckpt, out)
+        with disk_errors(out):
+            return ckpt_io.save(ckpt, out)
     if out.suffix != ".onnx":
         raise CnnlabError(f"--out {out}: use a .onnx or .safetensors file name")
     model = ckpt.build_model()
-    _export_onnx(model, ckpt, out)
-    if verify:
-        max_diff = verify_onnx(model, ckpt, out)
+    with staged(out) as stage:  # verified before it replaces anything at ``out``
+        written = stage(out)
+        _export_onnx(model, ckpt, written)
+        max_diff = verify_onnx(model, ckpt, written) if verify else None
         if max_diff is not None and max_diff > 1e-3:
-            out.unlink(missing_ok=True)
             raise CnnlabError(f"ONNX export differs from PyTorch (max |diff| {max_diff:.2e})")
     return out
 

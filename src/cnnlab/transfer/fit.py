@@ -16,7 +16,7 @@ import torch
 from cnnlab.console import make_console, progress_bar
 from cnnlab.transfer.batches import BatchSource, FeatureSource, ImageSource
 from cnnlab.transfer.features import Backbone
-from cnnlab.transfer.loop import EpochStats, evaluate, train_one_epoch
+from cnnlab.transfer.loop import Diverged, EpochStats, evaluate, train_one_epoch
 from cnnlab.transfer.models import build_model, preprocessing
 from cnnlab.transfer.presets import view_count
 from cnnlab.transfer.recipe import (
@@ -76,12 +76,19 @@ def fit(
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
         plan.apply(model, epoch)
-        with progress_bar(console, f"epoch {epoch + 1}/{cfg.epochs}", source.steps) as advance:
-            stats = train_one_epoch(source, loss_fn, optimizer, device, scheduler, mix, advance)
-        step_seconds = time.perf_counter() - t0
+        try:
+            with progress_bar(console, f"epoch {epoch + 1}/{cfg.epochs}", source.steps) as advance:
+                stats = train_one_epoch(source, loss_fn, optimizer, device, scheduler, mix, advance)
+            step_seconds = time.perf_counter() - t0
+            _require_finite_weights(model)
+            m = evaluate(source, val.labels, classes)
+        except Diverged as e:
+            raise Diverged(
+                f"training diverged in epoch {epoch + 1} of {cfg.epochs}: {e}; "
+                f"try a smaller --lr (now {cfg.lr:g})"
+            ) from None
         images_seen += stats.images
         train_step_seconds += step_seconds
-        m = evaluate(source, val.labels, classes)
         seconds = time.perf_counter() - t0
         row = _history_row(epoch, stats, m, plan.stages_trained(epoch), step_seconds, seconds)
         history.append(row)
@@ -167,6 +174,14 @@ def _epoch_line(row: HistoryRow, epochs: int) -> str:
         f"val_acc {row['val_accuracy']:.3f}  val_bal_acc {row['val_balanced_accuracy']:.3f}"
         f"  {row['seconds']:.1f}s"
     )
+
+
+def _require_finite_weights(model: nn.Module) -> None:
+    """A finite last loss can still leave the step it took with inf weights (or BatchNorm
+    statistics); checked here, before validation reads them."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise Diverged(f"the weights became NaN or infinite ({name})")
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -7,6 +7,7 @@ Shaped like torchvision's ``references/classification``: ``train_one_epoch`` and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,12 +16,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.errors import CnnlabError
 from cnnlab.metrics import classification_metrics
 
 if TYPE_CHECKING:
     from cnnlab.console import Advance
     from cnnlab.transfer.batches import BatchSource
     from cnnlab.transfer.recipe import Mix
+
+
+# A cross-entropy this large means the true class sits a million logits below the predicted
+# one: far past anything a working run shows (chance is ln(classes), under 10), and from where
+# no run recovers. `--lr 1e30` on the head reaches 1e32, finite in float32, never NaN.
+MAX_LOSS = 1e6
+
+
+class Diverged(CnnlabError):
+    """The loss exploded or the outputs became NaN or infinite: later steps would stay so."""
 
 
 @dataclass(frozen=True)
@@ -40,10 +52,13 @@ def train_one_epoch(
     mix: Mix | None = None,
     progress: Advance | None = None,
 ) -> EpochStats:
-    """One pass over ``source.train_batches()``, stepping the scheduler once per batch."""
+    """One pass over ``source.train_batches()``, stepping the scheduler once per batch.
+
+    Raises ``Diverged`` at the first NaN, infinite or exploded (> MAX_LOSS) loss.
+    """
     network = source.network
     total_loss, correct, seen, lr = 0.0, 0, 0, optimizer.param_groups[0]["lr"]
-    for x, y in source.train_batches():
+    for step, (x, y) in enumerate(source.train_batches(), start=1):
         y = y.to(device)
         target = y
         if mix is not None:
@@ -56,7 +71,10 @@ def train_one_epoch(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        total_loss += float(loss.detach()) * len(y)
+        value = float(loss.detach())  # read after the step, so the GPU queue keeps flowing
+        if not math.isfinite(value) or value > MAX_LOSS:
+            raise Diverged(f"the training loss became {value:.3g} at step {step}")
+        total_loss += value * len(y)
         correct += int((logits.detach().argmax(1) == y).sum())
         seen += len(y)
         if progress is not None:
@@ -83,6 +101,7 @@ def probabilities(
 
 def evaluate(source: BatchSource, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """``classification_metrics`` of ``source.network`` on the validation batches."""
-    return classification_metrics(
-        labels, probabilities(source.network, source.val_batches()), class_names
-    )
+    proba = probabilities(source.network, source.val_batches())
+    if not np.isfinite(proba).all():  # weights overflowed in the last steps
+        raise Diverged("the validation outputs became NaN or infinite")
+    return classification_metrics(labels, proba, class_names)

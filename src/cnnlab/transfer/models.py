@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,11 +125,22 @@ def load_plain(path: Path, what: str) -> Any:
     """``torch.load`` restricted to tensors and plain data: a pickle payload that could run
     code is refused with one clear error, as is anything unreadable."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # torch warns on stderr before refusing some files (a TorchScript archive): the
+        # CnnlabError below says it instead, in the one line the user sees
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CnnlabError(
             f"refusing to load {path}: it contains Python objects that could run code "
             f"(a pickle payload), not just tensors and plain metadata"
+        ) from None
+    except RuntimeError as e:
+        if "TorchScript" not in str(e):
+            raise CnnlabError(f"{path} is not a readable {what}: {e}") from None
+        raise CnnlabError(
+            f"refusing to load {path}: it is a TorchScript archive (a program), not a {what} "
+            f"of tensors and plain metadata"
         ) from None
     except Exception as e:
         raise CnnlabError(f"{path} is not a readable {what}: {e}") from None

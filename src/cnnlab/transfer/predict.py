@@ -18,10 +18,17 @@ from cnnlab.metrics import binary_metrics, metrics_contract
 from cnnlab.runs import run_directory, write_csv, write_json
 from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.batches import image_batches
-from cnnlab.transfer.data import class_folders, list_class_files, load_image, load_split
+from cnnlab.transfer.data import class_folders, list_class_files, load_split
 from cnnlab.transfer.device import resolve_device
+from cnnlab.transfer.images import MAX_PIXELS, ImageTooLarge, check_max_pixels, load_image
 from cnnlab.transfer.loop import probabilities
 from cnnlab.transfer.models import cam_layer
+from cnnlab.transfer.outputs import (
+    disk_errors,
+    require_dir_target,
+    require_file_target,
+    staged,
+)
 from cnnlab.transfer.presets import normalize, to_tensor_batch
 
 if TYPE_CHECKING:
@@ -111,14 +118,20 @@ def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def load_images(
-    paths: Sequence[Path], size: int
+    paths: Sequence[Path], size: int, max_pixels: int = MAX_PIXELS
 ) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
-    """Decoded images of the readable files, and (path, reason) for the rest."""
+    """Decoded images of the readable files, and (path, reason) for the rest.
+
+    An image above ``max_pixels`` is refused, not listed: the limit is the user's setting, and
+    a file beyond it is either an attack or needs a deliberately raised ``--max-pixels``.
+    """
     images, ok, failed = [], [], []
     for path in paths:
         try:
-            images.append(load_image(path, size))
+            images.append(load_image(path, size, max_pixels))
             ok.append(path)
+        except ImageTooLarge as e:
+            raise CnnlabError(f"refusing {path}: {e}") from None
         except ValueError as e:
             failed.append((path, str(e)))
     stack = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
@@ -170,27 +183,37 @@ def predict(
     top_k: int = 3,
     device: str = "cpu",
     progress: Advance | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
-    """Predict every image; unreadable files become rows with an ``error``, never a crash."""
+    """Predict every image; unreadable files become rows with an ``error``, never a crash.
+
+    The CSV and the Grad-CAM overlays are written together or not at all.
+    """
+    if top_k < 1:
+        raise CnnlabError(f"invalid --top-k: must be >= 1, got {top_k}")
+    check_max_pixels(max_pixels)
+    out_csv = None if out_csv is None else require_file_target("--out", out_csv)
+    cam_dir = None if cam_dir is None else require_dir_target("--cam", cam_dir)
     ckpt = ckpt_io.load(checkpoint)
+    paths = list_images(inputs)
+    if out_csv is not None and out_csv.resolve() in {p.resolve() for p in paths}:
+        raise CnnlabError(f"--out {out_csv} is one of the images to predict; name a new file")
+    images, ok, failed = load_images(paths, ckpt.image_size, max_pixels)
     model = ckpt.build_model()
     dev, _ = resolve_device(device)
     model.to(dev)
-    paths = list_images(inputs)
-    images, ok, failed = load_images(paths, ckpt.image_size)
     proba = predict_proba(
         model, images, ckpt.mean, ckpt.std, dev, channels_last=False, progress=progress
     )
     rows = prediction_rows(ok, proba, ckpt.class_names, top_k, ckpt.threshold)
     rows += [{"path": str(p), "error": why} for p, why in failed]
-    if out_csv is not None:
-        write_csv(out_csv, rows)
-    if cam_dir is not None and len(images):
-        cam_dir = Path(cam_dir)
-        overlays = cam_overlays(model, ckpt, images)
-        names = _unique_stems(ok)
-        for name, overlay in zip(names, overlays, strict=True):
-            plots.save_image(overlay, cam_dir / f"{name}_cam.png")
+    overlays = cam_overlays(model, ckpt, images) if cam_dir is not None and len(images) else []
+    with staged(" and ".join(str(p) for p in (out_csv, cam_dir) if p)) as stage:
+        if out_csv is not None:
+            write_csv(stage(out_csv), rows)
+        if cam_dir is not None:
+            for name, overlay in zip(_unique_stems(ok), overlays, strict=True):
+                plots.save_image(overlay, stage(cam_dir / f"{name}_cam.png"))
     return rows, failed
 
 
@@ -232,12 +255,15 @@ def evaluate(
     out: str | os.PathLike | None = None,
     device: str = "cpu",
     overwrite: bool = False,
+    max_pixels: int = MAX_PIXELS,
 ) -> tuple[EvaluationMetrics, Path]:
     """Metrics of the run's best checkpoint on a held-out folder of class folders.
 
     Results go to ``out`` (default ``RUN_DIR/evaluations/<folder name>``): metrics.json,
-    predictions.csv, confusion_matrix.png, roc.png.
+    predictions.csv, confusion_matrix.png, roc.png. Unreadable images, and images above
+    ``max_pixels``, are skipped and listed in metrics.json.
     """
+    check_max_pixels(max_pixels)
     ckpt = ckpt_io.load(run_dir)
     data_dir = Path(data_dir)
     classes = class_folders(data_dir)
@@ -249,14 +275,14 @@ def evaluate(
         )
     files = list_class_files(data_dir, classes)
     files.labels = np.asarray([ckpt.class_names.index(classes[i]) for i in files.labels])
-    split = load_split(files, ckpt.image_size)
+    split = load_split(files, ckpt.image_size, max_pixels=max_pixels)
     if not len(split):
         raise CnnlabError(f"no readable images in {data_dir}")
-    out = Path(out) if out else Path(run_dir) / "evaluations" / data_dir.name
+    out = require_dir_target("--out", out or Path(run_dir) / "evaluations" / data_dir.name)
     model = ckpt.build_model()
     dev, _ = resolve_device(device)
     model.to(dev)
-    with run_directory(out, overwrite=overwrite) as tmp:
+    with disk_errors(out), run_directory(out, overwrite=overwrite) as tmp:
         held, proba = evaluate_arrays(model, ckpt, split.images, split.labels, dev)
         metrics: EvaluationMetrics = {
             **held,

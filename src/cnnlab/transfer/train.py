@@ -2,7 +2,8 @@
 
 Reads top to bottom: ``train`` prepares the data (``splits.prepare_data``), fits
 (``fit.fit``), then evaluates the best checkpoint and writes the run directory. Everything
-happens inside ``run_directory``, so a failed or interrupted run leaves nothing half-written.
+happens inside ``run_directory``, so a failed or interrupted run leaves nothing half-written;
+a diverged loss (``fit``) or a full disk (``outputs.disk_errors``) ends it in one line.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.device import resolve_device
 from cnnlab.transfer.fit import fit
 from cnnlab.transfer.models import known_arch, preprocessing, require_weights
+from cnnlab.transfer.outputs import disk_errors, require_dir_target
 from cnnlab.transfer.predict import evaluate_arrays, prediction_rows
 from cnnlab.transfer.report import print_summary, write_report
 from cnnlab.transfer.splits import Prepared, prepare_data
@@ -41,10 +43,11 @@ def train(
 ) -> tuple[Path, RunMetrics]:
     """Train and write a complete run directory; returns (run_dir, metrics)."""
     console = console or make_console()
+    require_dir_target("--out", out)
     known_arch(cfg.arch)
     require_weights(cfg.arch, cfg.weights)
     device, described = resolve_device(cfg.device)
-    with run_directory(out, overwrite=overwrite) as tmp:
+    with disk_errors(out), run_directory(out, overwrite=overwrite) as tmp:
         console.print(f"device: {described}")
         prepared = prepare_data(data_dir, cfg, console)
         counts = ", ".join(f"{n} {len(s)}" for n, s in prepared.splits.items())

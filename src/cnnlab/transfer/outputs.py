@@ -1,0 +1,98 @@
+"""Writing what a command produces: checked before the work, all or nothing, a full disk as
+one line.
+
+``run_directory`` (``runs.py``) already builds a run under a temporary name; ``staged`` does
+the same for loose files (``predict``'s CSV and Grad-CAM overlays), and ``disk_errors``
+turns a full disk or quota into a ``CnnlabError`` once the partial output is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from cnnlab.errors import CnnlabError
+
+# the disk, not the input, is at fault: no space, no quota, a file too large, read-only
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+@contextlib.contextmanager
+def disk_errors(out: str | os.PathLike) -> Iterator[None]:
+    """Re-raise a full disk (or quota, or read-only file system) as one ``CnnlabError``.
+
+    Callers clean up inside this block (``run_directory``, ``staged``), so by the time the
+    error is raised, nothing of the failed output is left.
+    """
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in _DISK_ERRNOS:
+            raise
+        reason = e.strerror or os.strerror(e.errno)
+        raise CnnlabError(f"cannot write {out}: {reason}; nothing was written there") from None
+
+
+def require_file_target(option: str, path: str | os.PathLike) -> Path:
+    """``path`` can become a file: it is not a directory, and no parent of it is a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise CnnlabError(f"{option} {path} is a directory; give the name of a file to write")
+    _require_directory_parents(option, path)
+    return path
+
+
+def require_dir_target(option: str, path: str | os.PathLike) -> Path:
+    """``path`` is a directory or can become one: it is not a file, nor under one."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CnnlabError(f"{option} {path} is a file; give a directory to write into")
+    _require_directory_parents(option, path)
+    return path
+
+
+def _require_directory_parents(option: str, path: Path) -> None:
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CnnlabError(f"{option} {path}: {parent} is a file, not a directory")
+            return
+
+
+@contextlib.contextmanager
+def staged(out: str | os.PathLike) -> Iterator[Callable[[str | os.PathLike], Path]]:
+    """Write several files all or none: ``stage(path)`` names a temporary sibling of ``path``
+    for any writer; the siblings replace their targets only when the block completes.
+
+    On any error the temporaries, and the directories made for them, are removed: a full
+    disk halfway through leaves neither half of the files nor an empty output folder.
+    """
+    pending: list[tuple[Path, Path]] = []
+    made: list[Path] = []
+
+    def stage(path: str | os.PathLike) -> Path:
+        path = Path(path)
+        missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        made.extend(missing)  # deepest first
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".staged", dir=path.parent)
+        os.close(fd)
+        pending.append((Path(tmp), path))
+        return Path(tmp)
+
+    try:
+        with disk_errors(out):
+            yield stage
+    except BaseException:
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+        for directory in made:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only if still empty
+        raise
+    for tmp, path in pending:
+        os.replace(tmp, path)

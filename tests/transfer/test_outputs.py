@@ -1,0 +1,52 @@
+"""Outputs are written all or nothing, and a full disk is one user error, not a traceback."""
+
+import errno
+import re
+
+import pytest
+
+from cnnlab.errors import CnnlabError
+from cnnlab.transfer.outputs import disk_errors, require_dir_target, require_file_target, staged
+
+
+def test_staged_files_appear_together_when_the_block_completes(tmp_path):
+    (tmp_path / "a.csv").write_text("old\n")
+    with staged(tmp_path) as stage:
+        stage(tmp_path / "a.csv").write_text("new\n")
+        stage(tmp_path / "cams" / "x.png").write_bytes(b"png")
+        assert (tmp_path / "a.csv").read_text() == "old\n"  # nothing replaced yet
+    assert (tmp_path / "a.csv").read_text() == "new\n"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.csv", "cams", "x.png"]
+
+
+def test_a_failure_midway_removes_staged_files_and_the_folders_made_for_them(tmp_path):
+    (tmp_path / "a.csv").write_text("old\n")
+    with pytest.raises(RuntimeError), staged(tmp_path) as stage:
+        stage(tmp_path / "a.csv").write_text("new\n")
+        stage(tmp_path / "new" / "cams" / "x.png").write_bytes(b"png")
+        raise RuntimeError("the next overlay failed")
+    assert [p.name for p in tmp_path.rglob("*")] == ["a.csv"]
+    assert (tmp_path / "a.csv").read_text() == "old\n"
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_full_disk_becomes_one_user_error_naming_the_output(tmp_path, code):
+    expected = re.escape(f"cannot write {tmp_path / 'run'}: disk full; nothing was written")
+    with pytest.raises(CnnlabError, match=expected), disk_errors(tmp_path / "run"):
+        raise OSError(code, "disk full")
+
+
+def test_other_os_errors_are_not_disguised_as_a_full_disk(tmp_path):
+    with pytest.raises(PermissionError), disk_errors(tmp_path):
+        raise PermissionError(errno.EACCES, "denied")
+
+
+def test_targets_of_the_wrong_kind_are_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CnnlabError, match="--out .* is a directory"):
+        require_file_target("--out", tmp_path)
+    with pytest.raises(CnnlabError, match="--cam .* is a file"):
+        require_dir_target("--cam", tmp_path / "file")
+    with pytest.raises(CnnlabError, match="file is a file, not a directory"):
+        require_file_target("--out", tmp_path / "file" / "deeper" / "p.csv")
+    assert require_dir_target("--cam", tmp_path / "new" / "cams") == tmp_path / "new" / "cams"
