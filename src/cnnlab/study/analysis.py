@@ -38,8 +38,8 @@ ALPHA = stats.ALPHA
 POINTS = 100.0  # accuracies are reported in percentage points
 # Half a point of test accuracy: above the seed-to-seed standard deviations measured for the
 # full-data presets (0.07-0.41 points, docs/benchmarks.md, Time to accuracy) and the binomial
-# standard error of an accuracy near 90% on 10,000 test images (0.3 points); a smaller change is not one a reader
-# could act on. A parameter of analyse() and write_report().
+# standard error of an accuracy near 90% on 10,000 test images (0.3 points); a smaller change
+# is not one a reader could act on. A parameter of analyse() and write_report().
 DEFAULT_MARGIN = 0.5
 
 
