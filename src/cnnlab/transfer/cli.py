@@ -6,14 +6,17 @@ torch and torchvision are imported inside the commands so ``cnnlab --help`` stay
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
 from cnnlab.configs import config_options
-from cnnlab.transfer.config import TransferConfig
+from cnnlab.transfer.config import DEVICES, TransferConfig
 
 app = typer.Typer(no_args_is_help=True)
+
+# a type, so the help lists the values, the shell completes them and a typo is refused
+Device = Literal[DEVICES]  # type: ignore[valid-type]
 
 
 @app.command()
@@ -41,7 +44,7 @@ def predict(
     out: Path | None = typer.Option(None, "--out", help="Write predictions to this CSV."),
     cam: Path | None = typer.Option(None, "--cam", help="Write Grad-CAM overlays here."),
     top_k: int = typer.Option(3, help="Classes listed per image."),
-    device: str = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
+    device: Device = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
 ) -> None:
     """Class, probability per class and top-k for every image; unreadable files are listed."""
     from cnnlab.console import make_console
@@ -69,7 +72,7 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="Run directory (uses best.pt)."),
     data_dir: Path = typer.Argument(..., help="Held-out folder with one folder per class."),
     out: Path | None = typer.Option(None, "--out", help="Default RUN_DIR/evaluations/NAME."),
-    device: str = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
+    device: Device = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
     overwrite: bool = typer.Option(False, help="Replace an existing evaluation."),
 ) -> None:
     """Metrics of a trained model on a held-out folder."""
