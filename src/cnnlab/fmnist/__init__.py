@@ -64,10 +64,10 @@ def train(
     (measured once on the 10,000 test images), ``history``, ``config``. With ``out``, the run
     directory is written there too (config, history, metrics, ``model.keras``, plots, report).
     """
+    base = preset(config) if isinstance(config, str) else config
+    resolved = TrainConfig.from_dict({**base.to_dict(), **fields})  # checked before TensorFlow
     from cnnlab.fmnist.train import train as run
 
-    base = preset(config) if isinstance(config, str) else config
-    resolved = TrainConfig.from_dict({**base.to_dict(), **fields})  # unknown fields: one error
     return run(resolved, out=out, data_dir=data_dir, progress=progress, overwrite=overwrite)
 
 

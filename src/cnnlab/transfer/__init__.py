@@ -61,11 +61,11 @@ def train(
     """Fine-tune on ``data_dir`` (one folder per class, or train/ (+ val/, test/)) and write the
     run directory ``out``; ``config`` (default :class:`TransferConfig`) with the config
     ``fields`` given changed (``epochs=3``, ``arch="efficientnet_b0"``, ...)."""
+    base = config if config is not None else TransferConfig()
+    resolved = TransferConfig.from_dict({**base.to_dict(), **fields})  # checked before torch
     from cnnlab.console import make_console
     from cnnlab.transfer.train import train as run
 
-    base = config if config is not None else TransferConfig()
-    resolved = TransferConfig.from_dict({**base.to_dict(), **fields})  # unknown fields: one error
     run_dir, metrics = run(
         data_dir, out, resolved, overwrite=overwrite, console=make_console(quiet)
     )
