@@ -1,7 +1,7 @@
 """Fashion-MNIST from Python, as in a notebook: train, look at the numbers, classify, reload.
 
-    python examples/fmnist_notebook.py                      # `fast` on 2,000 images, 1 epoch
-    python examples/fmnist_notebook.py --preset strong --train-limit 60000 --epochs 18
+python examples/fmnist_notebook.py                      # `fast` on 2,000 images, 1 epoch
+python examples/fmnist_notebook.py --preset strong --train-limit 60000 --epochs 18
 """
 
 import argparse

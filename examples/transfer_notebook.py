@@ -41,8 +41,9 @@ for row in transfer.predict(result, some[:4], device="cpu"):
     print(f"{row['path']}: {row['predicted']} ({row['probability']:.2f})")
 
 # 3. The model is a plain torch.nn.Module: the checkpoint says what its outputs mean.
-image_size = result.checkpoint.image_size
+size = result.checkpoint.image_size
 with torch.no_grad():
-    logits = result.model(torch.zeros(1, 3, image_size, image_size))
-print(f"{type(result.model).__name__}: outputs {result.checkpoint.class_names} {tuple(logits.shape)}")
+    logits = result.model(torch.zeros(1, 3, size, size))
+names = result.checkpoint.class_names
+print(f"{type(result.model).__name__}: outputs {names} {tuple(logits.shape)}")
 print(f"run directory: {result.out}")
