@@ -21,12 +21,12 @@ demo: $(STAMP)
 	$(BIN)/cnnlab demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks examples
+	$(BIN)/ruff check --fix src tests benchmarks examples
 
 # Two processes: importing torchvision (which pulls in triton) after TensorFlow is loaded
 # segfaults, so the TensorFlow tests and the PyTorch (transfer) tests never share one.

@@ -1,7 +1,8 @@
 """The ``cnnlab`` command: thin parsing over library functions.
 
 Every sub-command module imports its heavy framework (TensorFlow, torch) inside the command
-functions, so ``cnnlab --help`` and error paths stay fast.
+functions, so ``cnnlab --help`` and error paths stay fast. The root options: ``--verbose``
+(the frameworks' own log lines) and shell completion (``--install-completion``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ except ImportError:  # pragma: no cover
     from click.exceptions import ClickException as _ClickException
 
 from cnnlab.errors import CnnlabError
+from cnnlab.fmnist.backend import quiet_framework_logs
 from cnnlab.fmnist.cli import register as register_fmnist
 from cnnlab.serve.cli import serve_command
 from cnnlab.study.cli import app as study_app
@@ -25,9 +27,20 @@ app = typer.Typer(
     name="cnnlab",
     help="Understand what makes a CNN work; fine-tune pretrained CNNs on medical images.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def root(
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Also show TensorFlow's own log lines (hidden by default)."
+    ),
+) -> None:
+    """Understand what makes a CNN work; fine-tune pretrained CNNs on medical images."""
+    quiet_framework_logs(verbose)  # before any command imports TensorFlow
+
+
 register_fmnist(app)
 app.add_typer(study_app, name="study", help="Repeated, analysed experiments on Fashion-MNIST.")
 app.add_typer(transfer_app, name="transfer", help="Fine-tune pretrained CNNs on image folders.")
@@ -44,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = app(args=argv, prog_name="cnnlab", standalone_mode=False)
     except _ClickException as e:
-        message = e.format_message().strip()
+        # Typer words a bad choice "Value error, 'x' is not one of 'a', 'b'."
+        message = e.format_message().strip().replace("Value error, ", "")
         if not message:  # `no_args_is_help` has already printed the help
             sys.exit(e.exit_code)
         fail(message.replace("\n", " "), e.exit_code if e.exit_code else 2)

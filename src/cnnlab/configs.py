@@ -268,11 +268,21 @@ def _typer_parameter(d: Declared, defaults: bool) -> inspect.Parameter:
     default = d.default if defaults else None
     if d.kind is tuple and default is not None:  # as it is written on the command line
         default = ",".join(map(str, default))
-    info = typer.Option(default, names, help=d.help, metavar=metavar)
+    info = typer.Option(
+        default, names, help=d.help, metavar=metavar, shell_complete=_completer(d.choices)
+    )
     cli_type = str if d.kind in (str, tuple) else d.kind
     return inspect.Parameter(
         d.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=cli_type | None
     )
+
+
+def _completer(choices: tuple[str, ...] | None) -> Callable | None:
+    """Shell completion of an option's choices (the value stays ``str``, so that a typo is
+    refused by ``check_fields``, in the one error style)."""
+    if choices is None:
+        return None
+    return lambda ctx, param, incomplete: [c for c in choices if c.startswith(incomplete)]
 
 
 def _parse_numbers(name: str, text: str) -> tuple[int, ...]:

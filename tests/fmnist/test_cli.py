@@ -133,8 +133,11 @@ def test_bad_image_and_missing_run_are_one_line_errors(tutorial_run, tmp_path, c
             ["train", "--augment", "--shift", "0", "--no-flip", "--erasing", "0"],
             "invalid --augment",
         ),
-        (["train", "--preset", "huge"], "unknown preset 'huge'"),
-        (["predict", ".", "a.png", "--invert", "maybe"], "--invert must be auto, yes or no"),
+        (["train", "--preset", "huge"], "'huge' is not one of 'tutorial', 'fast', 'strong'"),
+        (
+            ["predict", ".", "a.png", "--invert", "maybe"],
+            "'maybe' is not one of 'auto', 'yes', 'no'",
+        ),
     ],
 )
 def test_bad_flags_are_one_line_exit_2(args, fragment, capsys):

@@ -160,7 +160,7 @@ def test_cli_status_and_report(finished_fake_study, tmp_path):
         (["status", "--storage", "sqlite:////nonexistent-dir/s.db"], "does not exist"),
         (["status", "--storage", "notaurl"], "invalid --storage URL"),
         (["report", "--name", "nope"], "no study named 'nope'"),
-        (["run", "--profile", "huge"], "unknown profile"),
+        (["run", "--profile", "huge"], "'huge' is not one of 'quick', 'smoke', 'standard'"),
         (["run"], "give a spec file"),
     ],
 )

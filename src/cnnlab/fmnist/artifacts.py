@@ -12,6 +12,7 @@ from cnnlab import __version__, plots
 from cnnlab.data.fashion_mnist import CLASS_NAMES, DataOrigin, FashionMNIST
 from cnnlab.fmnist.config import TrainConfig
 from cnnlab.fmnist.model import describe_tta
+from cnnlab.fmnist.optim import is_builtin_schedule
 from cnnlab.report import Report
 from cnnlab.runs import environment_info, read_json, write_csv, write_json
 
@@ -52,9 +53,42 @@ def write_run(
     write_json(out / "config.json", run_config(result.config, metrics["backend"], data.origin))
     write_csv(out / "history.csv", result.history)
     write_json(out / "metrics.json", metrics)
-    model.save(out / "model.keras")
+    save_model(model, out / "model.keras")
     figures = write_plots(out, result, data)
     write_report(out, result, figures, name or out.name)
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Write ``model`` as a ``.keras`` file that plain ``keras.saving.load_model`` opens, in a
+    process that never imports cnnlab, optimizer state included.
+
+    A cnnlab schedule (one-cycle) would make Keras fail there ("Could not locate class
+    'OneCycle'"). Such a model is saved as a copy whose optimizer keeps the rate the schedule
+    has reached, as a constant Keras schedule: a run that trained to its last step continues
+    exactly as the original would, since the schedule stays at its final value from there on.
+    """
+    if model.optimizer is not None and not is_builtin_schedule(model.optimizer):
+        model = _with_rate_frozen(model)
+    model.save(path)
+
+
+def _with_rate_frozen(model: keras.Model) -> keras.Model:
+    import keras
+
+    rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    # A schedule, not a float: a float rate adds an optimizer variable, and Keras matches saved
+    # optimizer variables by position. ExponentialDecay with decay_rate 1 is a constant.
+    constant = keras.optimizers.schedules.ExponentialDecay(rate, decay_steps=1, decay_rate=1.0)
+    compile_config = model.get_compile_config()
+    compile_config["optimizer"]["config"]["learning_rate"] = keras.saving.serialize_keras_object(
+        constant
+    )
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    copy.compile_from_config(compile_config)  # builds the optimizer for the copy's variables
+    for mine, trained in zip(copy.optimizer.variables, model.optimizer.variables, strict=True):
+        mine.assign(trained)
+    return copy
 
 
 def write_plots(out: Path, result: TrainResult, data: FashionMNIST) -> dict[str, Path]:

@@ -42,6 +42,10 @@ def configure_threads(n: int | None) -> None:
     os.environ["TF_NUM_INTEROP_THREADS"] = str(min(n, 2))
     if "tensorflow" in sys.modules or _keras_uses_tensorflow():
         # Importing TensorFlow does not start its runtime, so its pool sizes can still be set.
+        # Through framework.py, which keeps its start-up lines off the terminal when asked.
+        from cnnlab.fmnist import framework  # noqa: F401
+
+        # isort: split
         import tensorflow as tf
 
         with contextlib.suppress(RuntimeError):  # already initialised: keep its pools
@@ -53,6 +57,20 @@ def configure_threads(n: int | None) -> None:
         torch.set_num_threads(n)
         with contextlib.suppress(RuntimeError):  # only allowed before the first parallel op
             torch.set_num_interop_threads(min(n, 2))
+
+
+def quiet_framework_logs(verbose: bool = False) -> None:
+    """Keep TensorFlow's C++ log lines off the terminal unless ``verbose``.
+
+    Without it, a plain ``cnnlab train`` prints TensorFlow's oneDNN and absl start-up notes and,
+    while training, an "E0000 ... NodeDef mentions attribute use_unbounded_threadpool" line:
+    noise about TensorFlow's own build, not about the run. That last one is logged at ERROR
+    level, so even ``TF_CPP_MIN_LOG_LEVEL=2`` shows it: quiet means 3 (FATAL only), set here
+    before TensorFlow is imported (it reads the variable once). Real failures still reach the
+    user as Python exceptions. ``verbose`` leaves the variable as the user set it.
+    """
+    if not verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 
 def _keras_uses_tensorflow() -> bool:

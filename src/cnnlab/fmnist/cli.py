@@ -1,28 +1,34 @@
 """Fashion-MNIST commands: train, evaluate, predict, demo (registered on the root app).
 
 Thin: parse flags into a TrainConfig (a preset plus the flags given), call one library
-function, print. TensorFlow is imported inside the commands, so ``cnnlab --help`` stays fast.
+function, print. TensorFlow is imported inside the commands, so ``cnnlab --help`` stays fast
+(and quiet: the root command has set its log level by then, see ``cnnlab.cli``). Options with
+a fixed set of values are ``Literal`` types: the help lists them, the shell completes them, and
+a typo is refused with the list.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
 from cnnlab.configs import config_options
-from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.config import PRESETS, TrainConfig, preset
 from cnnlab.study import DEFAULT_STORAGE
+from cnnlab.study.cli import Profile
+
+Preset = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
+Invert = Literal["auto", "yes", "no"]
 
 
-def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter (CPU feature notes, graph attribute notices) is noise
-    # on a terminal; real failures still surface as Python exceptions.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def choices(values: Any) -> str:
+    """The metavar of an option with fixed values, as the config options show theirs."""
+    return f"[{'|'.join(typing.get_args(values))}]"
 
 
 def _stamp() -> str:
@@ -47,8 +53,8 @@ def _summary(result) -> str:
 
 @config_options(TrainConfig, defaults=False)  # a flag left out keeps the preset's value
 def train_command(
-    preset: str = typer.Option(
-        "fast", metavar=f"[{'|'.join(PRESETS)}]", help="Starting config; the flags below change it."
+    preset: Preset = typer.Option(
+        "fast", metavar=choices(Preset), help="Starting config; the flags below change it."
     ),
     *,
     config_fields: dict[str, Any],  # one option per TrainConfig field goes here
@@ -61,7 +67,6 @@ def train_command(
     """Train a CNN on Fashion-MNIST and write a run directory with metrics, plots and report."""
     config = build_config(preset, **config_fields)
     out = out or Path("runs") / f"{preset}-{_stamp()}"
-    _quiet_tensorflow()
     from cnnlab.fmnist.backend import configure_threads
 
     configure_threads(threads)
@@ -77,7 +82,6 @@ def evaluate_command(
     data_dir: Path | None = typer.Option(None, help="Folder with the Fashion-MNIST .gz files."),
 ) -> None:
     """Re-evaluate a saved model on the 10,000 test images."""
-    _quiet_tensorflow()
     from cnnlab.fmnist.evaluate import evaluate_run
 
     m = evaluate_run(run_dir, data_dir)
@@ -95,19 +99,17 @@ def evaluate_command(
 def predict_command(
     run_dir: Path = typer.Argument(..., help="A run directory written by `cnnlab train`."),
     images: list[Path] = typer.Argument(..., help="Image files (any size, colour or format)."),
-    invert: str = typer.Option(
+    invert: Invert = typer.Option(
         "auto",
+        metavar=choices(Invert),
         help="Fashion-MNIST garments are light on black: invert dark-on-white photos "
         "(auto: when the image border is bright), yes or no.",
     ),
 ) -> None:
     """Classify image files with a trained model (resized to 28x28 grayscale)."""
-    if invert not in ("auto", "yes", "no"):
-        raise CnnlabError(f"--invert must be auto, yes or no, got {invert!r}")
-    _quiet_tensorflow()
     from cnnlab.fmnist.evaluate import predict_images
 
-    for p in predict_images(run_dir, images, invert):  # type: ignore[arg-type]
+    for p in predict_images(run_dir, images, invert):
         others = ", ".join(f"{name} {prob:.1%}" for name, prob in p.top[1:])
         print(f"{p.path}: {p.label} ({p.probability:.1%}; then {others})")
 
@@ -116,7 +118,7 @@ def demo_command(
     single_run: bool = typer.Option(
         False, "--single-run", help="Train one `fast` model instead of running the quick study."
     ),
-    profile: str = typer.Option("quick", help="Study profile the demo runs."),
+    profile: Profile = typer.Option("quick", metavar=choices(Profile), help="Study profile."),
     storage: str = typer.Option(DEFAULT_STORAGE, help="Optuna storage URL of the study."),
     out: Path | None = typer.Option(None, help="Report (or run) directory."),
     data_dir: Path | None = typer.Option(None, help="Folder with the Fashion-MNIST .gz files."),
@@ -125,7 +127,6 @@ def demo_command(
 ) -> None:
     """Quick tour: the `quick` study of kernel size, regularization, batch size and optimizer
     (resumed if interrupted), then its report. `--single-run` trains one `fast` model instead."""
-    _quiet_tensorflow()
     if not single_run:
         if data_dir is not None:
             os.environ["CNNLAB_DATA_DIR"] = str(data_dir)

@@ -6,10 +6,12 @@ Two things must happen before Keras is imported, and both are start-up only:
   import (``ValueError: Unable to import backend : bogus``, ``No module named 'jax'``); here it
   is one :class:`~cnnlab.errors.CnnlabError` line naming the supported backends.
 - TensorFlow is imported with the C++ log lines it prints while loading kept off the terminal,
-  when ``TF_CPP_MIN_LOG_LEVEL`` asks for quiet (the CLI sets 3). TensorFlow 2.21 writes them
-  before its logging reads that variable (an absl bug, tensorflow/tensorflow#102212), so every
-  error would otherwise reach the user as four lines of noise and then the one cnnlab line.
-  Python-level errors and warnings still show.
+  when ``TF_CPP_MIN_LOG_LEVEL`` asks for quiet (the CLI sets 3 unless ``--verbose``: see
+  :func:`cnnlab.fmnist.backend.quiet_framework_logs`). TensorFlow 2.21 writes them before its
+  logging reads that variable (an absl bug, tensorflow/tensorflow#102212), so every error would
+  otherwise reach the user as four lines of noise and then the one cnnlab line. At level 3 its
+  Python logger is also limited to errors (no retracing notices). Python-level errors and
+  warnings still show.
 """
 
 from __future__ import annotations
@@ -37,14 +39,16 @@ def native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def _wants_quiet() -> bool:
+def _log_level() -> int:
     level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
-    return level.isdigit() and int(level) >= 1  # 1 hides TensorFlow's INFO lines
+    return int(level) if level.isdigit() else 0  # 1 hides TensorFlow's INFO lines, 3 all but FATAL
 
 
 if require_supported_backend() == "tensorflow" and "tensorflow" not in sys.modules:
-    if _wants_quiet():
+    if _log_level() >= 1:
         with native_stderr_silenced():
-            import tensorflow  # noqa: F401
+            import tensorflow
     else:
-        import tensorflow  # noqa: F401
+        import tensorflow
+    if _log_level() >= 3:
+        tensorflow.get_logger().setLevel("ERROR")

@@ -1,7 +1,10 @@
 """Optimizers by name and learning-rate schedules (keras.ops only, so any backend runs them).
 
-The schedules are ``LearningRateSchedule`` subclasses registered with Keras, so a saved
-``model.keras`` (optimizer included) loads back with ``safe_mode=True``.
+Cosine decay with warm-up is Keras' own ``CosineDecay``, so a saved ``model.keras`` names only
+Keras classes. The one-cycle schedule has no Keras equivalent (its rise is a cosine, Keras'
+warm-up a line): it is a ``LearningRateSchedule`` subclass registered with Keras, and
+:func:`is_builtin_schedule` tells the code that saves a model to replace it there
+(:func:`cnnlab.fmnist.artifacts.save_model`), so that plain Keras loads the file too.
 """
 
 from __future__ import annotations
@@ -14,34 +17,22 @@ from keras import ops
 from cnnlab.fmnist.config import TrainConfig
 
 
-@keras.saving.register_keras_serializable(package="cnnlab")
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+def warmup_cosine(peak_lr: float, total_steps: int, warmup_steps: int = 0):
     """Linear warm-up from ``peak/warmup_steps`` to ``peak``, then cosine decay to zero.
 
     Warm-up keeps the first large-gradient steps (random weights, batch-norm statistics not
     settled) from throwing the weights far away; cosine decay ends with small, fine steps.
+    Keras' schedule counts steps from 0 and warms up from ``initial_learning_rate``; this one
+    warms up from the first step on (to ``peak/warmup_steps``) and reaches zero on the last.
+    Starting Keras' warm-up one step earlier (``warmup_steps - 1``: -1 without warm-up shifts
+    the cosine by one step) gives exactly that curve (tests/fmnist/test_optim.py).
     """
-
-    def __init__(self, peak_lr: float, total_steps: int, warmup_steps: int = 0):
-        self.peak_lr = float(peak_lr)
-        self.total_steps = int(total_steps)
-        self.warmup_steps = int(warmup_steps)
-
-    def __call__(self, step):
-        step = ops.cast(step, "float32") + 1.0
-        warm = float(max(self.warmup_steps, 1))
-        decay = float(max(self.total_steps - self.warmup_steps, 1))
-        progress = ops.clip((step - self.warmup_steps) / decay, 0.0, 1.0)
-        cosine = 0.5 * self.peak_lr * (1.0 + ops.cos(math.pi * progress))
-        warmup = self.peak_lr * ops.minimum(step / warm, 1.0)
-        return ops.where(step <= self.warmup_steps, warmup, cosine)
-
-    def get_config(self):
-        return {
-            "peak_lr": self.peak_lr,
-            "total_steps": self.total_steps,
-            "warmup_steps": self.warmup_steps,
-        }
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak_lr / max(warmup_steps, 1),
+        decay_steps=max(total_steps - warmup_steps, 1),
+        warmup_target=peak_lr,
+        warmup_steps=warmup_steps - 1,
+    )
 
 
 @keras.saving.register_keras_serializable(package="cnnlab")
@@ -95,11 +86,18 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int):
     total = steps_per_epoch * config.epochs
     warmup = round(config.warmup_epochs * steps_per_epoch)
     if config.schedule == "cosine":
-        return WarmupCosine(peak, total, warmup)
+        return warmup_cosine(peak, total, warmup)
     if config.schedule == "onecycle":
         pct = config.warmup_epochs / config.epochs if config.warmup_epochs else 0.25
         return OneCycle(peak, total, pct_start=pct)
     return peak
+
+
+def is_builtin_schedule(optimizer: keras.optimizers.Optimizer) -> bool:
+    """Whether ``optimizer``'s learning rate is a number or a schedule that Keras itself
+    defines (so ``keras.saving.load_model`` rebuilds it without cnnlab)."""
+    rate = optimizer.get_config()["learning_rate"]
+    return not isinstance(rate, dict) or str(rate.get("module", "")).startswith("keras.")
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int):

@@ -7,13 +7,16 @@ of :func:`cnnlab.metrics.metrics_contract` plus what this pipeline measures. Bot
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
 from cnnlab.fmnist.config import TrainConfig
+
+if TYPE_CHECKING:
+    import keras
 
 
 class EpochRecord(TypedDict):
@@ -62,9 +65,18 @@ class TrainMetrics(TypedDict):
 
 @dataclass
 class TrainResult:
+    """What :func:`cnnlab.fmnist.train.train` returns: the trained model and its measurements.
+
+    ``model`` takes raw pixel values (N, 28, 28, 1) in 0..255 and returns class probabilities;
+    :func:`cnnlab.fmnist.model.predict_proba` adds the run's test-time augmentation
+    (``config.tta_options``), as the test metrics did.
+    """
+
     config: TrainConfig
     history: list[EpochRecord]
     metrics: TrainMetrics
     test_proba: np.ndarray  # (10000, 10) float32 class probabilities on the test set
     train_seconds: float  # training only: validation and test evaluation excluded
     out: Path | None = None  # the run directory, when one was written
+    # the trained model (with early stopping: the weights of its best epoch)
+    model: keras.Model | None = field(default=None, repr=False)

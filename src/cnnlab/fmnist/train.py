@@ -121,7 +121,7 @@ def train(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     deterministic: bool = True,
 ) -> TrainResult:
-    """Train ``config`` and evaluate once on the test set.
+    """Train ``config`` and evaluate once on the test set; the result holds the trained model.
 
     ``out=None`` writes nothing; otherwise ``out`` is claimed first (a second run to it fails
     at once) and the complete run directory appears there only when everything succeeded.
@@ -136,6 +136,7 @@ def train(
         result, model = _fit(config, data, progress, callbacks, deterministic)
         if tmp is not None:
             write_run(tmp, result, model, data, name=Path(out).name)
+    result.model = model
     if out is not None:
         result.out = Path(out)
     return result

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
 from cnnlab.errors import CnnlabError
-from cnnlab.study import DEFAULT_STORAGE
+from cnnlab.study import DEFAULT_STORAGE, profile_names
 from cnnlab.study.names import check_study_name, default_report_dir, shell_command
 
 if TYPE_CHECKING:  # the CLI starts without Optuna; commands import it when they run
@@ -17,6 +17,12 @@ if TYPE_CHECKING:  # the CLI starts without Optuna; commands import it when they
     from cnnlab.study.spec import StudySpec
 
 app = typer.Typer(no_args_is_help=True)
+
+# the built-in specs, as a type: the help lists them and a typo is refused with the list
+Profile = Literal[tuple(profile_names())]  # type: ignore[valid-type]
+_PROFILE = typer.Option(
+    None, metavar=f"[{'|'.join(profile_names())}]", help="Built-in spec instead of a file."
+)
 
 _STORAGE = typer.Option(
     DEFAULT_STORAGE,
@@ -53,7 +59,7 @@ def _open_study(storage: str, name: str | None) -> optuna.Study:
 @app.command()
 def run(
     spec: Path | None = typer.Argument(None, help="Study spec (.yaml/.yml/.toml)."),
-    profile: str | None = typer.Option(None, help="Built-in spec: smoke, quick or standard."),
+    profile: Profile | None = _PROFILE,
     storage: str = _STORAGE,
     name: str | None = typer.Option(None, help="Study name (default: the spec's name)."),
     workers: int | None = typer.Option(
@@ -152,7 +158,7 @@ def report(
 @app.command()
 def plan(
     spec: Path | None = typer.Argument(None, help="Study spec (.yaml/.yml/.toml)."),
-    profile: str | None = typer.Option(None, help="Built-in spec: smoke, quick or standard."),
+    profile: Profile | None = _PROFILE,
 ) -> None:
     """Show the trials a spec would run (nothing is trained)."""
     s = _spec(spec, profile)

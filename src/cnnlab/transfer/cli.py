@@ -6,12 +6,12 @@ torch and torchvision are imported inside the commands so ``cnnlab --help`` stay
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
 from cnnlab.configs import config_options
-from cnnlab.transfer.config import TransferConfig
+from cnnlab.transfer.config import DEVICES, TransferConfig
 
 app = typer.Typer(no_args_is_help=True)
 # the number itself lives in transfer/images.py (MAX_PIXELS), which this module must not import
@@ -19,6 +19,9 @@ MAX_PIXELS_HELP = (
     "Refuse images whose header claims more pixels, before decoding "
     "(default and maximum: Pillow's own limit, about 89 million)."
 )
+
+# a type, so the help lists the values, the shell completes them and a typo is refused
+Device = Literal[DEVICES]  # type: ignore[valid-type]
 
 
 @app.command()
@@ -46,7 +49,7 @@ def predict(
     out: Path | None = typer.Option(None, "--out", help="Write predictions to this CSV."),
     cam: Path | None = typer.Option(None, "--cam", help="Write Grad-CAM overlays here."),
     top_k: int = typer.Option(3, help="Classes listed per image."),
-    device: str = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
+    device: Device = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
     max_pixels: int | None = typer.Option(None, help=MAX_PIXELS_HELP),
 ) -> None:
     """Class, probability per class and top-k for every image; unreadable files are listed."""
@@ -77,7 +80,7 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="Run directory (uses best.pt)."),
     data_dir: Path = typer.Argument(..., help="Held-out folder with one folder per class."),
     out: Path | None = typer.Option(None, "--out", help="Default RUN_DIR/evaluations/NAME."),
-    device: str = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
+    device: Device = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
     overwrite: bool = typer.Option(False, help="Replace an existing evaluation."),
     max_pixels: int | None = typer.Option(None, help=MAX_PIXELS_HELP),
 ) -> None:

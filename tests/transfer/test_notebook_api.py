@@ -1,0 +1,73 @@
+"""``from cnnlab import transfer``: train, predict and evaluate from Python, and the example."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import cnnlab as cnnlab_package
+from cnnlab import transfer
+from cnnlab.errors import CnnlabError
+from cnnlab.runs import read_json
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = str(Path(cnnlab_package.__file__).parents[1])
+
+
+def test_entry_points_survive_the_import_of_their_namesake_submodules():
+    import cnnlab.transfer.predict as predict_module
+    import cnnlab.transfer.train as train_module
+
+    assert train_module is sys.modules["cnnlab.transfer.train"] and train_module.fit
+    assert predict_module is sys.modules["cnnlab.transfer.predict"] and predict_module.grad_cam
+    assert callable(transfer.train) and callable(transfer.predict)
+    assert "data_dir" in inspect.signature(transfer.train).parameters  # the entry point's own
+    assert "source" in inspect.signature(transfer.predict).parameters
+
+
+def test_a_field_that_does_not_exist_is_one_error_before_anything_runs(tmp_path):
+    with pytest.raises(CnnlabError, match="unknown config field"):
+        transfer.train(tmp_path, tmp_path / "run", epoch=3)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_predict_evaluate_and_load_take_a_run_directory(trained_run, make_folders, tmp_path):
+    held_out = make_folders(tmp_path / "held_out", {"a": 6, "b": 6}, seed=7)
+    images = sorted(held_out.rglob("*.png"))
+    rows = transfer.predict(trained_run, images, device="cpu")
+    assert [row["path"] for row in rows] == [str(p) for p in images]
+    assert all(row["predicted"] in ("a", "b") and not row["error"] for row in rows)
+
+    checkpoint = transfer.load(trained_run)
+    model = checkpoint.build_model()
+    assert isinstance(model, torch.nn.Module) and checkpoint.class_names == ["a", "b"]
+    p_b = np.array([row["p_b"] for row in rows])
+    assert p_b.shape == (12,) and np.all((p_b >= 0) & (p_b <= 1))
+
+    metrics = transfer.evaluate(trained_run, held_out, out=tmp_path / "eval", device="cpu")
+    assert metrics["n_images"] == 12
+    written = read_json(tmp_path / "eval" / "metrics.json", "metrics")
+    assert written["confusion_matrix"] == metrics["confusion_matrix"]
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 12
+
+
+@pytest.mark.slow
+def test_the_transfer_example_trains_and_predicts(make_folders, tmp_path):
+    data = make_folders(tmp_path / "data", {"a": 20, "b": 20}, seed=3)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "transfer_notebook.py"), str(data),
+         "--weights", "none", "--image-size", "32", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": SRC},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "balanced accuracy" in result.stdout and "outputs ['a', 'b'] (1, 2)" in result.stdout
+    assert (tmp_path / "run" / "best.pt").is_file()
