@@ -5,6 +5,7 @@ must fail here, before it fails a study: then update the adapter (and the versio
 pyproject.toml) together.
 """
 
+import math
 import time
 
 import optuna
@@ -88,6 +89,8 @@ def test_a_finished_trial_accepts_no_more_changes(url):
         _optuna.set_trial_system_attr(study, tid, "cnnlab_fail_reason", "late")
     with pytest.raises(UpdateFinishedTrialError):
         _optuna.set_trial_user_attr(study, tid, "metrics", {})
+    with pytest.raises(UpdateFinishedTrialError):
+        _optuna.set_trial_intermediate_value(study, tid, 1, 0.5)
 
 
 def test_attributes_written_through_the_adapter_are_read_back_publicly(url):
@@ -101,6 +104,22 @@ def test_attributes_written_through_the_adapter_are_read_back_publicly(url):
     assert trial.system_attrs["cnnlab_worker"] == {"pid": 7, "host": "h"}
     assert trial.user_attrs["metrics"] == {"test_accuracy": 0.9}
     assert _optuna.study_system_attrs(other_process)["cnnlab_test_labels"] == "eJwDAAAAAAE="
+
+
+def test_intermediate_values_written_by_id_are_the_public_learning_curve(url):
+    """What optuna-dashboard plots as a trial's learning curve: ``trial.intermediate_values``,
+    step -> value, NaN included (a diverged epoch)."""
+    _, study = _study_with_waiting_trials(url)
+    tid = _optuna.trial_id(study.get_trials()[0])
+    assert _optuna.set_state(study, tid, TrialState.RUNNING)
+    for step, value in ((1, 0.7), (2, 0.8), (3, float("nan"))):
+        _optuna.set_trial_intermediate_value(study, tid, step, value)
+    assert _optuna.set_state(study, tid, TrialState.COMPLETE, [0.8])
+    other_process = optuna.load_study(study_name="s", storage=_rdb(url))
+    trial = next(t for t in other_process.get_trials() if _optuna.trial_id(t) == tid)
+    assert list(trial.intermediate_values) == [1, 2, 3]
+    assert trial.intermediate_values[1] == 0.7 and trial.intermediate_values[2] == 0.8
+    assert math.isnan(trial.intermediate_values[3])
 
 
 def test_stale_trials_are_listed_without_being_failed(url):

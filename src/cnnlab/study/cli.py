@@ -156,6 +156,42 @@ def report(
 
 
 @app.command()
+def compare(
+    storage_a: str = typer.Argument(..., help="Storage URL of study A (e.g. sqlite:///a.db)."),
+    name_a: str = typer.Argument(..., help="Name of study A."),
+    storage_b: str = typer.Argument(..., help="Storage URL of study B."),
+    name_b: str = typer.Argument(..., help="Name of study B."),
+    margin: float = typer.Option(
+        0.5, min=0.001, max=100, help="Points: the verdicts' δ, as in study report."
+    ),
+    out: Path | None = typer.Option(None, help="Also write the comparison as Markdown here."),
+) -> None:
+    """Does a finding replicate? Every comparison both studies share, side by side."""
+    from cnnlab.study.compare import check_out, compare_studies, format_text, write_markdown
+
+    if out is not None:
+        check_out(out)
+    result = compare_studies(storage_a, name_a, storage_b, name_b, margin=margin)
+    print(format_text(result), end="")
+    if out is not None:
+        print(f"written: {write_markdown(result, out)}")
+
+
+@app.command()
+def dashboard(
+    storage: str = _STORAGE,
+    host: str = typer.Option(
+        "127.0.0.1", help="Address to listen on; anything but loopback exposes the studies."
+    ),
+    port: int = typer.Option(8080, min=0, max=65535, help="Port (0: any free port)."),
+) -> None:
+    """Open the studies of a storage in optuna-dashboard (learning curves, params, attributes)."""
+    from cnnlab.study.dashboard import serve_dashboard
+
+    serve_dashboard(storage, host, port, log=lambda m: print(m, flush=True))
+
+
+@app.command()
 def plan(
     spec: Path | None = typer.Argument(None, help="Study spec (.yaml/.yml/.toml)."),
     profile: Profile | None = _PROFILE,

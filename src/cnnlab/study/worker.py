@@ -94,6 +94,11 @@ def work(
                 start = time.perf_counter()
                 outcome = run(TrainConfig.from_dict(claim.config))
                 outcome["seconds"] = time.perf_counter() - start
+                # Still beating while it waits for the lock and writes the outcome: under a
+                # load of 12 on 2 cores that wait outlasted the tests' 3 s grace period, and
+                # another worker failed the finished trial as stale and trained it again.
+                with st.study_lock(url, name):
+                    recorded = st.finish(study, claim, outcome)
         except KeyboardInterrupt:
             with st.study_lock(url, name):
                 st.finish(study, claim, None, "interrupted", requeue_after=True)
@@ -109,11 +114,10 @@ def work(
             if isinstance(e, DataUnavailable):
                 raise  # no data: every further trial would fail the same way
             continue
-        with st.study_lock(url, name):
-            if st.finish(study, claim, outcome):
-                summary.completed += 1
-            else:
-                summary.discarded += 1
+        if recorded:
+            summary.completed += 1
+        else:
+            summary.discarded += 1
 
 
 def _environment() -> dict[str, Any]:

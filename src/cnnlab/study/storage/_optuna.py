@@ -2,10 +2,11 @@
 
 Why at all: Optuna's ``Study`` has no public way for an outside worker to claim a given WAITING
 trial under cnnlab's own lock (``study.ask()`` picks through Optuna's loop), to change a trial's
-state or attributes after the fact, or to list heartbeat-stale trials without failing them. The
-storage under a study does all of this; reaching it takes ``study._storage``,
-``study._study_id``, ``FrozenTrial._trial_id`` and ``_get_stale_trial_ids``, and the storage
-methods themselves are documented as "not supposed to be directly accessed by library users".
+state, attributes or intermediate values after the fact, or to list heartbeat-stale trials
+without failing them. The storage under a study does all of this; reaching it takes
+``study._storage``, ``study._study_id``, ``FrozenTrial._trial_id`` and ``_get_stale_trial_ids``,
+and the storage methods themselves are documented as "not supposed to be directly accessed by
+library users".
 
 ``tests/study/test_optuna_adapter.py`` pins every behaviour relied on here, so an Optuna release
 that changes one fails that test first; ``pyproject.toml`` bounds optuna to the major version
@@ -52,6 +53,12 @@ def set_trial_system_attr(study: Study, trial_id: int, key: str, value: Any) -> 
 def set_trial_user_attr(study: Study, trial_id: int, key: str, value: Any) -> None:
     """Raises ``UpdateFinishedTrialError`` once the trial is finished."""
     _storage(study).set_trial_user_attr(trial_id, key, value)
+
+
+def set_trial_intermediate_value(study: Study, trial_id: int, step: int, value: float) -> None:
+    """What ``Trial.report`` does for the running trial of ``study.ask()``, for a trial claimed
+    by id. Raises ``UpdateFinishedTrialError`` once the trial is finished."""
+    _storage(study).set_trial_intermediate_value(trial_id, step, value)
 
 
 def study_system_attrs(study: Study) -> dict[str, Any]:

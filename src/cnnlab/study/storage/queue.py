@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnlab.errors import CnnlabError
@@ -85,7 +85,10 @@ def prepare_study(
 def _param_space(trials: list[PlannedTrial]) -> dict[str, BaseDistribution]:
     """Config fields that vary across the study become Optuna params, so optuna-dashboard can
     plot accuracy against them; the learning rate stays an attribute (a tuned one is unknown
-    until its sweep has run)."""
+    until its sweep has run). So does the seed: it is a replicate, not a design choice, and as
+    a param optuna-dashboard ranked it the second most important "hyperparameter" (issue 13).
+    Studies stored before this still hold ``seed`` as a param; nothing reads params back (the
+    seed is read from the ``seed`` user attribute, which every version wrote)."""
     values: dict[str, set[str]] = {}
     for t in trials:
         for k, v in t.config.items():
@@ -105,20 +108,15 @@ def _param_value(v: Any) -> Any:
 def _enqueue_missing(study: optuna.Study, trials: list[PlannedTrial]) -> int:
     live = {t.user_attrs.get("key") for t in study.get_trials(deepcopy=False, states=_LIVE)}
     space = _param_space(trials)
-    seeds = [t.seed for t in trials]
     added = 0
     for t in trials:
         if t.key in live:
             continue
-        params = {k: _param_value(t.config[k]) for k in space}
-        dists = dict(space)
-        params["seed"] = t.seed
-        dists["seed"] = IntDistribution(min(seeds), max(seeds))
         study.add_trial(
             optuna.trial.create_trial(
                 state=TrialState.WAITING,
-                params=params,
-                distributions=dists,
+                params={k: _param_value(t.config[k]) for k in space},
+                distributions=space,
                 user_attrs={a: plain(getattr(t, a)) for a in PLAN_ATTRS},
             )
         )
@@ -130,7 +128,8 @@ def _enqueue_missing(study: optuna.Study, trials: list[PlannedTrial]) -> int:
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> bool:
-    """Enqueue a fresh copy of a failed trial unless its key is already live again."""
+    """Enqueue a fresh copy of a failed trial unless its key is already live again. A trial
+    of an older study loses its ``seed`` param in the copy (it stays a user attribute)."""
     key = trial.user_attrs.get("key")
     for other in study.get_trials(deepcopy=False):
         if other.number == trial.number:
@@ -140,8 +139,8 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> bool:
     study.add_trial(
         optuna.trial.create_trial(
             state=TrialState.WAITING,
-            params=trial.params,
-            distributions=trial.distributions,
+            params={k: v for k, v in trial.params.items() if k != "seed"},
+            distributions={k: d for k, d in trial.distributions.items() if k != "seed"},
             user_attrs={a: trial.user_attrs[a] for a in PLAN_ATTRS if a in trial.user_attrs},
             system_attrs={RETRY_OF_ATTR: trial.number},
         )
@@ -278,6 +277,7 @@ def finish(
         }
         if claim.lr_choice is not None:
             attrs["lr_choice"] = claim.lr_choice
+        _report_curve(study, tid, outcome["history"])
         for k, v in attrs.items():
             _optuna.set_trial_user_attr(study, tid, k, jsonable(v))
         _optuna.set_trial_system_attr(study, tid, PRED_ATTR, pack(outcome["test_pred"]))
@@ -287,3 +287,14 @@ def finish(
         return _optuna.set_state(study, tid, TrialState.COMPLETE, [value])
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
+
+
+def _report_curve(study: optuna.Study, tid: int, history: list[Mapping[str, Any]]) -> None:
+    """Validation accuracy per epoch as the trial's intermediate values (step = epoch), the
+    learning curve optuna-dashboard draws. Written at the end (the trainer runs in the worker
+    and hands back its whole history), before COMPLETE: a finished trial takes no more."""
+    for i, row in enumerate(history, start=1):
+        value = row.get("val_accuracy")
+        if value is not None:
+            step = int(row.get("epoch", i))
+            _optuna.set_trial_intermediate_value(study, tid, step, float(value))

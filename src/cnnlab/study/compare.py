@@ -1,0 +1,220 @@
+"""``cnnlab study compare``: does a finding replicate in another study?
+
+Two studies (say the ``quick`` profile and the full-scale ``standard`` one) answer the same
+questions at different budgets. For every comparison both hold (the same factor and level
+against the same reference level), this puts the two differences with their 95% CIs and
+verdicts side by side and says whether the verdicts agree and whether the differences point
+the same way. Both studies go through ``analysis.analyse`` exactly as ``study report`` does,
+so a verdict here is the verdict of each study's own report (same margin δ); nothing is
+recomputed another way.
+
+Why two agreement counts: verdicts agree only when both studies reach the same conclusion
+(a quick study with 3 seeds often stays "unresolved" where the full one says "worse"), while
+the direction says whether the small study at least points the same way; issue 13 asks the
+quick profile to match the full study's direction wherever the full study is significant.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnnlab.errors import CnnlabError
+from cnnlab.runs import atomic_write_text
+from cnnlab.study import storage as st
+from cnnlab.study.analysis import DEFAULT_MARGIN, Comparison, StudyAnalysis, analyse
+from cnnlab.study.names import check_study_name
+
+Key = tuple[str, str, str]  # (factor, level, reference)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One study as compared: where it is stored and its analysis."""
+
+    storage: str  # without password
+    name: str
+    analysis: StudyAnalysis
+
+
+@dataclass(frozen=True)
+class Pair:
+    factor: str
+    level: str
+    reference: str
+    a: Comparison | None  # None: this comparison is not in study A
+    b: Comparison | None
+
+    @property
+    def shared(self) -> bool:
+        return self.a is not None and self.b is not None
+
+    @property
+    def verdicts_agree(self) -> bool:
+        return self.shared and self.a.verdict == self.b.verdict
+
+    @property
+    def same_direction(self) -> bool:
+        """Both differences on the same side of zero (both exactly zero counts as the same)."""
+        if not self.shared:
+            return False
+        da, db = self.a.diff.mean, self.b.diff.mean
+        if math.isnan(da) or math.isnan(db):
+            return False
+        return _sign(da) == _sign(db)
+
+
+@dataclass(frozen=True)
+class StudyComparison:
+    a: Side
+    b: Side
+    pairs: list[Pair]  # in study A's comparison order, then those only in B
+    margin: float  # points, the δ both analyses used
+
+    @property
+    def shared(self) -> list[Pair]:
+        return [p for p in self.pairs if p.shared]
+
+    def significant_in(self, side: str) -> list[Pair]:
+        """Shared comparisons that study ``side`` ("a" or "b") finds better or worse."""
+        return [p for p in self.shared if getattr(p, side).significant]
+
+    def summary(self) -> list[str]:
+        """The closing lines; the last one is the agreement count."""
+        shared = self.shared
+        lines = []
+        for side, other in (("a", "b"), ("b", "a")):
+            sig = self.significant_in(side)
+            if sig:
+                same = sum(p.same_direction for p in sig)
+                lines.append(
+                    f"significant in {side.upper()}: {len(sig)}; same direction in "
+                    f"{other.upper()}: {same} of {len(sig)}"
+                )
+        only_a = sum(p.b is None for p in self.pairs)
+        only_b = sum(p.a is None for p in self.pairs)
+        if only_a or only_b:
+            lines.append(f"only in A: {only_a}; only in B: {only_b} (not counted in the agreement)")
+        agree = sum(p.verdicts_agree for p in shared)
+        same = sum(p.same_direction for p in shared)
+        lines.append(
+            f"agree: {agree} of {len(shared)} comparisons (same direction: {same} of {len(shared)})"
+        )
+        return lines
+
+
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
+
+
+def load_analysis(storage: str, name: str, margin: float = DEFAULT_MARGIN) -> Side:
+    """Study ``name`` analysed as ``study report`` analyses it. Creates nothing on disk."""
+    name = check_study_name(name, "study name")
+    study = st.load_study(st.open_storage(storage, must_exist=True), name)
+    records = st.completed_records(study)
+    if not records:
+        raise CnnlabError(f"study {name!r} has no completed trials yet; nothing to compare")
+    analysis = analyse(st.stored_spec(study), records, st.stored_test_labels(study), margin)
+    return Side(st.safe_url(storage), name, analysis)
+
+
+def compare_studies(
+    storage_a: str, name_a: str, storage_b: str, name_b: str, margin: float = DEFAULT_MARGIN
+) -> StudyComparison:
+    a = load_analysis(storage_a, name_a, margin)
+    b = load_analysis(storage_b, name_b, margin)
+    return pair_up(a, b, margin)
+
+
+def pair_up(a: Side, b: Side, margin: float) -> StudyComparison:
+    def by_key(side: Side) -> dict[Key, Comparison]:
+        return {(c.factor, c.level, c.reference): c for c in side.analysis.comparisons}
+
+    in_a, in_b = by_key(a), by_key(b)
+    keys = list(in_a) + [k for k in in_b if k not in in_a]
+    pairs = [Pair(*k, in_a.get(k), in_b.get(k)) for k in keys]
+    return StudyComparison(a, b, pairs, margin)
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def _difference(c: Comparison | None) -> str:
+    if c is None:
+        return "not in this study"
+    d = c.diff
+    if math.isnan(d.low):
+        return f"{d.mean:+.2f} (no CI, n = {c.n})"
+    return f"{d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
+
+
+def _verdict(c: Comparison | None) -> str:
+    return "-" if c is None else c.verdict
+
+
+def _agreement(p: Pair) -> tuple[str, str]:
+    if not p.shared:
+        return ("only in A" if p.b is None else "only in B"), "-"
+    return ("yes" if p.verdicts_agree else "no"), ("same" if p.same_direction else "opposite")
+
+
+def _header(cmp: StudyComparison) -> list[str]:
+    lines = []
+    for tag, side in (("A", cmp.a), ("B", cmp.b)):
+        an = side.analysis
+        lines.append(
+            f"{tag}: study {side.name} in {side.storage} "
+            f"({an.complete} of {an.planned} trials complete)"
+        )
+    lines.append(
+        "differences: test accuracy of the level minus its reference, in points, with the "
+        f"95% CI; verdicts as in each study's report (δ = {cmp.margin:g} points)"
+    )
+    return lines
+
+
+def _rows(cmp: StudyComparison) -> list[list[str]]:
+    return [
+        [f"{p.factor} = {p.level} vs {p.reference}", _difference(p.a), _verdict(p.a),
+         _difference(p.b), _verdict(p.b), *_agreement(p)]
+        for p in cmp.pairs
+    ]  # fmt: skip
+
+
+_COLUMNS = ["comparison", "A difference", "A verdict", "B difference", "B verdict",
+            "verdicts agree", "direction"]  # fmt: skip
+
+
+def format_text(cmp: StudyComparison) -> str:
+    rows = [_COLUMNS, *_rows(cmp)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    table = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]  # fmt: skip
+    return "\n".join([*_header(cmp), "", *table, "", *cmp.summary()]) + "\n"
+
+
+def format_markdown(cmp: StudyComparison) -> str:
+    def row(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    lines = [f"# Study comparison: {cmp.a.name} (A) vs {cmp.b.name} (B)", ""]
+    lines += [f"- {line}" for line in _header(cmp)]
+    lines += ["", row(_COLUMNS), row(["---"] * len(_COLUMNS)), *map(row, _rows(cmp)), ""]
+    lines += [f"{line}  " for line in cmp.summary()]
+    return "\n".join(lines) + "\n"
+
+
+def check_out(out: str | Path) -> Path:
+    """A file ``--out`` can be written to, checked before any study is read."""
+    out = Path(out)
+    if out.is_dir():
+        raise CnnlabError(f"--out {out} is a folder; give a file name such as compare.md")
+    if not out.parent.resolve().is_dir():
+        raise CnnlabError(f"--out: folder {out.parent} does not exist")
+    return out
+
+
+def write_markdown(cmp: StudyComparison, out: str | Path) -> Path:
+    """The comparison as a Markdown file, written atomically (a failure leaves no half file)."""
+    return atomic_write_text(check_out(out), format_markdown(cmp))

@@ -1,0 +1,164 @@
+"""``cnnlab study compare``: two studies side by side, comparison by comparison.
+
+Study A runs the fake trainer; study B runs it with batch norm's effect reversed
+(``compare_trainer.py``), drops kernel size 5 and adds a batch-size factor. So kernel 7x7
+(-2 points in both) must agree, batch norm (+2 in A, -2 in B) must disagree in verdict and
+direction, and kernel 5x5 / batch size 512 are each in one study only.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cnnlab.study import load_spec, run_study
+from cnnlab.study import storage as st
+from cnnlab.study.analysis import analyse
+from cnnlab.study.compare import compare_studies, format_markdown
+
+SPEC_A = """
+name: a
+seeds: 3
+budget: {train_limit: 1000, epochs: 2, val_size: 500}
+factors:
+  kernel_size: [3, 5, 7]
+  regularization: [dropout, batch_norm]
+"""
+
+SPEC_B = """
+name: b
+seeds: 3
+budget: {train_limit: 1000, epochs: 2, val_size: 500}
+factors:
+  kernel_size: [3, 7]
+  regularization: [dropout, batch_norm]
+  batch_size: [128, 512]
+"""
+
+HERE = Path(__file__).parent  # the workers import the fake trainers from here
+KERNEL_7 = ("kernel_size", "7x7", "3x3")
+BATCH_NORM = ("regularization", "batch_norm", "dropout")
+KERNEL_5 = ("kernel_size", "5x5", "3x3")
+BATCH_512 = ("batch_size", "512", "128")
+
+
+@pytest.fixture(scope="module")
+def two_studies(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("compare")
+    mp = pytest.MonkeyPatch()
+    mp.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
+    )
+    urls = {}
+    try:
+        for name, text, trainer in (("a", SPEC_A, "fake_trainer:trainer"),
+                                    ("b", SPEC_B, "compare_trainer:batch_norm_hurts")):  # fmt: skip
+            (tmp / f"{name}.yaml").write_text(text)
+            urls[name] = f"sqlite:///{tmp}/{name}.db"
+            run_study(load_spec(tmp / f"{name}.yaml"), urls[name], name, 1, trainer=trainer,
+                      progress=False)  # fmt: skip
+    finally:
+        mp.undo()
+    return {"a": urls["a"], "b": urls["b"], "dir": tmp}
+
+
+@pytest.fixture(scope="module")
+def result(two_studies):
+    return compare_studies(two_studies["a"], "a", two_studies["b"], "b")
+
+
+def _pairs(result):
+    return {(p.factor, p.level, p.reference): p for p in result.pairs}
+
+
+def test_a_comparison_both_studies_find_agrees_in_verdict_and_direction(result):
+    p = _pairs(result)[KERNEL_7]
+    assert p.shared
+    assert (p.a.verdict, p.b.verdict) == ("worse", "worse")
+    assert p.verdicts_agree and p.same_direction
+
+
+def test_an_effect_reversed_in_one_study_disagrees_in_verdict_and_direction(result):
+    p = _pairs(result)[BATCH_NORM]
+    assert (p.a.verdict, p.b.verdict) == ("better", "worse")
+    assert p.a.diff.mean > 0 > p.b.diff.mean
+    assert not p.verdicts_agree and not p.same_direction
+
+
+def test_a_comparison_in_one_study_only_is_listed_as_such(result):
+    pairs = _pairs(result)
+    assert pairs[KERNEL_5].a is not None and pairs[KERNEL_5].b is None
+    assert pairs[BATCH_512].a is None and pairs[BATCH_512].b is not None
+    assert set(pairs) == {KERNEL_7, BATCH_NORM, KERNEL_5, BATCH_512}
+    assert len(result.shared) == 2
+
+
+@pytest.mark.parametrize("margin", [0.5, 4.0])
+def test_each_side_is_exactly_that_studys_own_analysis(two_studies, margin):
+    """Nothing recomputed: the differences, CIs and verdicts are those ``study report``
+    shows for each study at the same margin δ."""
+    result = compare_studies(two_studies["a"], "a", two_studies["b"], "b", margin=margin)
+    assert result.margin == margin
+    for side in ("a", "b"):
+        study = st.load_study(st.open_storage(two_studies[side]), side)
+        own = analyse(st.stored_spec(study), st.completed_records(study),
+                      st.stored_test_labels(study), margin=margin)  # fmt: skip
+        mine = {(c.factor, c.level, c.reference): c for c in own.comparisons}
+        for key, pair in _pairs(result).items():
+            c = getattr(pair, side)
+            if c is not None:
+                assert (c.diff, c.verdict, c.holm_pvalue) == (
+                    mine[key].diff, mine[key].verdict, mine[key].holm_pvalue,
+                )  # fmt: skip
+
+
+def test_the_summary_counts_agreement_over_shared_comparisons(result):
+    lines = result.summary()
+    assert lines[-1] == "agree: 1 of 2 comparisons (same direction: 1 of 2)"
+    assert "significant in B: 2; same direction in A: 1 of 2" in lines
+    assert "only in A: 1; only in B: 1 (not counted in the agreement)" in lines
+
+
+def test_the_command_prints_every_row_and_writes_the_same_as_markdown(run_cli, two_studies):
+    out = two_studies["dir"] / "compare.md"
+    r = run_cli("study", "compare", two_studies["a"], "a", two_studies["b"], "b",
+                "--out", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    row = next(ln for ln in lines if ln.startswith("regularization = batch_norm vs dropout"))
+    assert "better" in row and "worse" in row and row.split()[-2:] == ["no", "opposite"]
+    assert "only in A" in next(ln for ln in lines if ln.startswith("kernel_size = 5x5 vs 3x3"))
+    assert "agree: 1 of 2 comparisons (same direction: 1 of 2)" in lines
+    md = out.read_text()
+    assert "| kernel_size = 7x7 vs 3x3 |" in md and "| yes | same |" in md
+    assert md.count("\n| ") == 2 + 4  # header, separator, one row per comparison
+    assert "agree: 1 of 2 comparisons (same direction: 1 of 2)" in md
+
+
+def test_markdown_escapes_nothing_it_does_not_need_to(result):
+    md = format_markdown(result)
+    assert md.startswith("# Study comparison: a (A) vs b (B)")
+    assert "\\|" not in md
+
+
+def test_a_missing_storage_file_is_one_line_and_nothing_is_created(run_cli, two_studies, tmp_path):
+    r = run_cli("study", "compare", two_studies["a"], "a", "sqlite:///missing.db", "b")
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("cnnlab: error: ")
+    assert "missing.db" in r.stderr
+    assert not (tmp_path / "missing.db").exists()
+    assert r.stdout == ""
+
+
+def test_a_missing_study_name_says_which_studies_exist(run_cli, two_studies):
+    r = run_cli("study", "compare", two_studies["a"], "nope", two_studies["b"], "b")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "'nope'" in r.stderr and "studies here: a" in r.stderr
+
+
+def test_out_in_a_missing_folder_is_one_line(run_cli, two_studies, tmp_path):
+    r = run_cli("study", "compare", two_studies["a"], "a", two_studies["b"], "b",
+                "--out", str(tmp_path / "no" / "such" / "c.md"))  # fmt: skip
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert r.stdout == ""  # refused before either study is read
+    assert not (tmp_path / "no").exists()

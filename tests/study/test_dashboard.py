@@ -1,0 +1,98 @@
+"""``cnnlab study dashboard``: optuna-dashboard on 127.0.0.1, refused in one line when the
+storage is missing or the port is taken. Loopback only, every wait bounded."""
+
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cnnlab.study import load_spec
+from cnnlab.study import storage as st
+from cnnlab.study.dashboard import is_loopback
+
+HERE = Path(__file__).parent
+START_TIMEOUT = 90.0  # seconds for the command to print its address (imports under load)
+
+
+@pytest.fixture
+def study_url(tmp_path, small_spec):
+    """A storage holding one queued study (nothing trained: the dashboard only reads)."""
+    url = f"sqlite:///{tmp_path}/studies.db"
+    st.prepare_study(url, st.open_storage(url), "small", load_spec(small_spec))
+    return url
+
+
+def _env():
+    paths = [str(HERE), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(os.path.abspath(p) for p in paths if p))
+
+
+def _first_line(proc: subprocess.Popen, timeout: float) -> str:
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sel.select(timeout=1.0):
+            return proc.stdout.readline()
+        if proc.poll() is not None:
+            break
+    return ""
+
+
+def test_the_dashboard_serves_the_storage_on_loopback(study_url, tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "study", "dashboard", "--storage", study_url,
+         "--port", "0"],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = _first_line(proc, START_TIMEOUT)
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, (line, proc.poll())
+        base = f"http://127.0.0.1:{match.group(1)}"
+        with urllib.request.urlopen(f"{base}/", timeout=30) as page:
+            assert page.status == 200
+            assert b"<html" in page.read().lower()
+        with urllib.request.urlopen(f"{base}/api/studies", timeout=30) as api:
+            assert '"small"' in api.read().decode()  # the study in the storage it was given
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the command stops cleanly
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 0
+
+
+def test_a_missing_storage_file_is_one_line_and_nothing_is_created(run_cli, tmp_path):
+    r = run_cli("study", "dashboard", "--storage", "sqlite:///nope.db", "--port", "0")
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("cnnlab: error: ")
+    assert "nope.db" in r.stderr
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_a_port_in_use_is_one_line(run_cli, study_url):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = run_cli("study", "dashboard", "--storage", study_url, "--port", str(port))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert f"127.0.0.1:{port}" in r.stderr
+
+
+def test_only_loopback_addresses_count_as_private():
+    assert all(map(is_loopback, ["127.0.0.1", "127.0.0.2", "::1", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "192.168.1.5", "::", "example.org"]))
