@@ -88,7 +88,7 @@ def test_head_strategy_with_a_weights_file_keeps_that_backbone(tmp_path, make_fo
     state = C.load(run_dir).state_dict
     for key in ("conv1.weight", "layer4.1.conv2.weight", "layer2.0.bn1.running_var"):
         assert torch.equal(state[key], source[key]), key  # frozen, BatchNorm stats too
-    assert m["feature_cache"] is True and m["evaluated_on"] == "val"
+    assert m["feature_cache"] is True and m["evaluated_on"] == "test split carved from train"
 
 
 @pytest.mark.slow
