@@ -17,7 +17,7 @@ from cnnlab.transfer import checkpoint as C
 from cnnlab.transfer.assess import CARVED_TEST, fold_temperature, held_out
 from cnnlab.transfer.config import TransferConfig
 from cnnlab.transfer.models import build_model
-from cnnlab.transfer.predict import decision, predict
+from cnnlab.transfer.predict import decision, metrics_of, predict
 from cnnlab.transfer.splits import (
     assign_folds,
     group_ids,
@@ -205,3 +205,16 @@ def test_a_temperature_folded_into_the_checkpoint_is_applied_by_predict(tmp_path
     assert np.abs(p - q).max() > 0.05  # the temperature changed the probabilities ...
     assert q == pytest.approx(expected, abs=1e-4)  # ... exactly as softmax(logits / T)
     assert [r["predicted"] for r in before] == [r["predicted"] for r in after]
+
+
+def test_naming_the_other_class_positive_swaps_sensitivity_and_specificity():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)  # 1 = "b", positive by default
+    p_b = np.clip(rng.normal(0.35 + 0.3 * labels, 0.2), 0.01, 0.99)
+    proba = np.stack([1 - p_b, p_b], axis=1)
+    b_positive = metrics_of(labels, proba, ["a", "b"], 0.5)["operating_point"]
+    # --positive a: classes become [b, a], so labels and columns swap (splits.positive_last)
+    a_positive = metrics_of(1 - labels, proba[:, ::-1], ["b", "a"], 0.5)["operating_point"]
+    assert a_positive["sensitivity"] == pytest.approx(b_positive["specificity"])
+    assert a_positive["specificity"] == pytest.approx(b_positive["sensitivity"])
+    assert a_positive["sensitivity"] != pytest.approx(b_positive["sensitivity"])

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,3 +143,19 @@ def test_three_folds_give_three_results_and_their_mean_with_an_interval(tmp_path
     for r in _rows(run_dir / "splits.csv"):
         patient = re.search(PERSON, r["path"]).group(1)
         assert fold_of.setdefault(patient, r["fold"]) == r["fold"]  # a patient, one fold
+
+
+def test_evaluate_gives_intervals_pr_auc_and_the_new_plots(calibrated, tmp_path, capsys):
+    run_dir, m, _ = calibrated
+    held = tmp_path / "held"
+    for r in _rows(run_dir / "predictions_test.csv"):
+        (held / r["true"]).mkdir(parents=True, exist_ok=True)
+        source = Path(r["path"])
+        (held / r["true"] / source.name).write_bytes(source.read_bytes())
+    main(["transfer", "evaluate", str(run_dir), str(held), "--out", str(tmp_path / "ev")])
+    got = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert got["pr_auc"] == pytest.approx(m["pr_auc"]) and set(got["ci"]) == set(m["ci"])
+    assert {"precision_recall.png", "reliability.png"} <= {
+        p.name for p in (tmp_path / "ev").iterdir()
+    }
+    assert "balanced accuracy" in capsys.readouterr().out
