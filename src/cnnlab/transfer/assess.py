@@ -53,7 +53,7 @@ class Outcome:
     split: str  # the held-out split's key in ``prepared.splits``: "test" or "val"
     held: LoadedSplit
     proba: np.ndarray  # on ``held``, as the checkpoint predicts them
-    proba_uncalibrated: np.ndarray | None  # on ``held`` before temperature scaling
+    proba_uncalibrated: np.ndarray | None  # on ``held`` before a temperature was applied
 
 
 def held_out(prepared: Prepared) -> tuple[str, str]:
@@ -94,7 +94,7 @@ def assess(
     if cfg.calibrate:
         calibration = {
             "temperature": temperature,
-            "applied": "temperature" in ckpt.extra,
+            "applied": "temperature" in ckpt.extra,  # not at a bound of the search
             "fitted_on": "val",
             "val": _change(val.labels, val_before, val_proba),
             "held_out": _change(held.labels, before, proba),
@@ -124,7 +124,8 @@ def assess(
             "ece": val_metrics["ece"],
         },
     }
-    return Outcome(metrics, ckpt, split, held, proba, before)
+    applied = "temperature" in ckpt.extra
+    return Outcome(metrics, ckpt, split, held, proba, before if applied else None)
 
 
 def _proba(model, ckpt: ckpt_io.Checkpoint, split: LoadedSplit, device) -> np.ndarray:

@@ -276,7 +276,7 @@ def metrics_of(
     if ci_seed is not None:
         intervals = bootstrap_ci(labels, proba, threshold, seed=ci_seed)
         metrics["ci"] = contract_intervals(intervals)
-        metrics["ci_method"] = f"{METHOD}, {N_RESAMPLES} resamples, seed {ci_seed}, 95%"
+        metrics["ci_method"] = f"{METHOD}, {N_RESAMPLES} resamples of the images, seed {ci_seed}"
     return metrics
 
 

@@ -71,7 +71,7 @@ def figure(m: Mapping[str, Any], key: str) -> str:
 
 def headline(m: Mapping[str, Any], operating: bool = True) -> list[str]:
     """``figure`` of each metric the held-out split has."""
-    keys = [k for k in NAMES if k in m]
+    keys = ["test_accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "pr_auc"]
     if operating and "operating_point" in m:
         keys += ["sensitivity", "specificity"]
     return [figure(m, k) for k in keys]
@@ -193,8 +193,8 @@ def results_section(r: Report, metrics: Mapping[str, Any]) -> None:
     )
     if ci:
         r.paragraph(
-            f"Intervals: {metrics['ci_method']} over the images of the split (cases drawn with "
-            "replacement; percentile intervals can be a little narrow on small splits)."
+            f"Brackets: 95% intervals, {metrics['ci_method']} (images drawn with replacement; "
+            "percentile intervals can be a little narrow on small splits)."
         )
     r.table(metrics["per_class"], ["class", "precision", "recall", "f1", "support"])
     if "operating_point" in metrics:
@@ -234,11 +234,11 @@ def calibration_section(r: Report, metrics: Mapping[str, Any]) -> None:
         "argmax are unchanged). "
         + ("best.pt holds the calibrated model." if c["applied"] else f"Warning: {AT_BOUND}.")
     )
-    r.table(
-        [{"split": name, **c[key]} for key, name in (("val", "validation (fitted)"),
-                                                      ("held_out", metrics["evaluated_on"]))],
-        ["split", "ece_before", "ece_after", "nll_before", "nll_after"],
-    )  # fmt: skip
+    rows = [
+        {"split": "validation (where T was fitted)", **c["val"]},
+        {"split": metrics["evaluated_on"], **c["held_out"]},
+    ]
+    r.table(rows, ["split", "ece_before", "ece_after", "nll_before", "nll_after"])
 
 
 def _conclusion(m: RunMetrics) -> str:

@@ -153,8 +153,8 @@ def prepare_data(
     folds = None
     if cfg.folds:
         pool = splits["train"]
-        groups = None if pattern is None else group_ids(pool.paths, pattern)
-        folds = assign_folds(pool.labels, groups, cfg.folds, cfg.seed)
+        ids = None if pattern is None else group_ids(pool.paths, pattern)
+        folds = assign_folds(pool.labels, ids, cfg.folds, cfg.seed)
     report: DataReport = {
         "data_dir": str(data_dir),
         "layout": layout,
@@ -173,17 +173,8 @@ def prepare_data(
         "folds": cfg.folds,
         "fold_counts": None if folds is None else _fold_counts(splits["train"], folds, classes),
     }
-    groups = report["groups"]
-    if groups is not None:
-        console.print(
-            f"groups (--group-regex): {groups['groups']}, "
-            + ", ".join(f"{n} in {s}" for s, n in groups["per_split"].items())
-        )
-        if groups["across_splits"]:
-            console.print(
-                f"[yellow]leakage:[/] {groups['across_splits']} group(s) have images in two "
-                "of the split folders as given"
-            )
+    if report["groups"] is not None:
+        _print_groups(console, report["groups"])
     return Prepared(classes, splits, report, folds)
 
 
@@ -241,6 +232,16 @@ def _require_group_matches(
         console.print(
             f"[yellow]groups:[/] {len(unmatched)} of {len(paths)} file names do not match "
             f"--group-regex (e.g. {unmatched[0].name}); each is a group of its own"
+        )
+
+
+def _print_groups(console: Console, groups: GroupReport) -> None:
+    per_split = ", ".join(f"{n} in {split}" for split, n in groups["per_split"].items())
+    console.print(f"groups (--group-regex): {groups['groups']}, {per_split}")
+    if groups["across_splits"]:
+        console.print(
+            f"[yellow]leakage:[/] {groups['across_splits']} group(s) have images in two "
+            "of the split folders as given"
         )
 
 
