@@ -94,6 +94,64 @@ def roc_curves(
     return save_figure(fig, path)
 
 
+def precision_recall_curves(
+    y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str], path: str | os.PathLike
+) -> Path:
+    """One-vs-rest precision-recall curve per class (one for two classes: class 1), with the
+    average precision in the legend and each class's prevalence, the no-skill line, dotted."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    y_true = np.asarray(y_true)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    positives = [1] if len(class_names) == 2 else range(len(class_names))
+    for k in positives:
+        target = y_true == k
+        if target.all() or not target.any():
+            continue
+        precision, recall, _ = precision_recall_curve(target, proba[:, k])
+        ap = average_precision_score(target, proba[:, k])
+        (line,) = ax.step(recall, precision, where="post", label=f"{class_names[k]} (AP {ap:.3f})")
+        ax.axhline(target.mean(), color=line.get_color(), ls=":", lw=0.8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall (sensitivity)")
+    ax.set_ylabel("precision (PPV)")
+    ax.legend(fontsize=8)
+    ax.set_title("Precision-recall (dotted: prevalence)")
+    return save_figure(fig, path)
+
+
+def reliability_diagram(
+    y_true: np.ndarray, probas: Mapping[str, np.ndarray], path: str | os.PathLike
+) -> Path:
+    """Accuracy against top-label confidence per confidence bin, one line per set of
+    probabilities (e.g. before and after temperature scaling), ECE in the legend; the diagonal
+    is perfect calibration. Below it: how many images fall in each bin."""
+    from cnnlab.metrics import expected_calibration_error, reliability_bins
+
+    fig, (ax, hist) = plt.subplots(
+        2, 1, figsize=(5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    for name, proba in probas.items():
+        confidence, accuracy, count = reliability_bins(y_true, proba)
+        used = count > 0
+        ece = expected_calibration_error(y_true, proba)
+        (line,) = ax.plot(
+            confidence[used], accuracy[used], "-o", ms=4, label=f"{name} (ECE {ece:.3f})"
+        )
+        hist.stairs(count, np.linspace(0, 1, len(count) + 1), color=line.get_color())
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title("Reliability (dashed: perfect calibration)")
+    hist.set_xlabel("confidence (probability of the predicted class)")
+    hist.set_ylabel("images")
+    return save_figure(fig, path)
+
+
 def image_grid(
     images: Sequence[np.ndarray], titles: Sequence[str], path: str | os.PathLike, cols: int = 8
 ) -> Path:

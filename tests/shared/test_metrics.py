@@ -1,12 +1,19 @@
 import numpy as np
 import pytest
+from sklearn.metrics import average_precision_score
 
 from cnnlab.metrics import (
+    at_temperature_bound,
     binary_metrics,
     choose_threshold,
     classification_metrics,
     expected_calibration_error,
+    fit_temperature,
     metrics_contract,
+    negative_log_likelihood,
+    pr_auc,
+    reliability_bins,
+    temperature_scaled,
 )
 
 
@@ -60,3 +67,53 @@ def test_threshold_and_binary_metrics():
     m = binary_metrics(y, score, 0.5)
     assert m["sensitivity"] == 1.0 and m["specificity"] == pytest.approx(2 / 3)
     assert m["ppv"] == pytest.approx(3 / 4) and m["npv"] == 1.0
+
+
+def test_pr_auc_is_scikit_learns_average_precision():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    proba = np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1)
+    proba = np.stack([1 - proba, proba], axis=1)
+    assert pr_auc(y, proba) == pytest.approx(average_precision_score(y, proba[:, 1]))
+    y3 = rng.integers(0, 3, 200)
+    p3 = rng.dirichlet(np.ones(3), 200)
+    onehot = np.eye(3)[y3]
+    assert pr_auc(y3, p3) == pytest.approx(average_precision_score(onehot, p3, average="macro"))
+    assert pr_auc(np.zeros(5, int), np.full((5, 2), 0.5)) is None  # no positive: undefined
+
+
+def _overconfident(n=2000, temperature=4.0, seed=0):
+    """Labels drawn from softmax(z), reported as softmax(z * temperature): over-confident."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 3)) * 1.5
+    true_p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = np.array([rng.choice(3, p=p) for p in true_p])
+    sharp = np.exp(z * temperature)
+    return y, sharp / sharp.sum(1, keepdims=True)
+
+
+def test_temperature_scaling_undoes_over_confidence():
+    y, proba = _overconfident()
+    t = fit_temperature(y, proba)
+    assert t == pytest.approx(4.0, rel=0.15)  # the sharpening it was given
+    calibrated = temperature_scaled(proba, t)
+    assert negative_log_likelihood(y, calibrated) < negative_log_likelihood(y, proba) - 0.1
+    assert expected_calibration_error(y, calibrated) < expected_calibration_error(y, proba) / 3
+    assert (calibrated.argmax(1) == proba.argmax(1)).all()  # decisions unchanged
+    assert not at_temperature_bound(t)
+
+
+def test_temperature_one_changes_nothing_and_separable_data_hits_the_bound():
+    y, proba = _overconfident(n=50)
+    assert temperature_scaled(proba, 1.0) == pytest.approx(proba)
+    separable = np.eye(3)[y] * 0.6 + 0.4 / 3
+    assert at_temperature_bound(fit_temperature(y, separable))
+
+
+def test_reliability_bins_count_every_sample_once():
+    y, proba = _overconfident(n=300)
+    confidence, accuracy, count = reliability_bins(y, proba, n_bins=10)
+    assert count.sum() == 300
+    used = count > 0
+    assert ((confidence[used] > 0) & (confidence[used] <= 1)).all()
+    assert np.isnan(accuracy[~used]).all()

@@ -83,3 +83,23 @@ def make_folders():
 @pytest.fixture
 def make_image():
     return synthetic_image
+
+
+def write_patients(
+    root: Path, patients: dict[str, list[int]], seed: int = 0, mislabelled: int = 0
+) -> Path:
+    """``patients[class] = [patient id, ...]``, one image per entry, named personP_I.png;
+    the first ``mislabelled`` images of each class look like the other class."""
+    rng = np.random.default_rng(seed)
+    for label, (name, ids) in enumerate(patients.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i, pid in enumerate(ids):
+            image = Image.fromarray(synthetic_image((label + (i < mislabelled)) % 2, rng))
+            image.save(root / name / f"person{pid}_{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def make_patients():
+    """``make_patients(root, {"class": [patient id per image, ...]}, seed, mislabelled)``."""
+    return write_patients

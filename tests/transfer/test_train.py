@@ -56,7 +56,8 @@ def test_train_writes_a_complete_run(trained_run):
         "operating_point",
     ):
         assert key in m, key
-    assert m["evaluated_on"] == "test" and sum(map(sum, m["confusion_matrix"])) == 16
+    assert m["evaluated_on"] == "test split carved from train"
+    assert sum(map(sum, m["confusion_matrix"])) == 16
     history = _read_csv(trained_run / "history.csv")
     assert [int(r["epoch"]) for r in history] == [1, 2, 3, 4]
     best = max(float(r["val_balanced_accuracy"]) for r in history)
@@ -88,7 +89,7 @@ def test_head_strategy_with_a_weights_file_keeps_that_backbone(tmp_path, make_fo
     state = C.load(run_dir).state_dict
     for key in ("conv1.weight", "layer4.1.conv2.weight", "layer2.0.bn1.running_var"):
         assert torch.equal(state[key], source[key]), key  # frozen, BatchNorm stats too
-    assert m["feature_cache"] is True and m["evaluated_on"] == "val"
+    assert m["feature_cache"] is True and m["evaluated_on"] == "test split carved from train"
 
 
 @pytest.mark.slow

@@ -64,6 +64,7 @@ def predict(
         if not row["error"]:
             console.print(
                 f"{row['path']}\t{row['predicted']}\t{row['probability']:.3f}\t{row['top_k']}"
+                + (f"\tdecision {row['decision']}" if row.get("decision") else "")
             )
     for path, why in failed:
         console.print(f"[yellow]unreadable[/] {path}: {why}")

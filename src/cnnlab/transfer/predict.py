@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab import plots
+from cnnlab.bootstrap import METHOD, N_RESAMPLES, bootstrap_ci
 from cnnlab.errors import CnnlabError
-from cnnlab.metrics import binary_metrics, metrics_contract
+from cnnlab.metrics import binary_metrics, contract_intervals, metrics_contract, pr_auc
 from cnnlab.runs import run_directory, write_csv, write_json
 from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.batches import image_batches
@@ -156,11 +157,24 @@ def prediction_rows(
         }
         if threshold is not None and len(class_names) == 2:
             row["predicted_at_threshold"] = class_names[int(p[1] >= threshold)]
+            row["decision"] = decision(p, class_names, threshold)
         row.update({f"p_{name}": float(v) for name, v in zip(class_names, p, strict=True)})
         row["top_k"] = "; ".join(f"{class_names[i]}:{p[i]:.3f}" for i in order)
         row["error"] = ""
         rows.append(row)
     return rows
+
+
+def decision(p: np.ndarray, class_names: Sequence[str], threshold: float) -> str:
+    """The two-class decision at the operating threshold, with the reason: class 1 (the
+    positive class) when its probability reaches the threshold, e.g.
+    ``PNEUMONIA (P(PNEUMONIA)=0.710 >= threshold 0.430)``."""
+    positive = float(p[1]) >= threshold
+    sign = ">=" if positive else "<"
+    return (
+        f"{class_names[int(positive)]} "
+        f"(P({class_names[1]})={float(p[1]):.3f} {sign} threshold {threshold:.3f})"
+    )
 
 
 def cam_overlays(
@@ -237,16 +251,33 @@ def evaluate_arrays(
     images: np.ndarray,
     labels: np.ndarray,
     device: torch.device | str,
+    ci_seed: int | None = None,
 ) -> tuple[HeldOutMetrics, np.ndarray]:
-    """``metrics.json``-style metrics (plus the binary operating point) and probabilities."""
+    """``metrics.json``-style metrics (plus the binary operating point) and probabilities;
+    with ``ci_seed``, also bootstrap 95% intervals (``ci``) drawn with that seed."""
     proba = predict_proba(model, images, ckpt.mean, ckpt.std, device, channels_last=False)
-    metrics = cast("HeldOutMetrics", metrics_contract(labels, proba, ckpt.class_names))
-    if len(ckpt.class_names) == 2:
-        metrics["positive_class"] = ckpt.class_names[1]
+    return metrics_of(labels, proba, ckpt.class_names, ckpt.threshold, ci_seed), proba
+
+
+def metrics_of(
+    labels: np.ndarray,
+    proba: np.ndarray,
+    class_names: Sequence[str],
+    threshold: float | None,
+    ci_seed: int | None = None,
+) -> HeldOutMetrics:
+    metrics = cast("HeldOutMetrics", metrics_contract(labels, proba, class_names))
+    metrics["pr_auc"] = pr_auc(labels, proba)
+    if len(class_names) == 2:
+        metrics["positive_class"] = class_names[1]
         metrics["at_argmax"] = binary_metrics(labels, proba[:, 1], 0.5)
-        if ckpt.threshold is not None:
-            metrics["operating_point"] = binary_metrics(labels, proba[:, 1], ckpt.threshold)
-    return metrics, proba
+        if threshold is not None:
+            metrics["operating_point"] = binary_metrics(labels, proba[:, 1], threshold)
+    if ci_seed is not None:
+        intervals = bootstrap_ci(labels, proba, threshold, seed=ci_seed)
+        metrics["ci"] = contract_intervals(intervals)
+        metrics["ci_method"] = f"{METHOD}, {N_RESAMPLES} resamples of the images, seed {ci_seed}"
+    return metrics
 
 
 def evaluate(
@@ -260,8 +291,9 @@ def evaluate(
     """Metrics of the run's best checkpoint on a held-out folder of class folders.
 
     Results go to ``out`` (default ``RUN_DIR/evaluations/<folder name>``): metrics.json,
-    predictions.csv, confusion_matrix.png, roc.png. Unreadable images, and images above
-    ``max_pixels``, are skipped and listed in metrics.json.
+    predictions.csv, confusion_matrix.png, roc.png, precision_recall.png, reliability.png.
+    Unreadable images, and images above ``max_pixels``, are skipped and listed in
+    metrics.json; intervals are bootstrap 95% intervals (seed 0).
     """
     check_max_pixels(max_pixels)
     ckpt = ckpt_io.load(run_dir)
@@ -283,7 +315,7 @@ def evaluate(
     dev, _ = resolve_device(device)
     model.to(dev)
     with disk_errors(out), run_directory(out, overwrite=overwrite) as tmp:
-        held, proba = evaluate_arrays(model, ckpt, split.images, split.labels, dev)
+        held, proba = evaluate_arrays(model, ckpt, split.images, split.labels, dev, ci_seed=0)
         metrics: EvaluationMetrics = {
             **held,
             "data_dir": str(data_dir),
@@ -299,4 +331,7 @@ def evaluate(
             metrics["confusion_matrix"], ckpt.class_names, tmp / "confusion_matrix.png"
         )
         plots.roc_curves(split.labels, proba, ckpt.class_names, tmp / "roc.png")
+        names = ckpt.class_names
+        plots.precision_recall_curves(split.labels, proba, names, tmp / "precision_recall.png")
+        plots.reliability_diagram(split.labels, {"model": proba}, tmp / "reliability.png")
     return metrics, out

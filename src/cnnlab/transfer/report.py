@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from torch import nn
 
+    from cnnlab.transfer.assess import Outcome
     from cnnlab.transfer.checkpoint import Checkpoint
     from cnnlab.transfer.config import TransferConfig
     from cnnlab.transfer.data import LoadedSplit
@@ -25,20 +26,78 @@ if TYPE_CHECKING:
 MISTAKES = 8  # most confident mistakes shown with Grad-CAM
 
 
+# metrics.json key -> how the console and the report name it
+NAMES = {
+    "test_accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "macro_f1": "macro-F1",
+    "roc_auc": "ROC-AUC",
+    "pr_auc": "PR-AUC",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
+}
+AT_BOUND = (
+    "the temperature reached its search bound: the network separates the validation split "
+    "(nearly) perfectly, so its likelihood cannot pin T down; best.pt is left uncalibrated "
+    "(a larger validation split helps)"
+)
+OPTIMISTIC = (
+    "--test-size 0 left no test split: these figures come from the validation split that "
+    "also chose the best epoch (and the threshold), so they are optimistic"
+)
+
+
+def split_phrase(evaluated_on: str) -> str:
+    """``evaluated_on`` as a noun phrase: "the test split", "the test split carved from
+    train", "fold 2 of 5"."""
+    if evaluated_on.startswith("fold"):
+        return evaluated_on
+    return f"the {evaluated_on}" + ("" if "split" in evaluated_on else " split")
+
+
+def with_ci(value: float | None, ci: list[float] | None = None) -> str:
+    """``0.873 [0.851, 0.894]``; ``n/a`` for an undefined metric."""
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + ("" if not ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]")
+
+
+def figure(m: Mapping[str, Any], key: str) -> str:
+    """One metric with its interval, e.g. ``balanced accuracy 0.873 [0.851, 0.894]``;
+    sensitivity and specificity are those at the operating point."""
+    source = m["operating_point"] if key in ("sensitivity", "specificity") else m
+    return f"{NAMES[key]} {with_ci(source[key], (m.get('ci') or {}).get(key))}"
+
+
+def headline(m: Mapping[str, Any], operating: bool = True) -> list[str]:
+    """``figure`` of each metric the held-out split has."""
+    keys = ["test_accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "pr_auc"]
+    if operating and "operating_point" in m:
+        keys += ["sensitivity", "specificity"]
+    return [figure(m, k) for k in keys]
+
+
 def print_summary(console: Console, m: Mapping[str, Any]) -> None:
-    """Held-out metrics in two lines; ``m`` is a ``metrics.json`` plus ``evaluated_on``."""
-    auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
-    console.print(
-        f"{m['evaluated_on']}: accuracy {m['test_accuracy']:.3f}  balanced_accuracy "
-        f"{m['balanced_accuracy']:.3f}  macro_f1 {m['macro_f1']:.3f}  roc_auc {auc}  "
-        f"ece {m['ece']:.3f}"
-    )
+    """Held-out metrics with their intervals; ``m`` is a ``metrics.json`` plus ``evaluated_on``."""
+    n = m.get("n_images") or m.get("n_test") or m.get("n_val")
+    method = f"; 95% intervals: {m['ci_method']}" if m.get("ci_method") else ""
+    console.print(f"{m['evaluated_on']}" + (f", {n} images" if n else "") + method)
+    console.print("  " + "  ".join([*headline(m, operating=False), f"ECE {m['ece']:.3f}"]))
     if "operating_point" in m:
-        op = m["operating_point"]
         console.print(
-            f"operating threshold {op['threshold']:.3f} (chosen on val): sensitivity "
-            f"{op['sensitivity']:.3f}  specificity {op['specificity']:.3f}"
+            f"operating threshold {m['operating_point']['threshold']:.3f} (chosen on val) for "
+            f"{m['positive_class']}: {figure(m, 'sensitivity')}  {figure(m, 'specificity')}"
         )
+    if m.get("calibration"):
+        c = m["calibration"]
+        console.print(
+            f"calibration: temperature {c['temperature']:.3f} (fitted on val); ECE on the "
+            f"held-out split {c['held_out']['ece_before']:.3f} -> {c['held_out']['ece_after']:.3f}"
+        )
+        if not c["applied"]:
+            console.print(f"[yellow]warning:[/] {AT_BOUND}")
+    if m["evaluated_on"] == "val":
+        console.print(f"[yellow]warning:[/] {OPTIMISTIC}")
 
 
 def write_report(
@@ -46,17 +105,21 @@ def write_report(
     cfg: TransferConfig,
     prepared: Prepared,
     result: FitResult,
-    metrics: RunMetrics,
-    held: LoadedSplit,
-    proba: np.ndarray,
-    ckpt: Checkpoint,
+    outcome: Outcome,
 ) -> Path:
-    classes = prepared.classes
+    classes, metrics, held, proba = prepared.classes, outcome.metrics, outcome.held, outcome.proba
     curves = plots.learning_curves(result.history, run_dir / "learning_curves.png")
     cm = plots.confusion_matrix(
         metrics["confusion_matrix"], classes, run_dir / "confusion_matrix.png"
     )
     roc = plots.roc_curves(held.labels, proba, classes, run_dir / "roc.png")
+    pr = plots.precision_recall_curves(
+        held.labels, proba, classes, run_dir / "precision_recall.png"
+    )
+    probas = {"model": proba}
+    if outcome.proba_uncalibrated is not None:
+        probas = {"before scaling": outcome.proba_uncalibrated, "after scaling": proba}
+    reliability = plots.reliability_diagram(held.labels, probas, run_dir / "reliability.png")
 
     r = Report(f"Transfer learning: {cfg.arch} on {Path(prepared.report['data_dir']).name}")
     r.paragraph(_conclusion(metrics), css_class="conclusion")
@@ -69,7 +132,7 @@ def write_report(
     )
 
     r.heading("Data")
-    _data_section(r, prepared)
+    data_section(r, prepared)
 
     r.heading("Learning curves")
     r.image(curves, "Loss and accuracy per epoch on the training and validation splits")
@@ -91,25 +154,54 @@ def write_report(
         ]
     )
 
-    r.heading(f"Results on the {metrics['evaluated_on']} split")
+    r.heading(f"Results on {split_phrase(metrics['evaluated_on'])}")
+    if metrics["evaluated_on"] == "val":
+        r.paragraph(f"Warning: {OPTIMISTIC}.", css_class="warning")
+    results_section(r, metrics)
+    r.image(cm, "Confusion matrix (colour: fraction of the true class)")
+    r.image(roc, "ROC curve(s), one-vs-rest")
+    r.image(pr, "Precision-recall curve(s), one-vs-rest; AP = PR-AUC")
+
+    r.heading("Calibration")
+    calibration_section(r, metrics)
+    r.image(reliability, "Reliability diagram: accuracy against confidence, per bin")
+
+    r.heading("Most confident mistakes, with Grad-CAM")
+    grid = _mistakes(run_dir, result.model, outcome.ckpt, held, proba, classes)
+    if grid is None:
+        r.paragraph("No mistakes on this split.")
+    else:
+        r.paragraph(
+            "Top row: the image; bottom row: Grad-CAM of the predicted class (red = "
+            "regions that raised that class's score). Check that the network looks at "
+            "the lungs, not at markers, text or borders."
+        )
+        r.image(grid, "Most confident mistakes")
+    html, _ = r.write(run_dir)
+    return html
+
+
+def results_section(r: Report, metrics: Mapping[str, Any]) -> None:
+    """The held-out metrics with their intervals, per class, and the operating point."""
+    ci = metrics.get("ci") or {}
     r.table(
         [
-            {"metric": k, "value": metrics[k]}
-            for k in (
-                "test_accuracy",
-                "balanced_accuracy",
-                "macro_f1",
-                "roc_auc",
-                "ece",
-                "test_loss",
-            )
+            {"metric": k, "value": metrics[k], "95% interval": with_ci(metrics[k], ci.get(k))}
+            for k in ("test_accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "pr_auc")
         ]
+        + [{"metric": k, "value": metrics[k], "95% interval": ""} for k in ("ece", "test_loss")]
     )
+    if ci:
+        r.paragraph(
+            f"Brackets: 95% intervals, {metrics['ci_method']} (images drawn with replacement; "
+            "percentile intervals can be a little narrow on small splits)."
+        )
     r.table(metrics["per_class"], ["class", "precision", "recall", "f1", "support"])
     if "operating_point" in metrics:
         r.paragraph(
             f"Operating point for {metrics['positive_class']} (positive class): threshold "
-            f"chosen on the validation split by Youden's J, never on the test split."
+            f"chosen on the validation split by Youden's J, never on the held-out split: "
+            f"{figure(metrics, 'sensitivity')}, {figure(metrics, 'specificity')}."
         )
         r.table(
             [
@@ -126,46 +218,46 @@ def write_report(
                 "balanced_accuracy",
             ],
         )
-    r.image(cm, "Confusion matrix (colour: fraction of the true class)")
-    r.image(roc, "ROC curve(s), one-vs-rest")
 
-    r.heading("Most confident mistakes, with Grad-CAM")
-    grid = _mistakes(run_dir, result.model, ckpt, held, proba, classes)
-    if grid is None:
-        r.paragraph("No mistakes on this split.")
-    else:
+
+def calibration_section(r: Report, metrics: Mapping[str, Any]) -> None:
+    c = metrics.get("calibration")
+    if not c:
         r.paragraph(
-            "Top row: the image; bottom row: Grad-CAM of the predicted class (red = "
-            "regions that raised that class's score). Check that the network looks at "
-            "the lungs, not at markers, text or borders."
+            f"ECE (expected calibration error, 15 bins) {metrics['ece']:.3f}. Not calibrated: "
+            "--calibrate fits temperature scaling on the validation split."
         )
-        r.image(grid, "Most confident mistakes")
-    html, _ = r.write(run_dir)
-    return html
+        return
+    r.paragraph(
+        f"Temperature scaling fitted on the validation split: T = {c['temperature']:.3f} "
+        f"({'softens' if c['temperature'] > 1 else 'sharpens'} the probabilities; decisions by "
+        "argmax are unchanged). "
+        + ("best.pt holds the calibrated model." if c["applied"] else f"Warning: {AT_BOUND}.")
+    )
+    rows = [
+        {"split": "validation (where T was fitted)", **c["val"]},
+        {"split": metrics["evaluated_on"], **c["held_out"]},
+    ]
+    r.table(rows, ["split", "ece_before", "ece_after", "nll_before", "nll_after"])
 
 
 def _conclusion(m: RunMetrics) -> str:
-    auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
-    text = (
-        f"On the {m['evaluated_on']} split ({m['n_test'] or m['n_val']} images): accuracy "
-        f"{m['test_accuracy']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}, macro F1 "
-        f"{m['macro_f1']:.3f}, ROC-AUC {auc}, ECE {m['ece']:.3f}."
-    )
+    n = m["n_test"] or m["n_val"]
+    text = f"On {split_phrase(m['evaluated_on'])} ({n} images): " + ", ".join(headline(m))
+    text += f", ECE {m['ece']:.3f}."
+    if m.get("ci"):
+        text += " Brackets: 95% bootstrap intervals."
     if "operating_point" in m:
-        op = m["operating_point"]
         text += (
-            f" At the validation threshold {op['threshold']:.3f}: sensitivity "
-            f"{op['sensitivity']:.3f}, specificity {op['specificity']:.3f}."
+            f" Sensitivity and specificity at the validation threshold "
+            f"{m['operating_point']['threshold']:.3f}, {m['positive_class']} positive."
         )
     if m["evaluated_on"] == "val":
-        text += (
-            " There is no test split, so these figures come from the validation split "
-            "that also chose the best epoch: they are optimistic."
-        )
+        text += f" {OPTIMISTIC[0].upper()}{OPTIMISTIC[1:]}."
     return text
 
 
-def _data_section(r: Report, prepared: Prepared) -> None:
+def data_section(r: Report, prepared: Prepared) -> None:
     rep = prepared.report
     rows = []
     for split, counts in rep["counts"].items():
@@ -188,6 +280,16 @@ def _data_section(r: Report, prepared: Prepared) -> None:
     )
     if rep["removed_by_dedupe"]:
         notes.append(f"Removed by --dedupe: {len(rep['removed_by_dedupe'])} image(s)")
+    if rep.get("positive_class"):
+        notes.append(f"Positive class: {rep['positive_class']}")
+    groups = rep.get("groups")
+    if groups:
+        notes.append(
+            f"Groups (--group-regex {groups['regex']}): {groups['groups']} "
+            f"({', '.join(f'{n} in {s}' for s, n in groups['per_split'].items())}); "
+            f"{groups['files_without_group']} file(s) matched no group and count as their own; "
+            f"{groups['across_splits']} group(s) in two splits"
+        )
     r.bullets(notes)
     if rep["skipped"]:
         r.table(rep["skipped"][:50], ["split", "path", "reason"])

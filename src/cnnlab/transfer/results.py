@@ -45,9 +45,15 @@ class HeldOutMetrics(TypedDict):
     ece: float
     per_class: list[ClassMetrics]
     confusion_matrix: list[list[int]]
+    pr_auc: float | None  # average precision: of class 1, or macro one-vs-rest
     positive_class: NotRequired[str]
     at_argmax: NotRequired[BinaryMetrics]
     operating_point: NotRequired[BinaryMetrics]  # at the threshold chosen on validation
+    # bootstrap 95% intervals, metric -> [low, high] (None: undefined): test_accuracy,
+    # balanced_accuracy, macro_f1, roc_auc, pr_auc; two classes: sensitivity and specificity
+    # at the operating point
+    ci: NotRequired[dict[str, list[float] | None]]
+    ci_method: NotRequired[str]
 
 
 class ValSummary(TypedDict):
@@ -55,15 +61,38 @@ class ValSummary(TypedDict):
     balanced_accuracy: float
     macro_f1: float
     roc_auc: float | None
+    pr_auc: float | None
     ece: float
+
+
+class CalibrationChange(TypedDict):
+    ece_before: float
+    ece_after: float
+    nll_before: float  # negative log likelihood, nats per image
+    nll_after: float
+
+
+class Calibration(TypedDict):
+    """``--calibrate``: temperature scaling fitted on validation, folded into ``best.pt``."""
+
+    temperature: float  # as fitted; > 1 softens an over-confident model
+    # False when T stopped at 1/20 or 20 (validation could not pin it down): best.pt is then
+    # left uncalibrated, and the "after" figures equal the "before" ones
+    applied: bool
+    fitted_on: str  # "val"
+    val: CalibrationChange  # where T was fitted: improves by construction
+    held_out: CalibrationChange  # the honest measure
 
 
 class RunMetrics(HeldOutMetrics):
     """``metrics.json`` of ``transfer train``: the held-out split's metrics and the run."""
 
-    evaluated_on: str  # "test", or "val" when there is no test split
+    # "test" (a test/ folder), "test split carved from train", "val" (--test-size 0: optimistic),
+    # or "fold k of K" in a --folds run's fold directories
+    evaluated_on: str
     class_names: list[str]
     threshold: float | None
+    calibration: Calibration | None
     best_epoch: int
     monitor: str
     epochs_run: int
@@ -75,6 +104,46 @@ class RunMetrics(HeldOutMetrics):
     n_val: int
     n_test: int
     val: ValSummary  # the best checkpoint on the validation split
+
+
+class FoldMetrics(TypedDict):
+    """One fold of a ``--folds`` run: its held-out fold's metrics (``fold_k/metrics.json``)."""
+
+    fold: int  # 1-based
+    n_test: int
+    test_accuracy: float
+    balanced_accuracy: float
+    macro_f1: float
+    roc_auc: float | None
+    pr_auc: float | None
+    ece: float
+    sensitivity: NotRequired[float]  # two classes, at that fold's operating point
+    specificity: NotRequired[float]
+
+
+class CrossValMetrics(TypedDict):
+    """``metrics.json`` of a ``--folds K`` run: means over folds, Student-t intervals."""
+
+    evaluated_on: str  # "K-fold cross-validation"
+    folds: int
+    class_names: list[str]
+    positive_class: NotRequired[str]
+    test_accuracy: float  # each metric: the mean over folds
+    balanced_accuracy: float
+    macro_f1: float
+    roc_auc: float | None
+    pr_auc: float | None
+    ece: float
+    sensitivity: NotRequired[float]
+    specificity: NotRequired[float]
+    std: dict[str, float | None]  # over folds (ddof 1)
+    ci: dict[str, list[float] | None]  # mean +- t(0.975, K-1) std / sqrt(K)
+    ci_method: str
+    per_fold: list[FoldMetrics]
+    n_images: int
+    epochs_run: list[int]
+    train_seconds: float  # all folds
+    device: str
 
 
 class SkippedImage(TypedDict):

@@ -1,0 +1,204 @@
+"""After fitting: calibration, the operating threshold, and held-out metrics with intervals.
+
+``assess`` keeps the held-out split out of every choice. On the validation split, the one
+that already chose the best epoch, it fits the temperature (``--calibrate``) and picks the
+two-class threshold; only then is the held-out split measured, with bootstrap intervals
+(``cnnlab.bootstrap``). ``write_outcome`` saves what a run directory holds of it.
+
+The temperature is folded into the classifier head (weights and bias divided by T), so the
+saved checkpoint *is* the calibrated model: ``predict``, ``evaluate``, the serve page and the
+ONNX export apply it without knowing; ``extra["temperature"]`` records T. Division by T > 0
+keeps every argmax, so accuracy, ROC-AUC and Grad-CAM's maps are unchanged by it. A T at the
+end of its search range is not applied: a validation split the network separates perfectly
+drives T towards 0 without bound, and folding that in would turn every probability into 0
+or 1.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from cnnlab.metrics import (
+    at_temperature_bound,
+    choose_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+)
+from cnnlab.runs import write_csv, write_json
+from cnnlab.transfer import checkpoint as ckpt_io
+from cnnlab.transfer.models import preprocessing
+from cnnlab.transfer.predict import evaluate_arrays, predict_proba, prediction_rows
+from cnnlab.transfer.report import write_report
+
+if TYPE_CHECKING:
+    from cnnlab.transfer.config import TransferConfig
+    from cnnlab.transfer.data import LoadedSplit
+    from cnnlab.transfer.results import CalibrationChange, FitResult, RunMetrics
+    from cnnlab.transfer.splits import Prepared
+
+CARVED_TEST = "test split carved from train"
+
+
+@dataclass
+class Outcome:
+    metrics: RunMetrics
+    ckpt: ckpt_io.Checkpoint  # the best epoch, calibrated with --calibrate, with its threshold
+    split: str  # the held-out split's key in ``prepared.splits``: "test" or "val"
+    held: LoadedSplit
+    proba: np.ndarray  # on ``held``, as the checkpoint predicts them
+    proba_uncalibrated: np.ndarray | None  # on ``held`` before a temperature was applied
+
+
+def held_out(prepared: Prepared) -> tuple[str, str]:
+    """(split key, what ``evaluated_on`` says): the test folder, a carved test split, or the
+    validation split when ``--test-size 0`` left no test split."""
+    if "test" not in prepared.splits:
+        return "val", "val"
+    return "test", CARVED_TEST if "test" in prepared.report["carved"] else "test"
+
+
+def assess(
+    cfg: TransferConfig,
+    prepared: Prepared,
+    result: FitResult,
+    device: torch.device,
+    described: str,
+    evaluated_on: str | None = None,
+) -> Outcome:
+    """Calibrate and threshold on validation, then measure the held-out split once."""
+    ckpt = best_checkpoint(cfg, prepared, result)
+    model, val = result.model, prepared.splits["val"]
+    split, name = held_out(prepared)
+    held = prepared.splits[split]
+    val_metrics, val_proba = evaluate_arrays(model, ckpt, val.images, val.labels, device)
+    calibration, before, temperature = None, None, 1.0
+    if cfg.calibrate:
+        temperature = fit_temperature(val.labels, val_proba)
+        val_before = val_proba
+        before = val_proba if split == "val" else _proba(model, ckpt, held, device)
+        if not at_temperature_bound(temperature):
+            fold_temperature(ckpt, model, temperature)
+            val_metrics, val_proba = evaluate_arrays(model, ckpt, val.images, val.labels, device)
+    if len(prepared.classes) == 2 and len(np.unique(val.labels)) == 2:
+        ckpt.threshold = choose_threshold(val.labels, val_proba[:, 1])
+    held_metrics, proba = evaluate_arrays(
+        model, ckpt, held.images, held.labels, device, ci_seed=cfg.seed
+    )
+    if cfg.calibrate:
+        calibration = {
+            "temperature": temperature,
+            "applied": "temperature" in ckpt.extra,  # not at a bound of the search
+            "fitted_on": "val",
+            "val": _change(val.labels, val_before, val_proba),
+            "held_out": _change(held.labels, before, proba),
+        }
+    metrics: RunMetrics = {
+        **held_metrics,
+        "evaluated_on": evaluated_on or name,
+        "class_names": prepared.classes,
+        "threshold": ckpt.threshold,
+        "calibration": calibration,
+        "best_epoch": result.best_epoch,
+        "monitor": cfg.monitor,
+        "epochs_run": len(result.history),
+        "train_seconds": result.train_seconds,
+        "images_per_second": result.images_seen / max(result.train_step_seconds, 1e-9),
+        "feature_cache": result.used_feature_cache,
+        "device": described,
+        "n_train": len(prepared.splits["train"]),
+        "n_val": len(val),
+        "n_test": len(prepared.splits["test"]) if "test" in prepared.splits else 0,
+        "val": {
+            "accuracy": val_metrics["test_accuracy"],  # the contract's name, on val
+            "balanced_accuracy": val_metrics["balanced_accuracy"],
+            "macro_f1": val_metrics["macro_f1"],
+            "roc_auc": val_metrics["roc_auc"],
+            "pr_auc": val_metrics["pr_auc"],
+            "ece": val_metrics["ece"],
+        },
+    }
+    applied = "temperature" in ckpt.extra
+    return Outcome(metrics, ckpt, split, held, proba, before if applied else None)
+
+
+def _proba(model, ckpt: ckpt_io.Checkpoint, split: LoadedSplit, device) -> np.ndarray:
+    return predict_proba(model, split.images, ckpt.mean, ckpt.std, device, channels_last=False)
+
+
+def _change(labels: np.ndarray, before: np.ndarray, after: np.ndarray) -> CalibrationChange:
+    return {
+        "ece_before": expected_calibration_error(labels, before),
+        "ece_after": expected_calibration_error(labels, after),
+        "nll_before": negative_log_likelihood(labels, before),
+        "nll_after": negative_log_likelihood(labels, after),
+    }
+
+
+def fold_temperature(ckpt: ckpt_io.Checkpoint, model: torch.nn.Module, temperature: float):
+    """Divide the classifier head by ``temperature`` in the checkpoint and the model:
+    softmax(W x / T + b / T) is softmax(logits / T)."""
+    head = ckpt_io.head_name_of(ckpt.state_dict)
+    state = dict(ckpt.state_dict)
+    for key in (f"{head}.weight", f"{head}.bias"):
+        if key in state:
+            state[key] = state[key] / temperature
+    ckpt.state_dict = state
+    ckpt.extra["temperature"] = float(temperature)
+    device = next(model.parameters()).device
+    model.load_state_dict({k: v.to(device) for k, v in state.items()})
+
+
+def best_checkpoint(
+    cfg: TransferConfig, prepared: Prepared, result: FitResult
+) -> ckpt_io.Checkpoint:
+    pre = preprocessing(cfg.arch, cfg.image_size)
+    return ckpt_io.Checkpoint(
+        cfg.arch,
+        prepared.classes,
+        cfg.image_size,
+        list(pre.mean),
+        list(pre.std),
+        result.best_state,
+        extra={
+            "epoch": result.best_epoch,
+            "monitor": cfg.monitor,
+            "monitor_value": result.best_value,
+        },
+    )
+
+
+def write_outcome(
+    run_dir: Path,
+    cfg: TransferConfig,
+    prepared: Prepared,
+    result: FitResult,
+    outcome: Outcome,
+    report: bool = True,
+) -> None:
+    """metrics.json, the held-out predictions, best.pt and last.pt (and the report)."""
+    write_json(run_dir / "metrics.json", outcome.metrics)
+    write_csv(run_dir / f"predictions_{outcome.split}.csv", labelled_rows(outcome, prepared))
+    ckpt = outcome.ckpt
+    ckpt_io.save(ckpt, run_dir / "best.pt")
+    last = copy.copy(ckpt)  # the last epoch as trained: not calibrated
+    last.state_dict = result.last_state
+    last.extra = {"epoch": len(result.history), "monitor": cfg.monitor}
+    ckpt_io.save(last, run_dir / "last.pt")
+    if report:
+        write_report(run_dir, cfg, prepared, result, outcome)
+
+
+def labelled_rows(outcome: Outcome, prepared: Prepared) -> list[dict[str, Any]]:
+    """``prediction_rows`` of the held-out split, each with its true class."""
+    held, classes = outcome.held, prepared.classes
+    rows = prediction_rows(held.paths, outcome.proba, classes, 3, outcome.ckpt.threshold)
+    for row, label in zip(rows, held.labels, strict=True):
+        row["true"] = classes[int(label)]
+    return rows

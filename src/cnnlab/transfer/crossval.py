@@ -1,0 +1,210 @@
+"""``--folds K``: K trainings, each tested on the fold it never saw, in one run directory.
+
+``splits.prepare_data`` cuts the pool into K stratified folds (whole groups with
+``--group-regex``). Fold k trains on the other folds less a validation split, which chooses
+the epoch, the threshold and the temperature exactly as in a single run (``assess``), and is
+tested on fold k: every image is tested once. Each fold writes ``fold_k/`` (metrics.json with
+bootstrap intervals, predictions, history, splits, best.pt); the run's ``metrics.json`` holds
+the mean over folds with a Student-t 95% interval, and ``report.html`` reports all folds.
+
+The t-interval treats the K folds as independent samples. They are not (their training sets
+overlap), so it is somewhat narrow (Nadeau & Bengio 2003); the per-fold values stand next to
+it in the report. There is no single model to deploy: train without ``--folds`` for that.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import stats
+
+from cnnlab import plots
+from cnnlab.report import Report
+from cnnlab.runs import write_csv, write_json
+from cnnlab.transfer.assess import assess, labelled_rows, write_outcome
+from cnnlab.transfer.fit import fit
+from cnnlab.transfer.report import NAMES, data_section, print_summary, with_ci
+from cnnlab.transfer.splits import fold_split
+
+if TYPE_CHECKING:
+    import torch
+    from rich.console import Console
+
+    from cnnlab.transfer.config import TransferConfig
+    from cnnlab.transfer.results import CrossValMetrics, FoldMetrics
+    from cnnlab.transfer.splits import Prepared
+
+METRICS = ("test_accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "pr_auc", "ece")
+LEVEL = 0.95
+
+
+def cross_validate(
+    run_dir: Path,
+    cfg: TransferConfig,
+    prepared: Prepared,
+    device: torch.device,
+    described: str,
+    console: Console,
+) -> CrossValMetrics:
+    """Train and test every fold into ``run_dir/fold_k``; write the summary and the report."""
+    k = cfg.folds or 0
+    if prepared.folds is None or k < 2:
+        raise ValueError("cross_validate needs data prepared with --folds 2 or more")
+    pool = prepared.splits["train"]
+    out_of_fold = np.zeros((len(pool), len(prepared.classes)))
+    rows: list[FoldMetrics] = []
+    predictions: list[dict[str, Any]] = []
+    epochs, seconds = [], 0.0
+    for fold in range(k):
+        part = fold_split(prepared, fold, cfg)
+        counts = ", ".join(f"{n} {len(s)}" for n, s in part.splits.items())
+        console.print(f"fold {fold + 1}/{k}: {counts}")
+        result = fit(cfg, part, device, console)
+        outcome = assess(cfg, part, result, device, described, f"fold {fold + 1} of {k}")
+        where = run_dir / f"fold_{fold + 1}"
+        where.mkdir()
+        write_csv(where / "history.csv", result.history)
+        write_csv(where / "splits.csv", part.manifest())
+        write_outcome(where, cfg, part, result, outcome, report=False)
+        print_summary(console, outcome.metrics)
+        out_of_fold[prepared.folds == fold] = outcome.proba
+        rows.append(fold_row(fold, outcome.metrics))
+        predictions += [{"fold": fold + 1, **row} for row in labelled_rows(outcome, part)]
+        epochs.append(len(result.history))
+        seconds += result.train_seconds
+    summary = summarise(rows, prepared.classes)
+    summary |= {
+        "n_images": len(pool),
+        "epochs_run": epochs,
+        "train_seconds": seconds,
+        "device": described,
+    }
+    write_json(run_dir / "metrics.json", summary)
+    write_csv(run_dir / "predictions_out_of_fold.csv", predictions)
+    write_cv_report(run_dir, cfg, prepared, summary, out_of_fold)
+    console.print(
+        f"{k}-fold cross-validation, mean [95% t-interval] over folds: "
+        + "  ".join(f"{NAMES.get(m, 'ECE')} {cv_figure(summary, m)}" for m in summary["ci"])
+    )
+    return summary
+
+
+def fold_row(fold: int, m: dict[str, Any]) -> FoldMetrics:
+    row: FoldMetrics = {
+        "fold": fold + 1,
+        "n_test": m["n_test"],
+        **{key: m[key] for key in METRICS},  # type: ignore[typeddict-item]
+    }
+    if "operating_point" in m:
+        row["sensitivity"] = m["operating_point"]["sensitivity"]
+        row["specificity"] = m["operating_point"]["specificity"]
+    return row
+
+
+def t_interval(values: list[float | None], level: float = LEVEL):
+    """(mean, std, [low, high]) of the defined values; the interval needs two of them and is
+    clipped to [0, 1], where every metric summarised here lives (with 3 folds, t(0.975, 2) =
+    4.3 standard errors easily reach past it).
+
+    ``cnnlab.study.stats.t_interval`` computes the same, but loads statsmodels (seconds) into
+    a process that only needs SciPy.
+    """
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if not len(x):
+        return None, None, None
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, None, None
+    std = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * std / math.sqrt(len(x))
+    return mean, std, [max(mean - half, 0.0), min(mean + half, 1.0)]
+
+
+def summarise(rows: list[FoldMetrics], classes: list[str]) -> CrossValMetrics:
+    """Means over folds, their standard deviations and Student-t intervals."""
+    keys = [*METRICS] + (["sensitivity", "specificity"] if "sensitivity" in rows[0] else [])
+    summary: dict[str, Any] = {
+        "evaluated_on": f"{len(rows)}-fold cross-validation",
+        "folds": len(rows),
+        "class_names": classes,
+    }
+    if len(classes) == 2:
+        summary["positive_class"] = classes[1]
+    std, ci = {}, {}
+    for key in keys:
+        summary[key], std[key], ci[key] = t_interval([row.get(key) for row in rows])
+    summary |= {
+        "std": std,
+        "ci": ci,
+        "ci_method": f"Student-t {LEVEL:.0%} interval of the mean over {len(rows)} folds",
+        "per_fold": rows,
+    }
+    return summary  # type: ignore[return-value]
+
+
+def cv_figure(m: dict[str, Any], key: str) -> str:
+    std = m["std"].get(key)
+    return with_ci(m.get(key), m["ci"].get(key)) + ("" if std is None else f" (sd {std:.3f})")
+
+
+def write_cv_report(
+    run_dir: Path,
+    cfg: TransferConfig,
+    prepared: Prepared,
+    summary: CrossValMetrics,
+    out_of_fold: np.ndarray,
+) -> Path:
+    classes = prepared.classes
+    labels = prepared.splits["train"].labels
+    roc = plots.roc_curves(labels, out_of_fold, classes, run_dir / "roc.png")
+    pr = plots.precision_recall_curves(
+        labels, out_of_fold, classes, run_dir / "precision_recall.png"
+    )
+    reliability = plots.reliability_diagram(
+        labels, {"out of fold": out_of_fold}, run_dir / "reliability.png"
+    )
+    k, data = summary["folds"], Path(prepared.report["data_dir"]).name
+    figures = [f"{NAMES[m]} {with_ci(summary[m], summary['ci'][m])}" for m in NAMES if m in summary]
+    r = Report(f"Cross-validation ({k} folds): {cfg.arch} on {data}")
+    r.paragraph(
+        f"{k}-fold cross-validation on {summary['n_images']} images: every image was tested "
+        f"once, by the model of the fold that did not train on it. Means: {', '.join(figures)}. "
+        f"Brackets: {summary['ci_method']} (somewhat narrow: folds share training data).",
+        css_class="conclusion",
+    )
+    r.heading("Setup")
+    r.table([{"setting": key, "value": str(v)} for key, v in cfg.to_dict().items()])
+    r.paragraph(f"Device: {summary['device']}. All folds took {summary['train_seconds']:.1f} s.")
+    r.heading("Data")
+    data_section(r, prepared)
+    if prepared.report["fold_counts"]:
+        r.table(
+            [
+                {"fold": i + 1, **dict(zip(classes, counts, strict=True))}
+                for i, counts in enumerate(prepared.report["fold_counts"])
+            ],
+            ["fold", *classes],
+        )
+    r.heading("Results over folds")
+    r.table(
+        [
+            {"metric": m, "mean": summary[m], "sd": summary["std"][m],
+             "95% interval": with_ci(summary[m], summary["ci"][m])}
+            for m in summary["ci"]
+        ]
+    )  # fmt: skip
+    r.table(summary["per_fold"])
+    r.paragraph(
+        "Each fold's threshold (two classes) and temperature (--calibrate) were chosen on "
+        "that fold's validation split; fold_k/metrics.json holds its bootstrap intervals."
+    )
+    r.heading("Out-of-fold curves")
+    r.paragraph("Every image's probabilities from the model that did not train on it, pooled.")
+    r.image(roc, "ROC curve(s), one-vs-rest, pooled out of fold")
+    r.image(pr, "Precision-recall curve(s), pooled out of fold")
+    r.image(reliability, "Reliability diagram, pooled out of fold")
+    html, _ = r.write(run_dir)
+    return html
