@@ -9,7 +9,7 @@ neither (its ``calibration_curve`` takes one binary score, and its calibrators r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -17,6 +17,13 @@ from scipy.special import log_softmax
 from sklearn import metrics as skm
 
 ECE_BINS = 15
+
+# one row of ``per_class`` in ``metrics.json`` (both pipelines); the functional form because
+# ``class`` is a Python keyword
+ClassMetrics = TypedDict(
+    "ClassMetrics",
+    {"class": str, "precision": float, "recall": float, "f1": float, "support": int},
+)
 MAX_TEMPERATURE = 20.0  # temperature scaling searches T in [1 / 20, 20]
 
 

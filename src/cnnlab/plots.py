@@ -76,13 +76,8 @@ def roc_curves(
     """One-vs-rest ROC curve per class (one curve for two classes), with AUC in the legend."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    y_true = np.asarray(y_true)
     fig, ax = plt.subplots(figsize=(5, 4.5))
-    positives = [1] if len(class_names) == 2 else range(len(class_names))
-    for k in positives:
-        target = y_true == k
-        if target.all() or not target.any():
-            continue
+    for k, target in _one_vs_rest(y_true, len(class_names)):
         fpr, tpr, _ = roc_curve(target, proba[:, k])
         auc = roc_auc_score(target, proba[:, k])
         ax.plot(fpr, tpr, label=f"{class_names[k]} (AUC {auc:.3f})")
@@ -94,6 +89,16 @@ def roc_curves(
     return save_figure(fig, path)
 
 
+def _one_vs_rest(y_true: np.ndarray, n_classes: int):
+    """``(k, y_true == k)`` for each class with both outcomes present; class 1 alone for two
+    classes (its curve is the binary one)."""
+    y_true = np.asarray(y_true)
+    for k in [1] if n_classes == 2 else range(n_classes):
+        target = y_true == k
+        if target.any() and not target.all():
+            yield k, target
+
+
 def precision_recall_curves(
     y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str], path: str | os.PathLike
 ) -> Path:
@@ -101,13 +106,8 @@ def precision_recall_curves(
     average precision in the legend and each class's prevalence, the no-skill line, dotted."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    y_true = np.asarray(y_true)
     fig, ax = plt.subplots(figsize=(5, 4.5))
-    positives = [1] if len(class_names) == 2 else range(len(class_names))
-    for k in positives:
-        target = y_true == k
-        if target.all() or not target.any():
-            continue
+    for k, target in _one_vs_rest(y_true, len(class_names)):
         precision, recall, _ = precision_recall_curve(target, proba[:, k])
         ap = average_precision_score(target, proba[:, k])
         (line,) = ax.step(recall, precision, where="post", label=f"{class_names[k]} (AP {ap:.3f})")

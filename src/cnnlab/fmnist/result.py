@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypedDict
 import numpy as np
 
 from cnnlab.fmnist.config import TrainConfig
+from cnnlab.metrics import ClassMetrics
 
 if TYPE_CHECKING:
     import keras
@@ -29,12 +30,6 @@ class EpochRecord(TypedDict):
     val_accuracy: float | None
     lr: float  # at the end of the epoch (schedules evaluated at that step)
     seconds: float  # training only: validation excluded
-
-
-ClassMetrics = TypedDict(
-    "ClassMetrics",
-    {"class": str, "precision": float, "recall": float, "f1": float, "support": int},
-)
 
 
 class TrainMetrics(TypedDict):

@@ -9,16 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NotRequired, TypedDict
 
+from cnnlab.metrics import ClassMetrics
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-
-# one row of ``per_class``; the functional form because ``class`` is a Python keyword
-ClassMetrics = TypedDict(
-    "ClassMetrics",
-    {"class": str, "precision": float, "recall": float, "f1": float, "support": int},
-)
 
 
 class BinaryMetrics(TypedDict):
