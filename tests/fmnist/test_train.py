@@ -183,6 +183,7 @@ def test_tta_run_is_evaluated_on_every_view(fashion, tmp_path, tta_shift, views,
 
 
 def test_probe_scores_one_view_before_its_tta_epoch(fashion, monkeypatch):
+    from cnnlab.fmnist import callbacks as callbacks_module
     from cnnlab.fmnist import model as model_module
     from cnnlab.fmnist.callbacks import TestAccuracyProbe
 
@@ -193,7 +194,8 @@ def test_probe_scores_one_view_before_its_tta_epoch(fashion, monkeypatch):
         predicted.append(len(views))
         return real(model, views, *args, **kwargs)
 
-    monkeypatch.setattr(model_module, "view_probabilities", counting)
+    monkeypatch.setattr(model_module, "view_probabilities", counting)  # the final evaluation
+    monkeypatch.setattr(callbacks_module, "view_probabilities", counting)  # the probe
     x = fashion.x_test.reshape(-1, 28, 28, 1).astype("float32")
     probe = TestAccuracyProbe(x, fashion.y_test, tta=True, tta_shift=1, tta_from_epoch=2)
     config = preset("fast").replace(**{**TINY, "epochs": 2}, tta=True, tta_shift=1)
