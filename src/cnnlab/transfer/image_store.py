@@ -157,7 +157,7 @@ class ImageStore:
             try:
                 fcntl.flock(fd, mode | fcntl.LOCK_NB)
             except BlockingIOError:
-                self.note(f"waiting for another cnnlab run writing the image cache {self.dir}")
+                self.note(f"waiting for the image cache {self.dir}: another process is writing it")
                 fcntl.flock(fd, mode)
             except OSError as e:  # no locks on this file system: crc32 still catches a clash
                 if e.errno not in _NO_LOCKS:

@@ -4,6 +4,10 @@ Reads top to bottom: ``train`` prepares the data (``splits.prepare_data``), fits
 (``fit.fit``), then evaluates the best checkpoint and writes the run directory. Everything
 happens inside ``run_directory``, so a failed or interrupted run leaves nothing half-written;
 a diverged loss (``fit``) or a full disk (``outputs.disk_errors``) ends it in one line.
+
+Under ``torchrun --nproc-per-node N -m cnnlab transfer train ...`` (``distributed.py``) rank 0
+runs all of this; the other processes prepare the same data and take part in ``fit``, silent,
+writing nothing, and return no metrics.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from cnnlab.console import make_console
 from cnnlab.metrics import choose_threshold
 from cnnlab.runs import environment_info, run_directory, write_csv, write_json
 from cnnlab.transfer import checkpoint as ckpt_io
+from cnnlab.transfer import distributed
 from cnnlab.transfer.device import resolve_device
 from cnnlab.transfer.fit import fit
 from cnnlab.transfer.models import known_arch, preprocessing, require_weights
@@ -28,9 +33,11 @@ from cnnlab.transfer.report import print_summary, write_report
 from cnnlab.transfer.splits import Prepared, prepare_data
 
 if TYPE_CHECKING:
+    import torch
     from rich.console import Console
 
     from cnnlab.transfer.config import TransferConfig
+    from cnnlab.transfer.distributed import World
     from cnnlab.transfer.results import FitResult, RunMetrics
 
 
@@ -40,24 +47,53 @@ def train(
     cfg: TransferConfig,
     overwrite: bool = False,
     console: Console | None = None,
-) -> tuple[Path, RunMetrics]:
-    """Train and write a complete run directory; returns (run_dir, metrics)."""
+) -> tuple[Path, RunMetrics | None]:
+    """Train and write a complete run directory; returns (run_dir, metrics). Under torchrun
+    only rank 0 writes and gets the metrics; the other processes get None."""
     console = console or make_console()
     require_dir_target("--out", out)
     known_arch(cfg.arch)
     require_weights(cfg.arch, cfg.weights)
     device, described = resolve_device(cfg.device)
+    with distributed.session(device) as world:
+        device = world.place(device)
+        if not world.is_main:
+            _follow(data_dir, cfg, device, world)
+            return Path(out), None
+        return _lead(
+            data_dir, out, cfg, overwrite, console, device, world.describe(described), world
+        )
+
+
+def _follow(data_dir: str | os.PathLike, cfg: TransferConfig, device: torch.device, world: World):
+    """A process other than rank 0: the same splits (seeded) and every training step."""
+    quiet = make_console(quiet=True)
+    fit(cfg, prepare_data(data_dir, cfg, quiet), device, quiet, world)
+
+
+def _lead(
+    data_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg: TransferConfig,
+    overwrite: bool,
+    console: Console,
+    device: torch.device,
+    described: str,
+    world: World,
+) -> tuple[Path, RunMetrics]:
+    """The one process that writes: data -> fit -> evaluation -> the run directory."""
     with disk_errors(out), run_directory(out, overwrite=overwrite) as tmp:
         console.print(f"device: {described}")
         prepared = prepare_data(data_dir, cfg, console)
         counts = ", ".join(f"{n} {len(s)}" for n, s in prepared.splits.items())
         console.print(f"classes: {', '.join(prepared.classes)}; images: {counts}")
         write_json(tmp / "config.json", cfg.to_dict())
-        write_json(tmp / "environment.json", {**environment_info(), "device": described})
+        environment = {**environment_info(), "device": described, "processes": world.size}
+        write_json(tmp / "environment.json", environment)
         write_json(tmp / "data_report.json", prepared.report)
         write_csv(tmp / "splits.csv", prepared.manifest())
 
-        result = fit(cfg, prepared, device, console)
+        result = fit(cfg, prepared, device, console, world)
         write_csv(tmp / "history.csv", result.history)
 
         ckpt = _best_checkpoint(cfg, prepared, result)
