@@ -224,14 +224,15 @@ class DuplicatePair:
 
 
 def find_duplicates(
-    splits: Sequence[LoadedSplit], near_threshold: int = NEAR_THRESHOLD, budget: int = 16 << 20
+    splits: Sequence[LoadedSplit], near_threshold: int = NEAR_THRESHOLD, budget: int = 8 << 20
 ) -> list[DuplicatePair]:
     """Byte-identical and near-identical pairs, within and across splits.
 
     ``near_threshold`` is the largest Hamming distance (of 256 dHash bits) counted as the same
     picture; a negative value turns near-duplicate search off. Rows of ``a`` are compared
-    with all of ``b`` in chunks of about ``budget`` bytes: a fixed number of rows made the
-    temporary arrays grow with the folder (164 MB per chunk at 20,000 images).
+    with all of ``b`` in chunks of about ``budget`` bytes: the former 256 rows made each
+    temporary array grow with the folder (164 MB at 20,000 images), and smaller chunks
+    measured no slower (8,000 images: 2.7 s at 4 MiB, 6.0 s at 62 MiB; shared 2-core VM).
     """
     pairs: list[DuplicatePair] = []
     for i, a in enumerate(splits):
