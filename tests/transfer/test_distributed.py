@@ -85,6 +85,25 @@ def test_torchrun_trains_on_two_processes_and_rank_0_alone_writes_the_run(tmp_pa
     assert metrics["val"].keys() == single["val"].keys()
 
 
+@pytest.mark.slow
+def test_when_rank_0_cannot_start_every_process_stops_with_one_line(tmp_path, make_folders):
+    data = make_folders(tmp_path / "data", {"a": 6, "b": 6})
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("the user's own file\n")
+    result = torchrun("-m", "cnnlab", "transfer", "train", data, "--out", taken, *TINY,
+                      cwd=tmp_path)  # fmt: skip
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("cnnlab: error:")]
+    assert sorted(errors) == [
+        f"cnnlab: error: --out {taken} already holds files; choose another directory or "
+        "--overwrite",
+        "cnnlab: error: rank 0 could not start the run; its own error line says why",
+    ]
+    assert "[rank1]: Traceback" not in result.stderr  # no broken connection in rank 1
+    assert [p.name for p in taken.iterdir()] == ["notes.txt"]
+
+
 SAME_WEIGHTS = """
 import sys
 import torch

@@ -20,7 +20,7 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from cnnlab.transfer.config import TransferConfig
 
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,27 @@ class World:
         t = torch.tensor(values, dtype=torch.float64, device=self._comm_device())
         dist.all_reduce(t)
         return t.tolist()
+
+    def main_says(self, ok: bool = True) -> bool:
+        """Rank 0's ``ok``, in every process (a broadcast; every process must call it)."""
+        if not self.active:
+            return ok
+        flag = torch.tensor([int(ok)], device=self._comm_device())
+        dist.broadcast(flag, src=0)
+        return bool(flag.item())
+
+    @contextlib.contextmanager
+    def claim(self, run_dir: contextlib.AbstractContextManager[T]) -> Iterator[T]:
+        """Rank 0 enters ``run_dir`` and tells the others whether it could: when it cannot
+        (``--out`` taken, say), they stop with one line instead of a broken connection."""
+        with contextlib.ExitStack() as stack:
+            try:
+                value = stack.enter_context(run_dir)
+            except BaseException:
+                self.main_says(False)
+                raise
+            self.main_says(True)
+            yield value
 
     def sync_buffers(self, module: nn.Module) -> None:
         """Rank 0's buffers (BatchNorm statistics) everywhere. DDP sends them at the start of

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cnnlab.console import make_console
+from cnnlab.errors import CnnlabError
 from cnnlab.metrics import choose_threshold
 from cnnlab.runs import environment_info, run_directory, write_csv, write_json
 from cnnlab.transfer import checkpoint as ckpt_io
@@ -67,6 +68,8 @@ def train(
 
 def _follow(data_dir: str | os.PathLike, cfg: TransferConfig, device: torch.device, world: World):
     """A process other than rank 0: the same splits (seeded) and every training step."""
+    if not world.main_says():
+        raise CnnlabError("rank 0 could not start the run; its own error line says why")
     quiet = make_console(quiet=True)
     fit(cfg, prepare_data(data_dir, cfg, quiet), device, quiet, world)
 
@@ -82,7 +85,7 @@ def _lead(
     world: World,
 ) -> tuple[Path, RunMetrics]:
     """The one process that writes: data -> fit -> evaluation -> the run directory."""
-    with disk_errors(out), run_directory(out, overwrite=overwrite) as tmp:
+    with disk_errors(out), world.claim(run_directory(out, overwrite=overwrite)) as tmp:
         console.print(f"device: {described}")
         prepared = prepare_data(data_dir, cfg, console)
         counts = ", ".join(f"{n} {len(s)}" for n, s in prepared.splits.items())
