@@ -5,6 +5,7 @@ Every test gives ``load_split`` a cache folder of its own and counts the calls t
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import shutil
@@ -142,13 +143,36 @@ def test_a_truncated_data_file_is_rebuilt_with_one_note(folder, tmp_path, decode
     assert len(decodes) == 80 and len(notes) == 1  # the rebuilt cache is whole again
 
 
-@pytest.mark.parametrize("garbage", [b"", b"PK\x03\x04 not a zip", b"\x93NUMPY"])
-def test_an_unreadable_index_is_rebuilt_with_one_note(folder, tmp_path, decodes, garbage):
+def _npy() -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.arange(3))
+    return buf.getvalue()
+
+
+def _npz_without_generation() -> bytes:
+    buf = io.BytesIO()
+    empty = {"digest": np.zeros((0, 32), np.uint8), "wh": np.zeros((0, 2), np.uint32)}
+    np.savez(buf, meta=np.array("{}"), dhash=np.zeros((0, 32), np.uint8),
+             crc=np.zeros(0, np.uint32), **empty)  # fmt: skip
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "garbage, why",
+    [
+        (b"", "unreadable"),
+        (b"PK\x03\x04 not a zip", "unreadable"),
+        (b"\x93NUMPY", "unreadable"),
+        (_npy(), "unreadable"),
+        (_npz_without_generation(), "malformed"),
+    ],
+)
+def test_an_unreadable_index_is_rebuilt_with_one_note(folder, tmp_path, decodes, garbage, why):
     load(folder, tmp_path / "cache")
     (store_dir(tmp_path / "cache") / "index.npz").write_bytes(garbage)
     notes: list[str] = []
     loaded = load(folder, tmp_path / "cache", notes)
-    assert len(notes) == 1 and "index is unreadable" in notes[0]
+    assert len(notes) == 1 and f"index is {why}" in notes[0]
     assert len(loaded) == 40 and len(decodes) == 80
 
 

@@ -49,7 +49,16 @@ FORMAT = 1  # of the files below; a store of another format is rebuilt
 CACHE_ENV = "CNNLAB_CACHE_DIR"
 COMMIT_ROWS = 2048  # rows appended between index updates: an interrupted first run keeps them
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
-_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+# np.load of garbage raises any of these; of a plain .npy, an array without __enter__
+_UNREADABLE = (
+    OSError,
+    ValueError,
+    KeyError,
+    EOFError,
+    AttributeError,
+    TypeError,
+    zipfile.BadZipFile,
+)
 _ARRAYS = {"digest": (32, np.uint8), "wh": (2, np.uint32), "dhash": (32, np.uint8)}
 
 Note = Callable[[str], None]
@@ -90,7 +99,8 @@ class Index:
         except _UNREADABLE as e:
             raise Invalid(f"its index is unreadable ({type(e).__name__})") from None
         n = len(arrays["crc"])
-        ok = isinstance(meta, dict) and arrays["crc"].shape == (n,)
+        ok = isinstance(meta, dict) and isinstance(meta.get("generation"), str)
+        ok = ok and arrays["crc"].shape == (n,)
         ok = ok and arrays["crc"].dtype == np.uint32
         for name, (width, dtype) in _ARRAYS.items():
             ok = ok and arrays[name].shape == (n, width) and arrays[name].dtype == dtype
