@@ -38,6 +38,15 @@ def write_class_folders(root: Path, counts: dict[str, int], seed: int = 0, fmt="
     return root
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _image_cache(tmp_path_factory):
+    """Decoded images go to this session's own cache, never the user's ~/.cache/cnnlab
+    (subprocesses inherit it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CNNLAB_CACHE_DIR", str(tmp_path_factory.mktemp("cnnlab-cache")))
+        yield
+
+
 @pytest.fixture
 def folder(tmp_path) -> Path:
     """A flat folder: classes a (24 images) and b (16 images)."""

@@ -4,6 +4,10 @@ Both are a ``BatchSource``: training batches in the sampler's order, validation 
 file order, and the ``network`` that turns either into logits. The loop (``loop.py``) sees
 only that interface, so the feature cache of the ``head`` strategy is a second source, not a
 branch in every step.
+
+Decoded images come from the on-disk image cache (``image_cache.py``): datasets index its
+memory map, so only the batches in flight are in memory. Under torchrun (``World``) each
+process's sampler yields its share of the epoch and ``val_batches`` its share of validation.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from cnnlab.transfer.distributed import World
 from cnnlab.transfer.features import Backbone, FeatureCache
 from cnnlab.transfer.models import head_name
 from cnnlab.transfer.presets import normalize, to_tensor_batch, train_transform
@@ -24,6 +29,7 @@ if TYPE_CHECKING:
     from cnnlab.console import Advance
     from cnnlab.transfer.config import TransferConfig
     from cnnlab.transfer.data import LoadedSplit
+    from cnnlab.transfer.mapped_images import ImageRows
     from cnnlab.transfer.models import Preprocessing
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -55,7 +61,7 @@ def steps_per_epoch(n_images: int, batch_size: int) -> int:
 
 
 def image_batches(
-    images: np.ndarray,
+    images: np.ndarray | ImageRows,
     mean: Sequence[float],
     std: Sequence[float],
     device: torch.device | str,
@@ -68,10 +74,19 @@ def image_batches(
         yield normalize(batch, mean, std, channels_last)
 
 
-class ImageArrayDataset(Dataset[tuple[torch.Tensor, int]]):
-    """Cached uint8 images as (CHW uint8 tensor, label), augmented per image."""
+def my_share(images: np.ndarray | ImageRows, world: World) -> np.ndarray | ImageRows:
+    """This process's share of ``images`` (all of them in a single process; no copy of
+    the mapped cache's images)."""
+    return images.take(world.shard(len(images)), axis=0) if world.active else images
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Transform | None):
+
+class ImageArrayDataset(Dataset[tuple[torch.Tensor, int]]):
+    """Cached uint8 images as (CHW uint8 tensor, label), augmented per image; each item is
+    read from the image cache's memory map when the sampler asks for it."""
+
+    def __init__(
+        self, images: np.ndarray | ImageRows, labels: np.ndarray, transform: Transform | None
+    ):
         self.images, self.labels, self.transform = images, labels, transform
 
     def __len__(self) -> int:
@@ -97,10 +112,11 @@ class ImageSource:
         pre: Preprocessing,
         device: torch.device,
         channels_last: bool,
+        world: World = World(),
     ):
         self.network = model
-        self.steps = steps_per_epoch(len(train), cfg.batch_size)
-        self.val_images = val.images
+        self.steps = steps_per_epoch(len(sampler), cfg.batch_size)  # per process
+        self.val_images = my_share(val.images, world)
         self.mean, self.std = pre.mean, pre.std
         self.device, self.channels_last = device, channels_last
         transform = train_transform(cfg.augment, cfg.image_size)
@@ -109,7 +125,7 @@ class ImageSource:
             batch_size=cfg.batch_size,
             sampler=sampler,
             num_workers=cfg.workers,
-            drop_last=drops_last(len(train), cfg.batch_size),
+            drop_last=drops_last(len(sampler), cfg.batch_size),
             persistent_workers=cfg.workers > 0,
         )
 
@@ -138,8 +154,8 @@ class FeatureSource:
         self.network, self.cache, self.val_features = head, cache, val_features
         self.labels = torch.as_tensor(labels)
         self.sampler, self.batch_size, self.generator = sampler, batch_size, generator
-        self.drop_last = drops_last(len(labels), batch_size)
-        self.steps = steps_per_epoch(len(labels), batch_size)
+        self.drop_last = drops_last(len(sampler), batch_size)
+        self.steps = steps_per_epoch(len(sampler), batch_size)
 
     @classmethod
     def build(
@@ -151,18 +167,22 @@ class FeatureSource:
         sampler: Sampler[int],
         generator: torch.Generator,
         progress: Advance | None = None,
+        world: World = World(),
     ) -> FeatureSource:
-        """Run the backbone over every training view and the validation images, once."""
+        """Run the backbone over every training view and the validation images, once (under
+        torchrun each process runs its share, and the training features are gathered)."""
         cache = FeatureCache.build(
             backbone,
-            train.images,
+            my_share(train.images, world),
             cfg.augment,
             cfg.image_size,
             cfg.feature_views,
-            cfg.seed,
+            cfg.seed + world.rank,  # the processes' shares are different images
             progress,
         )
-        val_features = backbone.features(val.images, progress=progress)
+        if world.active:
+            cache = FeatureCache(torch.stack([world.gather(v, len(train)) for v in cache.views]))
+        val_features = backbone.features(my_share(val.images, world), progress=progress)
         head = backbone.model.get_submodule(head_name(backbone.model))
         return cls(head, cache, train.labels, val_features, sampler, cfg.batch_size, generator)
 

@@ -103,6 +103,11 @@ class TransferConfig(FrozenConfig):
     workers: int = option(0, "DataLoader worker processes.", ge=0, le=256)
     threads: int | None = option(None, "torch CPU threads (default: torch's).", ge=1, le=1024)
     channels_last: bool = option(True, "channels_last memory format.")
+    cache_dir: str | None = option(
+        None,
+        "Folder of the decoded-image cache, reused by later runs "
+        "(default: $CNNLAB_CACHE_DIR, else ~/.cache/cnnlab).",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -4,6 +4,11 @@
 (cached backbone features when only the head trains, decoded images otherwise), then calls
 ``loop.train_one_epoch`` and ``loop.evaluate`` each epoch, keeps the best epoch's weights by
 ``cfg.monitor`` and stops early when asked. Usable from Python and by the benchmarks.
+
+Under torchrun (``world``, see ``distributed.py``) the trained network is wrapped in
+DistributedDataParallel, wrapped again whenever ``gradual`` unfreezes a stage (DDP syncs the
+parameters that required gradients when it was built), and the sampler is reshuffled with
+``set_epoch``; the loop makes every figure global.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cnnlab.console import make_console, progress_bar
+from cnnlab.transfer import distributed
 from cnnlab.transfer.batches import BatchSource, FeatureSource, ImageSource
+from cnnlab.transfer.distributed import World, unwrap
 from cnnlab.transfer.features import Backbone
 from cnnlab.transfer.loop import Diverged, EpochStats, evaluate, train_one_epoch
 from cnnlab.transfer.models import build_model, preprocessing
@@ -40,9 +47,15 @@ if TYPE_CHECKING:
 
 
 def fit(
-    cfg: TransferConfig, prepared: Prepared, device: torch.device, console: Console | None = None
+    cfg: TransferConfig,
+    prepared: Prepared,
+    device: torch.device,
+    console: Console | None = None,
+    world: World = World(),
 ) -> FitResult:
-    """Train ``cfg.arch`` on the prepared splits; the model returned holds the best weights."""
+    """Train ``cfg.arch`` on the prepared splits; the model returned holds the best weights.
+
+    In a ``world`` of several processes, each calls ``fit`` with the same splits."""
     console = console or make_console(quiet=True)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
@@ -57,7 +70,11 @@ def fit(
     optimizer = make_optimizer(plan, cfg)
     loss_fn = make_loss(cfg, train.labels, len(classes), device)
     generator = torch.Generator().manual_seed(cfg.seed)
-    sampler = make_sampler(cfg, train.labels, generator)
+    if world.active:
+        sampler = distributed.sampler(cfg, train.labels, world)
+        torch.manual_seed(cfg.seed + world.rank)  # each share of images gets its own augmentation
+    else:
+        sampler = make_sampler(cfg, train.labels, generator)
     mix = make_mix(cfg, len(classes))
     # a frozen backbone computes the same features every epoch: compute them once instead
     cached = cfg.strategy == "head" and cfg.cache_features and mix is None
@@ -65,23 +82,33 @@ def fit(
     start = time.perf_counter()
     if cached:
         backbone = Backbone(model, pre.mean, pre.std, device, channels_last)
-        source: BatchSource = _cache_features(cfg, backbone, prepared, sampler, generator, console)
+        source: BatchSource = _cache_features(
+            cfg, backbone, prepared, sampler, generator, console, world
+        )
     else:
-        source = ImageSource(model, train, val, cfg, sampler, pre, device, channels_last)
+        source = ImageSource(model, train, val, cfg, sampler, pre, device, channels_last, world)
     scheduler = make_scheduler(optimizer, cfg, cfg.epochs * source.steps)
 
     history: list[HistoryRow] = []
     best_value, best_epoch, best_state, stale, images_seen = None, 0, {}, 0, 0
-    train_step_seconds = 0.0
+    train_step_seconds, wrapped_for = 0.0, None
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
         plan.apply(model, epoch)
+        if world.active:
+            sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+            if plan.stages_trained(epoch) != wrapped_for:  # what trains has changed
+                source.network = world.wrap(unwrap(source.network))
+                wrapped_for = plan.stages_trained(epoch)
         try:
             with progress_bar(console, f"epoch {epoch + 1}/{cfg.epochs}", source.steps) as advance:
-                stats = train_one_epoch(source, loss_fn, optimizer, device, scheduler, mix, advance)
+                stats = train_one_epoch(
+                    source, loss_fn, optimizer, device, scheduler, mix, advance, world
+                )
             step_seconds = time.perf_counter() - t0
+            world.sync_buffers(model)
             _require_finite_weights(model)
-            m = evaluate(source, val.labels, classes)
+            m = evaluate(source, val.labels, classes, world)
         except Diverged as e:
             raise Diverged(
                 f"training diverged in epoch {epoch + 1} of {cfg.epochs}: {e}; "
@@ -104,6 +131,7 @@ def fit(
             console.print(f"early stopping: no better {cfg.monitor} for {stale} epochs")
             break
     train_seconds = time.perf_counter() - start
+    source.network = unwrap(source.network)
     last_state = _cpu_state(model)
     model.load_state_dict(best_state)
     model.eval()
@@ -128,13 +156,15 @@ def _cache_features(
     sampler: Sampler[int],
     generator: torch.Generator,
     console: Console,
+    world: World,
 ) -> FeatureSource:
     """The feature source, built under a progress bar; says how long the backbone took."""
     train, val = prepared.splits["train"], prepared.splits["val"]
     start = time.perf_counter()
-    total = view_count(cfg.augment, cfg.feature_views) * len(train) + len(val)
+    views = view_count(cfg.augment, cfg.feature_views)
+    total = views * len(world.shard(len(train))) + len(world.shard(len(val)))  # this process's
     with progress_bar(console, "backbone features (once)", total) as advance:
-        source = FeatureSource.build(backbone, train, val, cfg, sampler, generator, advance)
+        source = FeatureSource.build(backbone, train, val, cfg, sampler, generator, advance, world)
     console.print(
         f"cached backbone features: {source.cache.n_views} view(s) x {len(train)} images "
         f"in {time.perf_counter() - start:.1f}s"

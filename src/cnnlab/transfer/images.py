@@ -17,6 +17,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnlab.errors import CnnlabError
 
+# Bump when decode() would give other pixels for the same file: the on-disk image cache
+# (image_cache.py) keys its entries by it, so older entries are decoded again, never reused.
+DECODE_VERSION = 1
 MIN_SIDE = 8  # smaller images (a 1x1 placeholder, an icon) carry no diagnostic content
 # Pillow's own threshold (its MAX_IMAGE_PIXELS): a 9459 x 9459 image, 268 MB as RGB, far above
 # any X-ray or photograph (about 9 Mpx) yet small enough to decode. A 450 KB single-colour PNG
@@ -60,11 +63,16 @@ def open_limited(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     width, height = im.size
     if width * height > max_pixels:
         im.close()
-        raise ImageTooLarge(
-            f"too large ({width}x{height} = {width * height:,} pixels, above the limit of "
-            f"{max_pixels:,}: a decompression bomb?)"
-        )
+        raise ImageTooLarge(too_large(width, height, max_pixels))
     return im
+
+
+def too_large(width: int, height: int, max_pixels: int) -> str:
+    """Why an image of ``width`` x ``height`` is refused: also said of a cached image."""
+    return (
+        f"too large ({width}x{height} = {width * height:,} pixels, above the limit of "
+        f"{max_pixels:,}: a decompression bomb?)"
+    )
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -88,21 +96,47 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 def decode(data: bytes, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Bytes of an image file -> size x size x 3 uint8. Raises ValueError with the reason."""
+    return decode_sized(data, size, max_pixels)[0]
+
+
+def decode_sized(
+    data: bytes, size: int, max_pixels: int = MAX_PIXELS
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """``decode``, and the file's own (width, height): the cache keeps it to apply a later
+    run's ``max_pixels`` without decoding again."""
     if not data:
         raise ValueError("empty file")
     try:
         with open_limited(data, max_pixels) as im:
+            original = im.size
             if min(im.size) < MIN_SIDE:
                 raise ValueError(f"too small ({im.size[0]}x{im.size[1]} px, minimum {MIN_SIDE})")
             im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when much larger
             im = ImageOps.exif_transpose(im)
             rgb = to_rgb(im)
             rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(rgb, dtype=np.uint8)
+            return np.asarray(rgb, dtype=np.uint8), original
     except UnidentifiedImageError:
         raise ValueError("not an image Pillow can read") from None
     except (OSError, SyntaxError, Image.DecompressionBombError) as e:
         raise ValueError(f"corrupt or truncated image ({e})") from None
+
+
+def dhash(image: np.ndarray, hash_size: int = 16) -> np.ndarray:
+    """Difference hash: one bit per horizontally adjacent pixel pair of a grey
+    (hash_size+1) x hash_size thumbnail, set where brightness increases; packed into bytes.
+
+    Written here (not the ``imagehash`` package) because it is a few lines. It survives
+    re-encoding, resizing and brightness shifts, so it finds the same picture saved twice at
+    different quality, which sha256 of the bytes misses. 256 bits, not the usual 64: chest
+    X-rays look so alike that 64-bit hashes of different patients collide (395 exact 64-bit
+    collisions in the pneumonia train set), while at 256 bits re-encoded copies stay within
+    9 bits and different images are 12 or more apart.
+    """
+    grey = Image.fromarray(image).convert("L")
+    grey = grey.resize((hash_size + 1, hash_size), Image.Resampling.LANCZOS)
+    px = np.asarray(grey, dtype=np.int16)
+    return np.packbits((px[:, 1:] > px[:, :-1]).flatten())
 
 
 def load_image(path: str | os.PathLike, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -2,7 +2,10 @@
 
 Shaped like torchvision's ``references/classification``: ``train_one_epoch`` and
 ``evaluate`` take a ``BatchSource`` (decoded images or cached backbone features, see
-``batches.py``), and ``train.fit`` calls them epoch after epoch.
+``batches.py``), and ``train.fit`` calls them epoch after epoch. Under torchrun (a ``World``
+of several processes, ``distributed.py``) each step's loss and counts are summed over the
+processes, so all of them see the same figures and stop at the same step, and validation
+predictions are gathered, so metrics are those of the whole split.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.metrics import classification_metrics
+from cnnlab.transfer.distributed import World, unwrap
 
 if TYPE_CHECKING:
     from cnnlab.console import Advance
@@ -51,10 +55,12 @@ def train_one_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     mix: Mix | None = None,
     progress: Advance | None = None,
+    world: World = World(),
 ) -> EpochStats:
     """One pass over ``source.train_batches()``, stepping the scheduler once per batch.
 
-    Raises ``Diverged`` at the first NaN, infinite or exploded (> MAX_LOSS) loss.
+    Raises ``Diverged`` at the first NaN, infinite or exploded (> MAX_LOSS) loss (the mean over
+    the processes' batches: every process raises at the same step).
     """
     network = source.network
     total_loss, correct, seen, lr = 0.0, 0, 0, optimizer.param_groups[0]["lr"]
@@ -72,11 +78,16 @@ def train_one_epoch(
         if scheduler is not None:
             scheduler.step()
         value = float(loss.detach())  # read after the step, so the GPU queue keeps flowing
+        hits = int((logits.detach().argmax(1) == y).sum())
+        n = len(y)
+        if world.active:
+            step_loss, hits, n = world.sum(value * n, hits, n)
+            value, hits, n = step_loss / n, int(hits), int(n)
         if not math.isfinite(value) or value > MAX_LOSS:
             raise Diverged(f"the training loss became {value:.3g} at step {step}")
-        total_loss += value * len(y)
-        correct += int((logits.detach().argmax(1) == y).sum())
-        seen += len(y)
+        total_loss += value * n
+        correct += hits
+        seen += n
         if progress is not None:
             progress(1)
     return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), seen, lr)
@@ -99,9 +110,15 @@ def probabilities(
     return np.concatenate(out) if out else np.zeros((0, n_classes))
 
 
-def evaluate(source: BatchSource, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
-    """``classification_metrics`` of ``source.network`` on the validation batches."""
-    proba = probabilities(source.network, source.val_batches())
+def evaluate(
+    source: BatchSource, labels: np.ndarray, class_names: Sequence[str], world: World = World()
+) -> dict[str, Any]:
+    """``classification_metrics`` of ``source.network`` on the validation batches (this
+    process's share of them, gathered: every process gets the metrics of the whole split)."""
+    proba = probabilities(unwrap(source.network), source.val_batches())
+    if world.active:
+        part = torch.from_numpy(proba.reshape(len(proba), len(class_names)))
+        proba = world.gather(part, len(labels)).numpy()
     if not np.isfinite(proba).all():  # weights overflowed in the last steps
         raise Diverged("the validation outputs became NaN or infinite")
     return classification_metrics(labels, proba, class_names)

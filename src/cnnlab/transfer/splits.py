@@ -113,7 +113,9 @@ def prepare_data(
     for name, f in files.items():
         f = D.limit_files(f, cfg.limit, cfg.seed)
         with progress_bar(console, f"decoding {name}", len(f.paths)) as advance:
-            loaded[name] = D.load_split(f, cfg.image_size, advance)
+            loaded[name] = D.load_split(
+                f, cfg.image_size, advance, cache_dir=cfg.cache_dir, note=_note(console)
+            )
         D.require_every_class(loaded[name], classes)
     skipped: list[SkippedFile] = [
         {"split": n, "path": p, "reason": r} for n, s in loaded.items() for p, r in s.skipped
@@ -371,3 +373,8 @@ def fold_split(prepared: Prepared, fold: int, cfg: TransferConfig) -> Prepared:
     if pattern is not None:
         report["groups"] = group_report(pattern, splits)
     return Prepared(prepared.classes, splits, report)
+
+
+def _note(console: Console):
+    """One plain line from the image cache (a path may hold brackets: no markup)."""
+    return lambda line: console.print(line, markup=False, highlight=False)

@@ -5,6 +5,10 @@ Reads top to bottom: ``train`` prepares the data (``splits.prepare_data``), fits
 writes the run directory; with ``--folds`` it does so per fold (``crossval``). Everything
 happens inside ``run_directory``, so a failed or interrupted run leaves nothing half-written;
 a diverged loss (``fit``) or a full disk (``outputs.disk_errors``) ends it in one line.
+
+Under ``torchrun --nproc-per-node N -m cnnlab transfer train ...`` (``distributed.py``) rank 0
+runs all of this; the other processes prepare the same data and take part in ``fit``, silent,
+writing nothing, and return no metrics.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnlab.console import make_console
+from cnnlab.errors import CnnlabError
 from cnnlab.runs import environment_info, run_directory, write_csv, write_json
+from cnnlab.transfer import distributed
 from cnnlab.transfer.assess import assess, write_outcome
 from cnnlab.transfer.crossval import cross_validate
 from cnnlab.transfer.device import resolve_device
@@ -29,6 +35,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from cnnlab.transfer.config import TransferConfig
+    from cnnlab.transfer.distributed import World
     from cnnlab.transfer.results import CrossValMetrics, RunMetrics
 
 
@@ -38,23 +45,56 @@ def train(
     cfg: TransferConfig,
     overwrite: bool = False,
     console: Console | None = None,
-) -> tuple[Path, RunMetrics | CrossValMetrics]:
+) -> tuple[Path, RunMetrics | CrossValMetrics | None]:
     """Train and write a complete run directory; returns (run_dir, metrics).
 
     With ``cfg.folds`` the run is a cross-validation (``crossval.py``): one directory, a
-    ``fold_k/`` per fold, the summary's metrics."""
+    ``fold_k/`` per fold, the summary's metrics. Under torchrun only rank 0 writes and gets
+    the metrics; the other processes get None."""
     console = console or make_console()
     require_dir_target("--out", out)
     known_arch(cfg.arch)
     require_weights(cfg.arch, cfg.weights)
     device, described = resolve_device(cfg.device)
-    with disk_errors(out), run_directory(out, overwrite=overwrite) as tmp:
+    with distributed.session(device) as world:
+        if cfg.folds and world.size > 1:
+            raise CnnlabError("--folds runs in one process; start it without torchrun")
+        device = world.place(device)
+        if not world.is_main:
+            _follow(data_dir, cfg, device, world)
+            return Path(out), None
+        return _lead(
+            data_dir, out, cfg, overwrite, console, device, world.describe(described), world
+        )
+
+
+def _follow(data_dir: str | os.PathLike, cfg: TransferConfig, device: torch.device, world: World):
+    """A process other than rank 0: the same splits (seeded) and every training step."""
+    if not world.main_says():
+        raise CnnlabError("rank 0 could not start the run; its own error line says why")
+    quiet = make_console(quiet=True)
+    fit(cfg, prepare_data(data_dir, cfg, quiet), device, quiet, world)
+
+
+def _lead(
+    data_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg: TransferConfig,
+    overwrite: bool,
+    console: Console,
+    device: torch.device,
+    described: str,
+    world: World,
+) -> tuple[Path, RunMetrics | CrossValMetrics]:
+    """The one process that writes: data -> fit -> assessment -> the run directory."""
+    with disk_errors(out), world.claim(run_directory(out, overwrite=overwrite)) as tmp:
         console.print(f"device: {described}")
         prepared = prepare_data(data_dir, cfg, console)
         counts = ", ".join(f"{n} {len(s)}" for n, s in prepared.splits.items())
         console.print(f"classes: {', '.join(prepared.classes)}; images: {counts}")
         write_json(tmp / "config.json", cfg.to_dict())
-        write_json(tmp / "environment.json", {**environment_info(), "device": described})
+        environment = {**environment_info(), "device": described, "processes": world.size}
+        write_json(tmp / "environment.json", environment)
         write_json(tmp / "data_report.json", prepared.report)
         write_csv(tmp / "splits.csv", prepared.manifest())
 
@@ -63,7 +103,7 @@ def train(
                 tmp, cfg, prepared, device, described, console
             )
         else:
-            metrics = _single(tmp, cfg, prepared, device, described, console)
+            metrics = _single(tmp, cfg, prepared, device, described, console, world)
     console.print(f"run written to {out}")
     return Path(out), metrics
 
@@ -75,9 +115,10 @@ def _single(
     device: torch.device,
     described: str,
     console: Console,
+    world: World,
 ) -> RunMetrics:
     """One training, assessed on the held-out split (``assess``)."""
-    result = fit(cfg, prepared, device, console)
+    result = fit(cfg, prepared, device, console, world)
     write_csv(tmp / "history.csv", result.history)
     outcome = assess(cfg, prepared, result, device, described)
     write_outcome(tmp, cfg, prepared, result, outcome)
