@@ -14,6 +14,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
 MONITORS = ("balanced_accuracy", "accuracy", "macro_f1", "roc_auc", "loss")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+ENGINES = ("auto", "torch", "onnxruntime")  # inference of the frozen backbone (engine.py)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,11 @@ class TransferConfig(FrozenConfig):
     workers: int = option(0, "DataLoader worker processes.", ge=0, le=256)
     threads: int | None = option(None, "torch CPU threads (default: torch's).", ge=1, le=1024)
     channels_last: bool = option(True, "channels_last memory format.")
+    engine: str = option(
+        "auto",
+        "head: backbone features by torch or ONNX Runtime (auto: onnxruntime on a CPU).",
+        choices=ENGINES,
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -20,6 +20,7 @@ from cnnlab.metrics import choose_threshold
 from cnnlab.runs import environment_info, run_directory, write_csv, write_json
 from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.device import resolve_device
+from cnnlab.transfer.engine import require_engine
 from cnnlab.transfer.fit import fit
 from cnnlab.transfer.models import known_arch, preprocessing, require_weights
 from cnnlab.transfer.outputs import disk_errors, require_dir_target
@@ -47,6 +48,7 @@ def train(
     known_arch(cfg.arch)
     require_weights(cfg.arch, cfg.weights)
     device, described = resolve_device(cfg.device)
+    require_engine(cfg.engine, device)
     with disk_errors(out), run_directory(out, overwrite=overwrite) as tmp:
         console.print(f"device: {described}")
         prepared = prepare_data(data_dir, cfg, console)
