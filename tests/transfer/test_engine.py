@@ -295,3 +295,13 @@ def test_train_head_extracts_features_with_the_engine_it_is_given(
     assert len(notes) == 1 and "using torch" in notes[0]
     assert json.loads((out / "config.json").read_text())["engine"] == "onnxruntime"
     assert (out / "metrics.json").is_file()
+
+
+def test_the_help_states_the_job_size_at_which_auto_exports():
+    from cnnlab.configs import declarations
+    from cnnlab.transfer.cli import ENGINE_HELP
+    from cnnlab.transfer.config import TransferConfig
+
+    (declared,) = [d for d in declarations(TransferConfig) if d.name == "engine"]
+    for text in (ENGINE_HELP, declared.help):
+        assert f"{engine.AUTO_MIN_IMAGES}+ images" in text

@@ -21,7 +21,7 @@ MAX_PIXELS_HELP = (
 )
 ENGINE_HELP = (
     "auto | torch | onnxruntime: what computes the probabilities (auto: ONNX Runtime on a CPU "
-    "for 500+ images or an already exported model, else torch)."
+    "for 256+ images or an already exported model, else torch)."
 )
 
 

@@ -82,7 +82,8 @@ class TransferConfig(FrozenConfig):
     channels_last: bool = option(True, "channels_last memory format.")
     engine: str = option(
         "auto",
-        "head: backbone features by torch or ONNX Runtime (auto: onnxruntime on a CPU).",
+        "head: backbone features by torch or ONNX Runtime (auto: ONNX Runtime on a CPU for "
+        "256+ images or an already exported backbone).",
         choices=ENGINES,
     )
 

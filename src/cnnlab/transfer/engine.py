@@ -12,8 +12,9 @@ wheel is the CPU build. Training and Grad-CAM need gradients, and stay in torch.
 
 Exports are cached by a hash of the weights and the input size (``~/.cache/cnnlab/onnx``):
 an ImageNet backbone or a checkpoint is exported once per machine, a changed checkpoint gets
-a new export. The first export takes 10-40 s (the torch.export-based exporter), which a small
-job does not repay, so ``auto`` exports only for ``AUTO_MIN_IMAGES`` images or more.
+a new export. A first export is slow (torch.export traces the model), which a small job does
+not repay, so ``auto`` exports only for ``AUTO_MIN_IMAGES`` images or more
+(``benchmarks/transfer_inference.py`` measures both).
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ Say = Callable[[str], None]
 # sums in another order differ in proportion to the values summed (features reach tens).
 TOLERANCE = 1e-4
 CHECK_IMAGES = 8  # images of the job itself that both engines run before the session is used
-# Exporting takes 10-40 s on 2 cores and saves 10-30 ms per image: below about 500 images a
-# first export costs more than it saves. Once exported (cached), any job size uses it.
-AUTO_MIN_IMAGES = 500
+# Export + check of one network took 15-30 s on 2 loaded cores and saved 55-230 ms per image
+# there (9.5-29 ms idle, issue 14): below a few hundred images a first export costs more than
+# it saves. Once exported (cached), any job size uses it.
+AUTO_MIN_IMAGES = 256
 CACHE_KEEP = 16  # exported models kept in the cache, most recently used first
 FORMAT = "cnnlab-onnx-1"  # part of the cache key: bump when the export itself changes
 
@@ -112,8 +114,8 @@ def prepare(
     asks for it (``auto``: on a CPU, for a large job or an already exported model).
 
     ``check`` is a normalised NCHW batch of the job's own images: the session must reproduce
-    torch's outputs on it within ``TOLERANCE``. A failed export or check says one line and
-    returns torch; so does a successful one, with the difference it measured.
+    torch's outputs on it within ``TOLERANCE``. Trying ONNX Runtime always says one line: the
+    difference it measured, or why torch runs instead (a failed export, session or check).
     """
     eager = Inference(model, "torch", channels_last)
     require_engine(engine, device)
