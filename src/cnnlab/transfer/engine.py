@@ -71,7 +71,7 @@ class Inference:
 def require_engine(name: str, device: torch.device) -> None:
     """Refuse, before any slow work, an ``--engine`` that cannot run here."""
     if name not in ENGINES:
-        raise CnnlabError(f"invalid --engine: {name!r} (use {', '.join(ENGINES)})")
+        raise CnnlabError(f"invalid --engine: {name!r} is not one of {', '.join(ENGINES)}")
     if name != "onnxruntime":
         return
     if device.type != "cpu":
