@@ -19,6 +19,10 @@ MAX_PIXELS_HELP = (
     "Refuse images whose header claims more pixels, before decoding "
     "(default and maximum: Pillow's own limit, about 89 million)."
 )
+ENGINE_HELP = (
+    "auto | torch | onnxruntime: what computes the probabilities (auto: ONNX Runtime on a CPU "
+    "for 256+ images or an already exported model, else torch)."
+)
 
 # a type, so the help lists the values, the shell completes them and a typo is refused
 Device = Literal[DEVICES]  # type: ignore[valid-type]
@@ -51,6 +55,7 @@ def predict(
     top_k: int = typer.Option(3, help="Classes listed per image."),
     device: Device = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
     max_pixels: int | None = typer.Option(None, help=MAX_PIXELS_HELP),
+    engine: str = typer.Option("auto", help=ENGINE_HELP),
 ) -> None:
     """Class, probability per class and top-k for every image; unreadable files are listed."""
     from cnnlab.console import make_console
@@ -59,7 +64,7 @@ def predict(
 
     console = make_console()
     limit = MAX_PIXELS if max_pixels is None else max_pixels
-    rows, failed = run(run_dir, images, out, cam, top_k, device, max_pixels=limit)
+    rows, failed = run(run_dir, images, out, cam, top_k, device, max_pixels=limit, engine=engine)
     for row in rows:
         if not row["error"]:
             console.print(
@@ -84,6 +89,7 @@ def evaluate(
     device: Device = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
     overwrite: bool = typer.Option(False, help="Replace an existing evaluation."),
     max_pixels: int | None = typer.Option(None, help=MAX_PIXELS_HELP),
+    engine: str = typer.Option("auto", help=ENGINE_HELP),
 ) -> None:
     """Metrics of a trained model on a held-out folder."""
     from cnnlab.console import make_console
@@ -92,7 +98,7 @@ def evaluate(
     from cnnlab.transfer.report import print_summary
 
     limit = MAX_PIXELS if max_pixels is None else max_pixels
-    metrics, where = run(run_dir, data_dir, out, device, overwrite, limit)
+    metrics, where = run(run_dir, data_dir, out, device, overwrite, limit, engine=engine)
     console = make_console()
     metrics["evaluated_on"] = str(data_dir)
     print_summary(console, metrics)

@@ -15,6 +15,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
 MONITORS = ("balanced_accuracy", "accuracy", "macro_f1", "roc_auc", "loss")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+ENGINES = ("auto", "torch", "onnxruntime")  # inference of the frozen backbone (engine.py)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,12 @@ class TransferConfig(FrozenConfig):
         None,
         "Folder of the decoded-image cache, reused by later runs "
         "(default: $CNNLAB_CACHE_DIR, else ~/.cache/cnnlab).",
+    )
+    engine: str = option(
+        "auto",
+        "head: backbone features by torch or ONNX Runtime (auto: ONNX Runtime on a CPU for "
+        "256+ images or an already exported backbone).",
+        choices=ENGINES,
     )
 
     def __post_init__(self) -> None:

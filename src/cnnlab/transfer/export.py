@@ -43,7 +43,21 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, verify: bool =
 
 
 def _export_onnx(model: nn.Module, ckpt: ckpt_io.Checkpoint, out: Path) -> None:
-    x = torch.randn(2, 3, ckpt.image_size, ckpt.image_size)
+    meta = {**ckpt.meta(), "input": "float32 NCHW, RGB scaled to [0, 1], then (x - mean) / std"}
+    metadata = {"cnnlab": json.dumps(meta), "class_names": json.dumps(ckpt.class_names)}
+    export_onnx(model, ckpt.image_size, out, "logits", metadata)
+
+
+def export_onnx(
+    model: nn.Module,
+    image_size: int,
+    out: Path,
+    output_name: str = "logits",
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write ``model`` (eval mode, CPU) as ONNX taking float32 NCHW images of ``image_size``
+    (any batch) to ``out``, atomically; ``metadata`` goes into the file's metadata_props."""
+    x = torch.randn(2, 3, image_size, image_size)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         torch.onnx.export(
@@ -51,26 +65,23 @@ def _export_onnx(model: nn.Module, ckpt: ckpt_io.Checkpoint, out: Path) -> None:
             (x,),
             str(path),
             input_names=["image"],
-            output_names=["logits"],
+            output_names=[output_name],
             dynamo=True,
             external_data=False,
             verbose=False,
-            dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
+            # positional, not by argument name: EfficientNet-Lite's forward names it ``inputs``
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
         )
         proto = onnx.load(str(path))
-    meta = {**ckpt.meta(), "input": "float32 NCHW, RGB scaled to [0, 1], then (x - mean) / std"}
-    for key, value in {
-        "cnnlab": json.dumps(meta),
-        "class_names": json.dumps(ckpt.class_names),
-    }.items():
+    for key, value in (metadata or {}).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    atomic_write_bytes(out, proto.SerializeToString())
+    return atomic_write_bytes(out, proto.SerializeToString())
 
 
 def verify_onnx(model: nn.Module, ckpt: ckpt_io.Checkpoint, path: Path, n: int = 3) -> float | None:
     """Max |logit difference| between onnxruntime and PyTorch; None without onnxruntime."""
-    try:  # an optional dependency (the dev extra): export works without it
+    try:  # a dependency, imported here: torch-only commands never load it
         import onnxruntime as ort
     except ImportError:
         return None

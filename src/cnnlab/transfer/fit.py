@@ -81,7 +81,9 @@ def fit(
 
     start = time.perf_counter()
     if cached:
-        backbone = Backbone(model, pre.mean, pre.std, device, channels_last)
+        backbone = Backbone(
+            model, pre.mean, pre.std, device, channels_last, engine=cfg.engine, say=console.print
+        )
         source: BatchSource = _cache_features(
             cfg, backbone, prepared, sampler, generator, console, world
         )

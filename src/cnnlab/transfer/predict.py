@@ -21,6 +21,7 @@ from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.batches import image_batches
 from cnnlab.transfer.data import class_folders, list_class_files, load_split
 from cnnlab.transfer.device import resolve_device
+from cnnlab.transfer.engine import Say, for_images, require_engine, stderr_note
 from cnnlab.transfer.images import MAX_PIXELS, ImageTooLarge, check_max_pixels, load_image
 from cnnlab.transfer.loop import probabilities
 from cnnlab.transfer.models import cam_layer
@@ -198,10 +199,13 @@ def predict(
     device: str = "cpu",
     progress: Advance | None = None,
     max_pixels: int = MAX_PIXELS,
+    engine: str = "auto",
+    say: Say = stderr_note,
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     """Predict every image; unreadable files become rows with an ``error``, never a crash.
 
-    The CSV and the Grad-CAM overlays are written together or not at all.
+    The CSV and the Grad-CAM overlays are written together or not at all. Probabilities come
+    from ``engine`` (``engine.prepare``); Grad-CAM needs gradients and always runs in torch.
     """
     if top_k < 1:
         raise CnnlabError(f"invalid --top-k: must be >= 1, got {top_k}")
@@ -209,15 +213,16 @@ def predict(
     out_csv = None if out_csv is None else require_file_target("--out", out_csv)
     cam_dir = None if cam_dir is None else require_dir_target("--cam", cam_dir)
     ckpt = ckpt_io.load(checkpoint)
+    dev, _ = resolve_device(device)
+    require_engine(engine, dev)
     paths = list_images(inputs)
     if out_csv is not None and out_csv.resolve() in {p.resolve() for p in paths}:
         raise CnnlabError(f"--out {out_csv} is one of the images to predict; name a new file")
     images, ok, failed = load_images(paths, ckpt.image_size, max_pixels)
-    model = ckpt.build_model()
-    dev, _ = resolve_device(device)
-    model.to(dev)
+    model = ckpt.build_model().to(dev)
+    network = for_images(model, images, ckpt.mean, ckpt.std, dev, engine, say).network
     proba = predict_proba(
-        model, images, ckpt.mean, ckpt.std, dev, channels_last=False, progress=progress
+        network, images, ckpt.mean, ckpt.std, dev, channels_last=False, progress=progress
     )
     rows = prediction_rows(ok, proba, ckpt.class_names, top_k, ckpt.threshold)
     rows += [{"path": str(p), "error": why} for p, why in failed]
@@ -287,16 +292,21 @@ def evaluate(
     device: str = "cpu",
     overwrite: bool = False,
     max_pixels: int = MAX_PIXELS,
+    engine: str = "auto",
+    say: Say = stderr_note,
 ) -> tuple[EvaluationMetrics, Path]:
     """Metrics of the run's best checkpoint on a held-out folder of class folders.
 
     Results go to ``out`` (default ``RUN_DIR/evaluations/<folder name>``): metrics.json,
     predictions.csv, confusion_matrix.png, roc.png, precision_recall.png, reliability.png.
     Unreadable images, and images above ``max_pixels``, are skipped and listed in
-    metrics.json; intervals are bootstrap 95% intervals (seed 0).
+    metrics.json; intervals are bootstrap 95% intervals (seed 0). Probabilities come from
+    ``engine`` (``engine.prepare``).
     """
     check_max_pixels(max_pixels)
     ckpt = ckpt_io.load(run_dir)
+    dev, _ = resolve_device(device)
+    require_engine(engine, dev)
     data_dir = Path(data_dir)
     classes = class_folders(data_dir)
     unknown = [c for c in classes if c not in ckpt.class_names]
@@ -311,11 +321,10 @@ def evaluate(
     if not len(split):
         raise CnnlabError(f"no readable images in {data_dir}")
     out = require_dir_target("--out", out or Path(run_dir) / "evaluations" / data_dir.name)
-    model = ckpt.build_model()
-    dev, _ = resolve_device(device)
-    model.to(dev)
+    model = ckpt.build_model().to(dev)
+    network = for_images(model, split.images, ckpt.mean, ckpt.std, dev, engine, say).network
     with disk_errors(out), run_directory(out, overwrite=overwrite) as tmp:
-        held, proba = evaluate_arrays(model, ckpt, split.images, split.labels, dev, ci_seed=0)
+        held, proba = evaluate_arrays(network, ckpt, split.images, split.labels, dev, ci_seed=0)
         metrics: EvaluationMetrics = {
             **held,
             "data_dir": str(data_dir),

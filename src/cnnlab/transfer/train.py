@@ -24,6 +24,7 @@ from cnnlab.transfer import distributed
 from cnnlab.transfer.assess import assess, write_outcome
 from cnnlab.transfer.crossval import cross_validate
 from cnnlab.transfer.device import resolve_device
+from cnnlab.transfer.engine import require_engine
 from cnnlab.transfer.fit import fit
 from cnnlab.transfer.models import known_arch, require_weights
 from cnnlab.transfer.outputs import disk_errors, require_dir_target
@@ -56,6 +57,7 @@ def train(
     known_arch(cfg.arch)
     require_weights(cfg.arch, cfg.weights)
     device, described = resolve_device(cfg.device)
+    require_engine(cfg.engine, device)
     with distributed.session(device) as world:
         if cfg.folds and world.size > 1:
             raise CnnlabError("--folds runs in one process; start it without torchrun")
