@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from cnnlab.errors import CnnlabError
+from cnnlab.frameworks import requires
 from cnnlab.study import DEFAULT_STORAGE
 from cnnlab.study.names import check_study_name, default_report_dir, shell_command
 
@@ -51,6 +52,7 @@ def _open_study(storage: str, name: str | None) -> optuna.Study:
 
 
 @app.command()
+@requires("keras")  # the workers train Fashion-MNIST models
 def run(
     spec: Path | None = typer.Argument(None, help="Study spec (.yaml/.yml/.toml)."),
     profile: str | None = typer.Option(None, help="Built-in spec: smoke, quick or standard."),

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -40,9 +41,15 @@ if TYPE_CHECKING:
 
 
 def fit(
-    cfg: TransferConfig, prepared: Prepared, device: torch.device, console: Console | None = None
+    cfg: TransferConfig,
+    prepared: Prepared,
+    device: torch.device,
+    console: Console | None = None,
+    on_epoch: Callable[[HistoryRow], None] | None = None,
 ) -> FitResult:
-    """Train ``cfg.arch`` on the prepared splits; the model returned holds the best weights."""
+    """Train ``cfg.arch`` on the prepared splits; the model returned holds the best weights.
+
+    ``on_epoch`` is called with each epoch's history row (TensorBoard logging, for one)."""
     console = console or make_console(quiet=True)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
@@ -92,6 +99,8 @@ def fit(
         seconds = time.perf_counter() - t0
         row = _history_row(epoch, stats, m, plan.stages_trained(epoch), step_seconds, seconds)
         history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
         value = m[cfg.monitor]
         improved = better(cfg.monitor, value, best_value)
         console.print(_epoch_line(row, cfg.epochs) + ("  *best" if improved else ""))

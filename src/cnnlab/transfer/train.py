@@ -40,13 +40,20 @@ def train(
     cfg: TransferConfig,
     overwrite: bool = False,
     console: Console | None = None,
+    tensorboard: str | os.PathLike | None = None,
 ) -> tuple[Path, RunMetrics]:
-    """Train and write a complete run directory; returns (run_dir, metrics)."""
+    """Train and write a complete run directory; returns (run_dir, metrics). ``tensorboard``
+    is a folder for TensorBoard logs (transfer/tensorboard.py)."""
     console = console or make_console()
     require_dir_target("--out", out)
     known_arch(cfg.arch)
     require_weights(cfg.arch, cfg.weights)
     device, described = resolve_device(cfg.device)
+    board = None
+    if tensorboard is not None:  # checked (and created) before training
+        from cnnlab.transfer.tensorboard import TransferBoard
+
+        board = TransferBoard(tensorboard)
     with disk_errors(out), run_directory(out, overwrite=overwrite) as tmp:
         console.print(f"device: {described}")
         prepared = prepare_data(data_dir, cfg, console)
@@ -57,7 +64,7 @@ def train(
         write_json(tmp / "data_report.json", prepared.report)
         write_csv(tmp / "splits.csv", prepared.manifest())
 
-        result = fit(cfg, prepared, device, console)
+        result = fit(cfg, prepared, device, console, on_epoch=board.log_epoch if board else None)
         write_csv(tmp / "history.csv", result.history)
 
         ckpt = _best_checkpoint(cfg, prepared, result)
@@ -68,6 +75,8 @@ def train(
         eval_name = "test" if "test" in prepared.splits else "val"
         held = prepared.splits[eval_name]
         held_metrics, proba = evaluate_arrays(result.model, ckpt, held.images, held.labels, device)
+        if board is not None:
+            board.finish(eval_name, held, proba, prepared.classes, len(result.history) - 1)
         metrics: RunMetrics = {
             **held_metrics,
             "evaluated_on": eval_name,
