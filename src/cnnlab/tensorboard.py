@@ -4,8 +4,8 @@ Both pipelines write the layout of Keras' own ``TensorBoard`` callback, so their
 alike side by side in TensorBoard: ``DIR/train`` and ``DIR/validation`` hold one value per epoch
 of ``epoch_loss`` and ``epoch_accuracy`` (``train`` also ``epoch_learning_rate``), the step being
 the epoch counted from 0 as Keras counts it; after training, ``DIR/<held-out split>`` holds the
-image ``mistakes``: the most confident mistakes with their true and predicted class, the same
-images as the run's report shows.
+image ``mistakes``: the most confident mistakes with their true and predicted class, ranked as
+the run's report ranks them.
 
 The event files go to DIR, not into the run directory: a run directory appears only when it is
 complete (``runs.run_directory``), while TensorBoard is watched during training, and one DIR
