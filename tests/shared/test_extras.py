@@ -128,10 +128,18 @@ def test_a_transfer_command_without_torch_names_the_transfer_extra(tmp_path, arg
     assert list(tmp_path.iterdir()) == []
 
 
-def test_serving_a_keras_run_without_tensorflow_names_the_keras_extra(tmp_path):
-    (tmp_path / "model.keras").write_bytes(b"")  # what makes it a Fashion-MNIST run
-    result = without("tensorflow,keras", "serve", tmp_path, "--port", free_port())
-    assert one_error_line(result) == KERAS_LINE
+@pytest.mark.parametrize(
+    ("model_file", "absent", "line"),
+    [
+        ("model.keras", "tensorflow,keras", KERAS_LINE),
+        ("best.pt", "torch,torchvision", TRANSFER_LINE),
+    ],
+    ids=["fmnist run", "transfer run"],
+)
+def test_serving_a_run_without_its_framework_names_its_extra(tmp_path, model_file, absent, line):
+    (tmp_path / model_file).write_bytes(b"")  # the file that tells the pipeline apart
+    result = without(absent, "serve", tmp_path, "--port", free_port())
+    assert one_error_line(result) == line
 
 
 def test_serve_without_gradio_names_the_serve_extra(tmp_path):
@@ -165,6 +173,27 @@ def test_help_and_the_core_commands_work_without_any_framework():
     result = without(absent, "study", "plan", "--profile", "smoke")
     assert result.returncode == 0, result.stderr
     assert "distinct trials" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("absent", "modules"),
+    [
+        (
+            "torch,torchvision",
+            "cnnlab.fmnist.train,cnnlab.fmnist.evaluate,cnnlab.fmnist.tensorboard",
+        ),
+        (
+            "tensorflow,keras",
+            "cnnlab.transfer.train,cnnlab.transfer.predict,"
+            "cnnlab.transfer.export,cnnlab.transfer.tensorboard",
+        ),
+    ],
+    ids=["keras without torch", "transfer without tensorflow"],
+)
+def test_each_pipeline_imports_without_the_other_framework(absent, modules):
+    result = without(absent, "--import", modules)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("imported")
 
 
 # --- which ModuleNotFoundError becomes the line ----------------------------------------------
