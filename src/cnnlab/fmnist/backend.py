@@ -102,6 +102,10 @@ def require_supported_backend() -> str:
             f"{supported}: set KERAS_BACKEND={next(iter(SUPPORTED_BACKENDS))} (the default)"
         )
     if not _installed(SUPPORTED_BACKENDS[name]):
+        if name == "tensorflow":  # the default: what the `keras` extra installs
+            from cnnlab.frameworks import missing_extra_error
+
+            raise missing_extra_error("keras", "tensorflow")
         raise CnnlabError(
             f"Keras backend {name!r} (KERAS_BACKEND) needs the package "
             f"{SUPPORTED_BACKENDS[name]}, which is not installed; use {supported}"

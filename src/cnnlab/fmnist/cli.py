@@ -19,6 +19,7 @@ import typer
 
 from cnnlab.configs import config_options
 from cnnlab.fmnist.config import PRESETS, TrainConfig, preset
+from cnnlab.frameworks import requires
 from cnnlab.study import DEFAULT_STORAGE
 from cnnlab.study.cli import Profile
 
@@ -51,6 +52,7 @@ def _summary(result) -> str:
     )
 
 
+@requires("keras")
 @config_options(TrainConfig, defaults=False)  # a flag left out keeps the preset's value
 def train_command(
     preset: Preset = typer.Option(
@@ -63,6 +65,9 @@ def train_command(
     overwrite: bool = typer.Option(False, help="Replace an existing run directory."),
     threads: int | None = typer.Option(None, help="CPU threads (default: all cores)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    tensorboard: Path | None = typer.Option(
+        None, metavar="DIR", help="Also write TensorBoard logs to DIR (docs/fmnist.md)."
+    ),
 ) -> None:
     """Train a CNN on Fashion-MNIST and write a run directory with metrics, plots and report."""
     config = build_config(preset, **config_fields)
@@ -72,11 +77,15 @@ def train_command(
     configure_threads(threads)
     from cnnlab.fmnist.train import train
 
-    result = train(config, out=out, data_dir=data_dir, progress=progress, overwrite=overwrite)
+    result = train(
+        config, out=out, data_dir=data_dir, progress=progress, overwrite=overwrite,
+        tensorboard=tensorboard,
+    )  # fmt: skip
     print(_summary(result))
     print(f"run directory: {out}  (report: {out / 'report.html'})")
 
 
+@requires("keras")
 def evaluate_command(
     run_dir: Path = typer.Argument(..., help="A run directory written by `cnnlab train`."),
     data_dir: Path | None = typer.Option(None, help="Folder with the Fashion-MNIST .gz files."),
@@ -96,6 +105,7 @@ def evaluate_command(
         )
 
 
+@requires("keras")
 def predict_command(
     run_dir: Path = typer.Argument(..., help="A run directory written by `cnnlab train`."),
     images: list[Path] = typer.Argument(..., help="Image files (any size, colour or format)."),
@@ -114,6 +124,7 @@ def predict_command(
         print(f"{p.path}: {p.label} ({p.probability:.1%}; then {others})")
 
 
+@requires("keras")
 def demo_command(
     single_run: bool = typer.Option(
         False, "--single-run", help="Train one `fast` model instead of running the quick study."

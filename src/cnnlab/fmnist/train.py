@@ -120,20 +120,31 @@ def train(
     overwrite: bool = False,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     deterministic: bool = True,
+    tensorboard: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train ``config`` and evaluate once on the test set; the result holds the trained model.
 
     ``out=None`` writes nothing; otherwise ``out`` is claimed first (a second run to it fails
     at once) and the complete run directory appears there only when everything succeeded.
     ``callbacks`` are extra Keras callbacks (run after the clock, so their time is not counted
-    as training time).
+    as training time). ``tensorboard`` is a folder for TensorBoard logs (fmnist/tensorboard.py).
     """
+    board = None
+    if tensorboard is not None:  # checked (and created) before anything else
+        from cnnlab.fmnist.tensorboard import TensorBoard
+
+        board = TensorBoard(tensorboard)
+        callbacks = [*callbacks, board]
     # Claim the run directory first, so a bad or busy --out fails now, not after training.
     target = run_directory(out, overwrite=overwrite) if out is not None else None
     with target if target is not None else contextlib.nullcontext() as tmp:
         if data is None:
             data = load_fashion_mnist(data_dir, progress=progress)
         result, model = _fit(config, data, progress, callbacks, deterministic)
+        if board is not None:
+            board.write_mistakes(
+                data.x_test, data.y_test, result.test_proba, len(result.history) - 1
+            )
         if tmp is not None:
             write_run(tmp, result, model, data, name=Path(out).name)
     result.model = model

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import typer
 
+from cnnlab.frameworks import requires
 
+
+@requires("serve", "keras", "transfer")  # Gradio, then the run's own framework
 def serve_command(
     run_dir: Path = typer.Argument(
         ..., help="A run directory from `cnnlab train` or `cnnlab transfer train`."

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 import typer
 
 from cnnlab.errors import CnnlabError
+from cnnlab.frameworks import requires
 from cnnlab.study import DEFAULT_STORAGE, profile_names
 from cnnlab.study.names import check_study_name, default_report_dir, shell_command
 
@@ -57,6 +58,7 @@ def _open_study(storage: str, name: str | None) -> optuna.Study:
 
 
 @app.command()
+@requires("keras")  # the workers train Fashion-MNIST models
 def run(
     spec: Path | None = typer.Argument(None, help="Study spec (.yaml/.yml/.toml)."),
     profile: Profile | None = _PROFILE,

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import typer
 
 from cnnlab.configs import config_options
+from cnnlab.frameworks import requires
 from cnnlab.transfer.config import DEVICES, TransferConfig
 
 app = typer.Typer(no_args_is_help=True)
@@ -29,6 +30,7 @@ Device = Literal[DEVICES]  # type: ignore[valid-type]
 
 
 @app.command()
+@requires("transfer")
 @config_options(TransferConfig)
 def train(
     data_dir: Path = typer.Argument(..., help="One folder per class, or train/ (+ val/, test/)."),
@@ -37,16 +39,21 @@ def train(
     config_fields: dict[str, Any],  # one option per TransferConfig field goes here
     overwrite: bool = typer.Option(False, help="Replace an existing run directory."),
     quiet: bool = typer.Option(False, help="Print nothing but errors."),
+    tensorboard: Path | None = typer.Option(
+        None, metavar="DIR", help="Also write TensorBoard logs to DIR (docs/transfer.md)."
+    ),
 ) -> None:
     """Fine-tune a pretrained CNN on an image folder and write a run directory."""
     cfg = TransferConfig(**config_fields)  # checked before torch is imported: errors are fast
     from cnnlab.console import make_console
     from cnnlab.transfer.train import train as run
 
-    run(data_dir, out, cfg, overwrite=overwrite, console=make_console(quiet))
+    run(data_dir, out, cfg, overwrite=overwrite, console=make_console(quiet),
+        tensorboard=tensorboard)  # fmt: skip
 
 
 @app.command()
+@requires("transfer")
 def predict(
     run_dir: Path = typer.Argument(..., help="Run directory (uses best.pt) or checkpoint file."),
     images: list[Path] = typer.Argument(..., help="Image files and/or folders."),
@@ -82,6 +89,7 @@ def predict(
 
 
 @app.command()
+@requires("transfer")
 def evaluate(
     run_dir: Path = typer.Argument(..., help="Run directory (uses best.pt)."),
     data_dir: Path = typer.Argument(..., help="Held-out folder with one folder per class."),
@@ -108,6 +116,7 @@ def evaluate(
 
 
 @app.command()
+@requires("transfer")
 def export(
     run_dir: Path = typer.Argument(..., help="Run directory (uses best.pt) or checkpoint file."),
     out: Path = typer.Option(..., "--out", help="model.onnx or model.safetensors."),

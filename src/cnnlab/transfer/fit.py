@@ -14,6 +14,7 @@ parameters that required gradients when it was built), and the sampler is reshuf
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -52,10 +53,12 @@ def fit(
     device: torch.device,
     console: Console | None = None,
     world: World = World(),
+    on_epoch: Callable[[HistoryRow], None] | None = None,
 ) -> FitResult:
     """Train ``cfg.arch`` on the prepared splits; the model returned holds the best weights.
 
-    In a ``world`` of several processes, each calls ``fit`` with the same splits."""
+    In a ``world`` of several processes, each calls ``fit`` with the same splits. ``on_epoch``
+    is called with each epoch's history row (TensorBoard logging, for one)."""
     console = console or make_console(quiet=True)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
@@ -121,6 +124,8 @@ def fit(
         seconds = time.perf_counter() - t0
         row = _history_row(epoch, stats, m, plan.stages_trained(epoch), step_seconds, seconds)
         history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
         value = m[cfg.monitor]
         improved = better(cfg.monitor, value, best_value)
         console.print(_epoch_line(row, cfg.epochs) + ("  *best" if improved else ""))

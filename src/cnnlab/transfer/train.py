@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from cnnlab.transfer.config import TransferConfig
     from cnnlab.transfer.distributed import World
     from cnnlab.transfer.results import CrossValMetrics, RunMetrics
+    from cnnlab.transfer.tensorboard import TransferBoard
 
 
 def train(
@@ -46,12 +47,14 @@ def train(
     cfg: TransferConfig,
     overwrite: bool = False,
     console: Console | None = None,
+    tensorboard: str | os.PathLike | None = None,
 ) -> tuple[Path, RunMetrics | CrossValMetrics | None]:
     """Train and write a complete run directory; returns (run_dir, metrics).
 
     With ``cfg.folds`` the run is a cross-validation (``crossval.py``): one directory, a
     ``fold_k/`` per fold, the summary's metrics. Under torchrun only rank 0 writes and gets
-    the metrics; the other processes get None."""
+    the metrics; the other processes get None. ``tensorboard`` is a folder for TensorBoard
+    logs (transfer/tensorboard.py)."""
     console = console or make_console()
     require_dir_target("--out", out)
     known_arch(cfg.arch)
@@ -65,8 +68,13 @@ def train(
         if not world.is_main:
             _follow(data_dir, cfg, device, world)
             return Path(out), None
+        board = None
+        if tensorboard is not None:  # checked (and created) before training
+            from cnnlab.transfer.tensorboard import TransferBoard
+
+            board = TransferBoard(tensorboard)
         return _lead(
-            data_dir, out, cfg, overwrite, console, device, world.describe(described), world
+            data_dir, out, cfg, overwrite, console, device, world.describe(described), world, board
         )
 
 
@@ -87,6 +95,7 @@ def _lead(
     device: torch.device,
     described: str,
     world: World,
+    board: TransferBoard | None = None,
 ) -> tuple[Path, RunMetrics | CrossValMetrics]:
     """The one process that writes: data -> fit -> assessment -> the run directory."""
     with disk_errors(out), world.claim(run_directory(out, overwrite=overwrite)) as tmp:
@@ -105,7 +114,7 @@ def _lead(
                 tmp, cfg, prepared, device, described, console
             )
         else:
-            metrics = _single(tmp, cfg, prepared, device, described, console, world)
+            metrics = _single(tmp, cfg, prepared, device, described, console, world, board)
     console.print(f"run written to {out}")
     return Path(out), metrics
 
@@ -118,11 +127,16 @@ def _single(
     described: str,
     console: Console,
     world: World,
+    board: TransferBoard | None = None,
 ) -> RunMetrics:
     """One training, assessed on the held-out split (``assess``)."""
-    result = fit(cfg, prepared, device, console, world)
+    on_epoch = board.log_epoch if board is not None else None
+    result = fit(cfg, prepared, device, console, world, on_epoch=on_epoch)
     write_csv(tmp / "history.csv", result.history)
     outcome = assess(cfg, prepared, result, device, described)
+    if board is not None:
+        last_epoch = len(result.history) - 1
+        board.finish(outcome.split, outcome.held, outcome.proba, prepared.classes, last_epoch)
     write_outcome(tmp, cfg, prepared, result, outcome)
     print_summary(console, outcome.metrics)
     return outcome.metrics

@@ -1,0 +1,66 @@
+"""What both pipelines' ``--tensorboard DIR`` share: the folder check and the mistakes picture.
+
+Both pipelines write the layout of Keras' own ``TensorBoard`` callback, so their runs read
+alike side by side in TensorBoard: ``DIR/train`` and ``DIR/validation`` hold one value per epoch
+of ``epoch_loss`` and ``epoch_accuracy`` (``train`` also ``epoch_learning_rate``), the step being
+the epoch counted from 0 as Keras counts it; after training, ``DIR/<held-out split>`` holds the
+image ``mistakes``: the most confident mistakes with their true and predicted class, ranked as
+the run's report ranks them.
+
+The event files go to DIR, not into the run directory: a run directory appears only when it is
+complete (``runs.run_directory``), while TensorBoard is watched during training, and one DIR
+per run under a common parent is how TensorBoard compares runs (``tensorboard --logdir tb``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cnnlab import plots
+from cnnlab.errors import CnnlabError
+
+MISTAKES_SHOWN = 24  # three rows of plots.image_grid: enough to see what is confused with what
+
+
+def prepare_log_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` (with its parents) and check that a file can be written in it, so an
+    unusable ``--tensorboard`` fails in one line before training, not after."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise CnnlabError(f"--tensorboard {path}: not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise CnnlabError(f"--tensorboard {path}: cannot write there ({e.strerror or e})") from None
+    return path
+
+
+def mistakes_image(
+    images: np.ndarray, labels: np.ndarray, proba: np.ndarray, class_names: Sequence[str]
+) -> np.ndarray | None:
+    """The most confident mistakes as one H x W x 3 uint8 picture, "true X / pred Y (p%)" under
+    each image; None when nothing is misclassified."""
+    labels = np.asarray(labels)
+    pred = proba.argmax(axis=1)
+    wrong = np.flatnonzero(pred != labels)
+    if not len(wrong):
+        return None
+    # the most confident mistakes teach the most about what the network confuses
+    wrong = wrong[np.argsort(-proba[wrong, pred[wrong]], kind="stable")][:MISTAKES_SHOWN]
+    titles = [
+        f"true {class_names[labels[i]]}\npred {class_names[pred[i]]} ({proba[i, pred[i]]:.0%})"
+        for i in wrong
+    ]
+    # plots.image_grid draws the titles the reports use; it writes a PNG, read back here
+    with tempfile.TemporaryDirectory() as tmp:
+        png = plots.image_grid([images[i] for i in wrong], titles, Path(tmp) / "mistakes.png")
+        with Image.open(png) as picture:
+            return np.asarray(picture.convert("RGB"))
