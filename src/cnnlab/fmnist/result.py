@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import numpy as np
 
@@ -26,6 +26,8 @@ class EpochRecord(TypedDict):
     val_accuracy: float | None
     lr: float  # at the end of the epoch (schedules evaluated at that step)
     seconds: float  # training only: validation excluded
+    # on training images in inference mode (train(clean_train_images=...) only)
+    clean_train_accuracy: NotRequired[float]
 
 
 ClassMetrics = TypedDict(

@@ -1,0 +1,189 @@
+"""How long a study will take on this machine: its training images, and a measured throughput.
+
+``cnnlab study plan`` ends with ``total: N trials, M training images`` (the sum over its
+distinct trials of training images x epochs) and an estimate of the wall time. The estimate
+comes from a short measurement of the tutorial network on this machine, as a study worker
+runs it (``cores / workers`` threads, synthetic images: speed does not depend on the pixels),
+at batch sizes 32, 128 and 512: images per second fall by about half from 128 to 32 on a
+2-core VM, so one figure would misjudge a batch-size factor. It is cached in
+``~/.cache/cnnlab/throughput.json`` (``$XDG_CACHE_HOME``), keyed by CPU model, cnnlab version
+and threads, so only the first ``plan`` pays its ~20 s.
+
+What it leaves out, and says: larger kernels and batch norm train slower than the tutorial
+network; every worker is assumed to run as fast as the one measured alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab import __version__
+from cnnlab.errors import CnnlabError
+from cnnlab.study.plan import PlannedTrial, train_split, training_images
+
+BATCHES = (32, 128, 512)
+MEASURE_IMAGES = 4096  # per timed epoch: a few seconds each on a 2-core VM
+TEST_IMAGES = 10_000  # evaluated once per trial
+MEASURE_TIMEOUT = 300
+
+
+@dataclass(frozen=True)
+class Throughput:
+    train: dict[int, float]  # batch size -> training images/s of one worker
+    infer: float  # inference images/s of one worker
+    key: str  # what it was measured on
+    cached: bool = False
+
+    def train_rate(self, batch: int) -> float:
+        """Images/s at ``batch``: interpolated in log2(batch size) between the measured batch
+        sizes, the nearest one's outside them."""
+        points = sorted(self.train.items())
+        if batch <= points[0][0]:
+            return points[0][1]
+        for (b0, r0), (b1, r1) in zip(points, points[1:], strict=False):
+            if batch <= b1:
+                t = (math.log2(batch) - math.log2(b0)) / (math.log2(b1) - math.log2(b0))
+                return r0 + t * (r1 - r0)
+        return points[-1][1]
+
+
+def total_images(trials: Iterable[PlannedTrial]) -> int:
+    return sum(training_images(t.config) for t in trials)
+
+
+def trial_seconds(config: dict[str, Any], rate: Throughput) -> float:
+    """Training, plus per epoch the validation split and as many clean training images
+    (``trial.clean_images``), plus the test set once."""
+    from cnnlab.study.trial import CLEAN_TRAIN_IMAGES
+
+    epochs = int(config["epochs"])
+    val = int(config["val_size"])
+    clean = min(val, CLEAN_TRAIN_IMAGES, train_split(config))
+    train = training_images(config) / rate.train_rate(int(config["batch_size"]))
+    return train + (epochs * (val + clean) + TEST_IMAGES) / rate.infer
+
+
+def wall_seconds(trials: list[PlannedTrial], rate: Throughput, workers: int) -> float:
+    """Trials spread over ``workers`` parallel workers (sweeps first, so the total is a lower
+    bound when the tuned trials must wait for their sweep)."""
+    return sum(trial_seconds(t.config, rate) for t in trials) / max(workers, 1)
+
+
+# -- the measurement and its cache ---------------------------------------------------------
+
+
+def cache_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cnnlab" / "throughput.json"
+
+
+def machine_key(threads: int) -> str:
+    from cnnlab.runs import environment_info
+
+    return f"{environment_info()['processor']} | cnnlab {__version__} | {threads} threads"
+
+
+def throughput(threads: int, measure: bool = True) -> Throughput | None:
+    """The cached throughput for this machine, else (``measure``) a fresh measurement."""
+    key = machine_key(threads)
+    path = cache_file()
+    cache = _read(path)
+    if key in cache:
+        entry = cache[key]
+        return Throughput({int(b): float(r) for b, r in entry["train"].items()},
+                          float(entry["infer"]), key, cached=True)  # fmt: skip
+    if not measure:
+        return None
+    entry = _measure_in_subprocess(threads)
+    cache[key] = entry | {"measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    with contextlib.suppress(OSError):  # a read-only home only loses the cache
+        _write(path, cache)
+    return Throughput({int(b): float(r) for b, r in entry["train"].items()},
+                      float(entry["infer"]), key)  # fmt: skip
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # none yet, or damaged: measured again
+    return data if isinstance(data, dict) else {}
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".throughput-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _measure_in_subprocess(threads: int) -> dict[str, Any]:
+    """In a process of its own, as a worker: TensorFlow's thread pools are fixed at start."""
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "cnnlab.study.estimate", str(threads)],
+            capture_output=True, text=True, timeout=MEASURE_TIMEOUT, env=env,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise CnnlabError(
+            f"measuring this machine's throughput took over {MEASURE_TIMEOUT} s; use --no-measure"
+        ) from None
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        why = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        raise CnnlabError(f"could not measure this machine's throughput ({why}); use --no-measure")
+    return json.loads(lines[-1])
+
+
+def measure(threads: int) -> dict[str, Any]:
+    """Images/s of the tutorial network training at each of ``BATCHES`` and predicting."""
+    from cnnlab.fmnist.backend import configure_threads
+
+    configure_threads(threads)
+    import numpy as np
+
+    from cnnlab.fmnist.backend import seed_everything
+    from cnnlab.fmnist.config import PRESETS
+    from cnnlab.fmnist.train import Splits, compile_model, fit_inputs
+
+    seed_everything(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((MEASURE_IMAGES, 28, 28, 1), dtype=np.float32) * 255
+    y = Splits.one_hot(rng.integers(0, 10, MEASURE_IMAGES))
+    config = PRESETS["tutorial"]
+    model = compile_model(config, MEASURE_IMAGES // config.batch_size)
+    train = {}
+    for batch in BATCHES:
+        feed = fit_inputs(x, y, batch, shuffle=True, seed=0)
+        model.fit(**feed, epochs=1, verbose=0)  # traces the step for this batch size
+        start = time.perf_counter()
+        model.fit(**feed, epochs=1, verbose=0)
+        train[str(batch)] = MEASURE_IMAGES / (time.perf_counter() - start)
+    model.predict(x, batch_size=1024, verbose=0)
+    start = time.perf_counter()
+    model.predict(x, batch_size=1024, verbose=0)
+    infer = MEASURE_IMAGES / (time.perf_counter() - start)
+    return {"train": train, "infer": infer}
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(int(sys.argv[1]))))
