@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -131,10 +132,11 @@ def _summarise(cell: Cell, records: list[TrialRecord], target: float) -> CellSum
 
     reached = [e for e in (epochs_to_target(r.history, target) for r in records) if e is not None]
     lrs = [r.lr for r in records if r.lr is not None]
-    per_epoch = steps_per_epoch(records[0].config) if records else None
+    per_epoch, epochs = _steps(records[0].config) if records else (None, None)
     steps, _ = curves.median_or_none(
-        [curves.steps_to_target(r.history, target, per_epoch) for r in records]
-    )
+        [curves.steps_to_target(r.history, target, per_epoch) if per_epoch else None
+         for r in records]
+    )  # fmt: skip
     seconds, _ = curves.median_or_none(
         [curves.seconds_to_target(r.history, target) for r in records]
     )
@@ -157,11 +159,18 @@ def _summarise(cell: Cell, records: list[TrialRecord], target: float) -> CellSum
         target=target,
         clean_gap=bool(records) and all(curves.has_clean_gap(r.history) for r in records),
         steps_per_epoch=per_epoch,
-        steps=per_epoch * int(records[0].config["epochs"]) if records else None,
+        steps=per_epoch * epochs if per_epoch and epochs else None,
         steps_to_target=steps,
         seconds_to_target=seconds,
         diverged=sum(bool(r.metrics.get("diverged")) for r in records),
     )
+
+
+def _steps(config: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """(optimizer steps per epoch, epochs) of a trial's config; None for what it lacks."""
+    if not {"epochs", "batch_size", "val_size"} <= set(config):
+        return None, None
+    return steps_per_epoch(config), int(config["epochs"])
 
 
 def _pts(i: stats.Interval) -> stats.Interval:

@@ -43,7 +43,9 @@ def steps_to_target(history: History, target: float, steps_per_epoch: int) -> in
 def seconds_to_target(history: History, target: float) -> float | None:
     """Training seconds (validation excluded) until the end of the epoch reaching ``target``."""
     i = target_epoch(history, target)
-    return None if i is None else float(sum(float(r["seconds"]) for r in history[: i + 1]))
+    if i is None or any(r.get("seconds") is None for r in history[: i + 1]):
+        return None
+    return float(sum(float(r["seconds"]) for r in history[: i + 1]))
 
 
 def has_clean_gap(history: History) -> bool:
@@ -79,7 +81,7 @@ def mean_elapsed(histories: Sequence[History]) -> list[float]:
     if not histories:
         return []
     n = min(len(h) for h in histories)
-    cum = [np.cumsum([float(r["seconds"]) for r in h[:n]]) for h in histories]
+    cum = [np.cumsum([float(r.get("seconds") or 0.0) for r in h[:n]]) for h in histories]
     return [float(x) for x in np.mean(cum, axis=0)]
 
 

@@ -44,6 +44,14 @@ class Throughput:
     infer: float  # inference images/s of one worker
     key: str  # what it was measured on
     cached: bool = False
+    trial_overhead: float = 0.0  # seconds to build, trace and start training a model
+    epoch_overhead: float = 0.0  # seconds each epoch costs besides its images
+
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any], key: str, cached: bool) -> Throughput:
+        return cls({int(b): float(r) for b, r in entry["train"].items()}, float(entry["infer"]),
+                   key, cached, float(entry.get("trial_overhead", 0.0)),
+                   float(entry.get("epoch_overhead", 0.0)))  # fmt: skip
 
     def train_rate(self, batch: int) -> float:
         """Images/s at ``batch``: interpolated in log2(batch size) between the measured batch
@@ -71,7 +79,8 @@ def trial_seconds(config: dict[str, Any], rate: Throughput) -> float:
     val = int(config["val_size"])
     clean = min(val, CLEAN_TRAIN_IMAGES, train_split(config))
     train = training_images(config) / rate.train_rate(int(config["batch_size"]))
-    return train + (epochs * (val + clean) + TEST_IMAGES) / rate.infer
+    evaluate = (epochs * (val + clean) + TEST_IMAGES) / rate.infer
+    return train + evaluate + rate.trial_overhead + epochs * rate.epoch_overhead
 
 
 def wall_seconds(trials: list[PlannedTrial], rate: Throughput, workers: int) -> float:
@@ -91,7 +100,8 @@ def cache_file() -> Path:
 def machine_key(threads: int) -> str:
     from cnnlab.runs import environment_info
 
-    return f"{environment_info()['processor']} | cnnlab {__version__} | {threads} threads"
+    plural = "s" if threads != 1 else ""
+    return f"{environment_info()['processor']} | cnnlab {__version__} | {threads} thread{plural}"
 
 
 def throughput(threads: int, measure: bool = True) -> Throughput | None:
@@ -100,17 +110,14 @@ def throughput(threads: int, measure: bool = True) -> Throughput | None:
     path = cache_file()
     cache = _read(path)
     if key in cache:
-        entry = cache[key]
-        return Throughput({int(b): float(r) for b, r in entry["train"].items()},
-                          float(entry["infer"]), key, cached=True)  # fmt: skip
+        return Throughput.from_entry(cache[key], key, cached=True)
     if not measure:
         return None
     entry = _measure_in_subprocess(threads)
     cache[key] = entry | {"measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     with contextlib.suppress(OSError):  # a read-only home only loses the cache
         _write(path, cache)
-    return Throughput({int(b): float(r) for b, r in entry["train"].items()},
-                      float(entry["infer"]), key)  # fmt: skip
+    return Throughput.from_entry(entry, key, cached=False)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -162,6 +169,7 @@ def measure(threads: int) -> dict[str, Any]:
     import numpy as np
 
     from cnnlab.fmnist.backend import seed_everything
+    from cnnlab.fmnist.callbacks import CleanTrainAccuracy
     from cnnlab.fmnist.config import PRESETS
     from cnnlab.fmnist.train import Splits, compile_model, fit_inputs
 
@@ -170,6 +178,23 @@ def measure(threads: int) -> dict[str, Any]:
     x = rng.random((MEASURE_IMAGES, 28, 28, 1), dtype=np.float32) * 255
     y = Splits.one_hot(rng.integers(0, 10, MEASURE_IMAGES))
     config = PRESETS["tutorial"]
+    # what a trial costs besides its images, on 256 of them with validation and the clean
+    # training evaluation: building and tracing a model, and each further epoch
+    tiny = fit_inputs(x[:256], y[:256], 128, shuffle=True, seed=0)
+
+    def fit(model, epochs: int) -> float:
+        start = time.perf_counter()
+        model.fit(**tiny, epochs=epochs, verbose=0, validation_data=(x[:256], y[:256]),
+                  callbacks=[CleanTrainAccuracy(x[:256], y[:256].argmax(axis=1))])  # fmt: skip
+        return time.perf_counter() - start
+
+    start = time.perf_counter()
+    model = compile_model(config, 2)
+    fit(model, 1)
+    first = time.perf_counter() - start
+    one, four = fit(model, 1), fit(model, 4)
+    epoch_overhead = max((four - one) / 3, 0.0)
+    trial_overhead = max(first - epoch_overhead, 0.0)
     model = compile_model(config, MEASURE_IMAGES // config.batch_size)
     train = {}
     for batch in BATCHES:
@@ -182,7 +207,8 @@ def measure(threads: int) -> dict[str, Any]:
     start = time.perf_counter()
     model.predict(x, batch_size=1024, verbose=0)
     infer = MEASURE_IMAGES / (time.perf_counter() - start)
-    return {"train": train, "infer": infer}
+    return {"train": train, "infer": infer, "trial_overhead": trial_overhead,
+            "epoch_overhead": epoch_overhead}  # fmt: skip
 
 
 if __name__ == "__main__":
