@@ -48,6 +48,8 @@ def regime_part(rep: Report, a: StudyAnalysis, factor: Factor) -> None:
         where = f"its own regime ({what}, instead of the study's baseline): {budget}."
     else:
         where = f"the study's baseline: {budget}."
+    if factor.kind == "batch_size":
+        where += f" Levels: {describe_batch_factor(factor, base)}."
     why = f" Why: {regime.text}" if regime and regime.text else ""
     rep.paragraph(f"Regime: {where}{why}", css_class="conclusion")
 
@@ -127,7 +129,8 @@ def _reached(value, s: CellSummary, fmt: str) -> str:
 def batch_plots(rep: Report, a: StudyAnalysis, folder: Path) -> None:
     """Once, across every batch-size factor: accuracy, steps and seconds to the target."""
     batch = [f for f in a.spec.factors if f.kind == "batch_size"]
-    if not batch or (folder / "batch_size_accuracy.png").exists():
+    # "batch_sizes_": a factor named batch_size writes batch_size_accuracy.png of its own
+    if not batch or (folder / "batch_sizes_accuracy.png").exists():
         return
     acc, steps, seconds = {}, {}, {}
     for f in batch:
@@ -150,7 +153,7 @@ def batch_plots(rep: Report, a: StudyAnalysis, folder: Path) -> None:
         ("seconds_to_target", seconds, "training seconds", "Seconds to the validation target"),
     ):
         if series:
-            path = plots.lines_by_x(series, folder / f"batch_size_{stem}.png", "batch size",
+            path = plots.lines_by_x(series, folder / f"batch_sizes_{stem}.png", "batch size",
                                     ylabel, title, logx=True)  # fmt: skip
             rep.image(path, f"{title}, every batch-size factor (a level that never reached the "
                       "target is left out)")  # fmt: skip
