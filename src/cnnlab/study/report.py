@@ -152,7 +152,8 @@ def _summary(rep: Report, a: StudyAnalysis, meta: dict, folder: Path) -> None:
         f"{a.complete} of {a.planned} planned trials completed ({status}). Design: {design}"
         f"; {len(spec.seeds)} seeds ({', '.join(map(str, spec.seeds))}); training images: "
         f"{b.train_limit or 'all (55,000)'}; {b.epochs} epochs; validation split {b.val_size} "
-        f"images; every accuracy is on the {meta.get('n_test', 10000):,} test images, in percent."
+        f"images (factors run in a regime of their own say so in their section); every "
+        f"accuracy is on the {meta.get('n_test', 10000):,} test images, in percent."
     )
     if spec.description:
         rep.paragraph(spec.description)
@@ -166,7 +167,9 @@ def _summary(rep: Report, a: StudyAnalysis, meta: dict, folder: Path) -> None:
         )
     if a.best is not None:
         rep.paragraph(
-            f"Best configuration by mean validation accuracy: {a.best.cell.name} — validation "
+            f"Best configuration by mean validation accuracy (among the factors run in the "
+            f"study's own regime: validation accuracies compare within one regime only): "
+            f"{a.best.cell.name} — validation "
             f"{a.best.val_accuracy.mean:.2f}%, test {ci(a.best.accuracy)} over {a.best.n} "
             "seeds (chosen on validation, so its test accuracy is an unbiased estimate).",
             css_class="conclusion",

@@ -5,8 +5,9 @@ the design (one factor at a time around the baseline, or full factorial). Parsin
 everything up front, so a bad spec fails in one line naming the field before any training.
 
 Modules: ``spec_file`` (reading files within limits), ``spec_checks`` (field checks shared by
-the parts), ``factors`` (levels -> config changes), ``plan`` (trials, keys and cells),
-``names`` (study names). This module holds the spec itself and its top-level fields.
+the parts), ``factors`` (levels -> config changes), ``regime`` (a factor's own baseline, budget
+and reason), ``plan`` (trials, keys and cells), ``names`` (study names). This module holds the
+spec itself and its top-level fields.
 """
 
 from __future__ import annotations
