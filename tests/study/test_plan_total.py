@@ -55,10 +55,10 @@ def test_the_estimate_uses_the_cached_throughput_of_this_machine(run_cli, tmp_pa
     path.parent.mkdir(parents=True)
     entry = {"train": {"32": 500.0, "128": 1000.0, "512": 1500.0}, "infer": 5000.0,
              "trial_overhead": 2.0, "epoch_overhead": 0.5}  # fmt: skip
-    path.write_text(json.dumps({machine_key(threads): entry}))
+    path.write_text(json.dumps({machine_key(threads, DEFAULT_WORKERS): entry}))
     lines = _plan(run_cli, tmp_path, "--profile", "smoke")
     assert TOTAL.match(lines[-2])
-    rate = Throughput.from_entry(entry, machine_key(threads), cached=True)
+    rate = Throughput.from_entry(entry, machine_key(threads, DEFAULT_WORKERS), cached=True)
     seconds = wall_seconds(load_spec(profile="smoke").plan()[0], rate, DEFAULT_WORKERS)
     minutes, rest = divmod(round(seconds), 60)
     assert lines[-1].startswith(f"estimated wall time: {minutes}m{rest:02d}s with 2 workers")

@@ -176,7 +176,7 @@ def plan(
     # a contract: tests and scripts parse this line
     print(f"total: {len(trials)} trials, {estimate.total_images(trials)} training images")
     workers = workers or DEFAULT_WORKERS
-    rate = estimate.throughput(default_threads(workers), measure=measure)
+    rate = estimate.throughput(default_threads(workers), workers, measure=measure)
     if rate is None:
         print("estimated wall time: not measured (--no-measure, and no cached measurement)")
         return

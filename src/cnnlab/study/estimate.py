@@ -2,15 +2,16 @@
 
 ``cnnlab study plan`` ends with ``total: N trials, M training images`` (the sum over its
 distinct trials of training images x epochs) and an estimate of the wall time. The estimate
-comes from a short measurement of the tutorial network on this machine, as a study worker
-runs it (``cores / workers`` threads, synthetic images: speed does not depend on the pixels),
-at batch sizes 32, 128 and 512: images per second fall by about half from 128 to 32 on a
-2-core VM, so one figure would misjudge a batch-size factor. It is cached in
-``~/.cache/cnnlab/throughput.json`` (``$XDG_CACHE_HOME``), keyed by CPU model, cnnlab version
-and threads, so only the first ``plan`` pays its ~20 s.
+comes from a short measurement of the tutorial network on this machine, run as the study's
+workers run (as many processes at once, ``cores / workers`` threads each, so that they share
+the cores as workers do; synthetic images: speed does not depend on the pixels): training at
+batch sizes 32, 128 and 512 (one figure would misjudge a batch-size factor), inference, and
+what building a model and each epoch cost besides their images. It is cached in
+``~/.cache/cnnlab/throughput.json`` (``$XDG_CACHE_HOME``), keyed by CPU model, cnnlab version,
+workers and threads, so only the first ``plan`` pays its ~30 s.
 
 What it leaves out, and says: larger kernels and batch norm train slower than the tutorial
-network; every worker is assumed to run as fast as the one measured alone.
+network, and a machine shared with other jobs is as fast as it was when measured, no more.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +35,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.study.plan import PlannedTrial, train_split, training_images
 
 BATCHES = (32, 128, 512)
-MEASURE_IMAGES = 4096  # per timed epoch: a few seconds each on a 2-core VM
+MEASURE_IMAGES = 2048  # per epoch: about a second each on a 2-core VM
 TEST_IMAGES = 10_000  # evaluated once per trial
 MEASURE_TIMEOUT = 300
 
@@ -97,23 +99,23 @@ def cache_file() -> Path:
     return Path(base) / "cnnlab" / "throughput.json"
 
 
-def machine_key(threads: int) -> str:
+def machine_key(threads: int, workers: int) -> str:
     from cnnlab.runs import environment_info
 
-    plural = "s" if threads != 1 else ""
-    return f"{environment_info()['processor']} | cnnlab {__version__} | {threads} thread{plural}"
+    return (f"{environment_info()['processor']} | cnnlab {__version__} | {workers} worker(s) x "
+            f"{threads} thread(s)")  # fmt: skip
 
 
-def throughput(threads: int, measure: bool = True) -> Throughput | None:
+def throughput(threads: int, workers: int, measure: bool = True) -> Throughput | None:
     """The cached throughput for this machine, else (``measure``) a fresh measurement."""
-    key = machine_key(threads)
+    key = machine_key(threads, workers)
     path = cache_file()
     cache = _read(path)
     if key in cache:
         return Throughput.from_entry(cache[key], key, cached=True)
     if not measure:
         return None
-    entry = _measure_in_subprocess(threads)
+    entry = _measure_in_subprocesses(threads, workers)
     cache[key] = entry | {"measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     with contextlib.suppress(OSError):  # a read-only home only loses the cache
         _write(path, cache)
@@ -141,24 +143,41 @@ def _write(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
-def _measure_in_subprocess(threads: int) -> dict[str, Any]:
-    """In a process of its own, as a worker: TensorFlow's thread pools are fixed at start."""
+def _measure_in_subprocesses(threads: int, workers: int) -> dict[str, Any]:
+    """``workers`` processes measuring at once, as a study runs them: they share the cores
+    (and the memory bandwidth) as workers do. Each in a process of its own, because
+    TensorFlow's thread pools are fixed when it starts. Per field, the median worker."""
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    command = [sys.executable, "-m", "cnnlab.study.estimate", str(threads)]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for _ in range(workers)]  # fmt: skip
+    results = []
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "cnnlab.study.estimate", str(threads)],
-            capture_output=True, text=True, timeout=MEASURE_TIMEOUT, env=env,
-        )  # fmt: skip
+        for proc in procs:
+            out, err = proc.communicate(timeout=MEASURE_TIMEOUT)
+            lines = out.strip().splitlines()
+            if proc.returncode != 0 or not lines:
+                why = (err.strip().splitlines() or ["no output"])[-1][:300]
+                raise CnnlabError(
+                    f"could not measure this machine's throughput ({why}); use --no-measure"
+                )
+            results.append(json.loads(lines[-1]))
     except subprocess.TimeoutExpired:
         raise CnnlabError(
             f"measuring this machine's throughput took over {MEASURE_TIMEOUT} s; use --no-measure"
         ) from None
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        why = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        raise CnnlabError(f"could not measure this machine's throughput ({why}); use --no-measure")
-    return json.loads(lines[-1])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    batches = results[0]["train"]
+    return {
+        "train": {b: statistics.median(r["train"][b] for r in results) for b in batches},
+        **{k: statistics.median(r[k] for r in results)
+           for k in ("infer", "trial_overhead", "epoch_overhead")},
+    }  # fmt: skip
 
 
 def measure(threads: int) -> dict[str, Any]:
@@ -169,7 +188,7 @@ def measure(threads: int) -> dict[str, Any]:
     import numpy as np
 
     from cnnlab.fmnist.backend import seed_everything
-    from cnnlab.fmnist.callbacks import CleanTrainAccuracy
+    from cnnlab.fmnist.callbacks import CleanTrainAccuracy, EpochClock
     from cnnlab.fmnist.config import PRESETS
     from cnnlab.fmnist.train import Splits, compile_model, fit_inputs
 
@@ -198,11 +217,13 @@ def measure(threads: int) -> dict[str, Any]:
     model = compile_model(config, MEASURE_IMAGES // config.batch_size)
     train = {}
     for batch in BATCHES:
-        feed = fit_inputs(x, y, batch, shuffle=True, seed=0)
-        model.fit(**feed, epochs=1, verbose=0)  # traces the step for this batch size
-        start = time.perf_counter()
-        model.fit(**feed, epochs=1, verbose=0)
-        train[str(batch)] = MEASURE_IMAGES / (time.perf_counter() - start)
+        # the first epoch traces the step for this batch size; then the median of 3 epochs,
+        # since a machine shared with other jobs makes single epochs vary by 2x
+        clock = EpochClock()
+        model.fit(**fit_inputs(x, y, batch, shuffle=True, seed=0), epochs=4, verbose=0,
+                  callbacks=[clock])  # fmt: skip
+        seconds = sorted(row["seconds"] for row in clock.history[1:])[1]
+        train[str(batch)] = MEASURE_IMAGES / seconds
     model.predict(x, batch_size=1024, verbose=0)
     start = time.perf_counter()
     model.predict(x, batch_size=1024, verbose=0)
