@@ -94,11 +94,12 @@ def run_cli(tmp_path):
     """``cnnlab ARGS`` as its own process, run inside ``tmp_path`` (where a default storage
     would land), with this checkout's sources and the fake trainer importable."""
     paths = [str(HERE), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(os.path.abspath(p) for p in paths if p))
-    env["COLUMNS"] = "200"  # help text on one line per option
+    base = dict(os.environ, PYTHONPATH=os.pathsep.join(os.path.abspath(p) for p in paths if p))
+    base["COLUMNS"] = "200"  # help text on one line per option
 
-    def run(*args, timeout=120):
-        return subprocess.run([sys.executable, "-m", "cnnlab", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    def run(*args, timeout=120, env=None):
+        return subprocess.run([sys.executable, "-m", "cnnlab", *args], cwd=tmp_path,
+                              env={**base, **(env or {})}, capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
 
     return run

@@ -56,19 +56,21 @@ def test_a_run_completes_every_trial_once(finished_fake_study):
 
 def test_tuned_optimizer_uses_the_best_swept_lr(finished_fake_study):
     trials = _trials(finished_fake_study["url"], "fake")
+    # keyed by the rate each sweep trial used: a bracketing round's is chosen when it runs
     sweep = {
-        t.user_attrs["config"]["lr"]: t
+        t.user_attrs["lr"]: t
         for t in trials
         if t.user_attrs["kind"] == "sweep" and t.user_attrs["config"]["optimizer"] == "sgd"
     }
-    tuned = [t for t in trials if t.user_attrs.get("tune_lr") and
-             t.user_attrs["config"]["optimizer"] == "sgd"]  # fmt: skip
-    assert len(sweep) == 2 and len(tuned) == 3
-    best = max(sweep, key=lambda lr: sweep[lr].value)
+    tuned = [t for t in trials if t.user_attrs.get("tune_lr") and t.user_attrs["kind"] == "main"
+             and t.user_attrs["config"]["optimizer"] == "sgd"]  # fmt: skip
+    assert len(sweep) == 4 and len(tuned) == 3  # a 2-rate grid and 2 bracketing rounds
+    best = max(sweep, key=lambda lr: (sweep[lr].value, -lr))
     sweep_end = max(t.datetime_complete for t in sweep.values())
     for t in tuned:
         assert t.user_attrs["lr"] == best and t.user_attrs["lr_choice"]["chosen"] == best
-        assert t.datetime_start >= sweep_end  # it waited for its sweep
+        assert t.datetime_start >= sweep_end  # it waited for its whole sweep
+        assert t.user_attrs["seed"] not in {s.user_attrs["seed"] for s in sweep.values()}
 
 
 def test_resuming_a_finished_study_queues_nothing(finished_fake_study, fake_env):

@@ -39,19 +39,27 @@ def smoke(tmp_path_factory):
 
 
 def test_smoke_study_runs_every_trial_and_reports_every_section(smoke):
-    assert "16/16 trials complete" in smoke["stdout"]
+    from cnnlab.study import load_spec
+
+    planned = len(load_spec(profile="smoke").plan()[0])
+    assert f"{planned}/{planned} trials complete" in smoke["stdout"]
     md = (smoke["dir"] / "report.md").read_text()
-    for factor in ("kernel_size", "regularization", "batch_size", "batch_size_scaled", "optimizer"):
+    for factor in ("kernel_size", "regularization", "regularization_small", "batch_size",
+                   "batch_size_scaled", "batch_size_steps", "optimizer"):  # fmt: skip
         assert f"## Factor: {factor}" in md
         assert f"({factor}_accuracy.png)" in md and f"({factor}_curves.png)" in md
+        assert "Regime: " in md.split(f"## Factor: {factor}")[1].split("## ")[0]
     assert "Learning-rate sweep" in md and "Keras backend tensorflow" in md
-    assert "16 of 16 planned trials completed (complete)" in md
+    assert "(regularization_small_gap.png)" in md and "(optimizer_convergence_seconds.png)" in md
+    assert "steps and seconds to" in md
+    assert f"{planned} of {planned} planned trials completed (complete)" in md
     rows = list(csv.DictReader((smoke["dir"] / "results.csv").open()))
-    assert len(rows) == 16
+    assert len(rows) == planned
     accuracies = [float(r["test_accuracy"]) for r in rows]
     assert min(accuracies) > 0.0 and sum(accuracies) / len(accuracies) > 0.15  # above chance
     assert all(float(r["train_seconds"]) > 0 for r in rows)
-    assert {r["config.train_limit"] for r in rows} == {"500"}
+    assert {r["config.train_limit"] for r in rows} == {"500", "200"}  # 200: the small regime
+    assert {r["gap_on_clean_train"] for r in rows} == {"True"}
 
 
 def test_resuming_the_finished_smoke_study_trains_nothing(smoke):

@@ -101,15 +101,22 @@ def test_linear_lr_scaling_and_warmup():
     assert lv.overrides["warmup_epochs"] == 1.0
 
 
-def test_optimizer_levels_depend_on_their_lr_sweep():
+def test_optimizer_levels_depend_on_their_lr_sweep_and_its_bracketing_rounds():
     s = spec({"optimizer": {"levels": ["sgd", "adam"],
                             "lr_sweep": {"multipliers": [0.5, 2], "epochs": 1}}})  # fmt: skip
     trials, _ = s.plan()
     sweeps = [t for t in trials if t.kind == "sweep"]
-    assert len(sweeps) == 4 and trials[:4] == sweeps  # sweeps are queued first
+    # per optimizer: the 2-rate grid, then 2 bracketing rounds (the default cap), one seed
+    assert len(sweeps) == 8 and trials[:8] == sweeps  # sweeps are queued first
     sgd = next(t for t in trials if t.kind == "main" and t.config["optimizer"] == "sgd")
-    assert sgd.tune_lr and sgd.config["lr"] is None and len(sgd.depends_on) == 2
-    assert {t.config["lr"] for t in sweeps if t.key in sgd.depends_on} == {0.025, 0.1}
+    assert sgd.tune_lr and sgd.config["lr"] is None and len(sgd.depends_on) == 4
+    grid = [t for t in sweeps if t.key in sgd.depends_on and not t.tune_lr]
+    rounds = [t for t in sweeps if t.key in sgd.depends_on and t.tune_lr]
+    assert {t.config["lr"] for t in grid} == {0.025, 0.1}
+    # a round's rate is chosen when it runs, from everything swept before it
+    assert [t.config["lr"] for t in rounds] == [None, None]
+    assert set(rounds[0].depends_on) == {t.key for t in grid}
+    assert set(rounds[1].depends_on) == {t.key for t in grid} | {rounds[0].key}
     assert all(t.config["epochs"] == 1 for t in sweeps)
 
 

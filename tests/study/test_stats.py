@@ -209,3 +209,13 @@ def test_seeds_to_resolve_needs_a_spread():
     assert stats.seeds_to_resolve(_diff(0.5, float("nan"), float("nan"), std=0.0), 0.5) is None
     one = stats.Interval(1, 0.5, float("nan"), float("nan"), float("nan"))
     assert stats.seeds_to_resolve(one, 0.5) is None
+
+
+def test_seeds_to_resolve_a_difference_many_standard_deviations_wide():
+    """statsmodels' root finder returns NaN when even two seeds have the power (the smoke
+    profile met it: 2 seeds, a wide difference, a tiny spread); the answer is then 2."""
+    from statsmodels.stats.power import TTestPower
+
+    diff = _diff(20.0, -5.0, 45.0, n=2, std=0.2)
+    assert stats.seeds_to_resolve(diff, margin=0.5, alpha=0.05 / 6) == 2
+    assert TTestPower().power(20.0 / 0.2, 2, 0.05 / 6) >= 0.8

@@ -1,5 +1,5 @@
 """Keras callbacks for cnnlab runs: per-epoch clock and history, divergence stop, Rich
-progress, test probes.
+progress, accuracy on clean training images, test probes.
 
 None of them hooks a training step synchronously, so ``model.fit`` runs as fast as a plain
 call: the clock and the divergence check work per epoch, and the progress bar declares itself
@@ -55,17 +55,18 @@ class EpochClock(keras.callbacks.Callback):
         if self._seconds is None:
             self._seconds = time.perf_counter() - self._start
         logs = logs or {}
-        self.history.append(
-            EpochRecord(
-                epoch=epoch + 1,
-                train_loss=_f(logs.get("loss")),
-                train_accuracy=_f(logs.get("accuracy")),
-                val_loss=_f(logs.get("val_loss")),
-                val_accuracy=_f(logs.get("val_accuracy")),
-                lr=current_lr(self.model),
-                seconds=self._seconds,
-            )
+        row = EpochRecord(
+            epoch=epoch + 1,
+            train_loss=_f(logs.get("loss")),
+            train_accuracy=_f(logs.get("accuracy")),
+            val_loss=_f(logs.get("val_loss")),
+            val_accuracy=_f(logs.get("val_accuracy")),
+            lr=current_lr(self.model),
+            seconds=self._seconds,
         )
+        if CleanTrainAccuracy.KEY in logs:  # written by a CleanTrainAccuracy placed before
+            row[CleanTrainAccuracy.KEY] = float(logs[CleanTrainAccuracy.KEY])
+        self.history.append(row)
 
     @property
     def train_seconds(self) -> float:
@@ -74,6 +75,45 @@ class EpochClock(keras.callbacks.Callback):
 
 def _f(value) -> float | None:
     return None if value is None else float(value)
+
+
+class CleanTrainAccuracy(keras.callbacks.Callback):
+    """Accuracy on a fixed subset of the training images at the end of every epoch, in
+    inference mode: dropout off, batch norm on its moving statistics, no augmentation (the
+    augmentation layers act only in training). The generalization gap is this minus the
+    validation accuracy.
+
+    Why not Keras' ``accuracy`` log: it is averaged over an epoch whose weights kept changing,
+    with dropout and augmentation on. On the old quick profile it stayed below validation
+    accuracy for every level (gap -7.9 points for the baseline, -14.8 with all regularizers),
+    so the gap it gave could not show overfitting, nor regularization reducing it (issue 13).
+
+    Place it before :class:`EpochClock`: it writes ``clean_train_accuracy`` into the epoch's
+    logs, which the clock then records. Its evaluation is not counted as training time: the
+    clock stops timing an epoch when validation starts, before any ``on_epoch_end``.
+    """
+
+    KEY = "clean_train_accuracy"
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1024):
+        super().__init__()
+        self.x = np.asarray(x, dtype=np.float32)
+        self.y = np.asarray(y)
+        self.batch_size = batch_size
+        self.accuracy: list[float] = []
+
+    @classmethod
+    def subset(cls, x: np.ndarray, y: np.ndarray, n: int, seed: int = 0) -> CleanTrainAccuracy:
+        """On ``n`` training images drawn once (seeded), the same ones at every epoch."""
+        pick = np.random.default_rng(seed).permutation(len(x))[: min(n, len(x))]
+        return cls(x[np.sort(pick)], y[np.sort(pick)])
+
+    def on_epoch_end(self, epoch, logs=None):
+        proba = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
+        accuracy = float((np.asarray(proba).argmax(axis=1) == self.y).mean())
+        self.accuracy.append(accuracy)
+        if logs is not None:
+            logs[self.KEY] = accuracy
 
 
 class StopOnDivergence(keras.callbacks.Callback):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import numpy as np
 
@@ -30,6 +30,8 @@ class EpochRecord(TypedDict):
     val_accuracy: float | None
     lr: float  # at the end of the epoch (schedules evaluated at that step)
     seconds: float  # training only: validation excluded
+    # on training images in inference mode (train(clean_train_images=...) only)
+    clean_train_accuracy: NotRequired[float]
 
 
 class TrainMetrics(TypedDict):

@@ -28,7 +28,7 @@ from cnnlab.data.splits import stratified_split, stratified_subset
 from cnnlab.errors import TrainingDiverged
 from cnnlab.fmnist import backend
 from cnnlab.fmnist.artifacts import write_run
-from cnnlab.fmnist.callbacks import EpochClock, RichProgress, StopOnDivergence
+from cnnlab.fmnist.callbacks import CleanTrainAccuracy, EpochClock, RichProgress, StopOnDivergence
 from cnnlab.fmnist.config import TrainConfig
 from cnnlab.fmnist.model import build_model, predict_proba, tta_views
 from cnnlab.fmnist.optim import make_optimizer
@@ -121,6 +121,7 @@ def train(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     deterministic: bool = True,
     tensorboard: str | os.PathLike | None = None,
+    clean_train_images: int = 0,
 ) -> TrainResult:
     """Train ``config`` and evaluate once on the test set; the result holds the trained model.
 
@@ -128,6 +129,8 @@ def train(
     at once) and the complete run directory appears there only when everything succeeded.
     ``callbacks`` are extra Keras callbacks (run after the clock, so their time is not counted
     as training time). ``tensorboard`` is a folder for TensorBoard logs (fmnist/tensorboard.py).
+    ``clean_train_images``: also record ``clean_train_accuracy`` per
+    epoch, on that many training images in inference mode (:class:`CleanTrainAccuracy`).
     """
     board = None
     if tensorboard is not None:  # checked (and created) before anything else
@@ -140,7 +143,7 @@ def train(
     with target if target is not None else contextlib.nullcontext() as tmp:
         if data is None:
             data = load_fashion_mnist(data_dir, progress=progress)
-        result, model = _fit(config, data, progress, callbacks, deterministic)
+        result, model = _fit(config, data, progress, callbacks, deterministic, clean_train_images)
         if board is not None:
             board.write_mistakes(
                 data.x_test, data.y_test, result.test_proba, len(result.history) - 1
@@ -159,6 +162,7 @@ def _fit(
     progress: bool,
     extra_callbacks: Sequence[keras.callbacks.Callback],
     deterministic: bool,
+    clean_train_images: int = 0,
 ) -> tuple[TrainResult, keras.Model]:
     backend.seed_everything(config.seed, deterministic=deterministic)
     s = make_splits(config, data)
@@ -167,6 +171,9 @@ def _fit(
 
     clock, divergence = EpochClock(), StopOnDivergence()
     callbacks: list[keras.callbacks.Callback] = [clock, divergence]
+    if clean_train_images:  # before the clock, which records what it measures
+        clean = CleanTrainAccuracy.subset(s.x_train, s.y_train, clean_train_images, config.seed)
+        callbacks.insert(0, clean)
     if config.early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(

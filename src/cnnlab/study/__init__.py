@@ -5,10 +5,12 @@
     run_study(spec, DEFAULT_STORAGE)  # sqlite:///studies.db
     write_report(DEFAULT_STORAGE, "quick", "reports/quick")
 
-Modules: ``spec`` (spec files and profiles -> planned trials), ``tuning`` (the learning rate a
-sweep chooses), ``storage`` (Optuna study, exactly-once queue), ``worker``/``run`` (processes,
-progress), ``stats`` (pure statistics), ``analysis`` (numbers and conclusions), ``report``
-(HTML/Markdown/CSV).
+Modules: ``spec`` (spec files and profiles -> planned trials; ``regime``: a factor's own
+baseline and budget), ``tuning`` (the learning rate a sweep chooses, and how it brackets it),
+``estimate`` (training images and wall time of a plan), ``storage`` (Optuna study, exactly-once
+queue), ``worker``/``run`` (processes, progress), ``stats`` (pure statistics), ``curves``
+(per-trial learning-curve measures), ``analysis``/``sweeps`` (numbers and conclusions),
+``report`` (HTML/Markdown/CSV).
 """
 
 from __future__ import annotations

@@ -29,13 +29,20 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import CnnlabError
-from cnnlab.study import stats
+from cnnlab.study import curves, stats
+from cnnlab.study.curves import POINTS, epochs_to_target, generalization_gap
+from cnnlab.study.plan import steps_per_epoch
 from cnnlab.study.spec import Cell, Factor, StudySpec
 from cnnlab.study.storage import TrialRecord
+from cnnlab.study.sweeps import SweepSummary, summarise_sweeps
 from cnnlab.study.verdicts import comparison_sentence, factor_conclusions
 
+__all__ = [
+    "DEFAULT_MARGIN", "POINTS", "CellSummary", "Comparison", "Importance", "StudyAnalysis",
+    "analyse", "epochs_to_target", "generalization_gap",
+]  # fmt: skip
+
 ALPHA = stats.ALPHA
-POINTS = 100.0  # accuracies are reported in percentage points
 # Half a point of test accuracy: above the seed-to-seed standard deviations measured for the
 # full-data presets (0.07-0.41 points, docs/benchmarks.md, Time to accuracy) and the binomial
 # standard error of an accuracy near 90% on 10,000 test images (0.3 points); a smaller change
@@ -54,10 +61,17 @@ class CellSummary:
     epoch_seconds: stats.Interval
     val_accuracy: stats.Interval
     gap: stats.Interval  # train - val accuracy at the last epoch, in points
-    reached: int  # seeds whose validation accuracy reached the study's target
+    reached: int  # seeds whose validation accuracy reached the target
     epochs_to_target: float | None  # median over the seeds that reached it
     lr: float | None  # learning rate used (tuned: the sweep's choice)
     params: int | None
+    target: float = math.nan  # the validation target of the cell's factor (or the study's)
+    clean_gap: bool = False  # gap measured on clean training images (else running accuracy)
+    steps_per_epoch: int | None = None
+    steps: int | None = None  # optimizer steps of one trial
+    steps_to_target: float | None = None  # median over the seeds that reached the target
+    seconds_to_target: float | None = None  # median training seconds, same seeds
+    diverged: int = 0  # seeds whose loss became NaN
 
 
 @dataclass
@@ -101,8 +115,8 @@ class StudyAnalysis:
     cells: dict[str, CellSummary]  # by cell name
     comparisons: list[Comparison]
     importance: list[Importance]
-    sweeps: dict[str, dict[str, Any]]  # optimizer -> {chosen, candidates}
-    best: CellSummary | None  # highest mean validation accuracy
+    sweeps: dict[str, dict[str, SweepSummary]]  # factor -> optimizer -> its LR sweep
+    best: CellSummary | None  # highest mean validation accuracy in the study's own regime
     margin: float = DEFAULT_MARGIN  # points; CI inside +-margin: "no difference detected"
     conclusions: dict[str, list[str]] = field(default_factory=dict)  # by factor
     complete: int = 0
@@ -112,26 +126,20 @@ class StudyAnalysis:
 # -- per trial -----------------------------------------------------------------------------
 
 
-def epochs_to_target(history: list[Mapping[str, Any]], target: float) -> int | None:
-    """First epoch whose validation accuracy reaches ``target``; None when none does."""
-    for i, row in enumerate(history, start=1):
-        v = row.get("val_accuracy")
-        if v is not None and float(v) >= target:
-            return int(row.get("epoch", i))
-    return None
-
-
-def generalization_gap(history: list[Mapping[str, Any]]) -> float:
-    last = history[-1]
-    return float(last["train_accuracy"]) - float(last["val_accuracy"])
-
-
 def _summarise(cell: Cell, records: list[TrialRecord], target: float) -> CellSummary:
     def col(f) -> list[float]:
         return [f(r) for r in records]
 
     reached = [e for e in (epochs_to_target(r.history, target) for r in records) if e is not None]
     lrs = [r.lr for r in records if r.lr is not None]
+    per_epoch, epochs = _steps(records[0].config) if records else (None, None)
+    steps, _ = curves.median_or_none(
+        [curves.steps_to_target(r.history, target, per_epoch) if per_epoch else None
+         for r in records]
+    )  # fmt: skip
+    seconds, _ = curves.median_or_none(
+        [curves.seconds_to_target(r.history, target) for r in records]
+    )
     return CellSummary(
         cell=cell,
         n=len(records),
@@ -148,7 +156,21 @@ def _summarise(cell: Cell, records: list[TrialRecord], target: float) -> CellSum
         epochs_to_target=float(np.median(reached)) if reached else None,
         lr=float(np.mean(lrs)) if lrs else None,
         params=int(records[0].metrics["params"]) if records else None,
+        target=target,
+        clean_gap=bool(records) and all(curves.has_clean_gap(r.history) for r in records),
+        steps_per_epoch=per_epoch,
+        steps=per_epoch * epochs if per_epoch and epochs else None,
+        steps_to_target=steps,
+        seconds_to_target=seconds,
+        diverged=sum(bool(r.metrics.get("diverged")) for r in records),
     )
+
+
+def _steps(config: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """(optimizer steps per epoch, epochs) of a trial's config; None for what it lacks."""
+    if not {"epochs", "batch_size", "val_size"} <= set(config):
+        return None, None
+    return steps_per_epoch(config), int(config["epochs"])
 
 
 def _pts(i: stats.Interval) -> stats.Interval:
@@ -177,20 +199,25 @@ def analyse(
     summaries = {}
     for cell in cells:
         recs = [records[k] for k in cell.keys if k in records]
-        summaries[cell.name] = _summarise(cell, recs, spec.val_target)
+        summaries[cell.name] = _summarise(cell, recs, _target(spec, cell))
     comparisons = []
     for f in spec.factors:
         family = _compare_factor(spec, f, cells, records, labels)
         _judge(family, margin)
         comparisons += family
-    complete_cells = [s for s in summaries.values() if s.n and not _is_baseline(s.cell)]
+    # validation accuracies compare only within one regime: a small-data cell is not "worse"
+    own = {f.name for f in spec.factors if not f.has_regime}
+    complete_cells = [
+        s for s in summaries.values()
+        if s.n and not _is_baseline(s.cell) and s.cell.levels[0][0] in own
+    ]  # fmt: skip
     best = max(complete_cells, key=lambda s: s.val_accuracy.mean, default=None)
     analysis = StudyAnalysis(
         spec=spec,
         cells=summaries,
         comparisons=comparisons,
         importance=_importance(spec, cells, records),
-        sweeps=_sweeps(spec, records),
+        sweeps=summarise_sweeps(spec, records, cells),
         best=best,
         complete=sum(t.key in records for t in trials),
         planned=len(trials),
@@ -216,6 +243,13 @@ def _judge(family: list[Comparison], margin: float) -> None:
 
 def _is_baseline(cell: Cell) -> bool:
     return cell.levels[0][0] == "baseline"
+
+
+def _target(spec: StudySpec, cell: Cell) -> float:
+    """The validation target of an OFAT cell's factor (its regime may set its own)."""
+    if spec.design != "ofat" or _is_baseline(cell):
+        return spec.val_target
+    return spec.val_target_of(spec.factor(cell.levels[0][0]))
 
 
 def _compare_factor(spec, factor: Factor, cells, records, labels) -> list[Comparison]:
@@ -316,18 +350,3 @@ def _level_means(factor: str, rows, values) -> list[float]:
     for row, v in zip(rows, values, strict=True):
         groups.setdefault(row[factor], []).append(v)
     return [float(np.mean(g)) for g in groups.values()]
-
-
-def _sweeps(spec: StudySpec, records: Mapping[str, TrialRecord]) -> dict[str, dict[str, Any]]:
-    """Per tuned optimizer: every swept LR with its validation accuracy, and the choice."""
-    out: dict[str, dict[str, Any]] = {}
-    for r in records.values():
-        if r.kind == "sweep":
-            entry = out.setdefault(r.config["optimizer"], {"runs": [], "chosen": None})
-            entry["runs"].append({"lr": r.config["lr"], "seed": r.seed, "val_accuracy": r.value})
-        elif r.lr_choice is not None:
-            entry = out.setdefault(r.config["optimizer"], {"runs": [], "chosen": None})
-            entry["chosen"] = r.lr_choice["chosen"]
-    for entry in out.values():
-        entry["runs"].sort(key=lambda x: (x["lr"], x["seed"]))
-    return out

@@ -197,11 +197,37 @@ def dashboard(
 def plan(
     spec: Path | None = typer.Argument(None, help="Study spec (.yaml/.yml/.toml)."),
     profile: Profile | None = _PROFILE,
+    workers: int | None = typer.Option(
+        None, min=1, help="Workers the wall-time estimate assumes [default: as study run]."
+    ),
+    measure: bool = typer.Option(
+        True, help="Measure this machine's throughput for the estimate (cached after once)."
+    ),
 ) -> None:
-    """Show the trials a spec would run (nothing is trained)."""
+    """Show the trials a spec would run, its training images and an estimated wall time."""
+    from cnnlab.study import estimate
+    from cnnlab.study.plan import training_images
+    from cnnlab.study.run import DEFAULT_WORKERS, _duration, default_threads
+
     s = _spec(spec, profile)
     trials, cells = s.plan()
+    by_key = {t.key: t for t in trials}
     sweeps = sum(t.kind == "sweep" for t in trials)
     print(f"{s.name}: {len(trials)} distinct trials ({sweeps} LR-sweep), {len(s.seeds)} seeds")
     for cell in cells:
-        print(f"  {cell.name}")
+        images = training_images(by_key[cell.keys[0]].config)
+        print(f"  {cell.name}: {len(cell.keys)} x {images:,} training images")
+    # a contract: tests and scripts parse this line
+    print(f"total: {len(trials)} trials, {estimate.total_images(trials)} training images")
+    workers = workers or DEFAULT_WORKERS
+    rate = estimate.throughput(default_threads(workers), workers, measure=measure)
+    if rate is None:
+        print("estimated wall time: not measured (--no-measure, and no cached measurement)")
+        return
+    seconds = estimate.wall_seconds(trials, rate, workers)
+    source = f"cached in {estimate.cache_file()}" if rate.cached else "measured just now"
+    print(
+        f"estimated wall time: {_duration(seconds)} with {workers} workers, from "
+        f"{rate.train_rate(128):,.0f} training images/s per worker at batch size 128 "
+        f"({rate.key}; {source}); larger kernels and batch norm train slower"
+    )

@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.fmnist.config import DEFAULT_LR, TrainConfig
+
+FMNIST_TRAIN_IMAGES = 60_000  # the training split the validation images are carved from
 
 if TYPE_CHECKING:
     from cnnlab.study.factors import Factor
@@ -91,17 +94,24 @@ def planned_trial(
 
 
 def sweep_trials(spec: StudySpec, factor: Factor, optimizer: str) -> list[PlannedTrial]:
-    """The LR sweep of one optimizer: the baseline with that optimizer at each multiplier."""
+    """The LR sweep of one optimizer: the factor's baseline with that optimizer at each
+    multiplier of its default rate, then ``extend`` bracketing rounds. A round's rate is chosen
+    when it is claimed, from the rounds before it (``tuning.probe_lr``), so its trials are
+    planned with ``lr`` None and depend on every earlier sweep trial."""
     sweep = factor.lr_sweep
     assert sweep is not None
+    base = spec.factor_baseline(factor).to_dict() | sweep.overrides() | {"optimizer": optimizer}
     out = []
     for mult, seed in itertools.product(sweep.multipliers, sweep.seeds):
-        over = {"optimizer": optimizer, "lr": DEFAULT_LR[optimizer] * mult, "seed": seed}
-        if sweep.epochs is not None:
-            over["epochs"] = sweep.epochs
-        cfg = spec.baseline.to_dict() | over
+        cfg = base | {"lr": DEFAULT_LR[optimizer] * mult, "seed": seed}
         label = f"lr-sweep {optimizer} lr={cfg['lr']:.3g} seed={seed}"
         out.append(planned_trial("sweep", cfg, label, False))
+    for round_ in range(1, sweep.extend + 1):
+        deps = tuple(t.key for t in out)
+        for seed in sweep.seeds:
+            label = f"lr-sweep {optimizer} bracketing round {round_} seed={seed}"
+            cfg = base | {"lr": None, "seed": seed}
+            out.append(planned_trial("sweep", cfg, label, True, deps))
     return out
 
 
@@ -126,7 +136,11 @@ def plan(spec: StudySpec) -> tuple[list[PlannedTrial], list[Cell]]:
     keys: dict[tuple, list[str]] = {c: [] for c in combos}
     for seed in spec.seeds:
         for combo in combos:
-            cfg = spec.baseline.to_dict() | {"seed": seed}
+            # an OFAT cell runs in its factor's regime; a factorial design has only one regime
+            base = spec.baseline
+            if spec.design == "ofat" and combo[0][0] != "baseline":
+                base = spec.factor_baseline(spec.factor(combo[0][0]))
+            cfg = base.to_dict() | {"seed": seed}
             tune, deps = False, ()
             for fname, label in combo:
                 if fname == "baseline":
@@ -152,8 +166,27 @@ def trial_count(spec: StudySpec) -> int:
         for f in spec.factors:
             per_seed *= len(f.levels)
     sweeps = sum(
-        len(f.lr_sweep.multipliers) * len(f.lr_sweep.seeds) * sum(lv.tune_lr for lv in f.levels)
+        (len(f.lr_sweep.multipliers) + f.lr_sweep.extend)
+        * len(f.lr_sweep.seeds)
+        * sum(lv.tune_lr for lv in f.levels)
         for f in spec.factors
         if f.lr_sweep is not None
     )
     return per_seed * len(spec.seeds) + sweeps
+
+
+def train_split(config: Mapping[str, Any]) -> int:
+    """Training images of a trial: ``train_limit`` of the 60,000 Fashion-MNIST training images
+    left after its validation split (all of them without a limit)."""
+    rest = FMNIST_TRAIN_IMAGES - int(config["val_size"])
+    limit = config.get("train_limit")
+    return rest if limit is None else min(int(limit), rest)
+
+
+def training_images(config: Mapping[str, Any]) -> int:
+    """Images a trial trains on, summed over its epochs."""
+    return train_split(config) * int(config["epochs"])
+
+
+def steps_per_epoch(config: Mapping[str, Any]) -> int:
+    return math.ceil(train_split(config) / int(config["batch_size"]))

@@ -20,13 +20,22 @@ from cnnlab import plots
 from cnnlab.errors import CnnlabError
 from cnnlab.report import Report
 from cnnlab.runs import environment_info, run_directory, write_csv
+from cnnlab.study import curves
 from cnnlab.study import storage as st
 from cnnlab.study.analysis import (
     DEFAULT_MARGIN,
-    POINTS,
     StudyAnalysis,
     analyse,
     epochs_to_target,
+    generalization_gap,
+)
+from cnnlab.study.report_scenarios import (
+    batch_part,
+    batch_plots,
+    factor_cells,
+    learning_curves_part,
+    optimizer_part,
+    regime_part,
 )
 from cnnlab.study.report_stats import (
     ci,
@@ -105,7 +114,9 @@ def results_rows(spec: StudySpec, records: dict[str, st.TrialRecord]) -> list[di
             "train_seconds": m["train_seconds"], "trial_seconds": r.seconds,
             "epochs_run": len(r.history), "params": m.get("params"), "lr_used": r.lr,
             "epochs_to_val_target": epochs_to_target(r.history, spec.val_target),
-            "final_gap": r.history[-1]["train_accuracy"] - r.history[-1]["val_accuracy"],
+            "final_gap": generalization_gap(r.history),
+            "gap_on_clean_train": curves.has_clean_gap(r.history),
+            "diverged": bool(m.get("diverged")),
         }  # fmt: skip
         row.update({f"config.{k}": _csv(v) for k, v in r.config.items()})
         rows.append(row)
@@ -141,7 +152,8 @@ def _summary(rep: Report, a: StudyAnalysis, meta: dict, folder: Path) -> None:
         f"{a.complete} of {a.planned} planned trials completed ({status}). Design: {design}"
         f"; {len(spec.seeds)} seeds ({', '.join(map(str, spec.seeds))}); training images: "
         f"{b.train_limit or 'all (55,000)'}; {b.epochs} epochs; validation split {b.val_size} "
-        f"images; every accuracy is on the {meta.get('n_test', 10000):,} test images, in percent."
+        f"images (factors run in a regime of their own say so in their section); every "
+        f"accuracy is on the {meta.get('n_test', 10000):,} test images, in percent."
     )
     if spec.description:
         rep.paragraph(spec.description)
@@ -155,7 +167,9 @@ def _summary(rep: Report, a: StudyAnalysis, meta: dict, folder: Path) -> None:
         )
     if a.best is not None:
         rep.paragraph(
-            f"Best configuration by mean validation accuracy: {a.best.cell.name} — validation "
+            f"Best configuration by mean validation accuracy (among the factors run in the "
+            f"study's own regime: validation accuracies compare within one regime only): "
+            f"{a.best.cell.name} — validation "
             f"{a.best.val_accuracy.mean:.2f}%, test {ci(a.best.accuracy)} over {a.best.n} "
             "seeds (chosen on validation, so its test accuracy is an unbiased estimate).",
             css_class="conclusion",
@@ -184,22 +198,15 @@ def _summary(rep: Report, a: StudyAnalysis, meta: dict, folder: Path) -> None:
         )
 
 
-def _factor_cells(a: StudyAnalysis, factor: Factor):
-    out = []
-    for lv in factor.levels:
-        s = a.cells.get(f"{factor.name}={lv.label}")
-        if s is not None:
-            out.append((lv.label, s))
-    return out
-
-
 def _factor_section(rep, a: StudyAnalysis, records, factor: Factor, folder: Path) -> None:
     rep.heading(f"Factor: {factor.name}")
+    if a.spec.design == "ofat":
+        regime_part(rep, a, factor)
     for line in a.conclusions.get(factor.name, []):
         rep.paragraph(line, css_class="conclusion")
     if a.spec.design != "ofat":
         return
-    cells = [(lv, s) for lv, s in _factor_cells(a, factor) if s.n]
+    cells = factor_cells(a, factor)
     if not cells:
         rep.paragraph("No completed trials for this factor yet.")
         return
@@ -213,17 +220,7 @@ def _factor_section(rep, a: StudyAnalysis, records, factor: Factor, folder: Path
         reference=ref.accuracy.mean if ref is not None else None,
     )  # fmt: skip
     rep.image(path, f"Test accuracy per {factor.name} level; dashed: reference {factor.reference}")
-    curves = {}
-    for lv, s in cells:
-        recs = [records[k] for k in s.cell.keys if k in records]
-        curves[lv] = {
-            split: _mean_curve([r.history for r in recs], f"{split}_accuracy")
-            for split in ("train", "val")
-        }
-    path = plots.curves_by_level(
-        curves, folder / f"{stem}_curves.png", factor.name, ylabel="accuracy (%)"
-    )
-    rep.image(path, "Mean learning curves over seeds per level")
+    learning_curves_part(rep, a, records, factor, folder)
     path = plots.bars_by_level(
         labels, [s.train_seconds.mean for _, s in cells], folder / f"{stem}_time.png",
         "training seconds", f"{factor.name}: training time per trial (mean, 95% CI)",
@@ -232,9 +229,10 @@ def _factor_section(rep, a: StudyAnalysis, records, factor: Factor, folder: Path
     )  # fmt: skip
     rep.image(path, "Training time (validation and test evaluation excluded)")
     if factor.kind == "batch_size":
-        _batch_plot(rep, a, folder)
-    if factor.lr_sweep is not None:
-        _sweep_part(rep, a, factor, folder)
+        batch_part(rep, a, factor, folder)
+        batch_plots(rep, a, folder)
+    if factor.kind == "optimizer":
+        optimizer_part(rep, a, records, factor, folder)
     comps = {c.level: c for c in a.comparisons if c.factor == factor.name}
     rows = []
     for lv, s in cells:
@@ -249,75 +247,15 @@ def _factor_section(rep, a: StudyAnalysis, records, factor: Factor, folder: Path
             "McNemar p per seed": ", ".join(fmt_p(m.pvalue) for m in c.mcnemar) if c else "",
             "macro-F1": ci(s.macro_f1, 4), "test loss": ci(s.loss, 3),
             "train s": ci(s.train_seconds, 1), "s/epoch": ci(s.epoch_seconds, 2),
-            "gap train-val (pts)": ci(s.gap),
-            f"epochs to val {a.spec.val_target:.0%}": (
+            "gap clean train-val (pts)" if s.clean_gap else "gap train-val (pts)": ci(s.gap),
+            f"epochs to val {s.target:.0%}": (
                 f"{s.epochs_to_target:g} ({s.reached}/{s.n})" if s.reached
                 else f"not reached (0/{s.n})"
             ),
             "lr": f"{s.lr:.3g}" if s.lr else "", "params": s.params,
+            "diverged": f"{s.diverged}/{s.n}" if s.diverged else "",
         })  # fmt: skip
     rep.table(rows)
-
-
-def _mean_curve(histories: list[list[dict]], key: str) -> list[float]:
-    if not histories:
-        return []
-    n = min(len(h) for h in histories)
-    return [float(np.mean([h[i][key] for h in histories])) * POINTS for i in range(n)]
-
-
-def _batch_plot(rep, a: StudyAnalysis, folder: Path) -> None:
-    """Fixed vs scaled LR on one axis: how much of 'large batches hurt' is the LR."""
-    batch = [f for f in a.spec.factors if f.kind == "batch_size"]
-    if len(batch) < 2 or (folder / "batch_size_lr.png").exists():
-        return
-    series = {}
-    for f in batch:
-        pts = [(int(lv), s) for lv, s in _factor_cells(a, f) if s.n]
-        if pts:
-            scaled = any("lr" in lv.overrides for lv in f.levels)
-            name = f"{f.name} ({'LR scaled linearly + warm-up' if scaled else 'fixed LR'})"
-            series[name] = (
-                [x for x, _ in pts], [s.accuracy.mean for _, s in pts],
-                [s.accuracy.low for _, s in pts], [s.accuracy.high for _, s in pts],
-            )  # fmt: skip
-    path = plots.lines_by_x(
-        series, folder / "batch_size_lr.png", "batch size", "test accuracy (%)",
-        "Batch size at a fixed vs a linearly scaled learning rate", logx=True,
-    )  # fmt: skip
-    rep.image(path, "Test accuracy vs batch size, both ways (mean, 95% CI)")
-
-
-def _sweep_part(rep, a: StudyAnalysis, factor: Factor, folder: Path) -> None:
-    rep.heading("Learning-rate sweep (validation split)", 3)
-    rep.paragraph(
-        "Each optimizer trained the baseline at several learning rates (multiples of its "
-        "default); the one with the best mean final validation accuracy was used for its "
-        "trials above. The test set played no part in the choice."
-    )
-    series, rows = {}, []
-    for lv in factor.levels:
-        opt = lv.overrides["optimizer"]
-        entry = a.sweeps.get(opt)
-        if not entry:
-            continue
-        by_lr: dict[float, list[float]] = {}
-        for run in entry["runs"]:
-            by_lr.setdefault(run["lr"], []).append(run["val_accuracy"] * POINTS)
-        xs = sorted(by_lr)
-        means = [float(np.mean(by_lr[x])) for x in xs]
-        series[opt] = (xs, means, means, means)
-        for x in xs:
-            rows.append({"optimizer": opt, "lr": f"{x:.3g}", "val acc %": float(np.mean(by_lr[x])),
-                         "runs": len(by_lr[x]),
-                         "chosen": "yes" if entry.get("chosen") == x else ""})  # fmt: skip
-    if series:
-        path = plots.lines_by_x(
-            series, folder / f"{factor.name}_lr_sweep.png", "learning rate",
-            "validation accuracy (%)", "LR sweep per optimizer", logx=True,
-        )  # fmt: skip
-        rep.image(path, "Validation accuracy vs learning rate for each optimizer")
-        rep.table(rows)
 
 
 def _factorial_section(rep, a: StudyAnalysis, folder: Path) -> None:

@@ -139,7 +139,11 @@ def methods_part(rep, a: StudyAnalysis, meta: dict) -> None:
         "block), with partial ω² = df (MS - MS_error) / (SS + SS_error + SS_seed + MS_seed) "
         "(Olejnik & Algina 2003), which, unlike η², is not inflated by noise; a negative value "
         "means the levels differ less than noise alone would make them.",
-        f"Learning curves: epochs until validation accuracy first reaches "
-        f"{a.spec.val_target:.0%}; generalization gap = train minus validation accuracy at the "
-        "last epoch.",
+        f"Learning curves: epochs (and, for batch sizes, optimizer steps and training seconds) "
+        f"until validation accuracy first reaches the target ({a.spec.val_target:.0%}, or the "
+        "factor's own), read at epoch ends; generalization gap = accuracy on clean training "
+        "images minus validation accuracy at the last epoch. Clean: a fixed subset of the "
+        "trial's own training images (as many as its validation split holds, at most 5,000), "
+        "evaluated in inference mode at each epoch end (no dropout, no augmentation, batch norm "
+        "on its moving statistics), unlike the running accuracy Keras logs while training.",
     ])  # fmt: skip

@@ -5,8 +5,9 @@ the design (one factor at a time around the baseline, or full factorial). Parsin
 everything up front, so a bad spec fails in one line naming the field before any training.
 
 Modules: ``spec_file`` (reading files within limits), ``spec_checks`` (field checks shared by
-the parts), ``factors`` (levels -> config changes), ``plan`` (trials, keys and cells),
-``names`` (study names). This module holds the spec itself and its top-level fields.
+the parts), ``factors`` (levels -> config changes), ``regime`` (a factor's own baseline, budget
+and reason), ``plan`` (trials, keys and cells), ``names`` (study names). This module holds the
+spec itself and its top-level fields.
 """
 
 from __future__ import annotations
@@ -81,6 +82,14 @@ class StudySpec:
     def factor(self, name: str) -> Factor:
         return next(f for f in self.factors if f.name == name)
 
+    def factor_baseline(self, factor: Factor) -> TrainConfig:
+        """The config ``factor``'s levels change: the study's baseline or its regime's."""
+        return factor.baseline(self.baseline)
+
+    def val_target_of(self, factor: Factor) -> float:
+        regime = factor.regime
+        return self.val_target if regime is None or regime.val_target is None else regime.val_target
+
 
 # -- loading -------------------------------------------------------------------------------
 
@@ -148,7 +157,8 @@ def _parse(data: Mapping[str, Any], default_name: str, check_names: bool) -> Stu
     if not isinstance(raw_factors, Mapping) or not raw_factors:
         bad("factors", "must map at least one factor name to its levels")
     factors = tuple(
-        parse_factor(fname, fdef, baseline, check_names) for fname, fdef in raw_factors.items()
+        parse_factor(fname, fdef, baseline, check_names, spec_seeds)
+        for fname, fdef in raw_factors.items()
     )
     if design == "factorial":
         check_factorial(factors)

@@ -21,6 +21,7 @@ ignores that every level shares the seeds, so the seed-to-seed spread inflates i
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,11 +29,16 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.power import TTestPower
 
+# imported here: importing it installs an "always" filter for its warning, which inside a
+# catch_warnings block would win over the "ignore" set there
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
 NAN = float("nan")
 ALPHA = 0.05
 POWER = 0.8  # the conventional target when asking "how many seeds would settle it"
 # Two-sided exact signed-rank p-values cannot go below 2 / 2**n: 0.0625 at n = 5, 0.031 at 6.
 MIN_WILCOXON_N = 6
+MAX_SEEDS_TO_RESOLVE = 10_000  # beyond it "seeds to resolve" says nothing a reader can use
 
 BETTER, WORSE = "better", "worse"
 EQUIVALENT = "no difference detected"
@@ -178,10 +184,20 @@ def seeds_to_resolve(
     if diff.n < 2 or not diff.std > 0 or margin <= 0:
         return None
     effect = max(abs(diff.mean), margin) / diff.std
-    n = TTestPower().solve_power(
-        effect_size=effect, nobs=None, alpha=alpha, power=power, alternative="two-sided"
-    )
-    return max(2, math.ceil(float(np.squeeze(n))))
+    test = TTestPower()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # handled below
+        n = float(np.squeeze(test.solve_power(
+            effect_size=effect, nobs=None, alpha=alpha, power=power, alternative="two-sided"
+        )))  # fmt: skip
+    if math.isfinite(n):
+        return max(2, math.ceil(n))
+    # statsmodels' root finder returns NaN when even 2 seeds have the power (an effect many
+    # standard deviations wide, as on the smoke profile): count up instead
+    for k in range(2, MAX_SEEDS_TO_RESOLVE + 1):
+        if test.power(effect_size=effect, nobs=k, alpha=alpha, alternative="two-sided") >= power:
+            return k
+    return None
 
 
 # -- seed-blocked ANOVA --------------------------------------------------------------------

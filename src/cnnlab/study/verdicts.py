@@ -184,11 +184,16 @@ def _seed_range_n(ns: list[int]) -> str:
 def _lr_share_sentences(analysis: StudyAnalysis, scaled: Factor) -> list[str]:
     """For a batch-size factor with linear LR scaling: how much of the accuracy lost by large
     batches at a fixed LR the scaling recovers, level by level."""
-    if not any("lr" in lv.overrides for lv in scaled.levels):
+
+    def changes(f: Factor, key: str) -> bool:
+        return any(key in lv.overrides for lv in f.levels)
+
+    # at a fixed number of epochs only: an equal-steps factor answers another question
+    if not changes(scaled, "lr") or changes(scaled, "epochs"):
         return []
     fixed = next(
         (f for f in analysis.spec.factors
-         if f.kind == "batch_size" and not any("lr" in lv.overrides for lv in f.levels)),
+         if f.kind == "batch_size" and not changes(f, "lr") and not changes(f, "epochs")),
         None,
     )  # fmt: skip
     if fixed is None:
@@ -203,7 +208,7 @@ def _lr_share_sentences(analysis: StudyAnalysis, scaled: Factor) -> list[str]:
         recovered = (kept.diff.mean - lost.diff.mean) / -lost.diff.mean * 100
         out.append(
             f"At batch size {lv.label}, a fixed LR cost {-lost.diff.mean:.2f} points vs "
-            f"{fixed.reference}; with the LR scaled linearly (plus warm-up) the change was "
+            f"{fixed.reference}; with the LR scaled (plus warm-up) the change was "
             f"{kept.diff.mean:+.2f} points vs {scaled.reference}, i.e. scaling recovered "
             f"{recovered:.0f}% of the loss."
         )

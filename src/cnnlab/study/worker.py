@@ -22,6 +22,7 @@ from cnnlab.errors import CnnlabError, DataUnavailable
 from cnnlab.fmnist.config import TrainConfig
 from cnnlab.study import storage as st
 from cnnlab.study.trial import DEFAULT_TRAINER, load_trainer
+from cnnlab.study.tuning import probe_lr
 
 IDLE_POLL_SECONDS = 1.0
 
@@ -91,6 +92,9 @@ def work(
                     run = load_trainer(trainer or DEFAULT_TRAINER, data_dir)
                     with st.study_lock(url, name):
                         st.record_environment(study, _environment())
+                if claim.kind == "sweep" and claim.lr_choice is not None:
+                    # a bracketing round: its rate follows from the rounds before it
+                    claim.config["lr"] = probe_lr(claim.lr_choice)
                 start = time.perf_counter()
                 outcome = run(TrainConfig.from_dict(claim.config))
                 outcome["seconds"] = time.perf_counter() - start

@@ -238,7 +238,9 @@ def claim_next(
             if not sweep:
                 claim.error = "every trial of its learning-rate sweep failed"
             else:
-                claim.lr_choice = choose_lr((s.user_attrs["config"]["lr"], s.value) for s in sweep)
+                # the rate each trial used: a bracketing round's is chosen when it runs
+                used = (s.user_attrs.get("lr") or s.user_attrs["config"]["lr"] for s in sweep)
+                claim.lr_choice = choose_lr(zip(used, (s.value for s in sweep), strict=True))
                 config["lr"] = claim.lr_choice["chosen"]
         return claim
     return None

@@ -1,0 +1,91 @@
+"""Measures read off one trial's per-epoch history: epochs, optimizer steps and seconds to a
+validation target, the generalization gap, and mean curves over seeds.
+
+Targets are checked at epoch ends, so "steps to target" is the step count of the first epoch
+end at or above the target: an upper bound, one epoch coarse. Shallue et al. (2019, "Measuring
+the effects of data parallelism on neural network training") compare batch sizes by steps to a
+target; on a CPU the seconds to it are what a user waits for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+POINTS = 100.0  # accuracies are reported in percentage points
+CLEAN = "clean_train_accuracy"  # written by cnnlab.fmnist.callbacks.CleanTrainAccuracy
+
+History = Sequence[Mapping[str, Any]]
+
+
+def target_epoch(history: History, target: float) -> int | None:
+    """Index (0-based) of the first epoch whose validation accuracy reaches ``target``."""
+    for i, row in enumerate(history):
+        v = row.get("val_accuracy")
+        if v is not None and float(v) >= target:
+            return i
+    return None
+
+
+def epochs_to_target(history: History, target: float) -> int | None:
+    """First epoch (1-based) whose validation accuracy reaches ``target``; None if none does."""
+    i = target_epoch(history, target)
+    return None if i is None else int(history[i].get("epoch", i + 1))
+
+
+def steps_to_target(history: History, target: float, steps_per_epoch: int) -> int | None:
+    epochs = epochs_to_target(history, target)
+    return None if epochs is None else epochs * steps_per_epoch
+
+
+def seconds_to_target(history: History, target: float) -> float | None:
+    """Training seconds (validation excluded) until the end of the epoch reaching ``target``."""
+    i = target_epoch(history, target)
+    if i is None or any(r.get("seconds") is None for r in history[: i + 1]):
+        return None
+    return float(sum(float(r["seconds"]) for r in history[: i + 1]))
+
+
+def has_clean_gap(history: History) -> bool:
+    return bool(history) and history[-1].get(CLEAN) is not None
+
+
+def generalization_gap(history: History) -> float:
+    """Training minus validation accuracy at the last epoch: on clean training images when the
+    trial measured them, else (studies stored before) the running training accuracy."""
+    last = history[-1]
+    train = last.get(CLEAN)
+    if train is None:
+        train = last["train_accuracy"]
+    return float(train) - float(last["val_accuracy"])
+
+
+def mean_curve(histories: Sequence[History], key: str, scale: float = POINTS) -> list[float]:
+    """Per-epoch mean of ``key`` over the histories, as long as the shortest one."""
+    if not histories or any(not h or h[0].get(key) is None for h in histories):
+        return []
+    n = min(len(h) for h in histories)
+    return [float(np.mean([float(h[i][key]) for h in histories])) * scale for i in range(n)]
+
+
+def mean_gap_curve(histories: Sequence[History]) -> list[float]:
+    """Per-epoch mean of clean training minus validation accuracy, in points."""
+    train, val = mean_curve(histories, CLEAN), mean_curve(histories, "val_accuracy")
+    return [t - v for t, v in zip(train, val, strict=False)]
+
+
+def mean_elapsed(histories: Sequence[History]) -> list[float]:
+    """Per-epoch mean of the training seconds elapsed by that epoch's end."""
+    if not histories:
+        return []
+    n = min(len(h) for h in histories)
+    cum = [np.cumsum([float(r.get("seconds") or 0.0) for r in h[:n]]) for h in histories]
+    return [float(x) for x in np.mean(cum, axis=0)]
+
+
+def median_or_none(values: Sequence[float | None]) -> tuple[float | None, int]:
+    """Median of the values that exist, and how many exist."""
+    got = [float(v) for v in values if v is not None]
+    return (float(np.median(got)) if got else None), len(got)

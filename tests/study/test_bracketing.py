@@ -1,0 +1,57 @@
+"""Bracketing on the engine: a fake trainer whose SGD has a known best learning rate (9x its
+default), swept from a x0.3/1/3 grid whose best rate sits at the top edge."""
+
+import pytest
+
+from cnnlab.study import load_spec, run_study
+from cnnlab.study import storage as st
+from cnnlab.study.analysis import analyse
+from cnnlab.study.tuning import INTERIOR, UPPER_EDGE
+
+SPEC = """
+name: bracket
+seeds: 2
+budget: {{train_limit: 1000, epochs: 1, val_size: 500}}
+factors:
+  optimizer:
+    levels: [sgd]
+    lr_sweep: {{multipliers: [0.3, 1.0, 3.0], extend: {extend}}}
+"""
+
+
+def _run(tmp_path, fake_env, extend):
+    fake_env.setenv("FAKE_SGD_BEST", "9")
+    path = tmp_path / "bracket.yaml"
+    path.write_text(SPEC.format(extend=extend))
+    spec = load_spec(path)
+    url = f"sqlite:///{tmp_path}/s.db"
+    run_study(spec, url, "bracket", 1, trainer="fake_trainer:trainer", progress=False)
+    study = st.load_study(st.open_storage(url), "bracket")
+    records = st.completed_records(study)
+    return spec, records, analyse(spec, records, st.stored_test_labels(study))
+
+
+def test_the_grid_is_extended_until_the_best_rate_is_interior(tmp_path, fake_env):
+    spec, records, a = _run(tmp_path, fake_env, extend=2)
+    sweep = a.sweeps["optimizer"]["sgd"]
+    # grid 0.015, 0.05, 0.15 (best at the top edge) -> 0.45 (still the edge) -> 1.35 (worse)
+    assert [r.lr for r in sweep.runs] == pytest.approx([0.015, 0.05, 0.15, 0.45, 1.35])
+    assert [r.round for r in sweep.runs] == [0, 0, 0, 1, 2]
+    assert sweep.choice["chosen"] == pytest.approx(0.45) and sweep.position == INTERIOR
+    assert "bracketed" in sweep.statement() and "EDGE" not in sweep.statement()
+    tuned = [r for r in records.values() if r.kind == "main" and r.config["optimizer"] == "sgd"]
+    assert [r.lr for r in tuned] == pytest.approx([0.45, 0.45])
+    # test accuracy comes from the study's seeds; the sweep ran on another one
+    assert {r.seed for r in tuned} == {0, 1} and {r.seed for r in sweep.runs} == {2}
+    assert spec.factor("optimizer").lr_sweep.seeds == (2,)
+
+
+def test_at_the_cap_the_report_says_the_best_rate_is_at_the_edge(tmp_path, fake_env):
+    _, records, a = _run(tmp_path, fake_env, extend=1)
+    sweep = a.sweeps["optimizer"]["sgd"]
+    assert [r.lr for r in sweep.runs] == pytest.approx([0.015, 0.05, 0.15, 0.45])
+    assert sweep.choice["chosen"] == pytest.approx(0.45) and sweep.position == UPPER_EDGE
+    text = sweep.statement()
+    assert "AT THE UPPER EDGE of the rates tried (0.015 to 0.45)" in text
+    assert "after 1 of 1 bracketing rounds (the cap, lr_sweep.extend)" in text
+    assert "may be higher" in text
