@@ -9,6 +9,7 @@ directories byte-identical afterwards (nothing changed, nothing half-written lef
 from __future__ import annotations
 
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -19,9 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab.errors import CnnlabError
 from cnnlab.transfer import checkpoint as C
-from cnnlab.transfer.config import TransferConfig
 from cnnlab.transfer.images import MAX_PIXELS
 from cnnlab.transfer.models import build_model
 
@@ -142,32 +141,18 @@ def test_diverging_training_stops_in_one_line_naming_the_epoch(tmp_path, make_fo
         "train", data, "--out", out, *TINY, "--strategy", "full", "--optimizer", "sgd",
         "--lr", "10", watch=(tmp_path,),
     )  # fmt: skip
-    assert "diverged in epoch 1 of 2" in line and "--lr" in line
+    assert re.search(r"diverged in epoch [12] of 2", line) and "--lr" in line
 
 
 def test_an_absurd_learning_rate_is_one_line(tmp_path, make_folders):
-    # trains until the loss explodes; a range check on --lr (when configs adds one) is fine too
+    # --lr has no upper bound: the run trains until the loss explodes, then stops in one line
     data = make_folders(tmp_path / "data", {"a": 10, "b": 10})
     line = refused_without_a_trace(
         "train", data, "--out", tmp_path / "run", *TINY, "--lr", "1e30", watch=(tmp_path,)
     )
-    assert "--lr" in line
+    assert "diverged" in line and "--lr" in line
 
 
-def _accepts_a_negative_seed() -> bool:
-    try:
-        TransferConfig(seed=-1)
-    except CnnlabError:
-        return False
-    return True
-
-
-@pytest.mark.xfail(
-    _accepts_a_negative_seed(),
-    reason="seed range validation comes with the configs branch (options declared once)",
-    run=False,
-    strict=True,
-)
 def test_a_negative_seed_is_one_line(tmp_path, make_folders):
     data = make_folders(tmp_path / "data", {"a": 10, "b": 10})
     line = refused_without_a_trace(
