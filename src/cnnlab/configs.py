@@ -202,7 +202,10 @@ class FrozenConfig:
         if not isinstance(data, Mapping):
             raise CnnlabError(f"a config must be a mapping of fields, got {_show(data)}")
         kinds = {d.name: d.kind for d in declarations(cls)}
-        unknown = sorted(str(key) for key in data if key not in kinds)
+        # escaped: a key holding a newline must not break the one-line error
+        unknown = sorted(
+            str(key).encode("unicode_escape").decode() for key in data if key not in kinds
+        )
         if unknown:
             raise CnnlabError(f"unknown config field(s): {', '.join(unknown)}")
         values = {

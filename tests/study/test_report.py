@@ -217,7 +217,8 @@ def test_the_storage_stays_readable_by_optuna_dashboard(finished_fake_study):
     detail = get(f"/api/studies/{study['study_id']}")
     assert len(detail["trials"]) == len(load_spec(finished_fake_study["spec"]).plan()[0])
     names = {p["name"] for t in detail["trials"] for p in t["params"]}
-    assert {"kernel_size", "batch_norm", "optimizer", "seed"} <= names
+    assert {"kernel_size", "batch_norm", "optimizer"} <= names
+    assert "seed" not in names  # a user attribute: the dashboard must not rank it as a param
     assert get(f"/api/studies/{study['study_id']}/param_importances")["param_importances"]
 
 

@@ -38,7 +38,10 @@ def test_the_seed_is_a_user_attribute_and_not_a_param(finished_fake_study):
         assert t.user_attrs["seed"] == t.user_attrs["config"]["seed"]
     varied = set().union(*(t.params for t in trials))
     assert {"kernel_size", "batch_size", "optimizer"} <= varied  # design fields stay params
-    assert {t.user_attrs["seed"] for t in trials} == {0, 1, 2}
+    main = {t.user_attrs["seed"] for t in trials if t.user_attrs["kind"] == "main"}
+    sweep = {t.user_attrs["seed"] for t in trials if t.user_attrs["kind"] == "sweep"}
+    assert main == {0, 1, 2}  # the spec's seeds
+    assert sweep and not sweep & main  # the LR sweep tunes on seeds the study does not use
 
 
 def _enqueue_old_format(url, name, spec):
