@@ -24,6 +24,23 @@ ClassMetrics = TypedDict(
     "ClassMetrics",
     {"class": str, "precision": float, "recall": float, "f1": float, "support": int},
 )
+
+
+class ContractMetrics(TypedDict):
+    """What :func:`metrics_contract` returns: the keys every ``metrics.json`` shares."""
+
+    test_accuracy: float
+    test_loss: float
+    balanced_accuracy: float
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    roc_auc: float | None  # None when a class is absent from the split
+    ece: float  # expected calibration error
+    per_class: list[ClassMetrics]
+    confusion_matrix: list[list[int]]
+
+
 MAX_TEMPERATURE = 20.0  # temperature scaling searches T in [1 / 20, 20]
 
 
@@ -161,7 +178,7 @@ def classification_metrics(
     }
 
 
-def metrics_contract(y_true, proba, class_names) -> dict[str, Any]:
+def metrics_contract(y_true, proba, class_names) -> ContractMetrics:
     """The ``metrics.json`` contract: accuracy and loss named ``test_*``, the rest as is."""
     m = classification_metrics(y_true, proba, class_names)
     return {"test_accuracy": m.pop("accuracy"), "test_loss": m.pop("loss"), **m}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NotRequired, TypedDict
 import numpy as np
 
 from cnnlab.fmnist.config import TrainConfig
-from cnnlab.metrics import ClassMetrics
+from cnnlab.metrics import ContractMetrics
 
 if TYPE_CHECKING:
     import keras
@@ -34,19 +34,9 @@ class EpochRecord(TypedDict):
     clean_train_accuracy: NotRequired[float]
 
 
-class TrainMetrics(TypedDict):
+class TrainMetrics(ContractMetrics):
     """The ``metrics.json`` of a Fashion-MNIST run (test metrics from the test set, once)."""
 
-    test_accuracy: float
-    test_loss: float
-    balanced_accuracy: float
-    macro_precision: float
-    macro_recall: float
-    macro_f1: float
-    roc_auc: float | None
-    ece: float  # expected calibration error
-    per_class: list[ClassMetrics]
-    confusion_matrix: list[list[int]]
     params: int
     train_seconds: float
     images_per_second: float | None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NotRequired, TypedDict
 
-from cnnlab.metrics import ClassMetrics
+from cnnlab.metrics import ContractMetrics
 
 if TYPE_CHECKING:
     import torch
@@ -27,19 +27,9 @@ class BinaryMetrics(TypedDict):
     balanced_accuracy: float
 
 
-class HeldOutMetrics(TypedDict):
+class HeldOutMetrics(ContractMetrics):
     """``metrics.metrics_contract`` of one split, and for two classes the operating points."""
 
-    test_accuracy: float
-    test_loss: float
-    balanced_accuracy: float
-    macro_precision: float
-    macro_recall: float
-    macro_f1: float
-    roc_auc: float | None  # None when a class is absent from the split
-    ece: float
-    per_class: list[ClassMetrics]
-    confusion_matrix: list[list[int]]
     pr_auc: float | None  # average precision: of class 1, or macro one-vs-rest
     positive_class: NotRequired[str]
     at_argmax: NotRequired[BinaryMetrics]
