@@ -17,7 +17,7 @@ from cnnlab.data.fashion_mnist import CLASS_NAMES
 from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.evaluate import Invert, load_image, load_model, run_tta
 from cnnlab.fmnist.model import predict_proba, tta_views
-from cnnlab.serve.page import ImageResult, upload_name, upload_problem
+from cnnlab.serve.page import ImageResult, read_uploads
 
 TOP_K = 3  # as `cnnlab predict` prints
 
@@ -44,17 +44,9 @@ class FmnistClassifier:
         """A result per file, in order, and no overlays (Grad-CAM is a transfer feature)."""
         if invert not in ("auto", "yes", "no"):
             raise CnnlabError(f"invert must be auto, yes or no, got {invert!r}")
-        results: list[ImageResult] = []
-        images, where = [], []  # decoded images and their index in `results`
-        for path in map(Path, paths):
-            problem = upload_problem(path)
-            if problem is None:
-                try:
-                    images.append(load_image(path, invert))
-                    where.append(len(results))
-                except CnnlabError as e:
-                    problem = _without_path(str(e), path)
-            results.append(ImageResult(upload_name(path), error=problem or ""))
+        results, images, where = read_uploads(
+            paths, lambda path: load_image(path, invert), (CnnlabError,)
+        )
         if images:
             proba = predict_proba(
                 self.model, np.stack(images)[..., None], **self.tta, batch_size=256
@@ -64,8 +56,3 @@ class FmnistClassifier:
                 top = [(CLASS_NAMES[k], float(p[k])) for k in order]
                 results[i] = ImageResult(results[i].name, top[0][0], top[0][1], top)
         return results, []
-
-
-def _without_path(message: str, path: Path) -> str:
-    # the loader names the server's temporary copy of the upload; the page names the file
-    return message.replace(str(path), path.name)

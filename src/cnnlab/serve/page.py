@@ -11,7 +11,7 @@ import json
 import os
 import socket
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -108,6 +108,28 @@ def upload_problem(path: str | os.PathLike) -> str | None:
 def upload_name(path: str | os.PathLike) -> str:
     """The name the user gave the file (Gradio keeps it as the last part of the path)."""
     return Path(path).name
+
+
+def read_uploads(
+    paths: Sequence[str | os.PathLike],
+    load: Callable[[Path], Any],
+    unreadable: tuple[type[Exception], ...],
+) -> tuple[list[ImageResult], list[Any], list[int]]:
+    """A result per upload (its error where it is refused or ``load`` raises ``unreadable``),
+    the decoded images, and each image's index in the results."""
+    results: list[ImageResult] = []
+    images, where = [], []
+    for path in map(Path, paths):
+        problem = upload_problem(path)
+        if problem is None:
+            try:
+                images.append(load(path))
+                where.append(len(results))
+            except unreadable as e:
+                # the loader names the server's temporary copy; the page names the file
+                problem = str(e).replace(str(path), path.name)
+        results.append(ImageResult(upload_name(path), error=problem or ""))
+    return results, images, where
 
 
 def results_html(results: Sequence[ImageResult]) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.serve.page import ImageResult, upload_name, upload_problem
+from cnnlab.serve.page import ImageResult, read_uploads
 from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.device import resolve_device
 from cnnlab.transfer.images import load_image
@@ -56,17 +56,10 @@ class TransferClassifier:
         self, paths: Sequence[str | os.PathLike]
     ) -> tuple[list[ImageResult], list[tuple[np.ndarray, str]]]:
         """A result per file, in order, and a Grad-CAM overlay (with a caption) per image read."""
-        results: list[ImageResult] = []
-        images, where = [], []  # decoded images and their index in `results`
-        for path in map(Path, paths):
-            problem = upload_problem(path)
-            if problem is None:
-                try:
-                    images.append(load_image(path, self.ckpt.image_size))
-                    where.append(len(results))
-                except ValueError as e:  # the decoder's reason: unreadable, too small, corrupt
-                    problem = str(e)
-            results.append(ImageResult(upload_name(path), error=problem or ""))
+        # ValueError: the decoder's reason (unreadable, too small, corrupt)
+        results, images, where = read_uploads(
+            paths, lambda path: load_image(path, self.ckpt.image_size), (ValueError,)
+        )
         if not images:
             return results, []
         batch = np.stack(images)
