@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import CnnlabError
-from cnnlab.study import curves, stats
+from cnnlab.study import DEFAULT_MARGIN, curves, stats
 from cnnlab.study.curves import POINTS, epochs_to_target, generalization_gap
 from cnnlab.study.plan import steps_per_epoch
 from cnnlab.study.spec import Cell, Factor, StudySpec
@@ -43,11 +43,6 @@ __all__ = [
 ]  # fmt: skip
 
 ALPHA = stats.ALPHA
-# Half a point of test accuracy: above the seed-to-seed standard deviations measured for the
-# full-data presets (0.07-0.41 points, docs/benchmarks.md, Time to accuracy) and the binomial
-# standard error of an accuracy near 90% on 10,000 test images (0.3 points); a smaller change
-# is not one a reader could act on. A parameter of analyse() and write_report().
-DEFAULT_MARGIN = 0.5
 
 
 @dataclass

@@ -9,7 +9,7 @@ import typer
 
 from cnnlab.errors import CnnlabError
 from cnnlab.frameworks import requires
-from cnnlab.study import DEFAULT_STORAGE, profile_names
+from cnnlab.study import DEFAULT_MARGIN, DEFAULT_STORAGE, profile_names
 from cnnlab.study.names import check_study_name, default_report_dir, shell_command
 
 if TYPE_CHECKING:  # the CLI starts without Optuna; commands import it when they run
@@ -25,6 +25,12 @@ _PROFILE = typer.Option(
     None, metavar=f"[{'|'.join(profile_names())}]", help="Built-in spec instead of a file."
 )
 
+_MARGIN = typer.Option(
+    DEFAULT_MARGIN,
+    min=0.001,
+    max=100,
+    help="Points: a difference whose 95% CI lies inside +-margin reads 'no difference detected'.",
+)
 _STORAGE = typer.Option(
     DEFAULT_STORAGE,
     "--storage",
@@ -141,13 +147,7 @@ def report(
     storage: str = _STORAGE,
     name: str | None = typer.Option(None, help="Study name (default: the only study)."),
     out: Path = typer.Option(None, help="Output folder (default: reports/NAME)."),
-    margin: float = typer.Option(
-        0.5,
-        min=0.001,
-        max=100,
-        help="Points: a difference whose 95% CI lies inside +-margin reads "
-        "'no difference detected'.",
-    ),
+    margin: float = _MARGIN,
 ) -> None:
     """Write report.html (self-contained), report.md and results.csv."""
     from cnnlab.study.report import write_report
@@ -163,9 +163,7 @@ def compare(
     name_a: str = typer.Argument(..., help="Name of study A."),
     storage_b: str = typer.Argument(..., help="Storage URL of study B."),
     name_b: str = typer.Argument(..., help="Name of study B."),
-    margin: float = typer.Option(
-        0.5, min=0.001, max=100, help="Points: the verdicts' δ, as in study report."
-    ),
+    margin: float = _MARGIN,
     out: Path | None = typer.Option(None, help="Also write the comparison as Markdown here."),
 ) -> None:
     """Does a finding replicate? Every comparison both studies share, side by side."""
