@@ -53,9 +53,9 @@ def _probabilities(rows):
 
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
-    """Every test starts with an empty export cache of its own (``XDG_CACHE_HOME``)."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    return tmp_path / "xdg" / "cnnlab" / "onnx"
+    """Every test starts with an empty export cache of its own (``CNNLAB_CACHE_DIR``)."""
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "onnx"
 
 
 @pytest.fixture(scope="module")
@@ -284,17 +284,43 @@ def test_auto_without_onnxruntime_is_torch_without_a_word(run, tmp_path, capsys,
 def test_train_head_extracts_features_with_the_engine_it_is_given(
     tmp_path, capsys, broken_exporter
 ):
-    """The config's engine reaches the feature cache: here its export fails, one note, and
-    the run completes in torch."""
+    """The config's engine reaches the feature cache and the final evaluation: here its
+    export fails, one note each, and the run completes in torch."""
     data, out = _write_images(tmp_path / "data", per_class=8), tmp_path / "run"
     main(
         ["transfer", "train", str(data), "--out", str(out), "--weights", "none"]
         + ["--image-size", str(SIZE), "--epochs", "1", "--engine", "onnxruntime"]
     )
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
-    assert len(notes) == 1 and "using torch" in notes[0]
+    assert len(notes) == 2 and all("using torch" in note for note in notes)
     assert json.loads((out / "config.json").read_text())["engine"] == "onnxruntime"
     assert (out / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_runs_final_evaluation_through_onnxruntime_is_what_its_checkpoint_gives(
+    tmp_path, capsys
+):
+    """The held-out probabilities of a calibrated ``partial`` run come from ONNX Runtime, with
+    the temperature applied to its outputs; the saved checkpoint (temperature folded in) run
+    in torch gives the same probabilities."""
+    data, out = _write_images(tmp_path / "data", per_class=12), tmp_path / "run"
+    main(
+        ["transfer", "train", str(data), "--out", str(out), "--weights", "none", "--calibrate"]
+        + ["--image-size", str(SIZE), "--epochs", "2", "--strategy", "partial"]
+        + ["--engine", "onnxruntime", "--test-size", "0.3", "--device", "cpu"]
+    )
+    said = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("engine: onnxruntime") for line in said) == 1
+    calibration = json.loads((out / "metrics.json").read_text())["calibration"]
+    assert calibration["fitted_on"] == "val"
+    held = _rows(out / "predictions_test.csv")
+    torch_rows = _predict_cli(out, data, tmp_path / "p.csv", "torch")
+    assert len(held) >= 6
+    for path, row in held.items():
+        got = [float(row["p_a"]), float(row["p_b"])]
+        want = [float(torch_rows[path]["p_a"]), float(torch_rows[path]["p_b"])]
+        assert np.allclose(got, want, atol=1e-4), (path, got, want)
 
 
 def test_the_help_states_the_job_size_at_which_auto_exports():

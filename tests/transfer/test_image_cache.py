@@ -19,11 +19,11 @@ import PIL
 import pytest
 from PIL import Image
 
+from cnnlab.caches import CACHE_ENV
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer import data as D
 from cnnlab.transfer import image_cache, mapped_images
 from cnnlab.transfer import images as IM
-from cnnlab.transfer.image_store import CACHE_ENV
 from cnnlab.transfer.mapped_images import ImageRows, MappedRows
 
 SRC = Path(__file__).resolve().parents[2] / "src"

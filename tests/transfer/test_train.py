@@ -186,3 +186,27 @@ def test_cli_help_does_not_import_torch():
     code = "import sys, cnnlab.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_max_pixels_lists_and_skips_oversized_training_images(tmp_path, folder):
+    from PIL import Image
+
+    Image.new("L", (100, 100), 128).save(folder / "a" / "big.png")  # 10,000 px
+    out = tmp_path / "run"
+    args = ["transfer", "train", str(folder), "--out", str(out), "--weights", "none"]
+    main([*args, "--image-size", "32", "--epochs", "1", "--max-pixels", "5000", "--quiet"])
+    report = json.loads((out / "data_report.json").read_text())
+    assert [row["path"].rsplit("/", 1)[1] for row in report["skipped"]] == ["big.png"]
+    assert "above the limit of 5,000" in report["skipped"][0]["reason"]
+    assert json.loads((out / "config.json").read_text())["max_pixels"] == 5000
+
+
+@pytest.mark.parametrize(("value", "why"), [("10", ">= 64"), ("100000000000", "Pillow")])
+def test_a_max_pixels_out_of_range_is_one_line_and_writes_nothing(
+    tmp_path, capsys, folder, value, why
+):
+    out = tmp_path / "run"
+    args = ["transfer", "train", str(folder), "--out", str(out), "--max-pixels", value]
+    line = _cli_error([*args, "--weights", "none", "--image-size", "32"], capsys)
+    assert "invalid --max-pixels" in line and why in line
+    assert not out.exists()

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.caches import cache_root
 from cnnlab.errors import DataUnavailable
 from cnnlab.runs import exclusive_file
 
@@ -44,8 +45,7 @@ IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # IDX: 0x08 = unsigned byte, then 3 or 1 
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cnnlab" / "fashion-mnist"
+    return cache_root() / "fashion-mnist"
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab import __version__
+from cnnlab.caches import cache_root
 from cnnlab.errors import CnnlabError
 from cnnlab.study.plan import PlannedTrial, train_split, training_images
 
@@ -95,8 +96,7 @@ def wall_seconds(trials: list[PlannedTrial], rate: Throughput, workers: int) -> 
 
 
 def cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cnnlab" / "throughput.json"
+    return cache_root() / "throughput.json"
 
 
 def machine_key(threads: int, workers: int) -> str:

@@ -30,11 +30,13 @@ from cnnlab.metrics import (
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
+    temperature_scaled,
 )
 from cnnlab.runs import write_csv, write_json
 from cnnlab.transfer import checkpoint as ckpt_io
+from cnnlab.transfer.engine import Say, for_images, stderr_note
 from cnnlab.transfer.models import preprocessing
-from cnnlab.transfer.predict import evaluate_arrays, predict_proba, prediction_rows
+from cnnlab.transfer.predict import metrics_of, predict_proba, prediction_rows
 from cnnlab.transfer.report import write_report
 
 if TYPE_CHECKING:
@@ -71,26 +73,30 @@ def assess(
     device: torch.device,
     described: str,
     evaluated_on: str | None = None,
+    say: Say = stderr_note,
 ) -> Outcome:
-    """Calibrate and threshold on validation, then measure the held-out split once."""
+    """Calibrate and threshold on validation, then measure the held-out split once.
+
+    The network runs once over each split, through ``cfg.engine`` (ONNX Runtime on a CPU for
+    a few hundred images); the temperature is applied to those outputs, so the calibrated
+    probabilities are what the folded checkpoint gives, without running it again."""
     ckpt = best_checkpoint(cfg, prepared, result)
-    model, val = result.model, prepared.splits["val"]
+    val = prepared.splits["val"]
     split, name = held_out(prepared)
     held = prepared.splits[split]
-    val_metrics, val_proba = evaluate_arrays(model, ckpt, val.images, val.labels, device)
-    calibration, before, temperature = None, None, 1.0
+    val_before, before = _probabilities(cfg, result.model, ckpt, [val, held], device, say)
+    val_proba, proba = val_before, before
+    calibration, temperature = None, 1.0
     if cfg.calibrate:
-        temperature = fit_temperature(val.labels, val_proba)
-        val_before = val_proba
-        before = val_proba if split == "val" else _proba(model, ckpt, held, device)
+        temperature = fit_temperature(val.labels, val_before)
         if not at_temperature_bound(temperature):
-            fold_temperature(ckpt, model, temperature)
-            val_metrics, val_proba = evaluate_arrays(model, ckpt, val.images, val.labels, device)
+            fold_temperature(ckpt, result.model, temperature)
+            val_proba = temperature_scaled(val_before, temperature)
+            proba = temperature_scaled(before, temperature)
+    val_metrics = metrics_of(val.labels, val_proba, ckpt.class_names, None)
     if len(prepared.classes) == 2 and len(np.unique(val.labels)) == 2:
         ckpt.threshold = choose_threshold(val.labels, val_proba[:, 1])
-    held_metrics, proba = evaluate_arrays(
-        model, ckpt, held.images, held.labels, device, ci_seed=cfg.seed
-    )
+    held_metrics = metrics_of(held.labels, proba, ckpt.class_names, ckpt.threshold, cfg.seed)
     if cfg.calibrate:
         calibration = {
             "temperature": temperature,
@@ -128,8 +134,22 @@ def assess(
     return Outcome(metrics, ckpt, split, held, proba, before if applied else None)
 
 
-def _proba(model, ckpt: ckpt_io.Checkpoint, split: LoadedSplit, device) -> np.ndarray:
-    return predict_proba(model, split.images, ckpt.mean, ckpt.std, device, channels_last=False)
+def _probabilities(
+    cfg: TransferConfig,
+    model: torch.nn.Module,
+    ckpt: ckpt_io.Checkpoint,
+    splits: list[LoadedSplit],
+    device: torch.device,
+    say: Say,
+) -> list[np.ndarray]:
+    """The probabilities of ``model`` on each split (a split listed twice is run once)."""
+    distinct = list({id(s): s for s in splits}.values())
+    images = np.concatenate([np.asarray(s.images) for s in distinct])
+    network = for_images(model, images, ckpt.mean, ckpt.std, device, cfg.engine, say).network
+    proba = predict_proba(network, images, ckpt.mean, ckpt.std, device, channels_last=False)
+    ends = np.cumsum([len(s) for s in distinct])
+    by_id = dict(zip([id(s) for s in distinct], np.split(proba, ends[:-1]), strict=True))
+    return [by_id[id(s)] for s in splits]
 
 
 def _change(labels: np.ndarray, before: np.ndarray, after: np.ndarray) -> CalibrationChange:

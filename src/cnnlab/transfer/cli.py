@@ -12,14 +12,9 @@ import typer
 
 from cnnlab.configs import config_options
 from cnnlab.frameworks import requires
-from cnnlab.transfer.config import DEVICES, TransferConfig
+from cnnlab.transfer.config import DEVICES, MAX_PIXELS_HELP, TransferConfig
 
 app = typer.Typer(no_args_is_help=True)
-# the number itself lives in transfer/images.py (MAX_PIXELS), which this module must not import
-MAX_PIXELS_HELP = (
-    "Refuse images whose header claims more pixels, before decoding "
-    "(default and maximum: Pillow's own limit, about 89 million)."
-)
 ENGINE_HELP = (
     "auto | torch | onnxruntime: what computes the probabilities (auto: ONNX Runtime on a CPU "
     "for 256+ images or an already exported model, else torch)."

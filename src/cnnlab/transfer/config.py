@@ -16,6 +16,11 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 MONITORS = ("balanced_accuracy", "accuracy", "macro_f1", "roc_auc", "loss")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 ENGINES = ("auto", "torch", "onnxruntime")  # inference of the frozen backbone (engine.py)
+# the number itself lives in transfer/images.py (MAX_PIXELS), which the CLI must not import
+MAX_PIXELS_HELP = (
+    "Refuse images whose header claims more pixels, before decoding "
+    "(default and maximum: Pillow's own limit, about 89 million)."
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,9 @@ class TransferConfig(FrozenConfig):
         None, "At most N images of each split folder (stratified).", ge=4, le=10**9
     )
     dedupe: bool = option(False, "Remove images duplicated across splits before training.")
+    max_pixels: int | None = option(
+        None, MAX_PIXELS_HELP + " Larger files in the folders are listed and skipped.", ge=64
+    )
     near_threshold: int = option(
         10, "dHash bits (of 256) within which two images are the same; -1 = off.", ge=-1, le=256
     )

@@ -63,7 +63,9 @@ def cross_validate(
         counts = ", ".join(f"{n} {len(s)}" for n, s in part.splits.items())
         console.print(f"fold {fold + 1}/{k}: {counts}")
         result = fit(cfg, part, device, console)
-        outcome = assess(cfg, part, result, device, described, f"fold {fold + 1} of {k}")
+        outcome = assess(
+            cfg, part, result, device, described, f"fold {fold + 1} of {k}", console.print
+        )
         where = run_dir / f"fold_{fold + 1}"
         where.mkdir()
         write_csv(where / "history.csv", result.history)

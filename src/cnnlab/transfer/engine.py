@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.caches import cache_root
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer.config import ENGINES
 from cnnlab.transfer.export import export_onnx
@@ -186,8 +187,7 @@ class OnnxNetwork(nn.Module):
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cnnlab" / "onnx"
+    return cache_root() / "onnx"
 
 
 def model_key(model: nn.Module, input_shape: tuple[int, ...]) -> str:

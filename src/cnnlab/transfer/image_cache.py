@@ -20,7 +20,6 @@ run names them again, with the reason, and their number is small.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,21 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.transfer.image_store import CACHE_ENV, ImageStore, Index, Snapshot, Writer
+from cnnlab.caches import cache_root as cache_root  # where it was
+from cnnlab.transfer.image_store import ImageStore, Index, Snapshot, Writer
 from cnnlab.transfer.images import decode_sized, dhash, too_large
 from cnnlab.transfer.mapped_images import ImageRows
 
 CHUNK = 64  # files in flight in the thread pool: what bounds the memory of decoding
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``--cache-dir``, else ``$CNNLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/cnnlab`` or
-    ``~/.cache/cnnlab``: the folder holding cnnlab's caches (images under ``images/``)."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    if env := os.environ.get(CACHE_ENV):
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnnlab"
 
 
 @dataclass

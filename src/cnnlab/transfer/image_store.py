@@ -40,13 +40,13 @@ from typing import Any
 import numpy as np
 import PIL
 
+from cnnlab.caches import CACHE_ENV
 from cnnlab.errors import CnnlabError, DiskFull
 from cnnlab.runs import disk_full, exclusive_file
 from cnnlab.transfer.images import DECODE_VERSION
 from cnnlab.transfer.mapped_images import MappedRows
 
 FORMAT = 1  # of the files below; a store of another format is rebuilt
-CACHE_ENV = "CNNLAB_CACHE_DIR"
 COMMIT_ROWS = 2048  # rows appended between index updates: an interrupted first run keeps them
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 # np.load of garbage raises any of these; of a plain .npy, an array without __enter__

@@ -133,7 +133,7 @@ def _single(
     on_epoch = board.log_epoch if board is not None else None
     result = fit(cfg, prepared, device, console, world, on_epoch=on_epoch)
     write_csv(tmp / "history.csv", result.history)
-    outcome = assess(cfg, prepared, result, device, described)
+    outcome = assess(cfg, prepared, result, device, described, say=console.print)
     if board is not None:
         last_epoch = len(result.history) - 1
         board.finish(outcome.split, outcome.held, outcome.proba, prepared.classes, last_epoch)
