@@ -298,9 +298,7 @@ def test_train_head_extracts_features_with_the_engine_it_is_given(
 
 
 @pytest.mark.slow
-def test_a_runs_final_evaluation_through_onnxruntime_is_what_its_checkpoint_gives(
-    tmp_path, capsys
-):
+def test_a_runs_final_evaluation_through_onnxruntime_is_what_its_checkpoint_gives(tmp_path, capsys):
     """The held-out probabilities of a calibrated ``partial`` run come from ONNX Runtime, with
     the temperature applied to its outputs; the saved checkpoint (temperature folded in) run
     in torch gives the same probabilities."""

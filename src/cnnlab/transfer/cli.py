@@ -111,6 +111,28 @@ def evaluate(
 
 
 @app.command()
+def compare(
+    run_dirs: list[Path] = typer.Argument(
+        ...,
+        help="Two or more run directories tested on the same images; the first is the reference.",
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Also write the Markdown to this file."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap resamples."),
+) -> None:
+    """Runs side by side, each against the first with paired bootstrap intervals."""
+    from cnnlab.runs import atomic_write_text
+    from cnnlab.transfer.compare import compare as run
+    from cnnlab.transfer.outputs import disk_errors, require_file_target
+
+    target = None if out is None else require_file_target("--out", out)
+    text = run(run_dirs, seed)
+    print(text, end="")
+    if target is not None:
+        with disk_errors(target):
+            atomic_write_text(target, text)
+
+
+@app.command()
 @requires("transfer")
 def export(
     run_dir: Path = typer.Argument(..., help="Run directory (uses best.pt) or checkpoint file."),
