@@ -49,7 +49,8 @@ from cnnlab.run_claim import (
 )
 
 RUN_MARKER = ".cnnlab-run"  # in every run directory cnnlab writes: `overwrite` may replace it
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# the disk, not the input, is at fault: no space, no quota, a file too large for it
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def exclusive_file(directory: Path, prefix: str, suffix: str) -> tuple[Path, int]:
@@ -62,7 +63,8 @@ def exclusive_file(directory: Path, prefix: str, suffix: str) -> tuple[Path, int
 
 
 def disk_full(error: BaseException | None) -> OSError | None:
-    """The ENOSPC/EDQUOT error behind ``error`` (libraries often wrap or chain it), if any."""
+    """The ENOSPC/EDQUOT/EFBIG error behind ``error`` (libraries often wrap or chain it), if
+    any: the one definition of a full disk, for every writer of both pipelines."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, OSError) and error.errno in _DISK_FULL:

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, DiskFull
 from cnnlab.transfer.outputs import disk_errors, require_dir_target, require_file_target, staged
 
 
@@ -29,11 +29,22 @@ def test_a_failure_midway_removes_staged_files_and_the_folders_made_for_them(tmp
     assert (tmp_path / "a.csv").read_text() == "old\n"
 
 
-@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS])
 def test_a_full_disk_becomes_one_user_error_naming_the_output(tmp_path, code):
     expected = re.escape(f"cannot write {tmp_path / 'run'}: disk full; nothing was written")
-    with pytest.raises(CnnlabError, match=expected), disk_errors(tmp_path / "run"):
+    kind = CnnlabError if code == errno.EROFS else DiskFull  # read-only is not a full disk
+    with pytest.raises(kind, match=expected) as info, disk_errors(tmp_path / "run"):
         raise OSError(code, "disk full")
+    assert type(info.value) is kind
+
+
+def test_a_full_disk_wrapped_by_a_library_is_still_a_full_disk(tmp_path):
+    """The one definition of a full disk (``runs.disk_full``) follows the exception chain."""
+    with pytest.raises(DiskFull, match="No space left"), disk_errors(tmp_path / "run"):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as e:
+            raise OSError("the writer failed") from e
 
 
 def test_other_os_errors_are_not_disguised_as_a_full_disk(tmp_path):

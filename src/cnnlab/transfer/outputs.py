@@ -15,26 +15,30 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from cnnlab.errors import CnnlabError
-
-# the disk, not the input, is at fault: no space, no quota, a file too large, read-only
-_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+from cnnlab.errors import CnnlabError, DiskFull
+from cnnlab.runs import disk_full
 
 
 @contextlib.contextmanager
 def disk_errors(out: str | os.PathLike) -> Iterator[None]:
-    """Re-raise a full disk (or quota, or read-only file system) as one ``CnnlabError``.
+    """Re-raise a full disk (``runs.disk_full``: no space, quota, file too large; also when
+    wrapped) as ``DiskFull``, and a read-only file system as a ``CnnlabError``: one line each.
 
     Callers clean up inside this block (``run_directory``, ``staged``), so by the time the
     error is raised, nothing of the failed output is left.
     """
     try:
         yield
+    except DiskFull:
+        raise
     except OSError as e:
-        if e.errno not in _DISK_ERRNOS:
+        full = disk_full(e)
+        if full is None and e.errno != errno.EROFS:
             raise
-        reason = e.strerror or os.strerror(e.errno)
-        raise CnnlabError(f"cannot write {out}: {reason}; nothing was written there") from None
+        cause = full or e
+        reason = cause.strerror or os.strerror(cause.errno or 0)
+        message = f"cannot write {out}: {reason}; nothing was written there"
+        raise (CnnlabError(message) if full is None else DiskFull(message)) from None
 
 
 def require_file_target(option: str, path: str | os.PathLike) -> Path:
