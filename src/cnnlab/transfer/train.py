@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cnnlab.allocator import keep_freed_memory
 from cnnlab.console import make_console
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import environment_info, run_directory, write_csv, write_json
@@ -61,6 +62,8 @@ def train(
     require_weights(cfg.arch, cfg.weights)
     device, described = resolve_device(cfg.device)
     require_engine(cfg.engine, device)
+    if device.type == "cpu":
+        keep_freed_memory()  # see cnnlab/allocator.py: the same results, faster steps
     with distributed.session(device) as world:
         if cfg.folds and world.size > 1:
             raise CnnlabError("--folds runs in one process; start it without torchrun")
