@@ -142,13 +142,19 @@ def _probabilities(
     device: torch.device,
     say: Say,
 ) -> list[np.ndarray]:
-    """The probabilities of ``model`` on each split (a split listed twice is run once)."""
+    """The probabilities of ``model`` on each split (a split listed twice is run once), by
+    one network for all of them: the engine chosen for their total size, checked on the first
+    split's images. Each split is read batch by batch from its (memory-mapped) images."""
     distinct = list({id(s): s for s in splits}.values())
-    images = np.concatenate([np.asarray(s.images) for s in distinct])
-    network = for_images(model, images, ckpt.mean, ckpt.std, device, cfg.engine, say).network
-    proba = predict_proba(network, images, ckpt.mean, ckpt.std, device, channels_last=False)
-    ends = np.cumsum([len(s) for s in distinct])
-    by_id = dict(zip([id(s) for s in distinct], np.split(proba, ends[:-1]), strict=True))
+    total = sum(len(s) for s in distinct)
+    first = distinct[0].images
+    engine = for_images(model, first, ckpt.mean, ckpt.std, device, cfg.engine, say, total)
+    by_id = {
+        id(s): predict_proba(
+            engine.network, s.images, ckpt.mean, ckpt.std, device, channels_last=False
+        )
+        for s in distinct
+    }
     return [by_id[id(s)] for s in splits]
 
 

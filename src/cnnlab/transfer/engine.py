@@ -154,13 +154,15 @@ def for_images(
     device: torch.device,
     engine: str,
     say: Say = stderr_note,
+    expected_images: int | None = None,
 ) -> Inference:
-    """``prepare`` for a job on uint8 NHWC ``images``, checked on the first few of them."""
+    """``prepare`` for a job on uint8 NHWC ``images`` (or on ``expected_images`` in all, of
+    which ``images`` come first), checked on the first few of them."""
     if not len(images):
         return Inference(model, "torch", False)
     batch = to_tensor_batch(images[:CHECK_IMAGES]).to(device)
     check = normalize(batch, mean, std, channels_last=False)
-    return prepare(model, engine, device, check, len(images), say=say)
+    return prepare(model, engine, device, check, expected_images or len(images), say=say)
 
 
 class OnnxNetwork(nn.Module):
