@@ -49,7 +49,9 @@ app.command("serve")(serve_command)
 
 def fail(message: str, code: int = 2) -> None:
     """One clear line on stderr, then exit: the contract for every error a user can cause."""
-    print(f"cnnlab: error: {message}", file=sys.stderr)
+    # one write, so that the lines of processes sharing stderr (torchrun's ranks) never merge
+    sys.stderr.write(f"cnnlab: error: {message}\n")
+    sys.stderr.flush()
     sys.exit(code)
 
 
