@@ -143,6 +143,13 @@ def test_three_folds_give_three_results_and_their_mean_with_an_interval(tmp_path
     for r in _rows(run_dir / "splits.csv"):
         patient = re.search(PERSON, r["path"]).group(1)
         assert fold_of.setdefault(patient, r["fold"]) == r["fold"]  # a patient, one fold
+    # transfer compare reads a cross-validation's out-of-fold predictions and mean metrics
+    from cnnlab.transfer.compare import compare
+
+    text = compare([run_dir, run_dir])
+    assert "from predictions_out_of_fold.csv" in text and "| 3 folds of 1 |" in text
+    assert f"| {m['balanced_accuracy']:.3f} [{low:.3f}, {high:.3f}] |" in text
+    assert "+0.000 [+0.000, +0.000]" in text.split("Each run minus")[1]
 
 
 def test_evaluate_gives_intervals_pr_auc_and_the_new_plots(calibrated, tmp_path, capsys):

@@ -53,9 +53,9 @@ class TestedRun:
         return self.metrics.get("threshold")
 
     def value(self, key: str) -> float | None:
-        if key in ("sensitivity", "specificity"):
-            return (self.metrics.get("operating_point") or {}).get(key)
-        return self.metrics.get(key)
+        if key in ("sensitivity", "specificity") and "operating_point" in self.metrics:
+            return self.metrics["operating_point"].get(key)
+        return self.metrics.get(key)  # a cross-validation: the mean over folds
 
 
 def load_run(run_dir: str | Path) -> TestedRun:
@@ -149,7 +149,7 @@ def _runs_table(runs: list[TestedRun]) -> str:
             run.name,
             f"{c.get('arch', '?')} ({weights})",
             str(c.get("strategy", "?")),
-            f"{m.get('epochs_run', '?')} ({m.get('best_epoch', '?')})",
+            _epochs(m),
             _seconds(m.get("train_seconds")),
         ]
         for key, _ in COLUMNS:
@@ -173,6 +173,12 @@ def _differences_table(runs: list[TestedRun], seed: int) -> str:
             cells.append(_difference(None if a is None or b is None else b - a, interval))
         rows.append(cells)
     return _markdown(rows)
+
+
+def _epochs(m: dict[str, Any]) -> str:
+    if isinstance(m.get("epochs_run"), list):  # a cross-validation: one count per fold
+        return f"{len(m['epochs_run'])} folds of {max(m['epochs_run'])}"
+    return f"{m.get('epochs_run', '?')} ({m.get('best_epoch', '?')})"
 
 
 def _difference(point: float | None, interval: tuple[float, float] | None) -> str:
