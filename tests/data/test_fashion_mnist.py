@@ -59,6 +59,7 @@ def good_raws() -> dict[str, bytes]:
 def isolated(tmp_path, monkeypatch):
     """No real places: empty cache, no system folder, no env override, no network."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("CNNLAB_CACHE_DIR", raising=False)  # it would come first
     monkeypatch.delenv("CNNLAB_DATA_DIR", raising=False)
     monkeypatch.delenv("CNNLAB_OFFLINE", raising=False)
     monkeypatch.delenv("CNNLAB_FASHION_MNIST_MIRROR", raising=False)

@@ -160,6 +160,7 @@ def test_augmentation_and_tta_flags_reach_the_config():
 
 def test_missing_data_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CNNLAB_CACHE_DIR", raising=False)
     monkeypatch.setenv("CNNLAB_OFFLINE", "1")
     monkeypatch.delenv("CNNLAB_DATA_DIR", raising=False)
     monkeypatch.setattr(fm, "SYSTEM_DIR", tmp_path / "system")

@@ -85,7 +85,10 @@ def test_a_trial_costs_its_images_its_evaluations_and_its_overheads():
 
 
 def test_the_cache_lives_under_the_user_cache_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("CNNLAB_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_file() == tmp_path / "cnnlab" / "throughput.json"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache_file().parts[-3:] == (".cache", "cnnlab", "throughput.json")
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path / "own"))  # one root for every cache
+    assert cache_file() == tmp_path / "own" / "throughput.json"
