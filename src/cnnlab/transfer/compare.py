@@ -21,6 +21,7 @@ import numpy as np
 
 from cnnlab.bootstrap import N_RESAMPLES, paired_difference_ci
 from cnnlab.errors import CnnlabError
+from cnnlab.metrics import contract_intervals
 
 # metrics.json key, column title; the point value and its interval are both in metrics.json
 COLUMNS = (
@@ -32,8 +33,6 @@ COLUMNS = (
     ("sensitivity", "sensitivity"),
     ("specificity", "specificity"),
 )
-# the bootstrap's names where they differ from metrics.json's
-_BOOTSTRAP_NAME = {"test_accuracy": "accuracy"}
 # the predictions a run directory holds, in the order compare looks for them
 PREDICTIONS = ("predictions_test.csv", "predictions_out_of_fold.csv", "predictions_val.csv")
 
@@ -163,14 +162,15 @@ def _differences_table(runs: list[TestedRun], seed: int) -> str:
     ref = runs[0]
     rows = [["run"] + [f"Δ {title}" for _, title in COLUMNS]]
     for run in runs[1:]:
-        ci = paired_difference_ci(
-            ref.labels, (ref.proba, ref.threshold), (run.proba, run.threshold), seed=seed
+        ci = contract_intervals(  # under metrics.json's names, as COLUMNS are
+            paired_difference_ci(
+                ref.labels, (ref.proba, ref.threshold), (run.proba, run.threshold), seed=seed
+            )
         )
         cells = [run.name]
         for key, _ in COLUMNS:
             a, b = ref.value(key), run.value(key)
-            interval = ci.get(_BOOTSTRAP_NAME.get(key, key))
-            cells.append(_difference(None if a is None or b is None else b - a, interval))
+            cells.append(_difference(None if a is None or b is None else b - a, ci.get(key)))
         rows.append(cells)
     return _markdown(rows)
 
@@ -181,7 +181,7 @@ def _epochs(m: dict[str, Any]) -> str:
     return f"{m.get('epochs_run', '?')} ({m.get('best_epoch', '?')})"
 
 
-def _difference(point: float | None, interval: tuple[float, float] | None) -> str:
+def _difference(point: float | None, interval: list[float] | None) -> str:
     if point is None:
         return "–"
     text = f"{point:+.3f}"
