@@ -61,12 +61,12 @@ def predict(
 ) -> None:
     """Class, probability per class and top-k for every image; unreadable files are listed."""
     from cnnlab.console import make_console
-    from cnnlab.transfer.images import MAX_PIXELS
     from cnnlab.transfer.predict import predict as run
 
     console = make_console()
-    limit = MAX_PIXELS if max_pixels is None else max_pixels
-    rows, failed = run(run_dir, images, out, cam, top_k, device, max_pixels=limit, engine=engine)
+    rows, failed = run(
+        run_dir, images, out, cam, top_k, device, max_pixels=max_pixels, engine=engine
+    )
     for row in rows:
         if not row["error"]:
             console.print(
@@ -96,12 +96,10 @@ def evaluate(
 ) -> None:
     """Metrics of a trained model on a held-out folder."""
     from cnnlab.console import make_console
-    from cnnlab.transfer.images import MAX_PIXELS
     from cnnlab.transfer.predict import evaluate as run
     from cnnlab.transfer.report import print_summary
 
-    limit = MAX_PIXELS if max_pixels is None else max_pixels
-    metrics, where = run(run_dir, data_dir, out, device, overwrite, limit, engine=engine)
+    metrics, where = run(run_dir, data_dir, out, device, overwrite, max_pixels, engine=engine)
     console = make_console()
     metrics["evaluated_on"] = str(data_dir)
     print_summary(console, metrics)

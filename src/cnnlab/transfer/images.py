@@ -38,12 +38,15 @@ class ImageTooLarge(ValueError):
     """The header claims more pixels than the limit: refused before decoding."""
 
 
-def check_max_pixels(max_pixels: int) -> int:
-    """The ``--max-pixels`` option: at least a MIN_SIDE square, at most Pillow's own limit.
+def check_max_pixels(max_pixels: int | None) -> int:
+    """The ``--max-pixels`` option: at least a MIN_SIDE square, at most Pillow's own limit;
+    not given (None), Pillow's limit itself (MAX_PIXELS).
 
     Capped at Pillow's limit because Pillow re-checks some formats (GIF, TIFF pages) while
     decoding, where a raised limit would bring its warning back.
     """
+    if max_pixels is None:
+        return MAX_PIXELS
     if not MIN_SIDE * MIN_SIDE <= max_pixels <= _PILLOW_PIXELS:
         raise CnnlabError(
             f"invalid --max-pixels: must be between {MIN_SIDE * MIN_SIDE} and "

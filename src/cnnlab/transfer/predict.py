@@ -198,7 +198,7 @@ def predict(
     top_k: int = 3,
     device: str = "cpu",
     progress: Advance | None = None,
-    max_pixels: int = MAX_PIXELS,
+    max_pixels: int | None = None,
     engine: str = "auto",
     say: Say = stderr_note,
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
@@ -209,7 +209,7 @@ def predict(
     """
     if top_k < 1:
         raise CnnlabError(f"invalid --top-k: must be >= 1, got {top_k}")
-    check_max_pixels(max_pixels)
+    max_pixels = check_max_pixels(max_pixels)
     out_csv = None if out_csv is None else require_file_target("--out", out_csv)
     cam_dir = None if cam_dir is None else require_dir_target("--cam", cam_dir)
     ckpt = ckpt_io.load(checkpoint)
@@ -291,7 +291,7 @@ def evaluate(
     out: str | os.PathLike | None = None,
     device: str = "cpu",
     overwrite: bool = False,
-    max_pixels: int = MAX_PIXELS,
+    max_pixels: int | None = None,
     engine: str = "auto",
     say: Say = stderr_note,
 ) -> tuple[EvaluationMetrics, Path]:
@@ -303,7 +303,7 @@ def evaluate(
     metrics.json; intervals are bootstrap 95% intervals (seed 0). Probabilities come from
     ``engine`` (``engine.prepare``).
     """
-    check_max_pixels(max_pixels)
+    max_pixels = check_max_pixels(max_pixels)
     ckpt = ckpt_io.load(run_dir)
     dev, _ = resolve_device(device)
     require_engine(engine, dev)

@@ -31,7 +31,7 @@ from cnnlab.configs import invalid
 from cnnlab.console import make_console, progress_bar
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer import data as D
-from cnnlab.transfer.images import MAX_PIXELS, check_max_pixels
+from cnnlab.transfer.images import check_max_pixels
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -109,7 +109,7 @@ def prepare_data(
             f"--folds tests every image of a pool once, but {data_dir} has a test/ folder: "
             f"point at {Path(data_dir) / 'train'} to cross-validate it, or drop --folds"
         )
-    max_pixels = MAX_PIXELS if cfg.max_pixels is None else check_max_pixels(cfg.max_pixels)
+    max_pixels = check_max_pixels(cfg.max_pixels)
     layout: Literal["given", "carved"] = "given" if len(files) > 1 else "carved"
     loaded: dict[str, D.LoadedSplit] = {}
     for name, f in files.items():
