@@ -29,6 +29,15 @@ code,pre{background:#f5f5f7;padding:.1em .3em;border-radius:3px}pre{padding:.8em
 """
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table; a ``|`` inside a cell is escaped, so it stays one cell."""
+
+    def row(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return [row(header), row(["---"] * len(header)), *map(row, rows)]
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -122,9 +131,7 @@ class Report:
                 out += ["```", value, "```", ""]
             elif kind == "table":
                 columns, rows = value
-                out.append("| " + " | ".join(columns) + " |")
-                out.append("|" + "---|" * len(columns))
-                out += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
+                out += markdown_table(columns, [[_cell(r.get(c)) for c in columns] for r in rows])
                 out.append("")
             elif kind == "image":
                 path, caption = value

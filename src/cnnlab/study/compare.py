@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
+from cnnlab.report.document import markdown_table
 from cnnlab.runs import atomic_write_text
 from cnnlab.study import storage as st
 from cnnlab.study.analysis import DEFAULT_MARGIN, Comparison, StudyAnalysis, analyse
@@ -195,12 +196,9 @@ def format_text(cmp: StudyComparison) -> str:
 
 
 def format_markdown(cmp: StudyComparison) -> str:
-    def row(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
     lines = [f"# Study comparison: {cmp.a.name} (A) vs {cmp.b.name} (B)", ""]
     lines += [f"- {line}" for line in _header(cmp)]
-    lines += ["", row(_COLUMNS), row(["---"] * len(_COLUMNS)), *map(row, _rows(cmp)), ""]
+    lines += ["", *markdown_table(_COLUMNS, _rows(cmp)), ""]
     lines += [f"{line}  " for line in cmp.summary()]
     return "\n".join(lines) + "\n"
 

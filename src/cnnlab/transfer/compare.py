@@ -22,6 +22,7 @@ import numpy as np
 from cnnlab.bootstrap import N_RESAMPLES, paired_difference_ci
 from cnnlab.errors import CnnlabError
 from cnnlab.metrics import contract_intervals
+from cnnlab.report.document import markdown_table
 
 # metrics.json key, column title; the point value and its interval are both in metrics.json
 COLUMNS = (
@@ -209,6 +210,4 @@ def _seconds(value: float | None) -> str:
 
 
 def _markdown(rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    return "\n".join(out)
+    return "\n".join(markdown_table(rows[0], rows[1:]))
