@@ -29,8 +29,6 @@ def disk_errors(out: str | os.PathLike) -> Iterator[None]:
     """
     try:
         yield
-    except DiskFull:
-        raise
     except OSError as e:
         full = disk_full(e)
         if full is None and e.errno != errno.EROFS:
