@@ -19,7 +19,7 @@ import PIL
 import pytest
 from PIL import Image
 
-from cnnlab.caches import CACHE_ENV
+from cnnlab.caches import CACHE_ENV, cache_root
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer import data as D
 from cnnlab.transfer import image_cache, mapped_images
@@ -212,11 +212,11 @@ def test_an_unwritable_cache_folder_falls_back_to_a_temporary_one(folder, tmp_pa
 
 def test_the_cache_folder_comes_from_the_option_then_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "env"))
-    assert image_cache.cache_root(tmp_path / "flag") == tmp_path / "flag"
-    assert image_cache.cache_root() == tmp_path / "env"
+    assert cache_root(tmp_path / "flag") == tmp_path / "flag"
+    assert cache_root() == tmp_path / "env"
     monkeypatch.delenv(CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert image_cache.cache_root() == tmp_path / "xdg" / "cnnlab"
+    assert cache_root() == tmp_path / "xdg" / "cnnlab"
 
 
 # -- runs at the same time --------------------------------------------------------------------

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.caches import cache_root as cache_root  # where it was
 from cnnlab.transfer.image_store import ImageStore, Index, Snapshot, Writer
 from cnnlab.transfer.images import decode_sized, dhash, too_large
 from cnnlab.transfer.mapped_images import ImageRows
