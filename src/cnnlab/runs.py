@@ -14,6 +14,8 @@ Nothing a user owns is replaced or deleted:
   SIGKILL or SIGTERM) is removed by the next run into the same parent folder.
 - files are created with the permissions the umask allows (``tempfile``'s 0600/0700 do not).
 - a full disk is one :class:`DiskFull` line, and the unfinished run is removed.
+- an ``--out`` is checked before any work (``require_file_target``, ``require_dir_target``):
+  not a directory where a file goes, not a file where a directory goes, nor under a file.
 
 Locks and owner records live in :mod:`cnnlab.run_claim`.
 """
@@ -72,6 +74,32 @@ def disk_full(error: BaseException | None) -> OSError | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def require_file_target(option: str, path: str | os.PathLike) -> Path:
+    """``path`` can become a file: it is not a directory, and no parent of it is a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise CnnlabError(f"{option} {path} is a directory; give the name of a file to write")
+    _require_directory_parents(option, path)
+    return path
+
+
+def require_dir_target(option: str, path: str | os.PathLike) -> Path:
+    """``path`` is a directory or can become one: it is not a file, nor under one."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CnnlabError(f"{option} {path} is a file; give a directory to write into")
+    _require_directory_parents(option, path)
+    return path
+
+
+def _require_directory_parents(option: str, path: Path) -> None:
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CnnlabError(f"{option} {path}: {parent} is a file, not a directory")
+            return
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -156,9 +156,26 @@ def test_a_missing_study_name_says_which_studies_exist(run_cli, two_studies):
     assert "'nope'" in r.stderr and "studies here: a" in r.stderr
 
 
-def test_out_in_a_missing_folder_is_one_line(run_cli, two_studies, tmp_path):
+def test_out_under_a_file_is_one_line_before_any_study_is_read(run_cli, two_studies, tmp_path):
+    (tmp_path / "notes").write_text("mine\n")
     r = run_cli("study", "compare", two_studies["a"], "a", two_studies["b"], "b",
-                "--out", str(tmp_path / "no" / "such" / "c.md"))  # fmt: skip
+                "--out", str(tmp_path / "notes" / "c.md"))  # fmt: skip
     assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "is a file, not a directory" in r.stderr
     assert r.stdout == ""  # refused before either study is read
-    assert not (tmp_path / "no").exists()
+    assert (tmp_path / "notes").read_text() == "mine\n"
+
+
+def test_out_naming_a_folder_is_one_line(run_cli, two_studies, tmp_path):
+    r = run_cli("study", "compare", two_studies["a"], "a", two_studies["b"], "b",
+                "--out", str(tmp_path))  # fmt: skip
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "is a directory" in r.stderr and r.stdout == ""
+
+
+def test_out_in_a_new_folder_creates_it(run_cli, two_studies, tmp_path):
+    out = tmp_path / "new" / "deeper" / "c.md"
+    r = run_cli("study", "compare", two_studies["a"], "a", two_studies["b"], "b",
+                "--out", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "agree:" in out.read_text()

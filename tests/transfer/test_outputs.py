@@ -6,7 +6,8 @@ import re
 import pytest
 
 from cnnlab.errors import CnnlabError, DiskFull
-from cnnlab.transfer.outputs import disk_errors, require_dir_target, require_file_target, staged
+from cnnlab.runs import require_dir_target, require_file_target
+from cnnlab.transfer.outputs import disk_errors, staged
 
 
 def test_staged_files_appear_together_when_the_block_completes(tmp_path):

@@ -167,10 +167,11 @@ def compare(
     out: Path | None = typer.Option(None, help="Also write the comparison as Markdown here."),
 ) -> None:
     """Does a finding replicate? Every comparison both studies share, side by side."""
-    from cnnlab.study.compare import check_out, compare_studies, format_text, write_markdown
+    from cnnlab.runs import require_file_target
+    from cnnlab.study.compare import compare_studies, format_text, write_markdown
 
     if out is not None:
-        check_out(out)
+        require_file_target("--out", out)
     result = compare_studies(storage_a, name_a, storage_b, name_b, margin=margin)
     print(format_text(result), end="")
     if out is not None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cnnlab.errors import CnnlabError
 from cnnlab.report.document import markdown_table
-from cnnlab.runs import atomic_write_text
+from cnnlab.runs import atomic_write_text, require_file_target
 from cnnlab.study import storage as st
 from cnnlab.study.analysis import DEFAULT_MARGIN, Comparison, StudyAnalysis, analyse
 from cnnlab.study.names import check_study_name
@@ -203,16 +203,6 @@ def format_markdown(cmp: StudyComparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def check_out(out: str | Path) -> Path:
-    """A file ``--out`` can be written to, checked before any study is read."""
-    out = Path(out)
-    if out.is_dir():
-        raise CnnlabError(f"--out {out} is a folder; give a file name such as compare.md")
-    if not out.parent.resolve().is_dir():
-        raise CnnlabError(f"--out: folder {out.parent} does not exist")
-    return out
-
-
 def write_markdown(cmp: StudyComparison, out: str | Path) -> Path:
     """The comparison as a Markdown file, written atomically (a failure leaves no half file)."""
-    return atomic_write_text(check_out(out), format_markdown(cmp))
+    return atomic_write_text(require_file_target("--out", out), format_markdown(cmp))

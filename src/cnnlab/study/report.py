@@ -163,7 +163,8 @@ def _summary(rep: Report, a: StudyAnalysis, meta: dict, folder: Path) -> None:
     rep.heading("Baseline and best configuration", 3)
     if base is not None and base.n:
         rep.paragraph(
-            f"Baseline test accuracy: {ci(base.accuracy)} (mean [95% CI], {base.n} seeds)."
+            f"Baseline test accuracy: {ci(base.accuracy)} (mean [95% CI], "
+            f"{base.n} seed{'s' * (base.n != 1)})."
         )
     if a.best is not None:
         rep.paragraph(
@@ -171,7 +172,8 @@ def _summary(rep: Report, a: StudyAnalysis, meta: dict, folder: Path) -> None:
             f"study's own regime: validation accuracies compare within one regime only): "
             f"{a.best.cell.name} — validation "
             f"{a.best.val_accuracy.mean:.2f}%, test {ci(a.best.accuracy)} over {a.best.n} "
-            "seeds (chosen on validation, so its test accuracy is an unbiased estimate).",
+            f"seed{'s' * (a.best.n != 1)} (chosen on validation, so its test accuracy is an "
+            "unbiased estimate).",
             css_class="conclusion",
         )
     rep.table(

@@ -81,12 +81,18 @@ def importance_part(rep: Report, a: StudyAnalysis, folder: Path) -> None:
             f"levels span {top.spread:.2f} points).",
             css_class="conclusion",
         )
+    if not ranked:
+        rep.paragraph(
+            "No factor-level test yet: a seed-blocked ANOVA needs every level of a factor on at "
+            "least two common seeds."
+        )
     rep.table([
-        {"factor": i.term, "partial ω²": i.omega_squared,
+        {"factor": i.term,
+         "partial ω²": "" if math.isnan(i.omega_squared) else i.omega_squared,
          "F (df)": f"{i.f_statistic:.2f} ({i.df}, {i.df_error})"
          if not math.isnan(i.f_statistic) else "",
          "ANOVA p": fmt_p(i.pvalue), "seeds (blocks)": i.seeds,
-         "spread of level means (points)": i.spread}
+         "spread of level means (points)": "" if math.isnan(i.spread) else i.spread}
         for i in a.importance
     ])  # fmt: skip
     if ranked:

@@ -118,9 +118,9 @@ def compare(
     seed: int = typer.Option(0, help="Seed of the bootstrap resamples."),
 ) -> None:
     """Runs side by side, each against the first with paired bootstrap intervals."""
-    from cnnlab.runs import atomic_write_text
+    from cnnlab.runs import atomic_write_text, require_file_target
     from cnnlab.transfer.compare import compare as run
-    from cnnlab.transfer.outputs import disk_errors, require_file_target
+    from cnnlab.transfer.outputs import disk_errors
 
     target = None if out is None else require_file_target("--out", out)
     text = run(run_dirs, seed)

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.runs import atomic_write_bytes
+from cnnlab.runs import atomic_write_bytes, require_file_target
 from cnnlab.transfer import checkpoint as ckpt_io
-from cnnlab.transfer.outputs import disk_errors, require_file_target, staged
+from cnnlab.transfer.outputs import disk_errors, staged
 
 
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike, verify: bool = True) -> Path:

@@ -39,32 +39,6 @@ def disk_errors(out: str | os.PathLike) -> Iterator[None]:
         raise (CnnlabError(message) if full is None else DiskFull(message)) from None
 
 
-def require_file_target(option: str, path: str | os.PathLike) -> Path:
-    """``path`` can become a file: it is not a directory, and no parent of it is a file."""
-    path = Path(path)
-    if path.is_dir():
-        raise CnnlabError(f"{option} {path} is a directory; give the name of a file to write")
-    _require_directory_parents(option, path)
-    return path
-
-
-def require_dir_target(option: str, path: str | os.PathLike) -> Path:
-    """``path`` is a directory or can become one: it is not a file, nor under one."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise CnnlabError(f"{option} {path} is a file; give a directory to write into")
-    _require_directory_parents(option, path)
-    return path
-
-
-def _require_directory_parents(option: str, path: Path) -> None:
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise CnnlabError(f"{option} {path}: {parent} is a file, not a directory")
-            return
-
-
 @contextlib.contextmanager
 def staged(out: str | os.PathLike) -> Iterator[Callable[[str | os.PathLike], Path]]:
     """Write several files all or none: ``stage(path)`` names a temporary sibling of ``path``

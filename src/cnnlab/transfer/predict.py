@@ -16,7 +16,13 @@ from cnnlab import plots
 from cnnlab.bootstrap import METHOD, N_RESAMPLES, bootstrap_ci
 from cnnlab.errors import CnnlabError
 from cnnlab.metrics import binary_metrics, contract_intervals, metrics_contract, pr_auc
-from cnnlab.runs import run_directory, write_csv, write_json
+from cnnlab.runs import (
+    require_dir_target,
+    require_file_target,
+    run_directory,
+    write_csv,
+    write_json,
+)
 from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.batches import image_batches
 from cnnlab.transfer.data import class_folders, list_class_files, load_split
@@ -25,12 +31,7 @@ from cnnlab.transfer.engine import Say, for_images, require_engine, stderr_note
 from cnnlab.transfer.images import MAX_PIXELS, ImageTooLarge, check_max_pixels, load_image
 from cnnlab.transfer.loop import probabilities
 from cnnlab.transfer.models import cam_layer
-from cnnlab.transfer.outputs import (
-    disk_errors,
-    require_dir_target,
-    require_file_target,
-    staged,
-)
+from cnnlab.transfer.outputs import disk_errors, staged
 from cnnlab.transfer.presets import normalize, to_tensor_batch
 
 if TYPE_CHECKING:

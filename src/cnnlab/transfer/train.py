@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from cnnlab.allocator import keep_freed_memory
 from cnnlab.console import make_console
 from cnnlab.errors import CnnlabError
-from cnnlab.runs import environment_info, run_directory, write_csv, write_json
+from cnnlab.runs import environment_info, require_dir_target, run_directory, write_csv, write_json
 from cnnlab.transfer import distributed
 from cnnlab.transfer.assess import assess, write_outcome
 from cnnlab.transfer.crossval import cross_validate
@@ -28,7 +28,7 @@ from cnnlab.transfer.device import resolve_device
 from cnnlab.transfer.engine import require_engine
 from cnnlab.transfer.fit import fit
 from cnnlab.transfer.models import known_arch, require_weights
-from cnnlab.transfer.outputs import disk_errors, require_dir_target
+from cnnlab.transfer.outputs import disk_errors
 from cnnlab.transfer.report import print_summary
 from cnnlab.transfer.splits import Prepared, prepare_data
 
