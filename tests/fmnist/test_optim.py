@@ -90,6 +90,18 @@ def test_each_optimizer_name_builds_its_optimizer_with_the_default_rate(name):
         assert opt.momentum == 0.0
 
 
+def test_adamw_decays_weights_by_default_and_takes_a_given_decay():
+    """At weight decay 0 AdamW is Adam step for step (a study once compared the two and found
+    them identical in every digit); by default it applies Keras' own decay."""
+    base = preset("tutorial").replace(optimizer="adamw")
+    assert base.decoupled_weight_decay == 0.004
+    assert make_optimizer(base, 10).weight_decay == pytest.approx(0.004)
+    assert make_optimizer(base.replace(weight_decay=0.05), 10).weight_decay == pytest.approx(0.05)
+    assert make_optimizer(base.replace(weight_decay=0.0), 10).weight_decay == 0.0
+    assert base.replace(optimizer="adam").decoupled_weight_decay is None
+    assert base.replace(optimizer="sgd", weight_decay=0.1).decoupled_weight_decay is None
+
+
 def test_only_the_one_cycle_schedule_is_a_cnnlab_class():
     base = preset("fast").replace(epochs=4, warmup_epochs=1)
     kinds = {

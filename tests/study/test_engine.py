@@ -3,6 +3,7 @@
 import collections
 import contextlib
 import os
+import re
 import signal
 import time
 import uuid
@@ -14,6 +15,7 @@ from optuna.trial import TrialState
 from cnnlab.errors import CnnlabError
 from cnnlab.study import load_spec, run_study
 from cnnlab.study import storage as st
+from cnnlab.study.storage.format import SUPERSEDED
 
 
 def _trials(storage_url, name):
@@ -287,3 +289,49 @@ def test_a_worker_waits_for_the_study_its_run_is_still_creating(tmp_path, fake_e
              wait_for_study=0.5, digest="not-" + spec.digest)  # fmt: skip
     assert work(url, "small", trainer="fake_trainer:trainer", log=lambda m: None,
                 digest=spec.digest).completed == 0  # fmt: skip
+
+
+OPT_SPEC = """
+name: opt
+seeds: 1
+budget: {train_limit: 1000, epochs: 2, val_size: 500}
+factors:
+  optimizer: {levels: [adam, adamw], lr_sweep: {multipliers: [0.5, 2.0], epochs: 1}}
+"""
+
+
+def test_queued_trials_an_older_plan_held_are_superseded_and_never_run(tmp_path, fake_env,
+                                                                        run_cli):  # fmt: skip
+    """A newer cnnlab that trains a level differently (here: AdamW's default weight decay)
+    gives it new keys; the old keys still queued are failed as superseded, not run, and the
+    progress counts only what the plan holds."""
+    from cnnlab.study import plan
+
+    path = tmp_path / "opt.yaml"
+    path.write_text(OPT_SPEC)
+    url = f"sqlite:///{tmp_path}/s.db"
+    default = plan.DEFAULT_WEIGHT_DECAY
+    fake_env.setattr(plan, "DEFAULT_WEIGHT_DECAY", {"adamw": 0.0})  # an older cnnlab's plan
+    old = {t.key for t in load_spec(path).plan()[0]}
+    st.prepare_study(url, st.open_storage(url), "opt", load_spec(path))
+    fake_env.setattr(plan, "DEFAULT_WEIGHT_DECAY", default)
+    spec = load_spec(path)
+    new = {t.key for t in spec.plan()[0]}
+    gone = old - new
+    assert gone and all("adamw" in t.user_attrs["label"] for t in _trials(url, "opt")
+                        if t.user_attrs["key"] in gone)  # fmt: skip
+    fake_env.setenv("FAKE_TRAINER_LOG", str(tmp_path / "log"))
+    run_study(spec, url, "opt", 1, trainer="fake_trainer:trainer", progress=False)
+    trials = assert_each_trial_complete_once(url, "opt", spec)
+    stale = [t for t in trials if t.user_attrs["key"] in gone]
+    assert len(stale) == len(gone)
+    assert {t.state for t in stale} == {TrialState.FAIL}
+    assert {t.system_attrs["cnnlab_fail_reason"] for t in stale} == {SUPERSEDED}
+    ran = _ran(tmp_path / "log")
+    assert ran["start"] == ran["end"] == len(new)  # only what the plan holds was trained
+    r = run_cli("study", "status", "--storage", url)
+    assert r.returncode == 0, r.stderr
+    rows = dict(re.findall(r"│ (.+?)\s+│ (\S+)\s+│", r.stdout))
+    assert rows["planned trials"] == rows["done"] == str(len(new))
+    assert rows["failed (not re-queued)"] == "0"
+    assert rows[next(k for k in rows if k.startswith("superseded"))] == str(len(gone))

@@ -27,7 +27,9 @@ def _expected_total(profile):
 
 
 def _plan(run_cli, tmp_path, *args):
-    proc = run_cli("study", "plan", *args, env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    # an empty CNNLAB_CACHE_DIR: a transfer test run earlier in the session sets it
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "CNNLAB_CACHE_DIR": ""}
+    proc = run_cli("study", "plan", *args, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().splitlines()
 

@@ -91,6 +91,27 @@ def test_a_field_added_at_its_default_keeps_digests_and_keys():
         assert _trial(trial.kind, same, trial.label, trial.tune_lr).key != trial.key
 
 
+def test_a_trial_key_holds_the_weight_decay_its_optimizer_applies():
+    """adamw's config names its (default) decay, so a trial trained at another decay is run
+    again rather than reused; a decay that an optimizer ignores leaves its key alone, so the
+    keys of studies stored while the default decay was 0 still match for every other one."""
+    from cnnlab.study.plan import planned_trial as _trial
+
+    s = spec({"optimizer": ["adam", "adamw"]}, seeds=1)
+    by_label = {t.label: t for t in s.plan()[0]}
+    adam, adamw = by_label["optimizer=adam seed=0"], by_label["optimizer=adamw seed=0"]
+    assert adam.config["weight_decay"] is None and adamw.config["weight_decay"] == 0.004
+
+    def again(trial, **change):
+        return _trial(trial.kind, {**trial.config, **change}, trial.label, trial.tune_lr,
+                      trial.depends_on).key  # fmt: skip
+
+    assert again(adam, weight_decay=0.0) == again(adam, weight_decay=0.3) == adam.key
+    assert again(adamw, weight_decay=None) == adamw.key
+    assert again(adamw, weight_decay=0.0) != adamw.key  # AdamW at 0 is Adam: not this trial
+    assert again(adamw, weight_decay=0.05) != adamw.key
+
+
 def test_linear_lr_scaling_and_warmup():
     s = spec(
         {"batch_size": {"levels": [32, 512], "lr_scaling": "linear", "warmup_epochs": 1}},

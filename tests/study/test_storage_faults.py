@@ -109,7 +109,7 @@ def test_a_trial_whose_remote_heartbeat_stopped_counts_as_abandoned(tmp_path, sm
     url = f"sqlite:///{tmp_path}/s.db"
     elsewhere = {"host": "gpu-box", "machine": "another-machine", "pid": 1, "start": None}
     study, claim = _study_with_one_running_trial(url, small_spec, elsewhere)
-    planned = len(load_spec(small_spec).plan()[0])
+    planned = {t.key for t in load_spec(small_spec).plan()[0]}
     live = st.study_progress(study, planned, grace=1)
     assert (live.running, live.abandoned) == (1, 0) and live.eta_seconds is not None
     time.sleep(2.5)  # no heartbeat for longer than the grace period

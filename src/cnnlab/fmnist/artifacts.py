@@ -29,7 +29,10 @@ def run_config(config: TrainConfig, backend: str, data: DataOrigin | None = None
     the data set's folder and checksums included (None: arrays given by a caller)."""
     return {
         "config": config.to_dict(),
-        "resolved": {"learning_rate": config.learning_rate},
+        "resolved": {
+            "learning_rate": config.learning_rate,
+            "weight_decay": config.decoupled_weight_decay,
+        },
         "seed": config.seed,
         "backend": backend,
         "data": data.to_dict() if data else None,

@@ -32,6 +32,11 @@ DEFAULT_LR = {
     "nadam": 1e-3,
 }
 
+# AdamW is Adam plus decoupled weight decay: at a decay of 0 the two train the same network,
+# step for step. Its default is Keras' own (keras.optimizers.AdamW, 0.004, scaled by the
+# learning rate at each step); the other optimizers take no decoupled decay.
+DEFAULT_WEIGHT_DECAY = {"adamw": 0.004}
+
 
 @dataclass(frozen=True)
 class TrainConfig(FrozenConfig):
@@ -92,8 +97,11 @@ class TrainConfig(FrozenConfig):
     # no upper bound: a diverging lr is worth seeing (training stops at the epoch whose loss
     # became NaN, with one line naming it)
     lr: float | None = option(None, "Peak learning rate (default: per optimizer).", gt=0)
-    weight_decay: float = option(
-        0.0, "Decoupled weight decay (adamw; ignored by the others).", ge=0, le=1
+    weight_decay: float | None = option(
+        None,
+        "Decoupled weight decay of adamw (default: 0.004, Keras' own; ignored by the others).",
+        ge=0,
+        le=1,
     )
     schedule: Literal["constant", "cosine", "onecycle"] = option(
         "constant", "Learning-rate schedule."
@@ -124,6 +132,17 @@ class TrainConfig(FrozenConfig):
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    @property
+    def decoupled_weight_decay(self) -> float | None:
+        """The weight decay the optimizer applies; None for an optimizer that takes none."""
+        if self.optimizer not in DEFAULT_WEIGHT_DECAY:
+            return None
+        return (
+            self.weight_decay
+            if self.weight_decay is not None
+            else (DEFAULT_WEIGHT_DECAY[self.optimizer])
+        )
 
 
 def validate(c: TrainConfig) -> None:

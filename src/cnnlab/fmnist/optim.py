@@ -117,7 +117,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int):
     if name == "adam":
         return opt.Adam(lr)
     if name == "adamw":
-        return opt.AdamW(lr, weight_decay=config.weight_decay)
+        return opt.AdamW(lr, weight_decay=config.decoupled_weight_decay)
     if name == "nadam":
         return opt.Nadam(lr)
     raise AssertionError(f"validated optimizer {name!r} has no factory")  # pragma: no cover

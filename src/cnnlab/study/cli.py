@@ -117,7 +117,7 @@ def status(
     from cnnlab.study.run import _duration
 
     study = _open_study(storage, name)
-    p = st.study_progress(study, len(st.stored_spec(study).plan()[0]))
+    p = st.study_progress(study, {t.key for t in st.stored_spec(study).plan()[0]})
     if p.running and p.eta_seconds is not None:
         eta = _duration(p.eta_seconds)
     elif p.complete + p.failed >= p.total:
@@ -130,6 +130,8 @@ def status(
         ("abandoned (worker gone; re-queued by the next run)", p.abandoned),
         ("waiting", p.waiting), ("failed (not re-queued)", p.failed),
         ("failed attempts (incl. re-queued)", p.attempts_failed),
+        ("superseded (no longer planned: cnnlab changed what they train; not used)",
+         p.superseded),
         ("mean trial time", f"{p.mean_seconds:.1f} s" if p.mean_seconds else "-"),
         ("ETA", eta),
     ]  # fmt: skip

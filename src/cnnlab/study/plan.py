@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.fmnist.config import DEFAULT_LR, TrainConfig
+from cnnlab.fmnist.config import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, TrainConfig
 
 FMNIST_TRAIN_IMAGES = 60_000  # the training split the validation images are carved from
 
@@ -78,10 +78,24 @@ def without_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in _DEFAULTS or _DEFAULTS[k] != v}
 
 
+def _resolve_weight_decay(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's config names the weight decay its optimizer applies: adamw's default is
+    written out (its key changes when that default does, so a trial trained at another decay
+    is run again, not reused), and an optimizer that takes none carries None (a decay it
+    ignores leaves its key alone)."""
+    optimizer = config.get("optimizer", _DEFAULTS["optimizer"])
+    decay = config.get("weight_decay")
+    if optimizer not in DEFAULT_WEIGHT_DECAY:
+        decay = None
+    elif decay is None:
+        decay = DEFAULT_WEIGHT_DECAY[optimizer]
+    return {**config, "weight_decay": decay}
+
+
 def planned_trial(
     kind: str, config: dict[str, Any], label: str, tune: bool, deps=()
 ) -> PlannedTrial:
-    config = _normalise(config)
+    config = _resolve_weight_decay(_normalise(config))
     key = digest(
         {
             "kind": kind,

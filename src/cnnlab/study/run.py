@@ -92,10 +92,11 @@ def run_study(
             with contextlib.suppress(OSError):
                 log.unlink()
         raise
-    planned = len(spec.plan()[0])
+    keys = {t.key for t in spec.plan()[0]}
+    planned = len(keys)
     with _sigterm_as_interrupt():
         try:
-            _watch(study, planned, procs, progress, grace or st.GRACE_SECONDS)
+            _watch(study, keys, procs, progress, grace or st.GRACE_SECONDS)
         except KeyboardInterrupt:
             _stop(procs)
             raise
@@ -108,7 +109,7 @@ def run_study(
         if p.returncode == 0:
             with contextlib.suppress(OSError):
                 log.unlink()
-    final = st.study_progress(study, planned, grace or st.GRACE_SECONDS)
+    final = st.study_progress(study, keys, grace or st.GRACE_SECONDS)
     if final.complete + final.failed < planned:
         detail = next((e for e in errors if e), "a worker stopped early")
         raise CnnlabError(
@@ -175,7 +176,7 @@ def _last_error(log: Path) -> str:
 
 
 def _watch(
-    study: optuna.Study, planned: int, procs: list[subprocess.Popen], show: bool, grace: float
+    study: optuna.Study, planned: set[str], procs: list[subprocess.Popen], show: bool, grace: float
 ) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -188,7 +189,7 @@ def _watch(
         TextColumn("{task.description}"),
     )  # fmt: skip
     with Progress(*columns, console=console, disable=not show, transient=False) as bar:
-        task = bar.add_task("", total=planned)
+        task = bar.add_task("", total=len(planned))
         while True:
             alive = any(w.poll() is None for w in procs)
             trials = study.get_trials(deepcopy=False)

@@ -26,6 +26,8 @@ PRED_ATTR = "cnnlab_test_pred"  # predicted class per test image, packed
 WORKER_ATTR = "cnnlab_worker"  # the identity of the process that claimed the trial
 FAIL_REASON_ATTR = "cnnlab_fail_reason"
 RETRY_OF_ATTR = "cnnlab_retry_of"  # the number of the failed trial a retry replaces
+# the fail reason of a queued trial that the study's plan no longer holds
+SUPERSEDED = "superseded: no longer planned (cnnlab changed what this trial trains); not run"
 # trial user attributes written at enqueue time: the planned trial
 PLAN_ATTRS = ("key", "kind", "label", "seed", "config", "tune_lr", "depends_on")
 

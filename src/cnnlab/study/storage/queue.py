@@ -1,7 +1,9 @@
 """The queue protocol: every planned trial is an Optuna trial, and each runs exactly once.
 
 - enqueue: each planned trial has a deterministic key (see ``spec.py``); a key is enqueued only
-  when it has no waiting, running or complete trial;
+  when it has no waiting, running or complete trial. A waiting trial whose key the plan no
+  longer holds (a newer cnnlab trains that level differently, e.g. with another default) is
+  failed as superseded, so that nothing runs what no cell will read;
 - claim: WAITING -> RUNNING through Optuna's storage, which takes RUNNING only from WAITING;
 - requeue: a worker that dies leaves a RUNNING trial behind. It is failed and a fresh copy is
   enqueued when its worker is gone (see ``liveness.py``);
@@ -36,6 +38,7 @@ from cnnlab.study.storage.format import (
     PRED_ATTR,
     RETRY_OF_ATTR,
     SPEC_ATTR,
+    SUPERSEDED,
     WORKER_ATTR,
     jsonable,
     pack,
@@ -106,8 +109,22 @@ def _param_value(v: Any) -> Any:
 
 
 def _enqueue_missing(study: optuna.Study, trials: list[PlannedTrial]) -> int:
-    live = {t.user_attrs.get("key") for t in study.get_trials(deepcopy=False, states=_LIVE)}
+    planned = {t.key for t in trials}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if t.user_attrs.get("key") not in planned:
+            tid = _optuna.trial_id(t)
+            _optuna.set_trial_system_attr(study, tid, FAIL_REASON_ATTR, SUPERSEDED)
+            _optuna.set_state(study, tid, TrialState.FAIL)
+    stored = study.get_trials(deepcopy=False)
+    live = {t.user_attrs.get("key") for t in stored if t.state in _LIVE}
     space = _param_space(trials)
+    # Optuna holds a param to one value space per study; where the plan's differs from what
+    # stored trials used (a newer cnnlab added a value), new trials leave it out: it stays in
+    # their config, only optuna-dashboard does not plot it
+    for t in stored:
+        for k, d in t.distributions.items():
+            if k in space and space[k] != d:
+                del space[k]
     added = 0
     for t in trials:
         if t.key in live:

@@ -100,6 +100,7 @@ class Progress:
     waiting: int
     failed: int  # keys whose latest attempt failed and that are not queued again
     attempts_failed: int  # failed attempts, including re-queued ones
+    superseded: int  # stored keys the plan no longer holds (never run again, never read)
     mean_seconds: float | None  # per completed trial
     eta_seconds: float | None  # None while no live worker runs a trial
     running_labels: list[str]
@@ -107,13 +108,18 @@ class Progress:
 
 
 def progress(
-    trials: list[FrozenTrial], planned: int, abandoned_numbers: Collection[int] = ()
+    trials: list[FrozenTrial], planned: Collection[str], abandoned_numbers: Collection[int] = ()
 ) -> Progress:
-    """Counts and an ETA. ``abandoned_numbers``: RUNNING trials whose worker is gone; they
-    count as neither running nor in the ETA, which only live workers make progress on."""
+    """Counts and an ETA over the ``planned`` keys. ``abandoned_numbers``: RUNNING trials whose
+    worker is gone; they count as neither running nor in the ETA, which only live workers make
+    progress on. Trials of keys the plan no longer holds count only as superseded."""
+    planned = set(planned)
+    superseded = {t.user_attrs.get("key") for t in trials} - planned
     state_of: dict[str, set[TrialState]] = {}
     for t in trials:
         state_of.setdefault(t.user_attrs.get("key"), set()).add(t.state)
+    state_of = {k: s for k, s in state_of.items() if k in planned}
+    trials = [t for t in trials if t.user_attrs.get("key") in planned]
     complete = sum(TrialState.COMPLETE in s for s in state_of.values())
     running = [t for t in trials if t.state == TrialState.RUNNING]
     gone = [t for t in running if t.number in abandoned_numbers]
@@ -127,20 +133,23 @@ def progress(
         if t.state == TrialState.COMPLETE and t.datetime_start and t.datetime_complete
     ]
     mean = float(np.mean(durations)) if durations else None
-    remaining = max(planned - complete - failed, 0)
+    remaining = max(len(planned) - complete - failed, 0)
     eta = None
     if mean is not None and live_running:
         eta = mean * remaining / len(live_running)
     return Progress(
-        total=planned, complete=complete, running=len(live_running), abandoned=len(gone),
+        total=len(planned), complete=complete, running=len(live_running), abandoned=len(gone),
         waiting=waiting, failed=failed,
-        attempts_failed=sum(t.state == TrialState.FAIL for t in trials), mean_seconds=mean,
+        attempts_failed=sum(t.state == TrialState.FAIL for t in trials),
+        superseded=len(superseded), mean_seconds=mean,
         eta_seconds=eta, running_labels=[t.user_attrs.get("label", "?") for t in live_running],
         abandoned_labels=[t.user_attrs.get("label", "?") for t in gone],
     )  # fmt: skip
 
 
-def study_progress(study: optuna.Study, planned: int, grace: float = GRACE_SECONDS) -> Progress:
+def study_progress(
+    study: optuna.Study, planned: Collection[str], grace: float = GRACE_SECONDS
+) -> Progress:
     """``progress`` of the study as stored now, its workers' liveness checked (read only)."""
     trials = study.get_trials(deepcopy=False)
     gone = {t.number for t in abandoned(study, trials, grace)}
