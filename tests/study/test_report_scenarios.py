@@ -87,8 +87,24 @@ def test_batch_sizes_are_compared_by_steps_and_seconds_to_the_target(study):
     assert "(batch_sizes_steps_to_target.png)" in md and "(batch_sizes_accuracy.png)" in md
 
 
+def test_the_report_says_what_each_optimizer_is_and_adamws_weight_decay():
+    from cnnlab.study.report_scenarios import describe_optimizers
+    from cnnlab.study.spec import parse_spec
+
+    data = {"budget": {"train_limit": 1000, "epochs": 2, "val_size": 500},
+            "factors": {"optimizer": ["sgd", "momentum", "adamw"]}}  # fmt: skip
+    spec = parse_spec(data, default_name="o")
+    f = spec.factor("optimizer")
+    text = describe_optimizers(f, spec.factor_baseline(f))
+    assert "sgd: plain SGD; momentum: SGD with momentum 0.9;" in text
+    assert "adamw: Adam with decoupled weight decay 0.004 (times the learning rate" in text
+    spec = parse_spec({**data, "baseline": {"weight_decay": 0.05}}, default_name="o")
+    assert "weight decay 0.05 (" in describe_optimizers(f, spec.factor_baseline(f))
+
+
 def test_optimizers_show_convergence_curves_and_whether_the_rate_is_bracketed(study):
     md = study["md"]
+    assert "The optimizers (Keras' implementations;" in md and "sgd: plain SGD" in md
     assert "(optimizer_convergence_epochs.png)" in md
     assert "(optimizer_convergence_seconds.png)" in md
     sweeps = study["analysis"].sweeps["optimizer"]

@@ -89,3 +89,31 @@ def test_a_requeued_old_trial_keeps_its_seed_as_a_user_attribute_only(small_spec
     assert copy.state == TrialState.WAITING and copy.number != old.number
     assert "seed" not in copy.params and copy.user_attrs["seed"] == old.params["seed"]
     assert copy.params == {k: v for k, v in old.params.items() if k != "seed"}
+
+
+def test_a_spec_stored_when_weight_decay_defaulted_to_0_plans_adamw_as_run_does(tmp_path):
+    """Version 1 wrote an unset weight decay out as 0.0 (the default then). Read back, that
+    0.0 is today's default, so report and status find the trials ``study run`` queues; a
+    study of this version that asks for 0.0 keeps it."""
+    from cnnlab.study.spec import parse_spec
+    from cnnlab.study.storage.format import SPEC_FORMAT, SPEC_FORMAT_ATTR
+
+    data = {"budget": {"train_limit": 1000, "epochs": 2, "val_size": 500}, "seeds": 1,
+            "factors": {"optimizer": ["adam", "adamw"]}}  # fmt: skip
+    spec = parse_spec(data, default_name="opt")
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = st.open_storage(url)
+    old = optuna.create_study(storage=store, study_name="old")  # as version 1 stored it
+    old.set_user_attr(SPEC_ATTR, {**spec.source, "baseline": {**spec.source["baseline"],
+                                                             "weight_decay": 0.0}})  # fmt: skip
+    old.set_user_attr(DIGEST_ATTR, spec.digest)
+    keys = {t.key for t in spec.plan()[0]}
+    assert {t.key for t in st.stored_spec(old).plan()[0]} == keys
+    assert st.stored_spec(old).digest == spec.digest
+
+    zero = parse_spec({**data, "baseline": {"weight_decay": 0.0}}, default_name="zero")
+    study, _ = st.prepare_study(url, store, "zero", zero)
+    assert study.user_attrs[SPEC_FORMAT_ATTR] == SPEC_FORMAT
+    kept = {t.label: t for t in st.stored_spec(study).plan()[0]}
+    assert kept["optimizer=adamw seed=0"].config["weight_decay"] == 0.0
+    assert {t.key for t in kept.values()} == {t.key for t in zero.plan()[0]} != keys

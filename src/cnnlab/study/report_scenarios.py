@@ -180,7 +180,33 @@ def describe_batch_factor(f: Factor, base: TrainConfig) -> str:
 # -- optimizer -----------------------------------------------------------------------------
 
 
+# what each optimizer level is (cnnlab.fmnist.optim: Keras' optimizers at their defaults)
+_OPTIMIZER_NAMES = {
+    "sgd": "plain SGD", "momentum": "SGD with momentum 0.9",
+    "nesterov": "SGD with Nesterov momentum 0.9", "rmsprop": "RMSprop", "adagrad": "Adagrad",
+    "adadelta": "Adadelta", "adam": "Adam", "adamw": "Adam with decoupled weight decay",
+    "nadam": "Adam with Nesterov momentum (Nadam)",
+}  # fmt: skip
+
+
+def describe_optimizers(factor: Factor, base: TrainConfig) -> str:
+    """One sentence: what each level trains with besides its tuned learning rate."""
+    parts = []
+    for lv in factor.levels:
+        name = str(lv.overrides.get("optimizer", lv.label))
+        text = f"{lv.label}: {_OPTIMIZER_NAMES.get(name, name)}"
+        decay = base.replace(optimizer=name).decoupled_weight_decay
+        if decay is not None:
+            text += f" {decay:g} (times the learning rate, each step)"
+        parts.append(text)
+    return (
+        "The optimizers (Keras' implementations; the learning rate is each one's own, "
+        "tuned below): " + "; ".join(parts) + "."
+    )
+
+
 def optimizer_part(rep: Report, a: StudyAnalysis, records, factor: Factor, folder: Path) -> None:
+    rep.paragraph(describe_optimizers(factor, a.spec.factor_baseline(factor)))
     cells = factor_cells(a, factor)
     if cells:
         histories = {lv: [records[k].history for k in s.cell.keys if k in records]

@@ -38,6 +38,8 @@ from cnnlab.study.storage.format import (
     PRED_ATTR,
     RETRY_OF_ATTR,
     SPEC_ATTR,
+    SPEC_FORMAT,
+    SPEC_FORMAT_ATTR,
     SUPERSEDED,
     WORKER_ATTR,
     jsonable,
@@ -73,6 +75,7 @@ def prepare_study(
         digest = study.user_attrs.get(DIGEST_ATTR)
         if digest is None:
             study.set_user_attr(SPEC_ATTR, spec.source)
+            study.set_user_attr(SPEC_FORMAT_ATTR, SPEC_FORMAT)
             study.set_user_attr(DIGEST_ATTR, spec.digest)
             study.set_metric_names(["val_accuracy"])
             study.set_user_attr(ORIGIN_ATTR, origin or {})
