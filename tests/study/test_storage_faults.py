@@ -16,6 +16,7 @@ import pytest
 
 from cnnlab.study import load_spec
 from cnnlab.study import storage as st
+from cnnlab.study.plan import planned_work
 
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
@@ -109,7 +110,7 @@ def test_a_trial_whose_remote_heartbeat_stopped_counts_as_abandoned(tmp_path, sm
     url = f"sqlite:///{tmp_path}/s.db"
     elsewhere = {"host": "gpu-box", "machine": "another-machine", "pid": 1, "start": None}
     study, claim = _study_with_one_running_trial(url, small_spec, elsewhere)
-    planned = {t.key for t in load_spec(small_spec).plan()[0]}
+    planned = planned_work(load_spec(small_spec).plan()[0])
     live = st.study_progress(study, planned, grace=1)
     assert (live.running, live.abandoned) == (1, 0) and live.eta_seconds is not None
     time.sleep(2.5)  # no heartbeat for longer than the grace period
@@ -118,3 +119,40 @@ def test_a_trial_whose_remote_heartbeat_stopped_counts_as_abandoned(tmp_path, sm
     )
     assert (stale.running, stale.abandoned) == (0, 1) and stale.eta_seconds is None
     assert stale.abandoned_labels == [claim.label]
+
+
+def _trial(number, key, state, seconds=None):
+    import datetime as dt
+
+    from optuna.trial import FrozenTrial
+
+    start = dt.datetime(2026, 1, 1)
+    done = None if seconds is None else start + dt.timedelta(seconds=seconds)
+    return FrozenTrial(number=number, state=state, value=0.5 if done else None,
+                       datetime_start=start, datetime_complete=done, params={},
+                       distributions={}, user_attrs={"key": key, "label": key},
+                       system_attrs={}, intermediate_values={}, trial_id=number)  # fmt: skip
+
+
+def test_the_eta_weighs_what_is_left_by_its_training_images_not_by_the_mean_trial():
+    """Two done trials trained 1,000 images in 100 s (10 images/s); 2,000 images are left for
+    one live worker: 200 s, where the mean trial (50 s) x 2 trials left would say 100 s."""
+    from optuna.trial import TrialState as S
+
+    planned = {"a": 100, "b": 900, "c": 1000, "d": 1000, "e": 5000}
+    trials = [
+        _trial(0, "a", S.COMPLETE, 10),
+        _trial(1, "b", S.COMPLETE, 90),
+        _trial(2, "c", S.RUNNING),
+        _trial(3, "d", S.WAITING),
+        _trial(4, "e", S.FAIL),  # failed for good: not left
+        _trial(5, "old", S.COMPLETE, 1),  # superseded: no longer planned, not read
+    ]
+    p = st.progress(trials, planned)
+    assert (p.total, p.complete, p.running, p.waiting, p.failed) == (5, 2, 1, 1, 1)
+    assert p.superseded == 1 and p.mean_seconds == 50
+    assert p.eta_seconds == pytest.approx(200)
+    requeued = [*trials, _trial(6, "e", S.WAITING)]  # the failed key queued again is left
+    assert st.progress(requeued, planned).eta_seconds == pytest.approx(700)
+    two = [*trials, _trial(7, "d2", S.RUNNING)]
+    assert st.progress(two, {**planned, "d2": 0}).eta_seconds == pytest.approx(100)

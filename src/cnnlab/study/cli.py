@@ -114,10 +114,11 @@ def status(
     from rich.table import Table
 
     from cnnlab.study import storage as st
+    from cnnlab.study.plan import planned_work
     from cnnlab.study.run import _duration
 
     study = _open_study(storage, name)
-    p = st.study_progress(study, {t.key for t in st.stored_spec(study).plan()[0]})
+    p = st.study_progress(study, planned_work(st.stored_spec(study).plan()[0]))
     if p.running and p.eta_seconds is not None:
         eta = _duration(p.eta_seconds)
     elif p.complete + p.failed >= p.total:

@@ -202,5 +202,10 @@ def training_images(config: Mapping[str, Any]) -> int:
     return train_split(config) * int(config["epochs"])
 
 
+def planned_work(trials: list[PlannedTrial]) -> dict[str, int]:
+    """Each trial's key and the images it trains on: what an ETA weighs trials by."""
+    return {t.key: training_images(t.config) for t in trials}
+
+
 def steps_per_epoch(config: Mapping[str, Any]) -> int:
     return math.ceil(train_split(config) / int(config["batch_size"]))

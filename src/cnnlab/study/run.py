@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from cnnlab.errors import CnnlabError
 from cnnlab.study import DEFAULT_STORAGE
 from cnnlab.study import storage as st
+from cnnlab.study.plan import planned_work
 from cnnlab.study.spec import StudySpec
 from cnnlab.study.storage.format import FAIL_REASON_ATTR
 
@@ -92,7 +93,7 @@ def run_study(
             with contextlib.suppress(OSError):
                 log.unlink()
         raise
-    keys = {t.key for t in spec.plan()[0]}
+    keys = planned_work(spec.plan()[0])
     planned = len(keys)
     with _sigterm_as_interrupt():
         try:
@@ -176,7 +177,11 @@ def _last_error(log: Path) -> str:
 
 
 def _watch(
-    study: optuna.Study, planned: set[str], procs: list[subprocess.Popen], show: bool, grace: float
+    study: optuna.Study,
+    planned: dict[str, int],
+    procs: list[subprocess.Popen],
+    show: bool,
+    grace: float,
 ) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,19 +115,23 @@ class Progress:
     attempts_failed: int  # failed attempts, including re-queued ones
     superseded: int  # stored keys the plan no longer holds (never run again, never read)
     mean_seconds: float | None  # per completed trial
-    eta_seconds: float | None  # None while no live worker runs a trial
+    eta_seconds: float | None  # None while no live worker runs a trial, or none has completed
     running_labels: list[str]
     abandoned_labels: list[str]
 
 
 def progress(
-    trials: list[FrozenTrial], planned: Collection[str], abandoned_numbers: Collection[int] = ()
+    trials: list[FrozenTrial],
+    planned: Mapping[str, float],
+    abandoned_numbers: Collection[int] = (),
 ) -> Progress:
-    """Counts and an ETA over the ``planned`` keys. ``abandoned_numbers``: RUNNING trials whose
-    worker is gone; they count as neither running nor in the ETA, which only live workers make
-    progress on. Trials of keys the plan no longer holds count only as superseded."""
-    planned = set(planned)
-    superseded = {t.user_attrs.get("key") for t in trials} - planned
+    """Counts and an ETA over the ``planned`` keys, each with its work (training images).
+
+    The ETA is the work left over the rate of the work done (per worker second), shared by the
+    live workers: a study of short sweeps and long main trials is not judged by its mean
+    trial. ``abandoned_numbers``: RUNNING trials whose worker is gone; they count as neither
+    running nor in the ETA. Trials of keys the plan no longer holds count only as superseded."""
+    superseded = {t.user_attrs.get("key") for t in trials} - planned.keys()
     state_of: dict[str, set[TrialState]] = {}
     for t in trials:
         state_of.setdefault(t.user_attrs.get("key"), set()).add(t.state)
@@ -140,16 +144,21 @@ def progress(
     waiting = sum(t.state == TrialState.WAITING for t in trials)
     live = {TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING}
     failed = sum(TrialState.FAIL in s and not s & live for s in state_of.values())
-    durations = [
-        (t.datetime_complete - t.datetime_start).total_seconds()
+    durations = {
+        t.user_attrs.get("key"): (t.datetime_complete - t.datetime_start).total_seconds()
         for t in trials
         if t.state == TrialState.COMPLETE and t.datetime_start and t.datetime_complete
-    ]
-    mean = float(np.mean(durations)) if durations else None
-    remaining = max(len(planned) - complete - failed, 0)
+    }
+    mean = float(np.mean(list(durations.values()))) if durations else None
+
+    def settled(s: set[TrialState]) -> bool:  # complete, or failed and not queued again
+        return TrialState.COMPLETE in s or (TrialState.FAIL in s and not s & live)
+
+    left = sum(w for k, w in planned.items() if not settled(state_of.get(k, set())))
+    done_work, done_seconds = sum(planned[k] for k in durations), sum(durations.values())
     eta = None
-    if mean is not None and live_running:
-        eta = mean * remaining / len(live_running)
+    if done_seconds > 0 and done_work > 0 and live_running:
+        eta = left / (done_work / done_seconds) / len(live_running)
     return Progress(
         total=len(planned), complete=complete, running=len(live_running), abandoned=len(gone),
         waiting=waiting, failed=failed,
@@ -161,7 +170,7 @@ def progress(
 
 
 def study_progress(
-    study: optuna.Study, planned: Collection[str], grace: float = GRACE_SECONDS
+    study: optuna.Study, planned: Mapping[str, float], grace: float = GRACE_SECONDS
 ) -> Progress:
     """``progress`` of the study as stored now, its workers' liveness checked (read only)."""
     trials = study.get_trials(deepcopy=False)
