@@ -64,3 +64,27 @@ def test_stratified_split_rejects_impossible_requests():
         stratified_split(np.array([0, 0, 1]), 1.5, seed=0)
     with pytest.raises(CnnlabError):
         stratified_split(np.array([0, 0, 0, 1]), 2, seed=0)  # class 1 has one member
+
+
+ZEN4 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+flags\t\t: fpu sse2 avx avx2 avx512f avx512_bf16 avx512_vnni
+
+processor\t: 1
+model name\t: something else
+"""
+
+
+def test_the_cpu_is_named_with_its_family_model_and_widest_vector_unit():
+    from cnnlab.runs import cpu_description
+
+    assert cpu_description(ZEN4) == "AMD EPYC (family 25 model 17, AVX-512, BF16)"
+    zen1 = ZEN4.replace("25", "23").replace("17", "1").replace(" avx512f avx512_bf16", "")
+    assert cpu_description(zen1.replace("AMD EPYC", "AMD EPYC 7551")) == (
+        "AMD EPYC 7551 (family 23 model 1, AVX2)"
+    )
+    assert cpu_description("model name\t: Some ARM core\n") == "Some ARM core"
+    assert cpu_description("") != ""  # the platform's name, or "unknown"

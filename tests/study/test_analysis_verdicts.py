@@ -235,3 +235,26 @@ def test_importance_uses_only_seeds_complete_for_every_level(four):
     imp = {i.term: i for i in analyse(spec, records, LABELS).importance}
     assert imp["kernel_size"].seeds == 3 and imp["batch_size"].seeds == 4
     assert (imp["kernel_size"].df, imp["kernel_size"].df_error) == (2, 4)
+
+
+def test_time_ratios_pair_only_trials_timed_in_the_same_environment():
+    """A study resumed on another CPU: seed 0 timed both levels on machine a, seed 1 timed
+    5x5 on a and 3x3 on a machine four times slower. 5x5 took 1.5x the time of 3x3 on a; the
+    mean over every trial would call it 0.6x."""
+    from dataclasses import replace
+
+    spec = _spec({"kernel_size": [3, 5]}, seeds=2)
+    records = _records(spec, {"kernel_size=5x5": [86.0, 87.0]})
+    cells = {c.name: c.keys for c in spec.plan()[1]}
+    five, three = cells["kernel_size=5x5"], cells["kernel_size=3x3"]
+    where = {five[0]: ("a", 15.0), three[0]: ("a", 10.0),
+             five[1]: ("a", 15.0), three[1]: ("b", 40.0)}  # fmt: skip
+    for key, (env, seconds) in where.items():
+        r = records[key]
+        records[key] = replace(r, environment=env,
+                               metrics={**r.metrics, "train_seconds": seconds})  # fmt: skip
+    c = _by(analyse(spec, records, LABELS))[("kernel_size", "5x5")]
+    assert c.n == 2 and c.time_ratio == pytest.approx(1.5)
+    records[three[0]] = replace(records[three[0]], environment="b")
+    c = _by(analyse(spec, records, LABELS))[("kernel_size", "5x5")]
+    assert math.isnan(c.time_ratio)  # no pair timed in one environment: no ratio

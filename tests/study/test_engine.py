@@ -335,3 +335,14 @@ def test_queued_trials_an_older_plan_held_are_superseded_and_never_run(tmp_path,
     assert rows["planned trials"] == rows["done"] == str(len(new))
     assert rows["failed (not re-queued)"] == "0"
     assert rows[next(k for k in rows if k.startswith("superseded"))] == str(len(gone))
+
+
+def test_each_trial_names_the_environment_that_ran_it(finished_fake_study):
+    """Hosts keep their names while the CPU under them changes between sessions: a trial
+    names its environment (host and a digest of machine and versions), recorded once."""
+    study = st.load_study(st.open_storage(finished_fake_study["url"]), "fake")
+    environments = st.worker_environments(study)
+    named = {r.environment for r in st.completed_records(study).values()}
+    assert len(named) == 1 and named <= set(environments)
+    name = named.pop()
+    assert "@" in name and environments[name]["processor"] and environments[name]["cpu_count"]

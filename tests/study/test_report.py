@@ -102,6 +102,29 @@ def test_unresolved_sentence():
     assert "unresolved: Holm-adjusted p = 0.070 within the 2 kernel_size comparisons" in text
 
 
+def test_the_machines_section_counts_each_environments_trials_and_warns_when_they_mix():
+    from collections import Counter
+
+    from cnnlab.report import Report
+    from cnnlab.study.report import machines_part
+
+    env = {"processor": "AMD EPYC (family 25 model 17, AVX-512)", "cpu_count": 2,
+           "platform": "Linux", "python": "3.11", "versions": {"keras": "3"}}  # fmt: skip
+    one = Report("t")
+    machines_part(one, {"machines": {"vm@ab": env}, "machine_trials": Counter({"vm@ab": 7})})
+    text = one.to_markdown()
+    assert "vm@ab: AMD EPYC (family 25 model 17, AVX-512), 2 CPUs" in text
+    assert "Completed trials: 7." in text and "environments" not in text
+    two = Report("t")
+    machines_part(two, {"machines": {"vm": env, "vm@cd": {**env, "processor": "AMD EPYC 7551"}},
+                        "machine_trials": Counter({"": 5, "vm@cd": 3})})  # fmt: skip
+    text = two.to_markdown()
+    assert "vm: AMD EPYC (family 25" in text and "Completed trials: 5." in text
+    assert "vm@cd: AMD EPYC 7551" in text and "Completed trials: 3." in text
+    assert "The trials ran in 2 environments (one of them: the trials stored before" in text
+    assert "pairs a level with its reference on the seeds timed in the same environment" in text
+
+
 def test_epochs_to_target():
     history = [{"epoch": 1, "val_accuracy": 0.7}, {"epoch": 2, "val_accuracy": 0.86}]
     assert epochs_to_target(history, 0.85) == 2 and epochs_to_target(history, 0.9) is None

@@ -279,8 +279,11 @@ def _compare_factor(spec, factor: Factor, cells, records, labels) -> list[Compar
                         ref_rec.test_pred == labels, level_rec.test_pred == labels
                     ))
                 )  # fmt: skip
-        seconds = np.mean([p[0].metrics["train_seconds"] for p in pairs])
-        seconds_ref = np.mean([p[1].metrics["train_seconds"] for p in pairs])
+        # times compare only within one machine: a study resumed on another CPU (hosts keep
+        # their names while the CPU under them changes) would otherwise mix them
+        timed = [p for p in pairs if p[0].environment == p[1].environment]
+        seconds = np.mean([p[0].metrics["train_seconds"] for p in timed]) if timed else 0.0
+        seconds_ref = np.mean([p[1].metrics["train_seconds"] for p in timed]) if timed else 0.0
         out.append(
             Comparison(
                 factor=factor.name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,8 @@ def write_report(
         raise CnnlabError(f"study {name!r} has no completed trials yet; nothing to report")
     labels = st.stored_test_labels(study)
     analysis = analyse(spec, records, labels, margin=margin)
+    planned = {t.key for t in spec.plan()[0]}
+    records = {k: r for k, r in records.items() if k in planned}  # superseded ones are not read
     meta = {
         "n_test": len(labels)
         if labels is not None
@@ -76,6 +79,8 @@ def write_report(
         "storage": st.safe_url(storage),
         "origin": study.user_attrs.get("cnnlab_origin", {}),
         "machines": st.worker_environments(study),
+        # completed trials per environment name ("" for trials stored before they named it)
+        "machine_trials": Counter(r.environment or "" for r in records.values()),
     }
     out = Path(out)
     if out.is_dir() and any(out.iterdir()) and not (out / "results.csv").is_file():
@@ -116,7 +121,7 @@ def results_rows(spec: StudySpec, records: dict[str, st.TrialRecord]) -> list[di
             "epochs_to_val_target": epochs_to_target(r.history, spec.val_target),
             "final_gap": generalization_gap(r.history),
             "gap_on_clean_train": curves.has_clean_gap(r.history),
-            "diverged": bool(m.get("diverged")),
+            "diverged": bool(m.get("diverged")), "environment": r.environment or "",
         }  # fmt: skip
         row.update({f"config.{k}": _csv(v) for k, v in r.config.items()})
         rows.append(row)
@@ -189,14 +194,32 @@ def _summary(rep: Report, a: StudyAnalysis, meta: dict, folder: Path) -> None:
     )
     rep.paragraph("The spec this study ran (study.yaml):")
     rep.code(yaml.safe_dump(spec.source, sort_keys=False).strip())
+    machines_part(rep, meta)
+
+
+def machines_part(rep: Report, meta: dict) -> None:
+    """Each environment the workers ran in, with the trials it ran. Training times compare
+    within one environment only (a resumed study may run on another CPU)."""
     rep.heading("Machine and versions", 3)
     machines = meta.get("machines") or {"report": environment_info()}
-    for host, env in machines.items():
+    ran: Counter = meta.get("machine_trials") or Counter()
+    for name, env in machines.items():
         versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
+        # a name without "@" was recorded per host, before trials named their environment
+        count = ran.get(name, 0) if "@" in name else ran.get("", 0)
+        trials = f" Completed trials: {count}." if ran else ""
         rep.paragraph(
-            f"{host}: {env.get('processor')}, {env.get('cpu_count')} CPUs, "
+            f"{name}: {env.get('processor')}, {env.get('cpu_count')} CPUs, "
             f"{env.get('platform')}, Python {env.get('python')}; {versions}; worker threads "
-            f"{env.get('threads', '?')}; Keras backend {env.get('backend', '?')}."
+            f"{env.get('threads', '?')}; Keras backend {env.get('backend', '?')}.{trials}"
+        )
+    if len(ran) > 1:
+        legacy = " (one of them: the trials stored before trials named theirs)" if "" in ran else ""
+        rep.paragraph(
+            f"The trials ran in {len(ran)} environments{legacy}. Training times compare only "
+            "within one: each 'trained Nx faster/slower' pairs a level with its reference on "
+            "the seeds timed in the same environment, while the time columns, seconds per "
+            "epoch and seconds to target average over all of them."
         )
 
 

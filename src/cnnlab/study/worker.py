@@ -65,6 +65,7 @@ def work(
             raise error
         time.sleep(0.2)
     run = None  # the trainer is built (TensorFlow imported, data parsed) on the first claim
+    environment = ""  # its name, once recorded with the trainer
     summary = WorkerSummary()
     grace = storage.grace_period or st.GRACE_SECONDS
     last_heartbeat_check = 0.0
@@ -91,7 +92,8 @@ def work(
                 if run is None:
                     run = load_trainer(trainer or DEFAULT_TRAINER, data_dir)
                     with st.study_lock(url, name):
-                        st.record_environment(study, _environment())
+                        environment = st.record_environment(study, _environment())
+                st.mark_environment(study, claim.trial_id, environment)
                 if claim.kind == "sweep" and claim.lr_choice is not None:
                     # a bracketing round: its rate follows from the rounds before it
                     claim.config["lr"] = probe_lr(claim.lr_choice)

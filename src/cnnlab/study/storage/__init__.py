@@ -43,6 +43,7 @@ from cnnlab.study.storage.results import (
     Progress,
     TrialRecord,
     completed_records,
+    mark_environment,
     progress,
     record_environment,
     spec_digest,
@@ -55,7 +56,8 @@ from cnnlab.study.storage.results import (
 __all__ = [
     "GRACE_SECONDS", "HEARTBEAT_SECONDS", "LOCK_TIMEOUT_SECONDS", "Claim", "Heartbeat",
     "Progress", "TrialRecord", "abandoned", "check_url", "claim_next", "completed_records",
-    "fail_orphans", "finish", "load_study", "open_storage", "pack", "prepare_study", "progress",
+    "fail_orphans", "finish", "load_study", "mark_environment", "open_storage", "pack",
+    "prepare_study", "progress",
     "quiet_optuna", "record_environment", "requeue", "safe_url", "spec_digest", "stored_spec",
     "stored_test_labels", "study_lock", "study_names", "study_progress", "unpack",
     "worker_environments", "worker_identity",

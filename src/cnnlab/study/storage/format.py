@@ -24,10 +24,13 @@ SPEC_FORMAT_ATTR = "cnnlab_spec_format"
 SPEC_FORMAT = 2
 # study system attributes
 LABELS_ATTR = "cnnlab_test_labels"  # the test labels, packed, once per study
-ENV_PREFIX = "cnnlab_env:"  # + host name: machine and versions of each worker host
+# + an environment's name: machine and versions of each worker environment; the name is
+# "host@digest" (host alone in studies stored before trials named their environment)
+ENV_PREFIX = "cnnlab_env:"
 # trial system attributes
 PRED_ATTR = "cnnlab_test_pred"  # predicted class per test image, packed
 WORKER_ATTR = "cnnlab_worker"  # the identity of the process that claimed the trial
+ENV_ATTR = "cnnlab_env"  # the name of the environment (machine, versions) that ran the trial
 FAIL_REASON_ATTR = "cnnlab_fail_reason"
 RETRY_OF_ATTR = "cnnlab_retry_of"  # the number of the failed trial a retry replaces
 # the fail reason of a queued trial that the study's plan no longer holds

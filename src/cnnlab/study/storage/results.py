@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import socket
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from cnnlab.study.spec import StudySpec, spec_from_source
 from cnnlab.study.storage import _optuna
 from cnnlab.study.storage.format import (
     DIGEST_ATTR,
+    ENV_ATTR,
     ENV_PREFIX,
     LABELS_ATTR,
     PRED_ATTR,
@@ -67,6 +70,7 @@ class TrialRecord:
     value: float  # final validation accuracy
     test_pred: np.ndarray
     lr_choice: LrChoice | None
+    environment: str | None = None  # record_environment's name; None: stored before it
 
 
 def completed_records(study: optuna.Study) -> dict[str, TrialRecord]:
@@ -81,6 +85,7 @@ def completed_records(study: optuna.Study) -> dict[str, TrialRecord]:
             number=t.number, config=a["config"], lr=a.get("lr"), metrics=a["metrics"],
             history=a["history"], seconds=float(a["seconds"]), value=float(t.value),
             test_pred=unpack(t.system_attrs[PRED_ATTR]), lr_choice=a.get("lr_choice"),
+            environment=t.system_attrs.get(ENV_ATTR),
         )  # fmt: skip
     return out
 
@@ -91,11 +96,22 @@ def stored_test_labels(study: optuna.Study) -> np.ndarray | None:
     return None if text is None else unpack(text)
 
 
-def record_environment(study: optuna.Study, info: dict[str, Any]) -> None:
-    """Machine and versions of a worker host, once per host, for the report."""
-    key = f"{ENV_PREFIX}{socket.gethostname()}"
-    if key not in _optuna.study_system_attrs(study):
-        _optuna.set_study_system_attr(study, key, jsonable(info))
+def record_environment(study: optuna.Study, info: dict[str, Any]) -> str:
+    """Machine and versions of a worker, once per distinct environment, for the report; its
+    name is returned for the trials it runs. Hosts keep their names from one session to the
+    next while the CPU under them changes, so the name holds a digest of the environment."""
+    info = jsonable(info)
+    text = json.dumps(info, sort_keys=True, default=str)
+    name = f"{socket.gethostname()}@{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    if f"{ENV_PREFIX}{name}" not in _optuna.study_system_attrs(study):
+        _optuna.set_study_system_attr(study, f"{ENV_PREFIX}{name}", info)
+    return name
+
+
+def mark_environment(study: optuna.Study, trial_id: int, name: str) -> None:
+    """Name the environment that runs a claimed trial: its times compare only with times
+    taken in the same one."""
+    _optuna.set_trial_system_attr(study, trial_id, ENV_ATTR, name)
 
 
 def worker_environments(study: optuna.Study) -> dict[str, Any]:
