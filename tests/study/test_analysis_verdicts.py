@@ -238,23 +238,27 @@ def test_importance_uses_only_seeds_complete_for_every_level(four):
 
 
 def test_time_ratios_pair_only_trials_timed_in_the_same_environment():
-    """A study resumed on another CPU: seed 0 timed both levels on machine a, seed 1 timed
-    5x5 on a and 3x3 on a machine four times slower. 5x5 took 1.5x the time of 3x3 on a; the
-    mean over every trial would call it 0.6x."""
+    """A study resumed on another CPU, and one trial slowed by another job: seeds 0 and 1
+    timed both levels on machine a (5x5 took 1.5x the time of 3x3), seed 2 too but its 5x5
+    ran beside another job (6x), seed 3 timed 3x3 on a machine eight times slower. The median
+    of the same-machine ratios says 1.5; mean times say 3.0 over the seeds of one machine and
+    0.95 (faster) over every seed."""
     from dataclasses import replace
 
-    spec = _spec({"kernel_size": [3, 5]}, seeds=2)
-    records = _records(spec, {"kernel_size=5x5": [86.0, 87.0]})
+    spec = _spec({"kernel_size": [3, 5]}, seeds=4)
+    records = _records(spec, {"kernel_size=5x5": [86.0, 87.0, 85.0, 86.0]})
     cells = {c.name: c.keys for c in spec.plan()[1]}
     five, three = cells["kernel_size=5x5"], cells["kernel_size=3x3"]
-    where = {five[0]: ("a", 15.0), three[0]: ("a", 10.0),
-             five[1]: ("a", 15.0), three[1]: ("b", 40.0)}  # fmt: skip
+    where = {five[0]: ("a", 15.0), three[0]: ("a", 10.0), five[1]: ("a", 15.0),
+             three[1]: ("a", 10.0), five[2]: ("a", 60.0), three[2]: ("a", 10.0),
+             five[3]: ("a", 15.0), three[3]: ("b", 80.0)}  # fmt: skip
     for key, (env, seconds) in where.items():
         r = records[key]
         records[key] = replace(r, environment=env,
                                metrics={**r.metrics, "train_seconds": seconds})  # fmt: skip
     c = _by(analyse(spec, records, LABELS))[("kernel_size", "5x5")]
-    assert c.n == 2 and c.time_ratio == pytest.approx(1.5)
-    records[three[0]] = replace(records[three[0]], environment="b")
+    assert c.n == 4 and c.time_ratio == pytest.approx(1.5)
+    for key in three:
+        records[key] = replace(records[key], environment="b")
     c = _by(analyse(spec, records, LABELS))[("kernel_size", "5x5")]
-    assert math.isnan(c.time_ratio)  # no pair timed in one environment: no ratio
+    assert math.isnan(c.time_ratio)  # no seed timed in one environment: no ratio

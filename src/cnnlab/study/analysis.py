@@ -79,7 +79,7 @@ class Comparison:
     t_pvalue: float
     wilcoxon_pvalue: float  # nan below stats.MIN_WILCOXON_N pairs
     mcnemar: list[stats.McNemar]  # one per pair of trials (seed); never Holm-adjusted
-    time_ratio: float  # mean training seconds, level / reference
+    time_ratio: float  # median over seeds timed in one environment of seconds, level / reference
     identical: bool = False  # the same difference in every pair: no test possible
     family: int = 0  # comparisons in this factor's Holm family
     holm_pvalue: float = math.nan  # paired t, Holm-adjusted within the factor
@@ -279,11 +279,14 @@ def _compare_factor(spec, factor: Factor, cells, records, labels) -> list[Compar
                         ref_rec.test_pred == labels, level_rec.test_pred == labels
                     ))
                 )  # fmt: skip
-        # times compare only within one machine: a study resumed on another CPU (hosts keep
-        # their names while the CPU under them changes) would otherwise mix them
-        timed = [p for p in pairs if p[0].environment == p[1].environment]
-        seconds = np.mean([p[0].metrics["train_seconds"] for p in timed]) if timed else 0.0
-        seconds_ref = np.mean([p[1].metrics["train_seconds"] for p in timed]) if timed else 0.0
+        # times compare only within one machine (a study resumed on another CPU would mix
+        # them: hosts keep their names while the CPU under them changes); the median of the
+        # per-seed ratios, so that one trial slowed by another job does not move it
+        ratios = [
+            p[0].metrics["train_seconds"] / p[1].metrics["train_seconds"]
+            for p in pairs
+            if p[0].environment == p[1].environment and p[1].metrics["train_seconds"] > 0
+        ]
         out.append(
             Comparison(
                 factor=factor.name,
@@ -294,7 +297,7 @@ def _compare_factor(spec, factor: Factor, cells, records, labels) -> list[Compar
                 t_pvalue=cmp.t_pvalue,
                 wilcoxon_pvalue=cmp.wilcoxon_pvalue,
                 mcnemar=per_seed,
-                time_ratio=float(seconds / seconds_ref) if seconds_ref > 0 else math.nan,
+                time_ratio=float(np.median(ratios)) if ratios else math.nan,
                 identical=cmp.identical,
             )  # fmt: skip
         )

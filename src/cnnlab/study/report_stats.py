@@ -152,4 +152,7 @@ def methods_part(rep, a: StudyAnalysis, meta: dict) -> None:
         "trial's own training images (as many as its validation split holds, at most 5,000), "
         "evaluated in inference mode at each epoch end (no dropout, no augmentation, batch norm "
         "on its moving statistics), unlike the running accuracy Keras logs while training.",
+        "Training time: a level's 'trained N x faster/slower' is the median over seeds of its "
+        "training seconds over its reference's, on the seeds where one environment (machine "
+        "and versions) timed both: paired, and not moved by one trial slowed by another job.",
     ])  # fmt: skip
