@@ -346,3 +346,21 @@ def test_each_trial_names_the_environment_that_ran_it(finished_fake_study):
     assert len(named) == 1 and named <= set(environments)
     name = named.pop()
     assert "@" in name and environments[name]["processor"] and environments[name]["cpu_count"]
+
+
+def test_a_re_queued_sweep_trial_is_claimed_before_any_main_trial(tmp_path):
+    """The tuned trials of every seed wait for their sweep: a sweep trial re-queued after an
+    interruption (its copy numbered after every main trial) runs next, not last."""
+    path = tmp_path / "opt.yaml"
+    path.write_text(OPT_SPEC)
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = st.open_storage(url)
+    study, _ = st.prepare_study(url, store, "opt", load_spec(path))
+    first = st.claim_next(study, store)
+    assert first.kind == "sweep"
+    st.finish(study, first, None, "interrupted", requeue_after=True)
+    kinds = []
+    while (claim := st.claim_next(study, store)) is not None and claim.kind == "sweep":
+        kinds.append(claim.key)
+        st.finish(study, claim, None, "stop here")
+    assert first.key in kinds  # the copy came before the first main trial

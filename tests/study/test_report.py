@@ -265,3 +265,20 @@ def test_a_factorial_study_reports_cells_and_interactions(tmp_path, fake_env):
     assert seven.n == 4  # paired by seed and by the other factor's level
     md = write_report(url, "grid", tmp_path / "rep").with_suffix(".md").read_text()
     assert "## Factorial cells and interaction" in md and "interaction.png" in md
+
+
+@pytest.mark.parametrize("command", [["study", "run", "--profile", "smoke", "--report"],
+                                     ["demo", "--profile", "smoke", "--out"]])  # fmt: skip
+def test_a_report_folder_of_other_files_is_refused_before_any_trial_runs(run_cli, tmp_path,
+                                                                         command):  # fmt: skip
+    """The report comes after the trials: a folder it may not replace (here, one holding the
+    study's own storage) must stop the command before them, not after an hour of training."""
+    folder = tmp_path / "findings"
+    folder.mkdir()
+    (folder / "notes.md").write_text("mine\n")
+    url = f"sqlite:///{folder}/studies.db"
+    r = run_cli(*command[:-1], "--storage", url, command[-1], str(folder))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "holds files that are not a study report" in r.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.md"]  # no storage: nothing ran
+    assert (folder / "notes.md").read_text() == "mine\n"

@@ -60,9 +60,11 @@ def demo(
 ) -> Path:
     """What ``make demo`` runs: the ``quick`` study (resumed if interrupted), then its report.
     Returns the path of report.html."""
+    from cnnlab.study.report import check_report_out
     from cnnlab.study.run import DEFAULT_WORKERS
     from cnnlab.study.run import run_study as _run
 
     spec = load_spec(profile=profile)
+    out = check_report_out(out or Path("reports") / spec.name)  # before the trials, not after
     _run(spec, storage, spec.name, workers or DEFAULT_WORKERS, origin={"profile": profile})
-    return write_report(storage, spec.name, out or Path("reports") / spec.name)
+    return write_report(storage, spec.name, out)

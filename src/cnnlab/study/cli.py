@@ -85,6 +85,10 @@ def run(
     from cnnlab.study.run import DEFAULT_WORKERS, run_study
 
     name = check_study_name(name, "--name") if name else None
+    if report is not None:
+        from cnnlab.study.report import check_report_out
+
+        check_report_out(report)  # before the trials, not after them
     study_spec = _spec(spec, profile)
     origin = {"profile": profile} if profile else {"file": str(spec)}
     summary = run_study(

@@ -20,7 +20,7 @@ import yaml
 from cnnlab import plots
 from cnnlab.errors import CnnlabError
 from cnnlab.report import Report
-from cnnlab.runs import environment_info, run_directory, write_csv
+from cnnlab.runs import environment_info, require_dir_target, run_directory, write_csv
 from cnnlab.study import curves
 from cnnlab.study import storage as st
 from cnnlab.study.analysis import (
@@ -61,6 +61,7 @@ def write_report(
     """Analyse study ``name`` and write its report into ``out``; returns report.html.
     ``margin``: points; a comparison whose 95% CI lies inside +-margin reads "no difference
     detected"."""
+    out = check_report_out(out)
     store = st.open_storage(storage)
     study = st.load_study(store, name)
     spec = st.stored_spec(study)
@@ -82,16 +83,22 @@ def write_report(
         # completed trials per environment name ("" for trials stored before they named it)
         "machine_trials": Counter(r.environment or "" for r in records.values()),
     }
-    out = Path(out)
-    if out.is_dir() and any(out.iterdir()) and not (out / "results.csv").is_file():
-        # only a previous study report is ever replaced, never a folder of other files
-        raise CnnlabError(
-            f"--out {out} holds files that are not a study report; choose a new folder"
-        )
     with run_directory(out, overwrite=overwrite) as tmp:
         write_csv(tmp / "results.csv", results_rows(spec, records))
         build_report(analysis, records, meta, tmp).write(tmp)
     return Path(out) / "report.html"
+
+
+def check_report_out(out: str | os.PathLike) -> Path:
+    """The folder of a study report, checked before any work (``study run --report`` and
+    ``demo`` check it before their trials): new, empty, or a previous report, which is
+    replaced; never a folder of other files (a study's own storage, say), nor a file."""
+    out = require_dir_target("--out", out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "results.csv").is_file():
+        raise CnnlabError(
+            f"--out {out} holds files that are not a study report; choose a new folder"
+        )
+    return out
 
 
 # -- results.csv ---------------------------------------------------------------------------

@@ -237,7 +237,10 @@ def claim_next(
     RUNNING trial can be traced to its worker (and re-queued if that worker dies)."""
     if trials is None:
         trials = study.get_trials(deepcopy=False)
-    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    # sweeps first, as planned: a sweep trial re-queued after an interruption (or planned anew)
+    # sits behind every main trial in number order, and the tuned trials wait for it
+    waiting = sorted((t for t in trials if t.state == TrialState.WAITING),
+                     key=lambda t: (t.user_attrs.get("kind") != "sweep", t.number))  # fmt: skip
     if not waiting:
         return None
     done, settled = _settled(trials)
