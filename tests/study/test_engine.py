@@ -305,16 +305,16 @@ def test_queued_trials_an_older_plan_held_are_superseded_and_never_run(tmp_path,
     """A newer cnnlab that trains a level differently (here: AdamW's default weight decay)
     gives it new keys; the old keys still queued are failed as superseded, not run, and the
     progress counts only what the plan holds."""
-    from cnnlab.study import plan
+    from cnnlab.fmnist import config
 
     path = tmp_path / "opt.yaml"
     path.write_text(OPT_SPEC)
     url = f"sqlite:///{tmp_path}/s.db"
-    default = plan.DEFAULT_WEIGHT_DECAY
-    fake_env.setattr(plan, "DEFAULT_WEIGHT_DECAY", {"adamw": 0.0})  # an older cnnlab's plan
+    default = config.DEFAULT_WEIGHT_DECAY
+    fake_env.setattr(config, "DEFAULT_WEIGHT_DECAY", {"adamw": 0.0})  # an older cnnlab's plan
     old = {t.key for t in load_spec(path).plan()[0]}
     st.prepare_study(url, st.open_storage(url), "opt", load_spec(path))
-    fake_env.setattr(plan, "DEFAULT_WEIGHT_DECAY", default)
+    fake_env.setattr(config, "DEFAULT_WEIGHT_DECAY", default)
     spec = load_spec(path)
     new = {t.key for t in spec.plan()[0]}
     gone = old - new

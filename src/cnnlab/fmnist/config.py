@@ -38,6 +38,14 @@ DEFAULT_LR = {
 DEFAULT_WEIGHT_DECAY = {"adamw": 0.004}
 
 
+def applied_weight_decay(optimizer: str, weight_decay: float | None) -> float | None:
+    """The decoupled weight decay ``optimizer`` applies: the given one or its default; None
+    for an optimizer that takes none (whatever was given)."""
+    if optimizer not in DEFAULT_WEIGHT_DECAY:
+        return None
+    return DEFAULT_WEIGHT_DECAY[optimizer] if weight_decay is None else weight_decay
+
+
 @dataclass(frozen=True)
 class TrainConfig(FrozenConfig):
     # architecture
@@ -136,13 +144,7 @@ class TrainConfig(FrozenConfig):
     @property
     def decoupled_weight_decay(self) -> float | None:
         """The weight decay the optimizer applies; None for an optimizer that takes none."""
-        if self.optimizer not in DEFAULT_WEIGHT_DECAY:
-            return None
-        return (
-            self.weight_decay
-            if self.weight_decay is not None
-            else (DEFAULT_WEIGHT_DECAY[self.optimizer])
-        )
+        return applied_weight_decay(self.optimizer, self.weight_decay)
 
 
 def validate(c: TrainConfig) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.fmnist.config import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, TrainConfig
+from cnnlab.fmnist.config import DEFAULT_LR, TrainConfig, applied_weight_decay
 
 FMNIST_TRAIN_IMAGES = 60_000  # the training split the validation images are carved from
 
@@ -84,12 +84,7 @@ def _resolve_weight_decay(config: dict[str, Any]) -> dict[str, Any]:
     is run again, not reused), and an optimizer that takes none carries None (a decay it
     ignores leaves its key alone)."""
     optimizer = config.get("optimizer", _DEFAULTS["optimizer"])
-    decay = config.get("weight_decay")
-    if optimizer not in DEFAULT_WEIGHT_DECAY:
-        decay = None
-    elif decay is None:
-        decay = DEFAULT_WEIGHT_DECAY[optimizer]
-    return {**config, "weight_decay": decay}
+    return {**config, "weight_decay": applied_weight_decay(optimizer, config.get("weight_decay"))}
 
 
 def planned_trial(

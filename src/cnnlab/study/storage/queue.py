@@ -113,12 +113,13 @@ def _param_value(v: Any) -> Any:
 
 def _enqueue_missing(study: optuna.Study, trials: list[PlannedTrial]) -> int:
     planned = {t.key for t in trials}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if t.user_attrs.get("key") not in planned:
+    stored = study.get_trials(deepcopy=False)
+    for t in stored:
+        if t.state == TrialState.WAITING and t.user_attrs.get("key") not in planned:
             tid = _optuna.trial_id(t)
             _optuna.set_trial_system_attr(study, tid, FAIL_REASON_ATTR, SUPERSEDED)
             _optuna.set_state(study, tid, TrialState.FAIL)
-    stored = study.get_trials(deepcopy=False)
+    # read before the superseded were failed: their keys count as live, but none is planned
     live = {t.user_attrs.get("key") for t in stored if t.state in _LIVE}
     space = _param_space(trials)
     # Optuna holds a param to one value space per study; where the plan's differs from what

@@ -153,24 +153,23 @@ def progress(
         state_of.setdefault(t.user_attrs.get("key"), set()).add(t.state)
     state_of = {k: s for k, s in state_of.items() if k in planned}
     trials = [t for t in trials if t.user_attrs.get("key") in planned]
-    complete = sum(TrialState.COMPLETE in s for s in state_of.values())
+    done = {k for k, s in state_of.items() if TrialState.COMPLETE in s}
+    complete = len(done)
     running = [t for t in trials if t.state == TrialState.RUNNING]
     gone = [t for t in running if t.number in abandoned_numbers]
     live_running = [t for t in running if t.number not in abandoned_numbers]
     waiting = sum(t.state == TrialState.WAITING for t in trials)
     live = {TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING}
-    failed = sum(TrialState.FAIL in s and not s & live for s in state_of.values())
+    failed_for_good = {k for k, s in state_of.items() if TrialState.FAIL in s and not s & live}
+    failed = len(failed_for_good)
     durations = {
         t.user_attrs.get("key"): (t.datetime_complete - t.datetime_start).total_seconds()
         for t in trials
         if t.state == TrialState.COMPLETE and t.datetime_start and t.datetime_complete
     }
     mean = float(np.mean(list(durations.values()))) if durations else None
-
-    def settled(s: set[TrialState]) -> bool:  # complete, or failed and not queued again
-        return TrialState.COMPLETE in s or (TrialState.FAIL in s and not s & live)
-
-    left = sum(w for k, w in planned.items() if not settled(state_of.get(k, set())))
+    settled = done | failed_for_good
+    left = sum(w for k, w in planned.items() if k not in settled)
     done_work, done_seconds = sum(planned[k] for k in durations), sum(durations.values())
     eta = None
     if done_seconds > 0 and done_work > 0 and live_running:
