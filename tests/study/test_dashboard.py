@@ -47,11 +47,17 @@ def _first_line(proc: subprocess.Popen, timeout: float) -> str:
     return ""
 
 
+def _as_a_background_job() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to `cmd &` without job control
+
+
 def test_the_dashboard_serves_the_storage_on_loopback(study_url, tmp_path):
+    # Started as a background job would be, SIGINT ignored: Ctrl-C/`kill -INT` must still stop it.
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnnlab", "study", "dashboard", "--storage", study_url,
          "--port", "0"],
         cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_as_a_background_job,
     )  # fmt: skip
     try:
         line = _first_line(proc, START_TIMEOUT)

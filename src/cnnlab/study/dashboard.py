@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import signal
+import threading
 from collections.abc import Callable
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -28,7 +30,10 @@ DEFAULT_PORT = 8080  # optuna-dashboard's own default
 
 
 class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # a browser's open connection must not keep Ctrl-C waiting
+    # A browser's open connection must not keep Ctrl-C waiting: request threads are daemons
+    # and closing the server does not join them (ThreadingMixIn joins even daemon threads).
+    daemon_threads = True
+    block_on_close = False
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -74,5 +79,9 @@ def serve_dashboard(
                 f"warning: the dashboard has no login; anyone who reaches {host} can read, "
                 "annotate and delete these studies"
             )
+        if threading.current_thread() is threading.main_thread():
+            # Started in the background (`cnnlab study dashboard &`, a script, a test runner),
+            # a shell has set SIGINT to ignored and Python keeps it so: `kill -INT` did nothing.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it is meant to stop
             server.serve_forever()
