@@ -221,8 +221,10 @@ def bars_by_level(
     title: str,
     lows: Sequence[float] | None = None,
     highs: Sequence[float] | None = None,
+    notes: Sequence[str] | None = None,
 ) -> Path:
-    """One bar per level (e.g. training seconds), with confidence intervals when given."""
+    """One bar per level (e.g. training seconds), with confidence intervals when given and
+    ``notes`` written above the bars."""
     x = np.arange(len(levels))
     means = np.asarray(means, dtype=float)
     fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(levels) + 2), 3.4))
@@ -231,7 +233,10 @@ def bars_by_level(
         yerr = np.nan_to_num(
             np.vstack([means - np.asarray(lows, float), np.asarray(highs, float) - means])
         )
-    ax.bar(x, np.nan_to_num(means), yerr=yerr, capsize=4, color="#7aa6d6")
+    bars = ax.bar(x, np.nan_to_num(means), yerr=yerr, capsize=4, color="#7aa6d6")
+    if notes is not None:
+        ax.bar_label(bars, labels=list(notes), padding=2, fontsize=8)
+        ax.margins(y=0.15)
     ax.set_xticks(x, levels, rotation=20, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

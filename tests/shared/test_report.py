@@ -62,3 +62,21 @@ def test_plots_write_pngs(tmp_path):
     ]
     for p in paths:
         assert p.stat().st_size > 1000
+
+
+def test_bar_notes_are_drawn_above_their_bars(tmp_path, monkeypatch):
+    drawn, real = {}, plots.save_figure
+
+    def keep(fig, path, dpi=110):
+        ax = fig.axes[0]
+        drawn["notes"] = [t.get_text() for t in ax.texts]
+        drawn["top"] = ax.get_ylim()[1]
+        return real(fig, path, dpi)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    path = plots.bars_by_level(
+        ["a", "b"], [0.99, 0.5], tmp_path / "bars.png", "share", "t", notes=["7.1 pts", ""]
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert drawn["notes"] == ["7.1 pts", ""]
+    assert drawn["top"] > 0.99  # room above the tallest bar for its note

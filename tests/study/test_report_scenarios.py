@@ -105,7 +105,9 @@ def test_the_report_says_what_each_optimizer_is_and_adamws_weight_decay():
 def test_optimizers_show_convergence_curves_and_whether_the_rate_is_bracketed(study):
     md = study["md"]
     assert "The optimizers (Keras' implementations;" in md and "sgd: plain SGD" in md
+    assert "![Mean validation accuracy against epochs at" in md
     assert "(optimizer_convergence_epochs.png)" in md
+    assert "![Mean validation accuracy against training seconds at" in md
     assert "(optimizer_convergence_seconds.png)" in md
     sweeps = study["analysis"].sweeps["optimizer"]
     assert set(sweeps) == {"sgd", "adam"} and all(s.complete for s in sweeps.values())

@@ -216,13 +216,14 @@ def optimizer_part(rep: Report, a: StudyAnalysis, records, factor: Factor, folde
             val = curves.mean_curve(h, "val_accuracy")
             by_epoch[lv] = (list(range(1, len(val) + 1)), val, val, val)
             by_second[lv] = (curves.mean_elapsed(h)[: len(val)], val, val, val)
-        for stem, series, xlabel in (("epochs", by_epoch, "epoch"),
-                                     ("seconds", by_second, "training seconds")):  # fmt: skip
+        for stem, series, xlabel, axis in (("epochs", by_epoch, "epoch", "epochs"),
+                                           ("seconds", by_second, "training seconds",
+                                            "training seconds")):  # fmt: skip
             path = plots.lines_by_x(
                 series, folder / f"{factor.name}_convergence_{stem}.png", xlabel,
-                "validation accuracy (%)", f"{factor.name}: convergence against {xlabel}s",
+                "validation accuracy (%)", f"{factor.name}: convergence against {axis}",
             )  # fmt: skip
-            rep.image(path, f"Mean validation accuracy per {xlabel} at each tuned learning rate")
+            rep.image(path, f"Mean validation accuracy against {axis} at each tuned learning rate")
     if factor.lr_sweep is not None:
         sweep_part(rep, a, factor, folder)
 

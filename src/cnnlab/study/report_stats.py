@@ -96,12 +96,19 @@ def importance_part(rep: Report, a: StudyAnalysis, folder: Path) -> None:
         for i in a.importance
     ])  # fmt: skip
     if ranked:
+        # Partial ω² nears 1 for any factor whose effect dwarfs the seed noise, so the bars
+        # also say how far apart the level means are, in points.
         path = plots.bars_by_level(
             [i.term for i in ranked], [i.omega_squared for i in ranked],
             folder / "importance.png", "partial omega squared",
-            "Factor importance (variance explained)",
+            "Factor importance (above each bar: spread of level means)",
+            notes=["" if math.isnan(i.spread) else f"{i.spread:.1f} pts" for i in ranked],
         )  # fmt: skip
-        rep.image(path, "Share of the variance of test accuracy explained by each factor")
+        rep.image(
+            path,
+            "Share of the variance of test accuracy explained by each factor, with the spread "
+            "of its level means in points",
+        )
 
 
 def wilcoxon_text(c) -> str:
