@@ -359,8 +359,8 @@ def test_a_re_queued_sweep_trial_is_claimed_before_any_main_trial(tmp_path):
     first = st.claim_next(study, store)
     assert first.kind == "sweep"
     st.finish(study, first, None, "interrupted", requeue_after=True)
-    kinds = []
+    sweeps_claimed = []
     while (claim := st.claim_next(study, store)) is not None and claim.kind == "sweep":
-        kinds.append(claim.key)
+        sweeps_claimed.append(claim.key)
         st.finish(study, claim, None, "stop here")
-    assert first.key in kinds  # the copy came before the first main trial
+    assert first.key in sweeps_claimed  # the copy came before the first main trial
