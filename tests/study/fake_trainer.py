@@ -19,7 +19,7 @@ import zlib
 import numpy as np
 
 from cnnlab.fmnist.config import DEFAULT_LR
-from cnnlab.study.plan import train_split
+from cnnlab.study.spec.plan import train_split
 
 N_TEST = 2000
 LABELS = np.random.default_rng(0).integers(0, 10, N_TEST)

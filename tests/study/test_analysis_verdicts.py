@@ -10,8 +10,7 @@ from scipy import stats as sps
 from statsmodels.stats.anova import AnovaRM
 
 from cnnlab.errors import CnnlabError
-from cnnlab.study import stats
-from cnnlab.study.analysis import analyse
+from cnnlab.study.analysis import analyse, stats
 from cnnlab.study.spec import parse_spec
 from cnnlab.study.storage import TrialRecord
 

@@ -14,7 +14,7 @@ import pytest
 from cnnlab.study import load_spec, run_study
 from cnnlab.study import storage as st
 from cnnlab.study.analysis import analyse
-from cnnlab.study.compare import compare_studies, format_markdown
+from cnnlab.study.report.compare import compare_studies, format_markdown
 
 SPEC_A = """
 name: a

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from cnnlab.study import load_spec, stats
+from cnnlab.study import load_spec
 from cnnlab.study import storage as st
-from cnnlab.study.analysis import analyse, epochs_to_target
+from cnnlab.study.analysis import analyse, epochs_to_target, stats
+from cnnlab.study.analysis.verdicts import comparison_sentence
 from cnnlab.study.report import write_report
-from cnnlab.study.verdicts import comparison_sentence
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_importance_ranks_the_factors(analysis):
 
 def test_unresolved_sentence():
     from cnnlab.study.analysis import Comparison
-    from cnnlab.study.stats import Interval
+    from cnnlab.study.analysis.stats import Interval
 
     c = Comparison("kernel_size", "5x5", "3x3", 3, Interval(3, 0.2, 0.3, -0.5, 0.9), 0.3, math.nan,
                    [], 1.4, family=2, holm_pvalue=0.6, verdict=stats.UNRESOLVED,

@@ -88,7 +88,7 @@ def test_batch_sizes_are_compared_by_steps_and_seconds_to_the_target(study):
 
 
 def test_the_report_says_what_each_optimizer_is_and_adamws_weight_decay():
-    from cnnlab.study.report_scenarios import describe_optimizers
+    from cnnlab.study.report.scenarios import describe_optimizers
     from cnnlab.study.spec import parse_spec
 
     data = {"budget": {"train_limit": 1000, "epochs": 2, "val_size": 500},

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from cnnlab.errors import CnnlabError
-from cnnlab.study.plan import steps_per_epoch
 from cnnlab.study.spec import parse_spec
+from cnnlab.study.spec.plan import steps_per_epoch
 
 BASE = {"budget": {"train_limit": 2048, "epochs": 4, "val_size": 500},
         "baseline": {"schedule": "cosine"}}  # fmt: skip

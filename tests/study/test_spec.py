@@ -76,7 +76,7 @@ def test_a_field_added_at_its_default_keeps_digests_and_keys():
     without the field (written then) hashes like one with the field at its default."""
     from dataclasses import replace
 
-    from cnnlab.study.plan import planned_trial as _trial
+    from cnnlab.study.spec.plan import planned_trial as _trial
 
     s = spec({"kernel_size": [3, 5]}, seeds=1)
     old_baseline = {k: v for k, v in s.source["baseline"].items() if k != "pool_padding"}
@@ -95,7 +95,7 @@ def test_a_trial_key_holds_the_weight_decay_its_optimizer_applies():
     """adamw's config names its (default) decay, so a trial trained at another decay is run
     again rather than reused; a decay that an optimizer ignores leaves its key alone, so the
     keys of studies stored while the default decay was 0 still match for every other one."""
-    from cnnlab.study.plan import planned_trial as _trial
+    from cnnlab.study.spec.plan import planned_trial as _trial
 
     s = spec({"optimizer": ["adam", "adamw"]}, seeds=1)
     by_label = {t.label: t for t in s.plan()[0]}

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.config import PRESETS, TrainConfig
-from cnnlab.study.factors import FACTOR_KINDS, REGULARIZATION_LEVELS
 from cnnlab.study.spec import parse_spec, spec_from_source
-from cnnlab.study.spec_file import parse_text
+from cnnlab.study.spec.factors import FACTOR_KINDS, REGULARIZATION_LEVELS
+from cnnlab.study.spec.file import parse_text
 
 FIELDS = sorted(TrainConfig.__dataclass_fields__)
 # words the parser knows, so that random specs often reach deep into it

@@ -12,7 +12,7 @@ import pytest
 import cnnlab
 from cnnlab.errors import CnnlabError
 from cnnlab.study.spec import load_spec
-from cnnlab.study.spec_file import MAX_ALIASES, MAX_DEPTH, MAX_SPEC_BYTES, parse_text
+from cnnlab.study.spec.file import MAX_ALIASES, MAX_DEPTH, MAX_SPEC_BYTES, parse_text
 
 
 def alias_bomb() -> str:

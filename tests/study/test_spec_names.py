@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 import cnnlab
 from cnnlab.errors import CnnlabError
 from cnnlab.study.cli import app
-from cnnlab.study.names import check_study_name, default_report_dir, shell_command, slug
 from cnnlab.study.spec import load_spec, parse_spec
+from cnnlab.study.spec.names import check_study_name, default_report_dir, shell_command, slug
 
 UNSAFE = ["../escape", "/tmp/abs", "a;touch pwned", "a b", ".hidden", "-flag", "a/b", "x" * 65,
           "ünï", "a\nb", ""]  # fmt: skip

@@ -6,7 +6,7 @@ import pytest
 
 from cnnlab.errors import CnnlabError
 from cnnlab.study.spec import load_spec, parse_spec
-from cnnlab.study.spec_checks import FIELD_KINDS, MAX_EPOCHS, MAX_TRIALS
+from cnnlab.study.spec.checks import FIELD_KINDS, MAX_EPOCHS, MAX_TRIALS
 
 BUDGET = {"train_limit": 1000, "epochs": 2, "val_size": 500}
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from cnnlab.study import stats
+from cnnlab.study.analysis import stats
 
 
 def test_t_interval_by_hand():

@@ -9,7 +9,7 @@ from scipy import stats as sps
 from statsmodels.formula.api import ols
 from statsmodels.stats.anova import AnovaRM, anova_lm
 
-from cnnlab.study import stats
+from cnnlab.study.analysis import stats
 
 
 def _one_factor(table):

@@ -16,7 +16,7 @@ import pytest
 
 from cnnlab.study import load_spec
 from cnnlab.study import storage as st
-from cnnlab.study.plan import planned_work
+from cnnlab.study.spec.plan import planned_work
 
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:

@@ -5,28 +5,21 @@
     run_study(spec, DEFAULT_STORAGE)  # sqlite:///studies.db
     write_report(DEFAULT_STORAGE, "quick", "reports/quick")
 
-Modules: ``spec`` (spec files and profiles -> planned trials; ``regime``: a factor's own
-baseline and budget), ``tuning`` (the learning rate a sweep chooses, and how it brackets it),
-``estimate`` (training images and wall time of a plan), ``storage`` (Optuna study, exactly-once
-queue), ``worker``/``run`` (processes, progress), ``stats`` (pure statistics), ``curves``
-(per-trial learning-curve measures), ``analysis``/``sweeps`` (numbers and conclusions),
-``report`` (HTML/Markdown/CSV).
+Rooms: ``spec/`` (spec files and profiles -> planned trials: ``factors``, ``regime``, a
+factor's own baseline and budget, ``plan``, ``names``, ``checks``, ``file``), ``analysis/``
+(completed trials -> numbers and conclusions: ``stats``, ``curves``, ``sweeps``, ``verdicts``),
+``report/`` (HTML/Markdown/CSV, and ``compare`` for two studies), ``storage/`` (Optuna study,
+exactly-once queue). The engine at this level: ``run`` (processes, progress) starts ``worker``
+processes that train each ``trial``; ``tuning`` (the learning rate a sweep chooses, and how it
+brackets it), ``estimate`` (training images and wall time of a plan), ``dashboard``, ``cli``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from cnnlab.study.defaults import DEFAULT_MARGIN, DEFAULT_STORAGE
 from cnnlab.study.spec import StudySpec, load_spec, profile_names
-
-# Here rather than in ``storage``: the CLIs read it without loading Optuna.
-DEFAULT_STORAGE = "sqlite:///studies.db"
-# Half a point of test accuracy: above the seed-to-seed standard deviations measured for the
-# full-data presets (0.07-0.41 points, docs/benchmarks.md, Time to accuracy) and the binomial
-# standard error of an accuracy near 90% on 10,000 test images (0.3 points); a smaller change
-# is not one a reader could act on. A parameter of analyse(), write_report()
-# and the report and compare commands, which read it here (this module loads no SciPy).
-DEFAULT_MARGIN = 0.5
 
 __all__ = [
     "DEFAULT_MARGIN", "DEFAULT_STORAGE", "StudySpec", "demo", "load_spec", "profile_names",

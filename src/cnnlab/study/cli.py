@@ -9,8 +9,9 @@ import typer
 
 from cnnlab.errors import CnnlabError
 from cnnlab.frameworks import requires
-from cnnlab.study import DEFAULT_MARGIN, DEFAULT_STORAGE, profile_names
-from cnnlab.study.names import check_study_name, default_report_dir, shell_command
+from cnnlab.study.defaults import DEFAULT_MARGIN, DEFAULT_STORAGE
+from cnnlab.study.spec import profile_names
+from cnnlab.study.spec.names import check_study_name, default_report_dir, shell_command
 
 if TYPE_CHECKING:  # the CLI starts without Optuna; commands import it when they run
     import optuna
@@ -118,8 +119,8 @@ def status(
     from rich.table import Table
 
     from cnnlab.study import storage as st
-    from cnnlab.study.plan import planned_work
     from cnnlab.study.run import _duration
+    from cnnlab.study.spec.plan import planned_work
 
     study = _open_study(storage, name)
     p = st.study_progress(study, planned_work(st.stored_spec(study).plan()[0]))
@@ -175,7 +176,7 @@ def compare(
 ) -> None:
     """Does a finding replicate? Every comparison both studies share, side by side."""
     from cnnlab.runs import require_file_target
-    from cnnlab.study.compare import compare_studies, format_text, write_markdown
+    from cnnlab.study.report.compare import compare_studies, format_text, write_markdown
 
     if out is not None:
         require_file_target("--out", out)
@@ -212,8 +213,8 @@ def plan(
 ) -> None:
     """Show the trials a spec would run, its training images and an estimated wall time."""
     from cnnlab.study import estimate
-    from cnnlab.study.plan import training_images
     from cnnlab.study.run import DEFAULT_WORKERS, _duration, default_threads
+    from cnnlab.study.spec.plan import training_images
 
     s = _spec(spec, profile)
     trials, cells = s.plan()

@@ -33,7 +33,7 @@ from typing import Any
 from cnnlab import __version__
 from cnnlab.caches import cache_root
 from cnnlab.errors import CnnlabError
-from cnnlab.study.plan import PlannedTrial, train_split, training_images
+from cnnlab.study.spec.plan import PlannedTrial, train_split, training_images
 
 BATCHES = (32, 128, 512)
 MEASURE_IMAGES = 2048  # per epoch: about a second each on a 2-core VM

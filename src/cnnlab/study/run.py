@@ -22,10 +22,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnlab.errors import CnnlabError
-from cnnlab.study import DEFAULT_STORAGE
 from cnnlab.study import storage as st
-from cnnlab.study.plan import planned_work
+from cnnlab.study.defaults import DEFAULT_STORAGE
 from cnnlab.study.spec import StudySpec
+from cnnlab.study.spec.plan import planned_work
 from cnnlab.study.storage.format import FAIL_REASON_ATTR
 
 # Measured on the idle 2-core machine (docs/benchmarks.md, Study engine): the same 16 trials

@@ -111,8 +111,8 @@ def t_interval(values: list[float | None], level: float = LEVEL):
     clipped to [0, 1], where every metric summarised here lives (with 3 folds, t(0.975, 2) =
     4.3 standard errors easily reach past it).
 
-    ``cnnlab.study.stats.t_interval`` computes the same, but loads statsmodels (seconds) into
-    a process that only needs SciPy.
+    ``cnnlab.study.analysis.stats.t_interval`` computes the same, but loads statsmodels
+    (seconds) into a process that only needs SciPy.
     """
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if not len(x):

@@ -16,7 +16,7 @@ import optuna
 import sqlalchemy
 
 from cnnlab.errors import CnnlabError
-from cnnlab.study import DEFAULT_STORAGE
+from cnnlab.study.defaults import DEFAULT_STORAGE
 from cnnlab.study.storage.liveness import GRACE_SECONDS, HEARTBEAT_SECONDS
 from cnnlab.study.storage.locking import sqlite_file, study_lock
 from cnnlab.study.storage.queue import requeue_stale

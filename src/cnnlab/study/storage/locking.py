@@ -16,7 +16,7 @@ import filelock
 import sqlalchemy
 
 from cnnlab.errors import CnnlabError
-from cnnlab.study import DEFAULT_STORAGE
+from cnnlab.study.defaults import DEFAULT_STORAGE
 
 LOCK_TIMEOUT_SECONDS = 120
 

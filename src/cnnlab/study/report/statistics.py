@@ -1,7 +1,7 @@
 """The statistics parts of the study report: how to read the verdicts, every comparison with
 its verdict, factor importance (seed-blocked ANOVA, partial omega squared) and the methods.
 
-Kept apart from ``report.py`` (figures, tables per factor, reproduction) so that what the
+Kept apart from ``report/__init__.py`` (figures, tables per factor, reproduction) so that what the
 report claims about statistics sits in one file next to ``verdicts.py``, which writes the
 sentences.
 """
@@ -13,8 +13,7 @@ from pathlib import Path
 
 from cnnlab import plots
 from cnnlab.report import Report
-from cnnlab.study import stats
-from cnnlab.study.analysis import StudyAnalysis
+from cnnlab.study.analysis import StudyAnalysis, stats
 
 
 def ci(i, digits: int = 2) -> str:

@@ -13,15 +13,26 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cnnlab.fmnist.config import DEFAULT_LR, TrainConfig, applied_weight_decay
+from cnnlab.study.spec.factors import Factor
 
 FMNIST_TRAIN_IMAGES = 60_000  # the training split the validation images are carved from
 
-if TYPE_CHECKING:
-    from cnnlab.study.factors import Factor
-    from cnnlab.study.spec import StudySpec
+
+class StudySpec(Protocol):
+    """What planning reads of a :class:`cnnlab.study.spec.StudySpec`; named here because the
+    spec calls this module to plan itself, and a module imports no caller of its own."""
+
+    design: str
+    seeds: tuple[int, ...]
+    baseline: TrainConfig
+    factors: tuple[Factor, ...]
+
+    def factor(self, name: str) -> Factor: ...
+
+    def factor_baseline(self, factor: Factor) -> TrainConfig: ...
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from cnnlab.report.document import markdown_table
 from cnnlab.runs import atomic_write_text, require_file_target
 from cnnlab.study import storage as st
 from cnnlab.study.analysis import DEFAULT_MARGIN, Comparison, StudyAnalysis, analyse
-from cnnlab.study.names import check_study_name
+from cnnlab.study.spec.names import check_study_name
 
 Key = tuple[str, str, str]  # (factor, level, reference)
 

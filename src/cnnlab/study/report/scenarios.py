@@ -2,7 +2,7 @@
 clean training images, the batch-size steps- and seconds-to-target table (Shallue et al.
 2019), and the optimizers' learning-rate sweeps with their bracketing and convergence curves.
 
-Kept apart from ``report.py`` (the document, its summary and per-factor tables) so that each
+Kept apart from the package module (the document, its summary and per-factor tables) so that each
 scenario's extra evidence reads in one place.
 """
 
@@ -16,11 +16,10 @@ import numpy as np
 from cnnlab import plots
 from cnnlab.fmnist.config import TrainConfig
 from cnnlab.report import Report
-from cnnlab.study import curves
-from cnnlab.study.analysis import CellSummary, StudyAnalysis
-from cnnlab.study.curves import POINTS
-from cnnlab.study.plan import steps_per_epoch, train_split
+from cnnlab.study.analysis import CellSummary, StudyAnalysis, curves
+from cnnlab.study.analysis.curves import POINTS
 from cnnlab.study.spec import Factor
+from cnnlab.study.spec.plan import steps_per_epoch, train_split
 
 _BUDGET_FIELDS = ("train_limit", "epochs", "val_size")
 

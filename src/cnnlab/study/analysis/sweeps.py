@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cnnlab.fmnist.config import DEFAULT_LR
-from cnnlab.study.curves import POINTS
-from cnnlab.study.plan import sweep_trials
+from cnnlab.study.analysis.curves import POINTS
 from cnnlab.study.spec import Cell, Factor, StudySpec
+from cnnlab.study.spec.plan import sweep_trials
 from cnnlab.study.storage import TrialRecord
 from cnnlab.study.tuning import (
     INTERIOR,

@@ -1,4 +1,4 @@
-"""The report's sentences, written from the numbers of ``analysis.py`` (never by hand).
+"""The report's sentences, written from the numbers of ``analysis/__init__.py`` (never by hand).
 
 Effect sizes first: every comparison opens with its difference in points and its 95% CI,
 then the verdict (better / worse / no difference detected / unresolved / no test possible)
@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from cnnlab.study import stats
+from cnnlab.study.analysis import stats
 
 if TYPE_CHECKING:
-    from cnnlab.study.analysis import CellSummary, Comparison, Importance, StudyAnalysis
+    from cnnlab.study.analysis.summaries import CellSummary, Comparison, Importance, StudyAnalysis
     from cnnlab.study.spec import Factor
 
 

@@ -4,7 +4,7 @@ A spec names a baseline config, the factors and their levels, the seeds, the dat
 the design (one factor at a time around the baseline, or full factorial). Parsing validates
 everything up front, so a bad spec fails in one line naming the field before any training.
 
-Modules: ``spec_file`` (reading files within limits), ``spec_checks`` (field checks shared by
+Modules: ``file`` (reading files within limits), ``checks`` (field checks shared by
 the parts), ``factors`` (levels -> config changes), ``regime`` (a factor's own baseline, budget
 and reason), ``plan`` (trials, keys and cells), ``names`` (study names). This module holds the
 spec itself and its top-level fields.
@@ -20,20 +20,8 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.config import PRESETS, TrainConfig
-from cnnlab.study import plan as planning
-from cnnlab.study.factors import (
-    FACTOR_KINDS,
-    REGULARIZATION_LEVELS,
-    Factor,
-    Level,
-    LrSweep,
-    check_factorial,
-    factor_source,
-    parse_factor,
-)
-from cnnlab.study.names import check_study_name, show, slug
-from cnnlab.study.plan import Cell, PlannedTrial, sweep_trials
-from cnnlab.study.spec_checks import (
+from cnnlab.study.spec import plan as planning
+from cnnlab.study.spec.checks import (
     CONFIG_FIELDS,
     MAX_TRIALS,
     bad,
@@ -43,7 +31,19 @@ from cnnlab.study.spec_checks import (
     no_unknown,
     seeds,
 )
-from cnnlab.study.spec_file import parse_text, read_spec_file
+from cnnlab.study.spec.factors import (
+    FACTOR_KINDS,
+    REGULARIZATION_LEVELS,
+    Factor,
+    Level,
+    LrSweep,
+    check_factorial,
+    factor_source,
+    parse_factor,
+)
+from cnnlab.study.spec.file import parse_text, read_spec_file
+from cnnlab.study.spec.names import check_study_name, show, slug
+from cnnlab.study.spec.plan import Cell, PlannedTrial, sweep_trials
 
 __all__ = [
     "DESIGNS", "FACTOR_KINDS", "REGULARIZATION_LEVELS", "Cell", "Factor", "Level", "LrSweep",

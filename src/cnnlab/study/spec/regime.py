@@ -27,8 +27,7 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.config import TrainConfig
-from cnnlab.study.names import show
-from cnnlab.study.spec_checks import (
+from cnnlab.study.spec.checks import (
     CONFIG_FIELDS,
     bad,
     check_values,
@@ -36,6 +35,7 @@ from cnnlab.study.spec_checks import (
     is_number,
     no_unknown,
 )
+from cnnlab.study.spec.names import show
 
 BUDGET_KEYS = frozenset({"train_limit", "epochs", "val_size"})
 REGIME_KEYS = ("baseline", "budget", "regime", "val_target")

@@ -3,7 +3,7 @@
 A summary page (status, how to read the verdicts, every comparison with its verdict, factor
 importance, best config, baseline, how to reproduce, machine) and one section per factor:
 accuracy vs level with 95% intervals, overlaid learning curves, time cost, a table and the
-conclusion sentences computed in ``analysis.py`` / ``verdicts.py``.
+conclusion sentences computed in ``analysis/`` (``verdicts.py``).
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from cnnlab import plots
 from cnnlab.errors import CnnlabError
 from cnnlab.report import Report
 from cnnlab.runs import environment_info, require_dir_target, run_directory, write_csv
-from cnnlab.study import curves
 from cnnlab.study import storage as st
 from cnnlab.study.analysis import (
     DEFAULT_MARGIN,
     StudyAnalysis,
     analyse,
+    curves,
     epochs_to_target,
     generalization_gap,
 )
-from cnnlab.study.report_scenarios import (
+from cnnlab.study.report.scenarios import (
     batch_part,
     batch_plots,
     factor_cells,
@@ -38,7 +38,7 @@ from cnnlab.study.report_scenarios import (
     optimizer_part,
     regime_part,
 )
-from cnnlab.study.report_stats import (
+from cnnlab.study.report.statistics import (
     ci,
     fmt_p,
     holm_text,

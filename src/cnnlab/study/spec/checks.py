@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.config import TrainConfig
-from cnnlab.study.names import show
+from cnnlab.study.spec.names import show
 
 MAX_SEEDS = 1_000
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seed range

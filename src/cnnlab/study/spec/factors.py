@@ -17,9 +17,7 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.config import DEFAULT_LR, OPTIMIZERS, TrainConfig
-from cnnlab.study.names import NAME_RULE, is_safe_name, show
-from cnnlab.study.regime import REGIME_KEYS, Regime, parse_regime
-from cnnlab.study.spec_checks import (
+from cnnlab.study.spec.checks import (
     CONFIG_FIELDS,
     MAX_EPOCHS,
     bad,
@@ -30,6 +28,8 @@ from cnnlab.study.spec_checks import (
     no_unknown,
     seeds,
 )
+from cnnlab.study.spec.names import NAME_RULE, is_safe_name, show
+from cnnlab.study.spec.regime import REGIME_KEYS, Regime, parse_regime
 
 FACTOR_KINDS = ("kernel_size", "regularization", "batch_size", "optimizer")
 REGULARIZATION_LEVELS = ("none", "l2", "dropout", "batch_norm", "augment", "all")

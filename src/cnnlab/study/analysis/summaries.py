@@ -1,0 +1,89 @@
+"""What an analysis holds: per-cell summaries, comparisons, importance, the whole study.
+
+In a module of their own so that ``verdicts`` (the sentences) reads these types without
+importing the analysis that calls it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from cnnlab.study.analysis import stats
+from cnnlab.study.analysis.sweeps import SweepSummary
+from cnnlab.study.defaults import DEFAULT_MARGIN
+from cnnlab.study.spec import StudySpec
+from cnnlab.study.spec.plan import Cell
+
+
+@dataclass
+class CellSummary:
+    cell: Cell
+    n: int  # completed seeds
+    accuracy: stats.Interval  # test accuracy, in points
+    macro_f1: stats.Interval
+    loss: stats.Interval
+    train_seconds: stats.Interval
+    epoch_seconds: stats.Interval
+    val_accuracy: stats.Interval
+    gap: stats.Interval  # train - val accuracy at the last epoch, in points
+    reached: int  # seeds whose validation accuracy reached the target
+    epochs_to_target: float | None  # median over the seeds that reached it
+    lr: float | None  # learning rate used (tuned: the sweep's choice)
+    params: int | None
+    target: float = math.nan  # the validation target of the cell's factor (or the study's)
+    clean_gap: bool = False  # gap measured on clean training images (else running accuracy)
+    steps_per_epoch: int | None = None
+    steps: int | None = None  # optimizer steps of one trial
+    steps_to_target: float | None = None  # median over the seeds that reached the target
+    seconds_to_target: float | None = None  # median training seconds, same seeds
+    diverged: int = 0  # seeds whose loss became NaN
+
+
+@dataclass
+class Comparison:
+    factor: str
+    level: str
+    reference: str
+    n: int  # pairs
+    diff: stats.Interval  # level - reference, points
+    t_pvalue: float
+    wilcoxon_pvalue: float  # nan below stats.MIN_WILCOXON_N pairs
+    mcnemar: list[stats.McNemar]  # one per pair of trials (seed); never Holm-adjusted
+    time_ratio: float  # median over seeds timed in one environment of seconds, level / reference
+    identical: bool = False  # the same difference in every pair: no test possible
+    family: int = 0  # comparisons in this factor's Holm family
+    holm_pvalue: float = math.nan  # paired t, Holm-adjusted within the factor
+    verdict: str = stats.UNTESTABLE
+    seeds_needed: int | None = None  # for an unresolved verdict (power calculation)
+    sentence: str = ""
+
+    @property
+    def significant(self) -> bool:
+        return self.verdict in (stats.BETTER, stats.WORSE)
+
+
+@dataclass
+class Importance:
+    term: str
+    omega_squared: float  # partial omega squared of the seed-blocked ANOVA
+    f_statistic: float
+    df: int
+    df_error: int
+    pvalue: float
+    seeds: int  # seeds on which every level of the term completed (the ANOVA's blocks)
+    spread: float  # best minus worst level mean, points
+
+
+@dataclass
+class StudyAnalysis:
+    spec: StudySpec
+    cells: dict[str, CellSummary]  # by cell name
+    comparisons: list[Comparison]
+    importance: list[Importance]
+    sweeps: dict[str, dict[str, SweepSummary]]  # factor -> optimizer -> its LR sweep
+    best: CellSummary | None  # highest mean validation accuracy in the study's own regime
+    margin: float = DEFAULT_MARGIN  # points; CI inside +-margin: "no difference detected"
+    conclusions: dict[str, list[str]] = field(default_factory=dict)  # by factor
+    complete: int = 0
+    planned: int = 0
