@@ -60,11 +60,11 @@ def child(folder: Path, cache: Path, image_size: int) -> None:
     from torch import nn
     from torch.utils.data import RandomSampler
 
-    from cnnlab.transfer import image_cache
-    from cnnlab.transfer.batches import ImageSource
     from cnnlab.transfer.config import TransferConfig
+    from cnnlab.transfer.data import cache as image_cache
+    from cnnlab.transfer.data.prepare import prepare_data
     from cnnlab.transfer.models import preprocessing
-    from cnnlab.transfer.splits import prepare_data
+    from cnnlab.transfer.training.batches import ImageSource
 
     decodes = []
     real = image_cache.decode_sized

@@ -35,9 +35,9 @@ def main() -> None:
     from cnnlab.console import make_console
     from cnnlab.runs import environment_info
     from cnnlab.transfer.config import TransferConfig
+    from cnnlab.transfer.data.prepare import prepare_data
     from cnnlab.transfer.device import resolve_device
-    from cnnlab.transfer.fit import fit
-    from cnnlab.transfer.splits import prepare_data
+    from cnnlab.transfer.training.fit import fit
 
     # ImageNet ResNet weights cannot be downloaded here; speed does not depend on the values.
     weights = "imagenet" if args.arch == "efficientnet_lite0" else "none"

@@ -43,11 +43,11 @@ def measure(arch: str, args) -> dict[str, float]:
     import numpy as np
     import torch
 
-    from cnnlab.transfer.engine import for_images
-    from cnnlab.transfer.features import Backbone
+    from cnnlab.transfer.inference.engines import for_images
+    from cnnlab.transfer.inference.predict import predict_proba
     from cnnlab.transfer.models import build_model, preprocessing
-    from cnnlab.transfer.predict import predict_proba
-    from cnnlab.transfer.presets import normalize, to_tensor_batch
+    from cnnlab.transfer.training.features import Backbone
+    from cnnlab.transfer.training.transforms import normalize, to_tensor_batch
 
     size, batch = args.image_size, args.batch_size
     weights = "imagenet" if arch == "efficientnet_lite0" else "none"

@@ -54,7 +54,7 @@ def bare_loop(images, labels, arch: str, batch_size: int, seed: int = 0) -> floa
 def cnnlab_rate(cfg, prepared, device) -> float:
     """Images per second of cnnlab's second epoch (the first pays one-time warm-up)."""
     from cnnlab.console import make_console
-    from cnnlab.transfer.fit import fit
+    from cnnlab.transfer.training.fit import fit
 
     result = fit(cfg.replace(epochs=2), prepared, device, make_console(quiet=True))
     n = (len(prepared.splits["train"]) // cfg.batch_size) * cfg.batch_size
@@ -79,8 +79,8 @@ def main() -> None:
     from cnnlab.console import make_console
     from cnnlab.runs import environment_info
     from cnnlab.transfer.config import TransferConfig
+    from cnnlab.transfer.data.prepare import prepare_data
     from cnnlab.transfer.device import resolve_device
-    from cnnlab.transfer.splits import prepare_data
 
     device, described = resolve_device("cpu")
     env = environment_info()

@@ -184,8 +184,8 @@ def test_help_and_the_core_commands_work_without_any_framework():
         ),
         (
             "tensorflow,keras",
-            "cnnlab.transfer.train,cnnlab.transfer.predict,"
-            "cnnlab.transfer.export,cnnlab.transfer.tensorboard",
+            "cnnlab.transfer.train,cnnlab.transfer.inference.predict,"
+            "cnnlab.transfer.inference.export,cnnlab.transfer.training.tensorboard",
         ),
     ],
     ids=["keras without torch", "transfer without tensorflow"],

@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.transfer.batches import FeatureSource, ImageSource
 from cnnlab.transfer.config import TransferConfig
-from cnnlab.transfer.data import LoadedSplit
-from cnnlab.transfer.features import Backbone, FeatureCache
-from cnnlab.transfer.loop import probabilities
+from cnnlab.transfer.data.folders import LoadedSplit
 from cnnlab.transfer.models import Preprocessing, build_model, head_name
-from cnnlab.transfer.recipe import make_sampler
+from cnnlab.transfer.training.batches import FeatureSource, ImageSource
+from cnnlab.transfer.training.features import Backbone, FeatureCache
+from cnnlab.transfer.training.loop import probabilities
+from cnnlab.transfer.training.recipe import make_sampler
 
 SIZE = 16
 CFG = TransferConfig(weights="none", image_size=SIZE, augment="none", batch_size=4)

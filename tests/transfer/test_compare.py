@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cnnlab.cli import main
-from cnnlab.transfer.compare import compare
+from cnnlab.transfer.evaluation.compare import compare
 
 CLASSES = ["NORMAL", "PNEUMONIA"]
 

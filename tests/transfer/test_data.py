@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from cnnlab.errors import CnnlabError
-from cnnlab.transfer import data as D
-from cnnlab.transfer import images as IM
 from cnnlab.transfer.config import TransferConfig
-from cnnlab.transfer.splits import prepare_data
+from cnnlab.transfer.data import folders as D
+from cnnlab.transfer.data import images as IM
+from cnnlab.transfer.data.prepare import prepare_data
 
 
 def test_flat_folder_is_one_pool_with_sorted_classes(folder):

@@ -20,10 +20,10 @@ import torch
 
 from cnnlab.console import make_console
 from cnnlab.errors import CnnlabError
-from cnnlab.transfer import distributed
 from cnnlab.transfer.config import TransferConfig
-from cnnlab.transfer.distributed import BalancedDistributedSampler, World
 from cnnlab.transfer.train import train
+from cnnlab.transfer.training import distributed
+from cnnlab.transfer.training.distributed import BalancedDistributedSampler, World
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 TINY = ["--weights", "none", "--arch", "resnet18", "--image-size", "32", "--batch-size", "8"]
@@ -108,13 +108,13 @@ SAME_WEIGHTS = """
 import sys
 import torch
 import torch.distributed as dist
-from cnnlab.transfer import distributed
-from cnnlab.transfer.batches import ImageSource
+from cnnlab.transfer.training import distributed
+from cnnlab.transfer.training.batches import ImageSource
 from cnnlab.transfer.config import TransferConfig
-from cnnlab.transfer.fit import fit
-from cnnlab.transfer.loop import evaluate
+from cnnlab.transfer.training.fit import fit
+from cnnlab.transfer.training.loop import evaluate
 from cnnlab.transfer.models import preprocessing
-from cnnlab.transfer.splits import prepare_data
+from cnnlab.transfer.data.prepare import prepare_data
 
 cfg = TransferConfig(
     weights="none", image_size=32, epochs=3, strategy="gradual", unfreeze_every=1,

@@ -14,10 +14,10 @@ from torch import nn
 
 from cnnlab.cli import main
 from cnnlab.transfer import checkpoint as ckpt_io
-from cnnlab.transfer import engine
-from cnnlab.transfer.features import Backbone, FeatureCache
+from cnnlab.transfer.inference import engines as engine
+from cnnlab.transfer.inference.predict import predict
 from cnnlab.transfer.models import build_model, preprocessing
-from cnnlab.transfer.predict import predict
+from cnnlab.transfer.training.features import Backbone, FeatureCache
 
 SIZE = 32
 PRE = preprocessing("resnet18", SIZE)
@@ -227,7 +227,7 @@ def test_engine_torch_never_imports_onnxruntime(run, tmp_path):
 import sys
 import numpy as np
 from cnnlab.cli import main
-from cnnlab.transfer.features import Backbone
+from cnnlab.transfer.training.features import Backbone
 from cnnlab.transfer.models import build_model
 main(["transfer", "predict", {str(run_dir)!r}, {str(data)!r}, "--engine", "torch"])
 main(["transfer", "evaluate", {str(run_dir)!r}, {str(data)!r}, "--engine", "torch",

@@ -14,17 +14,17 @@ from hypothesis import strategies as st
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer import checkpoint as C
-from cnnlab.transfer.assess import CARVED_TEST, fold_temperature, held_out
 from cnnlab.transfer.config import TransferConfig
-from cnnlab.transfer.models import build_model
-from cnnlab.transfer.predict import decision, metrics_of, predict
-from cnnlab.transfer.splits import (
+from cnnlab.transfer.data.prepare import (
     assign_folds,
     group_ids,
     group_key,
     grouped_holdout,
     prepare_data,
 )
+from cnnlab.transfer.evaluation.assess import CARVED_TEST, fold_temperature, held_out
+from cnnlab.transfer.inference.predict import decision, metrics_of, predict
+from cnnlab.transfer.models import build_model
 
 CFG = TransferConfig(weights="none", image_size=32)
 

@@ -144,7 +144,7 @@ def test_three_folds_give_three_results_and_their_mean_with_an_interval(tmp_path
         patient = re.search(PERSON, r["path"]).group(1)
         assert fold_of.setdefault(patient, r["fold"]) == r["fold"]  # a patient, one fold
     # transfer compare reads a cross-validation's out-of-fold predictions and mean metrics
-    from cnnlab.transfer.compare import compare
+    from cnnlab.transfer.evaluation.compare import compare
 
     text = compare([run_dir, run_dir])
     assert "from predictions_out_of_fold.csv" in text and "| 3 folds of 1 |" in text

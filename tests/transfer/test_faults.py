@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from cnnlab.transfer import checkpoint as C
-from cnnlab.transfer.images import MAX_PIXELS
+from cnnlab.transfer.data.images import MAX_PIXELS
 from cnnlab.transfer.models import build_model
 
 HERE = Path(__file__).resolve().parent

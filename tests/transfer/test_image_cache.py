@@ -21,10 +21,11 @@ from PIL import Image
 
 from cnnlab.caches import CACHE_ENV, cache_root
 from cnnlab.errors import CnnlabError
-from cnnlab.transfer import data as D
-from cnnlab.transfer import image_cache, mapped_images
-from cnnlab.transfer import images as IM
-from cnnlab.transfer.mapped_images import ImageRows, MappedRows
+from cnnlab.transfer.data import cache as image_cache
+from cnnlab.transfer.data import folders as D
+from cnnlab.transfer.data import images as IM
+from cnnlab.transfer.data import mapped as mapped_images
+from cnnlab.transfer.data.mapped import ImageRows, MappedRows
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 SIZE = 32
@@ -224,7 +225,8 @@ def test_the_cache_folder_comes_from_the_option_then_the_environment(monkeypatch
 LOADER = """
 import sys, time
 from pathlib import Path
-from cnnlab.transfer import data as D, image_cache
+from cnnlab.transfer.data import cache as image_cache
+from cnnlab.transfer.data import folders as D
 
 real, calls = image_cache.decode_sized, []
 def slow(*args):  # slow enough that both runs look for the images before either has them

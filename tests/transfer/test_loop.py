@@ -7,9 +7,9 @@ import torch
 from torch import nn
 from torch.utils.data import RandomSampler
 
-from cnnlab.transfer.batches import FeatureSource
-from cnnlab.transfer.features import FeatureCache
-from cnnlab.transfer.loop import Diverged, evaluate, train_one_epoch
+from cnnlab.transfer.training.batches import FeatureSource
+from cnnlab.transfer.training.features import FeatureCache
+from cnnlab.transfer.training.loop import Diverged, evaluate, train_one_epoch
 
 CLASSES = ["a", "b"]
 

@@ -22,11 +22,14 @@ SRC = str(Path(cnnlab_package.__file__).parents[1])
 
 
 def test_entry_points_survive_the_import_of_their_namesake_submodules():
-    import cnnlab.transfer.predict as predict_module
+    import cnnlab.transfer.inference.predict as predict_module
     import cnnlab.transfer.train as train_module
 
     assert train_module is sys.modules["cnnlab.transfer.train"] and train_module.fit
-    assert predict_module is sys.modules["cnnlab.transfer.predict"] and predict_module.grad_cam
+    assert (
+        predict_module is sys.modules["cnnlab.transfer.inference.predict"]
+        and predict_module.grad_cam
+    )
     assert callable(transfer.train) and callable(transfer.predict)
     assert "data_dir" in inspect.signature(transfer.train).parameters  # the entry point's own
     assert "source" in inspect.signature(transfer.predict).parameters

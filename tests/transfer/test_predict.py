@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from cnnlab.cli import main
-from cnnlab.transfer.predict import grad_cam
+from cnnlab.transfer.inference.predict import grad_cam
 
 
 def _read_csv(path):

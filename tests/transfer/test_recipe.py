@@ -8,7 +8,7 @@ import torch
 
 from cnnlab.transfer.config import TransferConfig
 from cnnlab.transfer.models import build_model
-from cnnlab.transfer.recipe import (
+from cnnlab.transfer.training.recipe import (
     better,
     make_loss,
     make_mix,

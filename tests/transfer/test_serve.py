@@ -46,7 +46,7 @@ def uploads(trained_run, tmp_path) -> list[Path]:
 
 
 def test_the_page_gives_what_transfer_predict_gives(classifier, trained_run, uploads, tmp_path):
-    from cnnlab.transfer.predict import predict
+    from cnnlab.transfer.inference.predict import predict
 
     results, overlays = classifier.classify(uploads)
     rows, failed = predict(trained_run, uploads, cam_dir=tmp_path / "cams", device="cpu")

@@ -16,9 +16,9 @@ import numpy as np
 
 from cnnlab.serve.page import ImageResult, read_uploads
 from cnnlab.transfer import checkpoint as ckpt_io
+from cnnlab.transfer.data.images import load_image
 from cnnlab.transfer.device import resolve_device
-from cnnlab.transfer.images import load_image
-from cnnlab.transfer.predict import cam_overlays, predict_proba, prediction_rows
+from cnnlab.transfer.inference.predict import cam_overlays, predict_proba, prediction_rows
 
 TOP_K = 3  # as `cnnlab transfer predict` lists by default
 

@@ -93,7 +93,7 @@ def predict(
     """One row per image file (folders are searched): ``predicted``, ``probability``, ``p_<class>``
     for every class, ``top_k``, and for two classes ``predicted_at_threshold``. An unreadable
     file is a row with its ``error``. ``out``: also a CSV; ``cam``: Grad-CAM overlays there."""
-    from cnnlab.transfer.predict import predict as run
+    from cnnlab.transfer.inference.predict import predict as run
 
     if isinstance(images, (str, os.PathLike)):
         images = [images]
@@ -111,7 +111,7 @@ def evaluate(
 ) -> EvaluationMetrics:
     """Metrics of the best checkpoint on a held-out folder of class folders; also written, with
     predictions and plots, to ``out`` (default ``RUN_DIR/evaluations/<folder name>``)."""
-    from cnnlab.transfer.predict import evaluate as run
+    from cnnlab.transfer.inference.predict import evaluate as run
 
     metrics, _ = run(_path(source), data_dir, out, device, overwrite)
     return metrics

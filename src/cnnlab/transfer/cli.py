@@ -61,7 +61,7 @@ def predict(
 ) -> None:
     """Class, probability per class and top-k for every image; unreadable files are listed."""
     from cnnlab.console import make_console
-    from cnnlab.transfer.predict import predict as run
+    from cnnlab.transfer.inference.predict import predict as run
 
     console = make_console()
     rows, failed = run(
@@ -96,8 +96,8 @@ def evaluate(
 ) -> None:
     """Metrics of a trained model on a held-out folder."""
     from cnnlab.console import make_console
-    from cnnlab.transfer.predict import evaluate as run
-    from cnnlab.transfer.report import print_summary
+    from cnnlab.transfer.evaluation.report import print_summary
+    from cnnlab.transfer.inference.predict import evaluate as run
 
     metrics, where = run(run_dir, data_dir, out, device, overwrite, max_pixels, engine=engine)
     console = make_console()
@@ -119,7 +119,7 @@ def compare(
 ) -> None:
     """Runs side by side, each against the first with paired bootstrap intervals."""
     from cnnlab.runs import atomic_write_text, require_file_target
-    from cnnlab.transfer.compare import compare as run
+    from cnnlab.transfer.evaluation.compare import compare as run
     from cnnlab.transfer.outputs import disk_errors
 
     target = None if out is None else require_file_target("--out", out)
@@ -138,6 +138,6 @@ def export(
     verify: bool = typer.Option(True, help="Compare ONNX outputs with PyTorch (onnxruntime)."),
 ) -> None:
     """Export the model as ONNX or safetensors."""
-    from cnnlab.transfer.export import export as run
+    from cnnlab.transfer.inference.export import export as run
 
     print(f"exported to {run(run_dir, out, verify)}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.configs import FrozenConfig, check_fields, invalid, option
-from cnnlab.transfer.presets import AUGMENTS
+from cnnlab.transfer.training.transforms import AUGMENTS
 
 STRATEGIES = ("head", "partial", "full", "gradual")
 BALANCES = ("none", "weights", "sampler")
@@ -16,7 +16,7 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 MONITORS = ("balanced_accuracy", "accuracy", "macro_f1", "roc_auc", "loss")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 ENGINES = ("auto", "torch", "onnxruntime")  # inference of the frozen backbone (engine.py)
-# the number itself lives in transfer/images.py (MAX_PIXELS), which the CLI must not import
+# the number itself lives in transfer/data/images.py (MAX_PIXELS), which the CLI must not import
 MAX_PIXELS_HELP = (
     "Refuse images whose header claims more pixels, before decoding "
     "(default and maximum: Pillow's own limit, about 89 million)."

@@ -24,7 +24,7 @@ from torch import nn
 from torchvision.models import get_model, get_model_weights, list_models
 
 from cnnlab.errors import CnnlabError
-from cnnlab.transfer.presets import IMAGENET_MEAN, IMAGENET_STD
+from cnnlab.transfer.training.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 LITE = "efficientnet_lite0"
 # EfficientNet-Lite was trained on (x - 127) / 128, i.e. mean 127/255 and std 128/255.

@@ -12,8 +12,12 @@ from typing import TYPE_CHECKING, NotRequired, TypedDict
 from cnnlab.metrics import ContractMetrics
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
     from torch import nn
+
+    from cnnlab.transfer.checkpoint import Checkpoint
+    from cnnlab.transfer.data.folders import LoadedSplit
 
 
 class BinaryMetrics(TypedDict):
@@ -174,3 +178,13 @@ class FitResult:
     train_step_seconds: float  # training steps only: what throughput is measured on
     images_seen: int
     used_feature_cache: bool
+
+
+@dataclass
+class Outcome:
+    metrics: RunMetrics
+    ckpt: Checkpoint  # the best epoch, calibrated with --calibrate, with its threshold
+    split: str  # the held-out split's key in ``prepared.splits``: "test" or "val"
+    held: LoadedSplit
+    proba: np.ndarray  # on ``held``, as the checkpoint predicts them
+    proba_uncalibrated: np.ndarray | None  # on ``held`` before a temperature was applied

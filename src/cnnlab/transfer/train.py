@@ -21,25 +21,25 @@ from cnnlab.allocator import keep_freed_memory
 from cnnlab.console import make_console
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import environment_info, require_dir_target, run_directory, write_csv, write_json
-from cnnlab.transfer import distributed
-from cnnlab.transfer.assess import assess, write_outcome
-from cnnlab.transfer.crossval import cross_validate
+from cnnlab.transfer.data.prepare import Prepared, prepare_data
 from cnnlab.transfer.device import resolve_device
-from cnnlab.transfer.engine import require_engine
-from cnnlab.transfer.fit import fit
+from cnnlab.transfer.evaluation.assess import assess, write_outcome
+from cnnlab.transfer.evaluation.crossval import cross_validate
+from cnnlab.transfer.evaluation.report import print_summary
+from cnnlab.transfer.inference.engines import require_engine
 from cnnlab.transfer.models import known_arch, require_weights
 from cnnlab.transfer.outputs import disk_errors
-from cnnlab.transfer.report import print_summary
-from cnnlab.transfer.splits import Prepared, prepare_data
+from cnnlab.transfer.training import distributed
+from cnnlab.transfer.training.fit import fit
 
 if TYPE_CHECKING:
     import torch
     from rich.console import Console
 
     from cnnlab.transfer.config import TransferConfig
-    from cnnlab.transfer.distributed import World
     from cnnlab.transfer.results import CrossValMetrics, RunMetrics
-    from cnnlab.transfer.tensorboard import TransferBoard
+    from cnnlab.transfer.training.distributed import World
+    from cnnlab.transfer.training.tensorboard import TransferBoard
 
 
 def train(
@@ -55,7 +55,7 @@ def train(
     With ``cfg.folds`` the run is a cross-validation (``crossval.py``): one directory, a
     ``fold_k/`` per fold, the summary's metrics. Under torchrun only rank 0 writes and gets
     the metrics; the other processes get None. ``tensorboard`` is a folder for TensorBoard
-    logs (transfer/tensorboard.py)."""
+    logs (transfer/training/tensorboard.py)."""
     console = console or make_console()
     require_dir_target("--out", out)
     known_arch(cfg.arch)
@@ -73,7 +73,7 @@ def train(
             return Path(out), None
         board = None
         if tensorboard is not None:  # checked (and created) before training
-            from cnnlab.transfer.tensorboard import TransferBoard
+            from cnnlab.transfer.training.tensorboard import TransferBoard
 
             board = TransferBoard(tensorboard)
         return _lead(

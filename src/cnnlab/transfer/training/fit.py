@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cnnlab.console import make_console, progress_bar
-from cnnlab.transfer import distributed
-from cnnlab.transfer.batches import BatchSource, FeatureSource, ImageSource
-from cnnlab.transfer.distributed import World, unwrap
-from cnnlab.transfer.features import Backbone
-from cnnlab.transfer.loop import Diverged, EpochStats, evaluate, train_one_epoch
 from cnnlab.transfer.models import build_model, preprocessing
-from cnnlab.transfer.presets import view_count
-from cnnlab.transfer.recipe import (
+from cnnlab.transfer.results import FitResult, HistoryRow
+from cnnlab.transfer.training import distributed
+from cnnlab.transfer.training.batches import BatchSource, FeatureSource, ImageSource
+from cnnlab.transfer.training.distributed import World, unwrap
+from cnnlab.transfer.training.features import Backbone
+from cnnlab.transfer.training.loop import Diverged, EpochStats, evaluate, train_one_epoch
+from cnnlab.transfer.training.recipe import (
     better,
     make_loss,
     make_mix,
@@ -36,7 +36,7 @@ from cnnlab.transfer.recipe import (
     make_sampler,
     make_scheduler,
 )
-from cnnlab.transfer.results import FitResult, HistoryRow
+from cnnlab.transfer.training.transforms import view_count
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Sampler
 
     from cnnlab.transfer.config import TransferConfig
-    from cnnlab.transfer.splits import Prepared
+    from cnnlab.transfer.data.prepare import Prepared
 
 
 def fit(

@@ -38,8 +38,8 @@ from torch import nn
 from cnnlab.caches import cache_root
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer.config import ENGINES
-from cnnlab.transfer.export import export_onnx
-from cnnlab.transfer.presets import normalize, to_tensor_batch
+from cnnlab.transfer.inference.export import export_onnx
+from cnnlab.transfer.training.transforms import normalize, to_tensor_batch
 
 Say = Callable[[str], None]
 

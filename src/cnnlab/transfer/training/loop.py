@@ -21,12 +21,12 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.metrics import classification_metrics
-from cnnlab.transfer.distributed import World, unwrap
+from cnnlab.transfer.training.distributed import World, unwrap
 
 if TYPE_CHECKING:
     from cnnlab.console import Advance
-    from cnnlab.transfer.batches import BatchSource
-    from cnnlab.transfer.recipe import Mix
+    from cnnlab.transfer.training.batches import BatchSource
+    from cnnlab.transfer.training.recipe import Mix
 
 
 # A cross-entropy this large means the true class sits a million logits below the predicted

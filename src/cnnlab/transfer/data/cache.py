@@ -2,8 +2,8 @@
 
 Runs used to hold every decoded image in RAM: about 0.9 GB for 5,000 images at 224 px, so a
 100,000-image folder did not fit a laptop. Now each image is decoded once into a store on
-disk (``image_store.py``), one per image size, shared by every later run, which reads it
-through a memory map (``mapped_images.py``): ``cache_images`` is the one entry point.
+disk (``cache_store.py``), one per image size, shared by every later run, which reads it
+through a memory map (``mapped.py``): ``cache_images`` is the one entry point.
 
 Entries are keyed by the sha256 of the file's bytes, not by path, size and mtime. The hash is
 computed every run anyway (``splits.csv`` and leakage detection need it), so a stat key would
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.transfer.image_store import ImageStore, Index, Snapshot, Writer
-from cnnlab.transfer.images import decode_sized, dhash, too_large
-from cnnlab.transfer.mapped_images import ImageRows
+from cnnlab.transfer.data.cache_store import ImageStore, Index, Snapshot, Writer
+from cnnlab.transfer.data.images import decode_sized, dhash, too_large
+from cnnlab.transfer.data.mapped import ImageRows
 
 CHUNK = 64  # files in flight in the thread pool: what bounds the memory of decoding
 

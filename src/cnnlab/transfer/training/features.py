@@ -4,8 +4,9 @@ When only the classifier trains, the backbone computes the same features for the
 every epoch, and that forward pass is nearly all the cost. So it runs once per image and
 augmented view; the epochs then train a linear layer on cached vectors, hundreds of times
 faster. The number of views is bounded (``view_count``): epoch ``e`` draws one of them per
-image, which keeps augmentation's benefit at a fixed, known cost. On a CPU that one pass runs
-through ONNX Runtime (``engine.py``): 4-10x faster than torch eager for the same features.
+image, which keeps augmentation's benefit at a fixed, known cost. On a CPU that one pass
+runs through ONNX Runtime (``inference/engines.py``): 4-10x faster than torch eager for the
+same features.
 """
 
 from __future__ import annotations
@@ -19,9 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.transfer.engine import CHECK_IMAGES, Inference, Say, prepare, stderr_note
+from cnnlab.transfer.inference.engines import CHECK_IMAGES, Inference, Say, prepare, stderr_note
 from cnnlab.transfer.models import head_name
-from cnnlab.transfer.presets import normalize, to_tensor_batch, view_count, view_transform
+from cnnlab.transfer.training.transforms import (
+    normalize,
+    to_tensor_batch,
+    view_count,
+    view_transform,
+)
 
 if TYPE_CHECKING:
     from cnnlab.console import Advance
@@ -42,7 +48,7 @@ def headless(model: nn.Module, name: str) -> Iterator[nn.Module]:
 class Backbone:
     """A classifier run without its head, on uint8 images normalised as it was trained.
 
-    ``engine`` (``engine.ENGINES``) picks torch or ONNX Runtime for the forward passes; the
+    ``engine`` (``engines.ENGINES``) picks torch or ONNX Runtime for the forward passes; the
     choice is made once, at ``prepare`` or the first ``features`` call, and kept: one export
     and one check per run, however many views and splits then go through it.
     """

@@ -1,6 +1,6 @@
 """The splits a run trains and evaluates on: decoded, carved, checked for leakage.
 
-``prepare_data`` is the data stage of ``transfer train``: it uses ``data.py`` to discover the
+``prepare_data`` is the data stage of ``transfer train``: it uses ``folders.py`` to discover the
 folders and decode every image once, carves the missing validation (and test) split,
 reports skipped files and duplicates across splits (leakage), and with ``dedupe`` removes
 them. The report is saved as ``data_report.json``, the file list as ``splits.csv``.
@@ -30,8 +30,8 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from cnnlab.configs import invalid
 from cnnlab.console import make_console, progress_bar
 from cnnlab.errors import CnnlabError
-from cnnlab.transfer import data as D
-from cnnlab.transfer.images import check_max_pixels
+from cnnlab.transfer.data import folders as D
+from cnnlab.transfer.data.images import check_max_pixels
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -43,8 +43,8 @@ import PIL
 from cnnlab.caches import CACHE_ENV
 from cnnlab.errors import CnnlabError, DiskFull
 from cnnlab.runs import disk_full, exclusive_file
-from cnnlab.transfer.images import DECODE_VERSION
-from cnnlab.transfer.mapped_images import MappedRows
+from cnnlab.transfer.data.images import DECODE_VERSION
+from cnnlab.transfer.data.mapped import MappedRows
 
 FORMAT = 1  # of the files below; a store of another format is rebuilt
 COMMIT_ROWS = 2048  # rows appended between index updates: an interrupted first run keeps them

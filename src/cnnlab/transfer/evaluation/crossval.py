@@ -1,6 +1,6 @@
 """``--folds K``: K trainings, each tested on the fold it never saw, in one run directory.
 
-``splits.prepare_data`` cuts the pool into K stratified folds (whole groups with
+``data.prepare.prepare_data`` cuts the pool into K stratified folds (whole groups with
 ``--group-regex``). Fold k trains on the other folds less a validation split, which chooses
 the epoch, the threshold and the temperature exactly as in a single run (``assess``), and is
 tested on fold k: every image is tested once. Each fold writes ``fold_k/`` (metrics.json with
@@ -24,18 +24,18 @@ from scipy import stats
 from cnnlab import plots
 from cnnlab.report import Report
 from cnnlab.runs import write_csv, write_json
-from cnnlab.transfer.assess import assess, labelled_rows, write_outcome
-from cnnlab.transfer.fit import fit
-from cnnlab.transfer.report import NAMES, data_section, print_summary, with_ci
-from cnnlab.transfer.splits import fold_split
+from cnnlab.transfer.data.prepare import fold_split
+from cnnlab.transfer.evaluation.assess import assess, labelled_rows, write_outcome
+from cnnlab.transfer.evaluation.report import NAMES, data_section, print_summary, with_ci
+from cnnlab.transfer.training.fit import fit
 
 if TYPE_CHECKING:
     import torch
     from rich.console import Console
 
     from cnnlab.transfer.config import TransferConfig
+    from cnnlab.transfer.data.prepare import Prepared
     from cnnlab.transfer.results import CrossValMetrics, FoldMetrics
-    from cnnlab.transfer.splits import Prepared
 
 METRICS = ("test_accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "pr_auc", "ece")
 LEVEL = 0.95

@@ -1,6 +1,6 @@
 """One image file -> one ``size x size x 3`` uint8 array, refusing what is unsafe to decode.
 
-Shared by training folders (``data.load_split``), ``transfer evaluate`` and ``transfer
+Shared by training folders (``folders.load_split``), ``transfer evaluate`` and ``transfer
 predict``, so the size limit below is checked in one place. Every failure is a ``ValueError``
 naming the reason; callers list the file as skipped or refuse it.
 """

@@ -24,15 +24,15 @@ from cnnlab.runs import (
     write_json,
 )
 from cnnlab.transfer import checkpoint as ckpt_io
-from cnnlab.transfer.batches import image_batches
-from cnnlab.transfer.data import class_folders, list_class_files, load_split
+from cnnlab.transfer.data.folders import class_folders, list_class_files, load_split
+from cnnlab.transfer.data.images import MAX_PIXELS, ImageTooLarge, check_max_pixels, load_image
 from cnnlab.transfer.device import resolve_device
-from cnnlab.transfer.engine import Say, for_images, require_engine, stderr_note
-from cnnlab.transfer.images import MAX_PIXELS, ImageTooLarge, check_max_pixels, load_image
-from cnnlab.transfer.loop import probabilities
+from cnnlab.transfer.inference.engines import Say, for_images, require_engine, stderr_note
 from cnnlab.transfer.models import cam_layer
 from cnnlab.transfer.outputs import disk_errors, staged
-from cnnlab.transfer.presets import normalize, to_tensor_batch
+from cnnlab.transfer.training.batches import image_batches
+from cnnlab.transfer.training.loop import probabilities
+from cnnlab.transfer.training.transforms import normalize, to_tensor_batch
 
 if TYPE_CHECKING:
     from cnnlab.console import Advance
@@ -206,7 +206,7 @@ def predict(
     """Predict every image; unreadable files become rows with an ``error``, never a crash.
 
     The CSV and the Grad-CAM overlays are written together or not at all. Probabilities come
-    from ``engine`` (``engine.prepare``); Grad-CAM needs gradients and always runs in torch.
+    from ``engine`` (``engines.prepare``); Grad-CAM needs gradients and always runs in torch.
     """
     if top_k < 1:
         raise CnnlabError(f"invalid --top-k: must be >= 1, got {top_k}")
@@ -302,7 +302,7 @@ def evaluate(
     predictions.csv, confusion_matrix.png, roc.png, precision_recall.png, reliability.png.
     Unreadable images, and images above ``max_pixels``, are skipped and listed in
     metrics.json; intervals are bootstrap 95% intervals (seed 0). Probabilities come from
-    ``engine`` (``engine.prepare``).
+    ``engine`` (``engines.prepare``).
     """
     max_pixels = check_max_pixels(max_pixels)
     ckpt = ckpt_io.load(run_dir)

@@ -1,7 +1,7 @@
 """Image folders: layout, quality checks, duplicate detection and the decoded images.
 
 Data flows: ``discover`` lists files per split (no decoding) -> ``load_split`` gives every
-usable file its decoded ``image_size`` square from the on-disk image cache (``image_cache``:
+usable file its decoded ``image_size`` square from the on-disk image cache (``cache``:
 decoded once, ever, then read through a memory map), skipping and reporting what cannot be
 used -> ``find_duplicates`` looks for leakage between splits. Epochs read the map, so a
 folder larger than RAM trains, and a second run on the same files decodes nothing.
@@ -20,13 +20,13 @@ import numpy as np
 from cnnlab.caches import cache_root
 from cnnlab.data.splits import stratified_split, stratified_subset
 from cnnlab.errors import CnnlabError
-from cnnlab.transfer.image_cache import cache_images
-from cnnlab.transfer.image_store import ImageStore, Note
-from cnnlab.transfer.images import MAX_PIXELS
-from cnnlab.transfer.images import dhash as dhash  # where it was: D.dhash
+from cnnlab.transfer.data.cache import cache_images
+from cnnlab.transfer.data.cache_store import ImageStore, Note
+from cnnlab.transfer.data.images import MAX_PIXELS
+from cnnlab.transfer.data.images import dhash as dhash  # where it was: D.dhash
 
 if TYPE_CHECKING:
-    from cnnlab.transfer.mapped_images import ImageRows
+    from cnnlab.transfer.data.mapped import ImageRows
 
 NEAR_THRESHOLD = 10  # of 256 dHash bits; see dhash() for how it was chosen
 VAL_NAMES = ("val", "valid", "validation")
@@ -162,7 +162,7 @@ def load_split(
     cache_dir: str | os.PathLike | None = None,
     note: Note | None = None,
 ) -> LoadedSplit:
-    """Every file of a split decoded (once, ever: see ``image_cache``); unusable files are
+    """Every file of a split decoded (once, ever: see ``cache``); unusable files are
     skipped and listed with a reason, among them files whose header claims more than
     ``max_pixels`` pixels, never decoded. ``note`` receives the cache's one-line notes."""
     store = ImageStore.open(cache_root(cache_dir), size, note or (lambda line: None))

@@ -5,7 +5,7 @@ file order, and the ``network`` that turns either into logits. The loop (``loop.
 only that interface, so the feature cache of the ``head`` strategy is a second source, not a
 branch in every step.
 
-Decoded images come from the on-disk image cache (``image_cache.py``): datasets index its
+Decoded images come from the on-disk image cache (``data/cache.py``): datasets index its
 memory map, so only the batches in flight are in memory. Under torchrun (``World``) each
 process's sampler yields its share of the epoch and ``val_batches`` its share of validation.
 """
@@ -20,16 +20,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cnnlab.transfer.distributed import World
-from cnnlab.transfer.features import Backbone, FeatureCache
 from cnnlab.transfer.models import head_name
-from cnnlab.transfer.presets import normalize, to_tensor_batch, train_transform
+from cnnlab.transfer.training.distributed import World
+from cnnlab.transfer.training.features import Backbone, FeatureCache
+from cnnlab.transfer.training.transforms import normalize, to_tensor_batch, train_transform
 
 if TYPE_CHECKING:
     from cnnlab.console import Advance
     from cnnlab.transfer.config import TransferConfig
-    from cnnlab.transfer.data import LoadedSplit
-    from cnnlab.transfer.mapped_images import ImageRows
+    from cnnlab.transfer.data.folders import LoadedSplit
+    from cnnlab.transfer.data.mapped import ImageRows
     from cnnlab.transfer.models import Preprocessing
 
 Transform = Callable[[torch.Tensor], torch.Tensor]

@@ -10,18 +10,17 @@ import numpy as np
 
 from cnnlab import plots
 from cnnlab.report import Report
-from cnnlab.transfer.predict import cam_overlays
+from cnnlab.transfer.inference.predict import cam_overlays
 
 if TYPE_CHECKING:
     from rich.console import Console
     from torch import nn
 
-    from cnnlab.transfer.assess import Outcome
     from cnnlab.transfer.checkpoint import Checkpoint
     from cnnlab.transfer.config import TransferConfig
-    from cnnlab.transfer.data import LoadedSplit
-    from cnnlab.transfer.results import FitResult, RunMetrics
-    from cnnlab.transfer.splits import Prepared
+    from cnnlab.transfer.data.folders import LoadedSplit
+    from cnnlab.transfer.data.prepare import Prepared
+    from cnnlab.transfer.results import FitResult, Outcome, RunMetrics
 
 MISTAKES = 8  # most confident mistakes shown with Grad-CAM
 

@@ -27,7 +27,7 @@ sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402  (after the switch: it reads it)
 
 if TYPE_CHECKING:
-    from cnnlab.transfer.data import LoadedSplit
+    from cnnlab.transfer.data.folders import LoadedSplit
     from cnnlab.transfer.results import HistoryRow
 
 # history.csv's validation columns, logged as epoch_<name> under DIR/validation

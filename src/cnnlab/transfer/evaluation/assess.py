@@ -17,7 +17,6 @@ or 1.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,28 +33,19 @@ from cnnlab.metrics import (
 )
 from cnnlab.runs import write_csv, write_json
 from cnnlab.transfer import checkpoint as ckpt_io
-from cnnlab.transfer.engine import Say, for_images, stderr_note
+from cnnlab.transfer.evaluation.report import write_report
+from cnnlab.transfer.inference.engines import Say, for_images, stderr_note
+from cnnlab.transfer.inference.predict import metrics_of, predict_proba, prediction_rows
 from cnnlab.transfer.models import preprocessing
-from cnnlab.transfer.predict import metrics_of, predict_proba, prediction_rows
-from cnnlab.transfer.report import write_report
+from cnnlab.transfer.results import Outcome
 
 if TYPE_CHECKING:
     from cnnlab.transfer.config import TransferConfig
-    from cnnlab.transfer.data import LoadedSplit
+    from cnnlab.transfer.data.folders import LoadedSplit
+    from cnnlab.transfer.data.prepare import Prepared
     from cnnlab.transfer.results import CalibrationChange, FitResult, RunMetrics
-    from cnnlab.transfer.splits import Prepared
 
 CARVED_TEST = "test split carved from train"
-
-
-@dataclass
-class Outcome:
-    metrics: RunMetrics
-    ckpt: ckpt_io.Checkpoint  # the best epoch, calibrated with --calibrate, with its threshold
-    split: str  # the held-out split's key in ``prepared.splits``: "test" or "val"
-    held: LoadedSplit
-    proba: np.ndarray  # on ``held``, as the checkpoint predicts them
-    proba_uncalibrated: np.ndarray | None  # on ``held`` before a temperature was applied
 
 
 def held_out(prepared: Prepared) -> tuple[str, str]:

@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, Sampler
 
 from cnnlab.errors import CnnlabError
-from cnnlab.transfer.recipe import class_weights
+from cnnlab.transfer.training.recipe import class_weights
 
 if TYPE_CHECKING:
     from cnnlab.transfer.config import TransferConfig

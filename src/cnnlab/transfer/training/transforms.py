@@ -1,6 +1,6 @@
 """Named train/eval transform presets (as in torchvision's references/classification).
 
-Images arrive already decoded and resized to ``image_size`` (see ``data.load_split``), as
+Images arrive already decoded and resized to ``image_size`` (see ``data.folders.load_split``), as
 uint8 CHW tensors. Augmentations run per image on uint8; normalisation runs once per batch on
 the device (``normalize``), which is cheaper than per image.
 
