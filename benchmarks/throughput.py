@@ -86,7 +86,7 @@ def main() -> None:
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (the first epoch is warm-up)")
 
-    from cnnlab.fmnist.backend import configure_threads
+    from cnnlab.runtime import configure_threads
 
     configure_threads(args.threads)
     import keras

@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write every run's curve here")
     args = parser.parse_args()
 
-    from cnnlab.fmnist.backend import configure_threads
+    from cnnlab.runtime import configure_threads
 
     configure_threads(args.threads)
     import keras

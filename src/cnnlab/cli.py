@@ -1,4 +1,5 @@
-"""The ``cnnlab`` command: thin parsing over library functions.
+"""The ``cnnlab`` command: thin parsing over library functions, and ``demo``, which tours
+both the Fashion-MNIST pipeline and the study engine (so it belongs to neither).
 
 Every sub-command module imports its heavy framework (TensorFlow, torch) inside the command
 functions, so ``cnnlab --help`` and error paths stay fast. The root options: ``--verbose``
@@ -7,7 +8,9 @@ functions, so ``cnnlab --help`` and error paths stay fast. The root options: ``-
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import typer
 
@@ -17,10 +20,13 @@ except ImportError:  # pragma: no cover
     from click.exceptions import ClickException as _ClickException
 
 from cnnlab.errors import CnnlabError
-from cnnlab.fmnist.backend import quiet_framework_logs
+from cnnlab.fmnist.cli import choices, fmnist_summary, stamp
 from cnnlab.fmnist.cli import register as register_fmnist
+from cnnlab.runtime import quiet_framework_logs, requires
 from cnnlab.serve.cli import serve_command
+from cnnlab.study.cli import Profile
 from cnnlab.study.cli import app as study_app
+from cnnlab.study.defaults import DEFAULT_STORAGE
 from cnnlab.transfer.cli import app as transfer_app
 
 app = typer.Typer(
@@ -41,7 +47,45 @@ def root(
     quiet_framework_logs(verbose)  # before any command imports TensorFlow
 
 
+@requires("keras")
+def demo_command(
+    single_run: bool = typer.Option(
+        False, "--single-run", help="Train one `fast` model instead of running the quick study."
+    ),
+    profile: Profile = typer.Option("quick", metavar=choices(Profile), help="Study profile."),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="Optuna storage URL of the study."),
+    out: Path | None = typer.Option(None, help="Report (or run) directory."),
+    data_dir: Path | None = typer.Option(None, help="Folder with the Fashion-MNIST .gz files."),
+    epochs: int = typer.Option(4, help="Epochs of the --single-run demo."),
+    train_limit: int = typer.Option(20000, help="Training images of the --single-run demo."),
+) -> None:
+    """Quick tour: the `quick` study of kernel size, regularization, batch size and optimizer
+    (resumed if interrupted), then its report. `--single-run` trains one `fast` model instead."""
+    if not single_run:
+        if data_dir is not None:
+            os.environ["CNNLAB_DATA_DIR"] = str(data_dir)
+        from cnnlab.study import demo
+
+        print(f"demo: the `{profile}` study (storage {storage})")
+        report = demo(profile=profile, storage=storage, out=out)
+        print(f"report: {report}  (also report.md and results.csv beside it)")
+        return
+    from cnnlab.fmnist.config import preset
+
+    config = preset("fast").replace(epochs=epochs, train_limit=train_limit)
+    out = out or Path("runs") / f"demo-{stamp()}"
+    from cnnlab.fmnist.train import train
+
+    print(f"demo: the `fast` preset on {train_limit} training images for {epochs} epochs")
+    result = train(config, out=out, data_dir=data_dir)
+    print(fmnist_summary(result))
+    print(f"run directory: {out}")
+    print(f"report:        {out / 'report.html'}  (also report.md)")
+    print(f"next: cnnlab evaluate {out}   |   cnnlab predict {out} IMAGE...")
+
+
 register_fmnist(app)
+app.command("demo")(demo_command)
 app.add_typer(study_app, name="study", help="Repeated, analysed experiments on Fashion-MNIST.")
 app.add_typer(transfer_app, name="transfer", help="Fine-tune pretrained CNNs on image folders.")
 app.command("serve")(serve_command)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from cnnlab.errors import CnnlabError
-from cnnlab.fmnist.backend import configure_threads, require_supported_backend
+from cnnlab.runtime import configure_threads, require_supported_backend
 
 SCRIPT = """
-from cnnlab.fmnist.backend import configure_threads
+from cnnlab.runtime import configure_threads
 configure_threads(1)          # before TensorFlow is imported, as a study worker does
 import tensorflow as tf
 print(tf.config.threading.get_intra_op_parallelism_threads(),

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.errors import CnnlabError
-from cnnlab.frameworks import EXTRAS, extra_of, requires
+from cnnlab.runtime import EXTRAS, extra_of, requires
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("missing_modules.py")

@@ -1,4 +1,4 @@
-"""Fashion-MNIST commands: train, evaluate, predict, demo (registered on the root app).
+"""Fashion-MNIST commands: train, evaluate, predict (registered on the root app).
 
 Thin: parse flags into a TrainConfig (a preset plus the flags given), call one library
 function, print. TensorFlow is imported inside the commands, so ``cnnlab --help`` stays fast
@@ -10,7 +10,6 @@ a typo is refused with the list.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -19,9 +18,7 @@ import typer
 
 from cnnlab.configs import config_options
 from cnnlab.fmnist.config import PRESETS, TrainConfig, preset
-from cnnlab.frameworks import requires
-from cnnlab.study import DEFAULT_STORAGE
-from cnnlab.study.cli import Profile
+from cnnlab.runtime import requires
 
 Preset = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 Invert = Literal["auto", "yes", "no"]
@@ -32,7 +29,7 @@ def choices(values: Any) -> str:
     return f"[{'|'.join(typing.get_args(values))}]"
 
 
-def _stamp() -> str:
+def stamp() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
@@ -42,7 +39,7 @@ def build_config(preset_name: str, **overrides: Any) -> TrainConfig:
     return preset(preset_name).replace(**changes)
 
 
-def _summary(result) -> str:
+def fmnist_summary(result) -> str:
     m = result.metrics
     return (
         f"test accuracy {m['test_accuracy']:.4f}  balanced {m['balanced_accuracy']:.4f}  "
@@ -71,8 +68,8 @@ def train_command(
 ) -> None:
     """Train a CNN on Fashion-MNIST and write a run directory with metrics, plots and report."""
     config = build_config(preset, **config_fields)
-    out = out or Path("runs") / f"{preset}-{_stamp()}"
-    from cnnlab.fmnist.backend import configure_threads
+    out = out or Path("runs") / f"{preset}-{stamp()}"
+    from cnnlab.runtime import configure_threads
 
     configure_threads(threads)
     from cnnlab.fmnist.train import train
@@ -81,7 +78,7 @@ def train_command(
         config, out=out, data_dir=data_dir, progress=progress, overwrite=overwrite,
         tensorboard=tensorboard,
     )  # fmt: skip
-    print(_summary(result))
+    print(fmnist_summary(result))
     print(f"run directory: {out}  (report: {out / 'report.html'})")
 
 
@@ -124,45 +121,7 @@ def predict_command(
         print(f"{p.path}: {p.label} ({p.probability:.1%}; then {others})")
 
 
-@requires("keras")
-def demo_command(
-    single_run: bool = typer.Option(
-        False, "--single-run", help="Train one `fast` model instead of running the quick study."
-    ),
-    profile: Profile = typer.Option("quick", metavar=choices(Profile), help="Study profile."),
-    storage: str = typer.Option(DEFAULT_STORAGE, help="Optuna storage URL of the study."),
-    out: Path | None = typer.Option(None, help="Report (or run) directory."),
-    data_dir: Path | None = typer.Option(None, help="Folder with the Fashion-MNIST .gz files."),
-    epochs: int = typer.Option(4, help="Epochs of the --single-run demo."),
-    train_limit: int = typer.Option(20000, help="Training images of the --single-run demo."),
-) -> None:
-    """Quick tour: the `quick` study of kernel size, regularization, batch size and optimizer
-    (resumed if interrupted), then its report. `--single-run` trains one `fast` model instead."""
-    if not single_run:
-        if data_dir is not None:
-            os.environ["CNNLAB_DATA_DIR"] = str(data_dir)
-        from cnnlab.study import demo
-
-        print(f"demo: the `{profile}` study (storage {storage})")
-        report = demo(profile=profile, storage=storage, out=out)
-        print(f"report: {report}  (also report.md and results.csv beside it)")
-        return
-    from cnnlab.fmnist.config import preset
-
-    config = preset("fast").replace(epochs=epochs, train_limit=train_limit)
-    out = out or Path("runs") / f"demo-{_stamp()}"
-    from cnnlab.fmnist.train import train
-
-    print(f"demo: the `fast` preset on {train_limit} training images for {epochs} epochs")
-    result = train(config, out=out, data_dir=data_dir)
-    print(_summary(result))
-    print(f"run directory: {out}")
-    print(f"report:        {out / 'report.html'}  (also report.md)")
-    print(f"next: cnnlab evaluate {out}   |   cnnlab predict {out} IMAGE...")
-
-
 def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
     app.command("evaluate")(evaluate_command)
     app.command("predict")(predict_command)
-    app.command("demo")(demo_command)

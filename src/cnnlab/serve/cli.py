@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cnnlab.frameworks import requires
+from cnnlab.runtime import requires
 
 
 @requires("serve", "keras", "transfer")  # Gradio, then the run's own framework

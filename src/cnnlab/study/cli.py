@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 import typer
 
 from cnnlab.errors import CnnlabError
-from cnnlab.frameworks import requires
+from cnnlab.runtime import requires
 from cnnlab.study.defaults import DEFAULT_MARGIN, DEFAULT_STORAGE
 from cnnlab.study.spec import profile_names
 from cnnlab.study.spec.names import check_study_name, default_report_dir, shell_command

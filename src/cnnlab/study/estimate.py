@@ -182,7 +182,7 @@ def _measure_in_subprocesses(threads: int, workers: int) -> dict[str, Any]:
 
 def measure(threads: int) -> dict[str, Any]:
     """Images/s of the tutorial network training at each of ``BATCHES`` and predicting."""
-    from cnnlab.fmnist.backend import configure_threads
+    from cnnlab.runtime import configure_threads
 
     configure_threads(threads)
     import numpy as np

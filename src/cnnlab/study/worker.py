@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     threads = options.pop("threads", None)
     if threads:
-        from cnnlab.fmnist.backend import configure_threads
+        from cnnlab.runtime import configure_threads
 
         configure_threads(int(threads))  # before TensorFlow starts its pools
     try:

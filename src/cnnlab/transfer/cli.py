@@ -11,7 +11,7 @@ from typing import Any, Literal
 import typer
 
 from cnnlab.configs import config_options
-from cnnlab.frameworks import requires
+from cnnlab.runtime import requires
 from cnnlab.transfer.config import DEVICES, MAX_PIXELS_HELP, TransferConfig
 
 app = typer.Typer(no_args_is_help=True)
