@@ -8,7 +8,7 @@ budget (3,000 images, 3 epochs), so that fixed costs (worker start-up, TensorFlo
 parsing: a few seconds per worker) are amortised as they are in a real study. Printed:
 
 - wall: the whole ``run_study`` call (spawning workers, storage, every trial);
-- trainer: the sum over trials of the trainer call (``cnnlab.fmnist.train.train``: model
+- trainer: the sum over trials of the trainer call (``cnnlab.fmnist.training.train``: model
   build, fit, validation and test evaluation), each timed inside its worker;
 - fit: the sum of the trainer's own training time (``model.fit`` without evaluation);
 - overhead = wall x workers / trainer - 1 (the engine's share; target <= 5%);

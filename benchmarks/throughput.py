@@ -66,7 +66,7 @@ def plain_fit(x_train, y_train, x_val, y_val, epochs: int, seed: int) -> list[fl
 
 
 def cnnlab_fit(config, data, progress: bool) -> list[float]:
-    from cnnlab.fmnist.train import train
+    from cnnlab.fmnist.training import train
 
     result = train(config, data, progress=progress)
     return [row["seconds"] for row in result.history]
@@ -93,7 +93,7 @@ def main() -> None:
 
     from cnnlab.data.fashion_mnist import load_fashion_mnist
     from cnnlab.fmnist.config import preset
-    from cnnlab.fmnist.train import make_splits
+    from cnnlab.fmnist.training import make_splits
     from cnnlab.runs import environment_info
 
     data = load_fashion_mnist()

@@ -36,7 +36,7 @@ def one_run(config, data, tta_from_epoch: int = 1) -> dict:
     import numpy as np
 
     from cnnlab.fmnist.callbacks import TestAccuracyProbe
-    from cnnlab.fmnist.train import train
+    from cnnlab.fmnist.training import train
 
     x_test = data.x_test.reshape(-1, 28, 28, 1).astype(np.float32)
     probe = TestAccuracyProbe(

@@ -39,7 +39,7 @@ def main() -> None:
     from cnnlab.console import make_console
     from cnnlab.runs import environment_info
     from cnnlab.transfer.config import TransferConfig
-    from cnnlab.transfer.train import train
+    from cnnlab.transfer.pipeline import train
 
     env = environment_info()
     print(f"machine: {env['processor']}, {env['cpu_count']} cores; torch {torch.__version__}")

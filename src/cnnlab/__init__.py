@@ -22,7 +22,7 @@ __all__ = ["CnnlabError", "__version__", "fmnist", "study", "transfer"]
 
 
 def __getattr__(name: str):
-    # `import cnnlab; cnnlab.fmnist.train(...)` without importing the pipelines up front
+    # `import cnnlab; cnnlab.fmnist.training(...)` without importing the pipelines up front
     if name in ("fmnist", "study", "transfer"):
         return importlib.import_module(f"cnnlab.{name}")
     raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")

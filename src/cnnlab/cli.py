@@ -74,7 +74,7 @@ def demo_command(
 
     config = preset("fast").replace(epochs=epochs, train_limit=train_limit)
     out = out or Path("runs") / f"demo-{stamp()}"
-    from cnnlab.fmnist.train import train
+    from cnnlab.fmnist.training import train
 
     print(f"demo: the `fast` preset on {train_limit} training images for {epochs} epochs")
     result = train(config, out=out, data_dir=data_dir)

@@ -67,7 +67,7 @@ def test_rich_progress_shows_epochs_loss_and_validation_accuracy():
 
     from cnnlab.fmnist.callbacks import EpochClock, RichProgress
     from cnnlab.fmnist.config import preset
-    from cnnlab.fmnist.train import compile_model
+    from cnnlab.fmnist.training import compile_model
 
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=False, width=160)

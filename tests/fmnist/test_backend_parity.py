@@ -15,7 +15,7 @@ SCRIPT = """
 import json
 from cnnlab.data.fashion_mnist import load_fashion_mnist
 from cnnlab.fmnist.config import preset
-from cnnlab.fmnist.train import train
+from cnnlab.fmnist.training import train
 config = preset("tutorial").replace(
     train_limit=2000, val_size=500, epochs=2, batch_size=32, augment=True
 )

@@ -58,7 +58,7 @@ def test_subset_is_fixed_and_seeded():
 @pytest.mark.slow
 def test_train_records_clean_training_accuracy_when_asked(fashion):
     from cnnlab.fmnist.config import PRESETS
-    from cnnlab.fmnist.train import train
+    from cnnlab.fmnist.training import train
 
     config = PRESETS["tutorial"].replace(**{**TINY, "epochs": 2, "augment": True})
     result = train(config, fashion, progress=False, clean_train_images=500)

@@ -146,7 +146,7 @@ def test_bad_flags_are_one_line_exit_2(args, fragment, capsys):
 
 
 def test_augmentation_and_tta_flags_reach_the_config():
-    from cnnlab.fmnist.cli import build_config
+    from cnnlab.fmnist.config import resolve_config as build_config
 
     config = build_config(
         "fast", augment=True, shift=0.1, flip=False, erasing=0.0, tta=True, tta_shift=2

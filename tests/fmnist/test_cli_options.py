@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 
 import cnnlab as cnnlab_package
+from cnnlab import fmnist
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
-from cnnlab.fmnist import cli as fmnist_cli
-from cnnlab.fmnist.cli import build_config
-from cnnlab.fmnist.config import OPTIMIZERS, PRESETS
+from cnnlab.fmnist.config import OPTIMIZERS, PRESETS, resolve_config
 
 
 def cnnlab(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -58,14 +57,14 @@ def test_help_lists_the_choices_of_every_enumerated_option():
 
 @pytest.fixture
 def given_fields(monkeypatch):
-    """The fields `cnnlab train ARGS` hands to build_config; stops before any training."""
+    """The config fields `cnnlab train ARGS` hands to `fmnist.train`; stops before any training."""
     seen: dict = {}
 
-    def record(preset, **fields):
-        seen.update(fields, preset=preset)
+    def record(preset, *, out, data_dir, progress, overwrite, threads, tensorboard, **fields):
+        seen.update({k: v for k, v in fields.items() if v is not None}, preset=preset)
         raise CnnlabError("recorded")
 
-    monkeypatch.setattr(fmnist_cli, "build_config", record)
+    monkeypatch.setattr(fmnist, "train", record)
 
     def given(*args: str) -> dict:
         seen.clear()
@@ -94,5 +93,5 @@ def test_the_flags_of_earlier_releases_still_set_their_fields(given_fields):
 def test_flags_left_out_keep_the_presets_values(given_fields):
     fields = given_fields("--preset", "strong", "--epochs", "2")
     assert fields == {"preset": "strong", "epochs": 2}
-    config = build_config(fields.pop("preset"), **fields)
+    config = resolve_config(fields.pop("preset"), **fields)
     assert config == PRESETS["strong"].replace(epochs=2)

@@ -205,7 +205,7 @@ def test_disk_full_while_writing_the_run_is_one_line_and_keeps_the_old_run(works
     # After training, the first write of the run finds the disk full (fsync fails with ENOSPC).
     script = f"""
 import errno, os, sys
-import cnnlab.fmnist.train as train
+import cnnlab.fmnist.training as train
 from cnnlab.cli import main
 write_run = train.write_run
 def full_disk_write_run(*args, **kwargs):

@@ -15,7 +15,7 @@ from cnnlab.runs import RUN_MARKER
 keras = pytest.importorskip("keras")
 
 from cnnlab.fmnist.result import TrainMetrics  # noqa: E402
-from cnnlab.fmnist.train import fit_inputs, make_splits, train  # noqa: E402
+from cnnlab.fmnist.training import fit_inputs, make_splits, train  # noqa: E402
 
 from .conftest import TINY  # noqa: E402
 
@@ -148,7 +148,7 @@ def test_failed_run_leaves_nothing_behind(fashion, tmp_path):
 )
 def test_tta_run_is_evaluated_on_every_view(fashion, tmp_path, tta_shift, views, described):
     from cnnlab.fmnist.callbacks import TestAccuracyProbe
-    from cnnlab.fmnist.evaluate import evaluate_run, load_model, predict_images
+    from cnnlab.fmnist.inference import evaluate, load_model, predict
     from cnnlab.fmnist.model import predict_proba
 
     x = fashion.x_test.reshape(-1, 28, 28, 1).astype("float32")
@@ -163,7 +163,7 @@ def test_tta_run_is_evaluated_on_every_view(fashion, tmp_path, tta_shift, views,
     assert not np.allclose(both, plain, atol=1e-3)
     accuracy = float((both.argmax(1) == fashion.y_test).mean())
     assert result.metrics["test_accuracy"] == pytest.approx(accuracy)
-    assert evaluate_run(out)["test_accuracy"] == pytest.approx(accuracy)  # from config.json
+    assert evaluate(out)["test_accuracy"] == pytest.approx(accuracy)  # from config.json
     saved = json.loads((out / "metrics.json").read_text())
     assert (saved["test_time_augmentation"], saved["test_time_views"]) == (True, views)
     assert described in (out / "report.md").read_text()
@@ -173,13 +173,13 @@ def test_tta_run_is_evaluated_on_every_view(fashion, tmp_path, tta_shift, views,
     from PIL import Image
 
     Image.fromarray(fashion.x_test[0]).save(tmp_path / "a.png")
-    (p,) = predict_images(out, [tmp_path / "a.png"])
-    assert p.probability == pytest.approx(float(both[0].max()), abs=1e-4)
+    (row,) = predict(out, [tmp_path / "a.png"])
+    assert row["probability"] == pytest.approx(float(both[0].max()), abs=1e-4)
     bare = tmp_path / "bare"  # a model file without its config.json predicts on one view
     bare.mkdir()
     shutil.copy(out / "model.keras", bare / "model.keras")
-    (p,) = predict_images(bare, [tmp_path / "a.png"])
-    assert p.probability == pytest.approx(float(plain[0].max()), abs=1e-4)
+    (row,) = predict(bare, [tmp_path / "a.png"])
+    assert row["probability"] == pytest.approx(float(plain[0].max()), abs=1e-4)
 
 
 def test_probe_scores_one_view_before_its_tta_epoch(fashion, monkeypatch):

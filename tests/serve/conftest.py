@@ -42,7 +42,7 @@ def fashion_test():
 def fmnist_run(tmp_path_factory, fashion_test) -> Path:
     """A real but tiny run: the `tutorial` preset, 2,000 training images, one epoch."""
     from cnnlab.fmnist.config import preset
-    from cnnlab.fmnist.train import train
+    from cnnlab.fmnist.training import train
 
     out = tmp_path_factory.mktemp("serve") / "tutorial"
     config = preset("tutorial").replace(epochs=1, train_limit=2000, val_size=1000)

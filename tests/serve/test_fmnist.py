@@ -38,17 +38,17 @@ def garment_files(fashion_test, folder, label_ids=(1, 7, 9)):
 def test_the_page_gives_what_cnnlab_predict_gives(
     classifier, fmnist_run, fashion_test, tmp_path, invert
 ):
-    from cnnlab.fmnist.evaluate import predict_images
+    from cnnlab.fmnist.inference import predict
 
     paths = garment_files(fashion_test, tmp_path)
     results, overlays = classifier.classify(paths, invert)
-    expected = predict_images(fmnist_run, paths, invert)
+    expected = predict(fmnist_run, paths, invert)
     assert [r.name for r in results] == [p.name for p in paths]
     for got, want in zip(results, expected, strict=True):
         assert got.error == ""
-        assert got.predicted == want.label
-        assert got.probability == pytest.approx(want.probability, abs=1e-6)
-        assert [name for name, _ in got.top] == [name for name, _ in want.top]
+        assert got.predicted == want["predicted"]
+        assert got.probability == pytest.approx(want["probability"], abs=1e-6)
+        assert [name for name, _ in got.top] == [name for name, _ in want["top_k"]]
     assert overlays == []  # Grad-CAM is offered for transfer runs only
 
 

@@ -180,11 +180,11 @@ def test_help_and_the_core_commands_work_without_any_framework():
     [
         (
             "torch,torchvision",
-            "cnnlab.fmnist.train,cnnlab.fmnist.evaluate,cnnlab.fmnist.tensorboard",
+            "cnnlab.fmnist.training,cnnlab.fmnist.inference,cnnlab.fmnist.tensorboard",
         ),
         (
             "tensorflow,keras",
-            "cnnlab.transfer.train,cnnlab.transfer.inference.predict,"
+            "cnnlab.transfer.pipeline,cnnlab.transfer.inference.predict,"
             "cnnlab.transfer.inference.export,cnnlab.transfer.training.tensorboard",
         ),
     ],

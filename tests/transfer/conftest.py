@@ -65,7 +65,7 @@ def trained_run(tmp_path_factory) -> Path:
     """One small run (resnet18 from random init, 32 px, `full`) shared by the slow tests."""
     from cnnlab.console import make_console
     from cnnlab.transfer.config import TransferConfig
-    from cnnlab.transfer.train import train
+    from cnnlab.transfer.pipeline import train
 
     base = tmp_path_factory.mktemp("run")
     data = write_class_folders(base / "data", {"a": 40, "b": 40}, seed=1)

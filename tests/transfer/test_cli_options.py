@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import cnnlab as cnnlab_package
+from cnnlab import transfer
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
-from cnnlab.transfer import cli as transfer_cli
 from cnnlab.transfer.config import MONITORS, STRATEGIES, TransferConfig
 
 
@@ -58,11 +58,11 @@ def built_config(monkeypatch, tmp_path):
     """The config `cnnlab transfer train DATA --out OUT ARGS` builds; stops before training."""
     seen: list[TransferConfig] = []
 
-    def record(**fields):
+    def record(data_dir, out, config=None, *, overwrite, quiet, tensorboard, **fields):
         seen.append(TransferConfig(**fields))
         raise CnnlabError("recorded")
 
-    monkeypatch.setattr(transfer_cli, "TransferConfig", record)
+    monkeypatch.setattr(transfer, "train", record)
 
     def built(*args: str) -> TransferConfig:
         seen.clear()

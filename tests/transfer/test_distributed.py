@@ -21,7 +21,7 @@ import torch
 from cnnlab.console import make_console
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer.config import TransferConfig
-from cnnlab.transfer.train import train
+from cnnlab.transfer.pipeline import train
 from cnnlab.transfer.training import distributed
 from cnnlab.transfer.training.distributed import BalancedDistributedSampler, World
 

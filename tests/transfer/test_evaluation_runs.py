@@ -16,7 +16,7 @@ from sklearn.metrics import average_precision_score
 
 from cnnlab.cli import main
 from cnnlab.transfer.config import TransferConfig
-from cnnlab.transfer.train import train
+from cnnlab.transfer.pipeline import train
 
 CFG = TransferConfig(weights="none", image_size=32, batch_size=16)
 PERSON = r"person(\d+)_"

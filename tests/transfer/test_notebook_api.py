@@ -21,18 +21,27 @@ ROOT = Path(__file__).resolve().parents[2]
 SRC = str(Path(cnnlab_package.__file__).parents[1])
 
 
-def test_entry_points_survive_the_import_of_their_namesake_submodules():
-    import cnnlab.transfer.inference.predict as predict_module
-    import cnnlab.transfer.train as train_module
+def test_the_api_functions_are_not_shadowed_by_the_modules_behind_them():
+    import cnnlab.transfer.inference.predict  # noqa: F401
+    import cnnlab.transfer.pipeline  # noqa: F401
 
-    assert train_module is sys.modules["cnnlab.transfer.train"] and train_module.fit
-    assert (
-        predict_module is sys.modules["cnnlab.transfer.inference.predict"]
-        and predict_module.grad_cam
-    )
     assert callable(transfer.train) and callable(transfer.predict)
-    assert "data_dir" in inspect.signature(transfer.train).parameters  # the entry point's own
+    assert "data_dir" in inspect.signature(transfer.train).parameters
     assert "source" in inspect.signature(transfer.predict).parameters
+
+
+def test_train_with_folds_returns_every_fold_and_no_single_model(make_folders, tmp_path):
+    """Cross-validation writes no best.pt (there is no one model to deploy): the result says so
+    instead of failing to load it."""
+    data = make_folders(tmp_path / "data", {"a": 12, "b": 12}, seed=3)
+    result = transfer.train(
+        data, tmp_path / "run", folds=2, weights="none", arch="resnet18", image_size=32,
+        epochs=1, batch_size=8, val_size=0.25, quiet=True,
+    )  # fmt: skip
+    assert result.checkpoint is None and result.model is None
+    assert [f["fold"] for f in result.folds] == [1, 2]
+    assert result.metrics["folds"] == 2 and not (result.out / "best.pt").exists()
+    assert result.folds == read_json(result.out / "metrics.json", "metrics")["per_fold"]
 
 
 def test_a_field_that_does_not_exist_is_one_error_before_anything_runs(tmp_path):

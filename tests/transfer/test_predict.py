@@ -120,7 +120,7 @@ def test_real_chest_xrays_pretrained_offline_backbone_beats_chance(chest, tmp_pa
     """EfficientNet-Lite0 (ImageNet, offline) `head` on 160 real X-rays at 64 px."""
     from cnnlab.console import make_console
     from cnnlab.transfer.config import TransferConfig
-    from cnnlab.transfer.train import train
+    from cnnlab.transfer.pipeline import train
 
     cfg = TransferConfig(
         arch="efficientnet_lite0", image_size=64, limit=160, epochs=8, lr=3e-3, balance="weights"

@@ -56,7 +56,7 @@ def test_the_page_gives_what_transfer_predict_gives(classifier, trained_run, upl
         assert got.error == ""
         assert got.predicted == want["predicted"]
         assert got.probability == pytest.approx(want["probability"], abs=1e-6)
-        assert "; ".join(f"{n}:{p:.3f}" for n, p in got.top) == want["top_k"]
+        assert [(n, pytest.approx(p, abs=1e-6)) for n, p in got.top] == want["top_k"]
         assert got.decision.startswith(want["predicted_at_threshold"] + " (P(b) ")
     # the overlays are the PNGs `transfer predict --cam` writes, pixel for pixel
     for (overlay, caption), path in zip(overlays, uploads, strict=True):

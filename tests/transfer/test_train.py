@@ -13,7 +13,7 @@ from cnnlab.console import make_console
 from cnnlab.transfer import checkpoint as C
 from cnnlab.transfer.config import TransferConfig
 from cnnlab.transfer.models import build_model
-from cnnlab.transfer.train import train
+from cnnlab.transfer.pipeline import train
 
 CFG = TransferConfig(weights="none", image_size=32)
 

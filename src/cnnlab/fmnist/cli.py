@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 import typer
 
+from cnnlab import fmnist
 from cnnlab.configs import config_options
-from cnnlab.fmnist.config import PRESETS, TrainConfig, preset
+from cnnlab.fmnist.config import PRESETS, TrainConfig
 from cnnlab.runtime import requires
 
 Preset = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
@@ -31,12 +32,6 @@ def choices(values: Any) -> str:
 
 def stamp() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def build_config(preset_name: str, **overrides: Any) -> TrainConfig:
-    """The preset with every field that was given (not None) applied on top."""
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    return preset(preset_name).replace(**changes)
 
 
 def fmnist_summary(result) -> str:
@@ -67,16 +62,10 @@ def train_command(
     ),
 ) -> None:
     """Train a CNN on Fashion-MNIST and write a run directory with metrics, plots and report."""
-    config = build_config(preset, **config_fields)
     out = out or Path("runs") / f"{preset}-{stamp()}"
-    from cnnlab.runtime import configure_threads
-
-    configure_threads(threads)
-    from cnnlab.fmnist.train import train
-
-    result = train(
-        config, out=out, data_dir=data_dir, progress=progress, overwrite=overwrite,
-        tensorboard=tensorboard,
+    result = fmnist.train(
+        preset, out=out, data_dir=data_dir, progress=progress, overwrite=overwrite,
+        threads=threads, tensorboard=tensorboard, **config_fields,
     )  # fmt: skip
     print(fmnist_summary(result))
     print(f"run directory: {out}  (report: {out / 'report.html'})")
@@ -88,9 +77,7 @@ def evaluate_command(
     data_dir: Path | None = typer.Option(None, help="Folder with the Fashion-MNIST .gz files."),
 ) -> None:
     """Re-evaluate a saved model on the 10,000 test images."""
-    from cnnlab.fmnist.evaluate import evaluate_run
-
-    m = evaluate_run(run_dir, data_dir)
+    m = fmnist.evaluate(run_dir, data_dir)
     print(
         f"test accuracy {m['test_accuracy']:.4f}  loss {m['test_loss']:.4f}  "
         f"balanced {m['balanced_accuracy']:.4f}  macro F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}"
@@ -114,11 +101,9 @@ def predict_command(
     ),
 ) -> None:
     """Classify image files with a trained model (resized to 28x28 grayscale)."""
-    from cnnlab.fmnist.evaluate import predict_images
-
-    for p in predict_images(run_dir, images, invert):
-        others = ", ".join(f"{name} {prob:.1%}" for name, prob in p.top[1:])
-        print(f"{p.path}: {p.label} ({p.probability:.1%}; then {others})")
+    for row in fmnist.predict(run_dir, images, invert):
+        others = ", ".join(f"{name} {prob:.1%}" for name, prob in row["top_k"][1:])
+        print(f"{row['path']}: {row['predicted']} ({row['probability']:.1%}; then {others})")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ changes a trained model is a field here, and ``config.json`` in each run is ``to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from cnnlab.configs import FrozenConfig, check_fields, invalid, option
 from cnnlab.errors import CnnlabError
@@ -241,3 +241,11 @@ def preset(name: str) -> TrainConfig:
         return PRESETS[name]
     except KeyError:
         raise CnnlabError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def resolve_config(config: TrainConfig | str, **fields: Any) -> TrainConfig:
+    """A preset (by name) or config with every field that was given (not None) changed; what
+    ``fmnist.train`` and so ``cnnlab train`` train."""
+    base = preset(config) if isinstance(config, str) else config
+    changes = {k: v for k, v in fields.items() if v is not None}
+    return TrainConfig.from_dict({**base.to_dict(), **changes})  # names an unknown field

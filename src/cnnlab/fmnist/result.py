@@ -52,7 +52,7 @@ class TrainMetrics(ContractMetrics):
 
 @dataclass
 class TrainResult:
-    """What :func:`cnnlab.fmnist.train.train` returns: the trained model and its measurements.
+    """What :func:`cnnlab.fmnist.training.train` returns: the trained model and its measurements.
 
     ``model`` takes raw pixel values (N, 28, 28, 1) in 0..255 and returns class probabilities;
     :func:`cnnlab.fmnist.model.predict_proba` adds the run's test-time augmentation

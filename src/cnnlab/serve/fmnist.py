@@ -15,7 +15,7 @@ import numpy as np
 
 from cnnlab.data.fashion_mnist import CLASS_NAMES
 from cnnlab.errors import CnnlabError
-from cnnlab.fmnist.evaluate import Invert, load_image, load_model, run_tta
+from cnnlab.fmnist.inference import Invert, load_image, load_model, run_tta
 from cnnlab.fmnist.model import predict_proba, tta_views
 from cnnlab.serve.page import ImageResult, read_uploads
 

@@ -190,7 +190,7 @@ def measure(threads: int) -> dict[str, Any]:
     from cnnlab.fmnist.backend import seed_everything
     from cnnlab.fmnist.callbacks import CleanTrainAccuracy, EpochClock
     from cnnlab.fmnist.config import PRESETS
-    from cnnlab.fmnist.train import Splits, compile_model, fit_inputs
+    from cnnlab.fmnist.training import Splits, compile_model, fit_inputs
 
     seed_everything(0)
     rng = np.random.default_rng(0)

@@ -35,13 +35,13 @@ def clean_images(config: TrainConfig) -> int:
 
 
 def keras_trainer(data_dir: str | None = None) -> Trainer:
-    """Trains with ``cnnlab.fmnist.train.train``; the verified data set is parsed once."""
+    """Trains with ``cnnlab.fmnist.training.train``; the verified data set is parsed once."""
     import keras
 
     from cnnlab.data.fashion_mnist import load_fashion_mnist
     from cnnlab.errors import TrainingDiverged
     from cnnlab.fmnist.callbacks import EpochClock
-    from cnnlab.fmnist.train import train
+    from cnnlab.fmnist.training import train
 
     data = load_fashion_mnist(data_dir, progress=False)
 

@@ -25,14 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from cnnlab.entry_points import keep_entry_points
 from cnnlab.transfer.config import TransferConfig
 
 if TYPE_CHECKING:
     from torch import nn
 
     from cnnlab.transfer.checkpoint import Checkpoint
-    from cnnlab.transfer.results import EvaluationMetrics, RunMetrics
+    from cnnlab.transfer.results import (
+        CrossValMetrics,
+        EvaluationMetrics,
+        FoldMetrics,
+        RunMetrics,
+    )
 
 __all__ = ["TransferConfig", "TransferResult", "evaluate", "load", "predict", "train"]
 
@@ -41,12 +45,17 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 
 @dataclass
 class TransferResult:
-    """What :func:`train` returns: the run directory, its metrics and its best model."""
+    """What :func:`train` returns: the run directory, its metrics and its best model.
+
+    A ``folds=K`` run trains K models and keeps none to deploy: ``checkpoint`` and ``model``
+    are None, ``metrics`` are the means over folds and ``folds`` each fold's metrics."""
 
     out: Path  # the run directory: best.pt, last.pt, metrics.json, report.html, ...
-    metrics: RunMetrics  # of metrics.json: on the test split if there is one, else validation
-    checkpoint: Checkpoint = field(repr=False)  # best.pt: class names, threshold, preprocessing
-    model: nn.Module = field(repr=False)  # the best epoch's network, in eval mode, on the CPU
+    metrics: RunMetrics | CrossValMetrics  # of metrics.json: on the test split if there is
+    # one, else validation; with folds, the means over folds
+    checkpoint: Checkpoint | None = field(repr=False)  # best.pt: classes, threshold, ...
+    model: nn.Module | None = field(repr=False)  # the best epoch's network, eval mode, CPU
+    folds: list[FoldMetrics] = field(default_factory=list)  # a folds=K run: one per fold
 
 
 def train(
@@ -56,6 +65,7 @@ def train(
     *,
     overwrite: bool = False,
     quiet: bool = False,
+    tensorboard: str | os.PathLike | None = None,
     **fields: Any,
 ) -> TransferResult:
     """Fine-tune on ``data_dir`` (one folder per class, or train/ (+ val/, test/)) and write the
@@ -64,11 +74,16 @@ def train(
     base = config if config is not None else TransferConfig()
     resolved = TransferConfig.from_dict({**base.to_dict(), **fields})  # checked before torch
     from cnnlab.console import make_console
-    from cnnlab.transfer.train import train as run
+    from cnnlab.transfer.pipeline import train as run
 
     run_dir, metrics = run(
-        data_dir, out, resolved, overwrite=overwrite, console=make_console(quiet)
-    )
+        data_dir, out, resolved, overwrite=overwrite, console=make_console(quiet),
+        tensorboard=tensorboard,
+    )  # fmt: skip
+    if metrics is None:  # a torchrun process other than rank 0: rank 0 writes the run
+        return TransferResult(run_dir, metrics, None, None)  # type: ignore[arg-type]
+    if resolved.folds:  # cross-validation writes no best.pt: there is no one model
+        return TransferResult(run_dir, metrics, None, None, list(metrics["per_fold"]))
     checkpoint = load(run_dir)
     return TransferResult(run_dir, metrics, checkpoint, checkpoint.build_model())
 
@@ -89,15 +104,21 @@ def predict(
     cam: str | os.PathLike | None = None,
     top_k: int = 3,
     device: Device = "auto",
+    max_pixels: int | None = None,
+    engine: str = "auto",
 ) -> list[dict[str, Any]]:
-    """One row per image file (folders are searched): ``predicted``, ``probability``, ``p_<class>``
-    for every class, ``top_k``, and for two classes ``predicted_at_threshold``. An unreadable
-    file is a row with its ``error``. ``out``: also a CSV; ``cam``: Grad-CAM overlays there."""
+    """One row per image file (folders are searched), as ``fmnist.predict`` gives
+    (:mod:`cnnlab.predictions`): ``predicted``, ``probability``, ``p_<class>`` for every class,
+    ``top_k`` pairs, and for two classes ``predicted_at_threshold`` and ``decision``. An
+    unreadable file is a row with its ``error``. ``out``: also a CSV; ``cam``: Grad-CAM
+    overlays there; ``max_pixels`` and ``engine`` as the command's flags."""
     from cnnlab.transfer.inference.predict import predict as run
 
     if isinstance(images, (str, os.PathLike)):
         images = [images]
-    rows, _ = run(_path(source), images, out, cam, top_k, device)
+    rows, _ = run(
+        _path(source), images, out, cam, top_k, device, max_pixels=max_pixels, engine=engine
+    )
     return rows
 
 
@@ -108,17 +129,16 @@ def evaluate(
     out: str | os.PathLike | None = None,
     device: Device = "auto",
     overwrite: bool = False,
+    max_pixels: int | None = None,
+    engine: str = "auto",
 ) -> EvaluationMetrics:
     """Metrics of the best checkpoint on a held-out folder of class folders; also written, with
     predictions and plots, to ``out`` (default ``RUN_DIR/evaluations/<folder name>``)."""
     from cnnlab.transfer.inference.predict import evaluate as run
 
-    metrics, _ = run(_path(source), data_dir, out, device, overwrite)
+    metrics, _ = run(_path(source), data_dir, out, device, overwrite, max_pixels, engine=engine)
     return metrics
 
 
 def _path(source: TransferResult | str | os.PathLike) -> Path:
     return source.out if isinstance(source, TransferResult) else Path(source)
-
-
-keep_entry_points(__name__)  # ``train`` and ``predict`` are submodules too

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import typer
 
+from cnnlab import transfer
 from cnnlab.configs import config_options
 from cnnlab.runtime import requires
 from cnnlab.transfer.config import DEVICES, MAX_PIXELS_HELP, TransferConfig
@@ -39,12 +40,9 @@ def train(
     ),
 ) -> None:
     """Fine-tune a pretrained CNN on an image folder and write a run directory."""
-    cfg = TransferConfig(**config_fields)  # checked before torch is imported: errors are fast
-    from cnnlab.console import make_console
-    from cnnlab.transfer.train import train as run
-
-    run(data_dir, out, cfg, overwrite=overwrite, console=make_console(quiet),
-        tensorboard=tensorboard)  # fmt: skip
+    transfer.train(
+        data_dir, out, overwrite=overwrite, quiet=quiet, tensorboard=tensorboard, **config_fields
+    )
 
 
 @app.command()
@@ -61,16 +59,18 @@ def predict(
 ) -> None:
     """Class, probability per class and top-k for every image; unreadable files are listed."""
     from cnnlab.console import make_console
-    from cnnlab.transfer.inference.predict import predict as run
+    from cnnlab.predictions import format_top
 
     console = make_console()
-    rows, failed = run(
-        run_dir, images, out, cam, top_k, device, max_pixels=max_pixels, engine=engine
-    )
+    rows = transfer.predict(
+        run_dir, images, out=out, cam=cam, top_k=top_k, device=device, max_pixels=max_pixels,
+        engine=engine,
+    )  # fmt: skip
+    failed = [(row["path"], row["error"]) for row in rows if row["error"]]
     for row in rows:
         if not row["error"]:
             console.print(
-                f"{row['path']}\t{row['predicted']}\t{row['probability']:.3f}\t{row['top_k']}"
+                f"{row['path']}\t{row['predicted']}\t{row['probability']:.3f}\t{format_top(row['top_k'])}"
                 + (f"\tdecision {row['decision']}" if row.get("decision") else "")
             )
     for path, why in failed:
@@ -97,9 +97,13 @@ def evaluate(
     """Metrics of a trained model on a held-out folder."""
     from cnnlab.console import make_console
     from cnnlab.transfer.evaluation.report import print_summary
-    from cnnlab.transfer.inference.predict import evaluate as run
+    from cnnlab.transfer.inference.predict import evaluation_dir
 
-    metrics, where = run(run_dir, data_dir, out, device, overwrite, max_pixels, engine=engine)
+    metrics = transfer.evaluate(
+        run_dir, data_dir, out=out, device=device, overwrite=overwrite, max_pixels=max_pixels,
+        engine=engine,
+    )  # fmt: skip
+    where = out or evaluation_dir(run_dir, data_dir)
     console = make_console()
     metrics["evaluated_on"] = str(data_dir)
     print_summary(console, metrics)

@@ -31,6 +31,7 @@ from cnnlab.metrics import (
     negative_log_likelihood,
     temperature_scaled,
 )
+from cnnlab.predictions import csv_rows
 from cnnlab.runs import write_csv, write_json
 from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.evaluation.report import write_report
@@ -200,7 +201,8 @@ def write_outcome(
 ) -> None:
     """metrics.json, the held-out predictions, best.pt and last.pt (and the report)."""
     write_json(run_dir / "metrics.json", outcome.metrics)
-    write_csv(run_dir / f"predictions_{outcome.split}.csv", labelled_rows(outcome, prepared))
+    rows = csv_rows(labelled_rows(outcome, prepared))
+    write_csv(run_dir / f"predictions_{outcome.split}.csv", rows)
     ckpt = outcome.ckpt
     ckpt_io.save(ckpt, run_dir / "best.pt")
     last = copy.copy(ckpt)  # the last epoch as trained: not calibrated

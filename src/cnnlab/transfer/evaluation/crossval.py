@@ -22,6 +22,7 @@ import numpy as np
 from scipy import stats
 
 from cnnlab import plots
+from cnnlab.predictions import csv_rows
 from cnnlab.report import Report
 from cnnlab.runs import write_csv, write_json
 from cnnlab.transfer.data.prepare import fold_split
@@ -85,7 +86,7 @@ def cross_validate(
         "device": described,
     }
     write_json(run_dir / "metrics.json", summary)
-    write_csv(run_dir / "predictions_out_of_fold.csv", predictions)
+    write_csv(run_dir / "predictions_out_of_fold.csv", csv_rows(predictions))
     write_cv_report(run_dir, cfg, prepared, summary, out_of_fold)
     console.print(
         f"{k}-fold cross-validation, mean [95% t-interval] over folds: "

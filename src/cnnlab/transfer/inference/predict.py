@@ -16,6 +16,7 @@ from cnnlab import plots
 from cnnlab.bootstrap import METHOD, N_RESAMPLES, bootstrap_ci
 from cnnlab.errors import CnnlabError
 from cnnlab.metrics import binary_metrics, contract_intervals, metrics_contract, pr_auc
+from cnnlab.predictions import csv_rows, prediction_row
 from cnnlab.runs import (
     require_dir_target,
     require_file_target,
@@ -148,22 +149,15 @@ def prediction_rows(
     top_k: int = 3,
     threshold: float | None = None,
 ) -> list[dict[str, Any]]:
+    """:func:`cnnlab.predictions.prediction_row` of each image, with the two-class decision at
+    ``threshold`` (``predicted_at_threshold``, ``decision``)."""
     rows = []
-    k = min(top_k, len(class_names))
     for path, p in zip(paths, proba, strict=True):
-        order = np.argsort(-p)[:k]
-        row = {
-            "path": str(path),
-            "predicted": class_names[int(order[0])],
-            "probability": float(p[order[0]]),
-        }
+        extra = {}
         if threshold is not None and len(class_names) == 2:
-            row["predicted_at_threshold"] = class_names[int(p[1] >= threshold)]
-            row["decision"] = decision(p, class_names, threshold)
-        row.update({f"p_{name}": float(v) for name, v in zip(class_names, p, strict=True)})
-        row["top_k"] = "; ".join(f"{class_names[i]}:{p[i]:.3f}" for i in order)
-        row["error"] = ""
-        rows.append(row)
+            extra["predicted_at_threshold"] = class_names[int(p[1] >= threshold)]
+            extra["decision"] = decision(p, class_names, threshold)
+        rows.append(prediction_row(path, p, class_names, top_k, extra))
     return rows
 
 
@@ -230,7 +224,7 @@ def predict(
     overlays = cam_overlays(model, ckpt, images) if cam_dir is not None and len(images) else []
     with staged(" and ".join(str(p) for p in (out_csv, cam_dir) if p)) as stage:
         if out_csv is not None:
-            write_csv(stage(out_csv), rows)
+            write_csv(stage(out_csv), csv_rows(rows))
         if cam_dir is not None:
             for name, overlay in zip(_unique_stems(ok), overlays, strict=True):
                 plots.save_image(overlay, stage(cam_dir / f"{name}_cam.png"))
@@ -321,7 +315,7 @@ def evaluate(
     split = load_split(files, ckpt.image_size, max_pixels=max_pixels)
     if not len(split):
         raise CnnlabError(f"no readable images in {data_dir}")
-    out = require_dir_target("--out", out or Path(run_dir) / "evaluations" / data_dir.name)
+    out = require_dir_target("--out", out or evaluation_dir(run_dir, data_dir))
     model = ckpt.build_model().to(dev)
     network = for_images(model, split.images, ckpt.mean, ckpt.std, dev, engine, say).network
     with disk_errors(out), run_directory(out, overwrite=overwrite) as tmp:
@@ -336,7 +330,7 @@ def evaluate(
         rows = prediction_rows(split.paths, proba, ckpt.class_names, 3, ckpt.threshold)
         for row, label in zip(rows, split.labels, strict=True):
             row["true"] = ckpt.class_names[int(label)]
-        write_csv(tmp / "predictions.csv", rows)
+        write_csv(tmp / "predictions.csv", csv_rows(rows))
         plots.confusion_matrix(
             metrics["confusion_matrix"], ckpt.class_names, tmp / "confusion_matrix.png"
         )
@@ -345,3 +339,8 @@ def evaluate(
         plots.precision_recall_curves(split.labels, proba, names, tmp / "precision_recall.png")
         plots.reliability_diagram(split.labels, {"model": proba}, tmp / "reliability.png")
     return metrics, out
+
+
+def evaluation_dir(run_dir: str | os.PathLike, data_dir: str | os.PathLike) -> Path:
+    """Where ``evaluate`` writes without ``out``: ``RUN_DIR/evaluations/<folder name>``."""
+    return Path(run_dir) / "evaluations" / Path(data_dir).name

@@ -1,4 +1,6 @@
-"""Use a finished run: re-evaluate its model on the test set, or classify image files.
+"""Use a trained model (a result, a run directory or a ``keras.Model``): re-evaluate it on the
+test set, or classify image files. What ``cnnlab evaluate``/``predict`` and ``fmnist.evaluate``/
+``predict``/``predict_proba`` run.
 
 Image files are untrusted input: one larger than Pillow's decompression-bomb limit
 (``Image.MAX_IMAGE_PIXELS``, about 89 megapixels) is refused before it is decoded, in one line.
@@ -14,9 +16,8 @@ import os
 import warnings
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import keras
 import numpy as np
@@ -28,8 +29,12 @@ from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.artifacts import load_run_config
 from cnnlab.fmnist.config import TrainConfig
 from cnnlab.fmnist.model import predict_proba
+from cnnlab.fmnist.result import TrainResult
 from cnnlab.metrics import metrics_contract
+from cnnlab.predictions import prediction_row
 from cnnlab.runs import require_run_dir
+
+Source = TrainResult | str | os.PathLike | keras.Model
 
 
 def load_model(run_dir: str | os.PathLike) -> keras.Model:
@@ -63,14 +68,38 @@ def run_tta(run_dir: str | os.PathLike) -> dict:
     return load_run_config(run_dir).tta_options
 
 
-def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> dict:
-    """Test-set metrics of a saved run (the same keys as its ``metrics.json`` test metrics)."""
-    model = load_model(run_dir)
-    tta = run_tta(run_dir)
+def evaluate(source: Source, data_dir: str | os.PathLike | None = None) -> dict:
+    """Metrics on the 10,000 test images of a :class:`TrainResult`, run directory or
+    ``keras.Model``: the keys of ``metrics.json``'s test metrics (``test_accuracy``,
+    ``balanced_accuracy``, ``macro_f1``, ``ece``, ``per_class``, ...)."""
+    model, tta = model_and_tta(source)  # a bad model fails before the data is read
     data = load_fashion_mnist(data_dir)
     x = data.x_test.reshape(-1, 28, 28, 1).astype(np.float32)
-    proba = predict_proba(model, x, **tta)
-    return metrics_contract(data.y_test, proba, CLASS_NAMES)
+    return metrics_contract(data.y_test, predict_proba(model, x, **tta), CLASS_NAMES)
+
+
+def probabilities(source: Source, x: Any) -> np.ndarray:
+    """Class probabilities (N, 10) of raw images ``x`` (N, 28, 28) or (N, 28, 28, 1), pixel
+    values 0..255 as in Fashion-MNIST, with the test-time augmentation of the run or result."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.shape[1:] != (28, 28, 1):
+        raise CnnlabError(f"images must be (N, 28, 28) or (N, 28, 28, 1), got {x.shape}")
+    model, tta = model_and_tta(source)
+    return predict_proba(model, x, **tta, batch_size=256)
+
+
+def model_and_tta(source: Source) -> tuple[keras.Model, dict]:
+    """The model of ``source`` and the test-time augmentation it is evaluated with (a
+    ``keras.Model`` alone: one view of each image)."""
+    if isinstance(source, TrainResult):
+        if source.model is None:
+            raise CnnlabError("this TrainResult holds no model")
+        return source.model, source.config.tta_options
+    if isinstance(source, (str, os.PathLike)):
+        return load_model(source), run_tta(source)
+    return source, {}
 
 
 Invert = Literal["auto", "yes", "no"]
@@ -126,27 +155,23 @@ def _grayscale(path: Path) -> Image.Image:
     return gray
 
 
-@dataclass(frozen=True)
-class Prediction:
-    path: str
-    label: str
-    probability: float
-    top: list[tuple[str, float]]  # the three most likely classes
-
-
-def predict_images(
-    run_dir: str | os.PathLike, paths: Sequence[str | os.PathLike], invert: Invert = "auto"
-) -> list[Prediction]:
-    """The three most likely classes of each image file (all files are read first, so a bad
-    one fails before the model is loaded)."""
+def predict(
+    source: Source,
+    paths: Sequence[str | os.PathLike],
+    invert: Invert = "auto",
+    top_k: int = 3,
+) -> list[dict[str, Any]]:
+    """One row per image file (:mod:`cnnlab.predictions`: ``predicted``, ``probability``,
+    ``p_<class>``, ``top_k``). All files are read first, so a bad one fails before the model
+    is loaded."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     if not paths:
         raise CnnlabError("no image files given")
-    images = np.stack([load_image(p, invert) for p in paths])[..., None]  # read all first
-    model = load_model(run_dir)
-    proba = predict_proba(model, images, **run_tta(run_dir), batch_size=256)
-    out = []
-    for path, p in zip(paths, proba, strict=True):
-        order = np.argsort(-p)[:3]
-        top = [(CLASS_NAMES[k], float(p[k])) for k in order]
-        out.append(Prediction(str(path), top[0][0], top[0][1], top))
-    return out
+    if top_k < 1:
+        raise CnnlabError(f"top_k must be >= 1, got {top_k}")
+    images = np.stack([load_image(p, invert) for p in paths])  # read all first
+    proba = probabilities(source, images)
+    return [
+        prediction_row(path, p, CLASS_NAMES, top_k) for path, p in zip(paths, proba, strict=True)
+    ]
