@@ -8,7 +8,6 @@ functions, so ``cnnlab --help`` and error paths stay fast. The root options: ``-
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -62,12 +61,10 @@ def demo_command(
     """Quick tour: the `quick` study of kernel size, regularization, batch size and optimizer
     (resumed if interrupted), then its report. `--single-run` trains one `fast` model instead."""
     if not single_run:
-        if data_dir is not None:
-            os.environ["CNNLAB_DATA_DIR"] = str(data_dir)
         from cnnlab.study import demo
 
         print(f"demo: the `{profile}` study (storage {storage})")
-        report = demo(profile=profile, storage=storage, out=out)
+        report = demo(profile=profile, storage=storage, out=out, data_dir=data_dir)
         print(f"report: {report}  (also report.md and results.csv beside it)")
         return
     from cnnlab.fmnist.config import preset

@@ -64,9 +64,9 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("CNNLAB_OFFLINE", raising=False)
     monkeypatch.delenv("CNNLAB_FASHION_MNIST_MIRROR", raising=False)
     monkeypatch.setattr(fm, "SYSTEM_DIR", tmp_path / "system")
-    fm.clear_cache()
+    fm._load_cached.cache_clear()
     yield
-    fm.clear_cache()
+    fm._load_cached.cache_clear()
 
 
 def test_good_files_give_the_written_arrays(tmp_path):
@@ -93,7 +93,7 @@ def test_environment_variable_and_cache_are_searched(tmp_path, monkeypatch):
     source = write_files(tmp_path / "env")
     monkeypatch.setenv("CNNLAB_DATA_DIR", str(tmp_path / "env"))
     assert fm.load_fashion_mnist(source=source, download=False).x_test.shape == (N_TEST, 28, 28)
-    fm.clear_cache()
+    fm._load_cached.cache_clear()
     monkeypatch.delenv("CNNLAB_DATA_DIR")
     write_files(fm.default_cache_dir())
     assert fm.load_fashion_mnist(source=source, download=False).y_train.shape == (N_TRAIN,)
@@ -240,7 +240,7 @@ def test_download_fills_the_cache_with_verified_files(http_mirror):
     assert data.origin.place == "download" and data.origin.path == str(fm.default_cache_dir())
     cache = fm.default_cache_dir()
     assert sorted(p.name for p in cache.iterdir()) == sorted(NAMES)  # no temporary left
-    fm.clear_cache()
+    fm._load_cached.cache_clear()
     for name in NAMES:  # now offline: the cache alone serves the data
         (root / name).unlink()
     assert fm.load_fashion_mnist(mirror=url, source=source, download=False).x_train.shape[0] == 30

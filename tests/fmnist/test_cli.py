@@ -164,14 +164,14 @@ def test_missing_data_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CNNLAB_OFFLINE", "1")
     monkeypatch.delenv("CNNLAB_DATA_DIR", raising=False)
     monkeypatch.setattr(fm, "SYSTEM_DIR", tmp_path / "system")
-    fm.clear_cache()
+    fm._load_cached.cache_clear()
     try:
         code, _, err = run_cli(
             ["train", "--data-dir", tmp_path / "empty", "--out", tmp_path / "run", "--no-progress"],
             capsys,
         )
     finally:
-        fm.clear_cache()
+        fm._load_cached.cache_clear()
     assert_one_line_error(code, err, "Fashion-MNIST not found; tried: --data-dir")
     assert not (tmp_path / "run").exists()
 

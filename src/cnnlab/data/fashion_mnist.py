@@ -295,8 +295,3 @@ def _load_cached(places, download, mirror, source, progress) -> FashionMNIST:
         "Fashion-MNIST not found; tried: " + "; ".join(tried) + ". Install the Debian package "
         "dataset-fashion-mnist, pass --data-dir, or go online once to fill the cache"
     )
-
-
-def clear_cache() -> None:
-    """Forget the arrays parsed so far (tests, or after files changed on disk)."""
-    _load_cached.cache_clear()

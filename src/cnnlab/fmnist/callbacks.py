@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -23,7 +22,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from cnnlab.fmnist.model import tta_views, view_probabilities
 from cnnlab.fmnist.result import EpochRecord
 
 
@@ -192,45 +190,3 @@ class RichProgress(keras.callbacks.Callback):
                 self._progress.remove_task(self._epoch)
             self._progress.stop()
             self._progress = None
-
-
-class TestAccuracyProbe(keras.callbacks.Callback):
-    """Accuracy on held-out images after every epoch (for time-to-accuracy benchmarks; the
-    EpochClock placed before it excludes this evaluation from training time).
-
-    ``accuracy`` is measured as the run evaluates (with the test-time augmentation ``tta`` and
-    ``tta_shift``); ``plain_accuracy`` always from one view per image, so the two can be
-    reported side by side. Before epoch ``tta_from_epoch`` (1-based) only that one view is
-    predicted and ``accuracy`` equals ``plain_accuracy``: predicting 10 views of 10,000 images
-    costs about 50 s per epoch here, and early epochs are far from the targets. A target first
-    met in such an epoch could have been met earlier with TTA, so its time is an upper bound.
-    """
-
-    __test__ = False  # not a pytest class
-
-    def __init__(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        on_result: Callable | None = None,
-        tta: bool = False,
-        tta_shift: int = 0,
-        tta_from_epoch: int = 1,
-    ):
-        super().__init__()
-        self.tta_from_epoch = tta_from_epoch
-        self.views = tta_views(np.asarray(x, dtype=np.float32), tta=tta, tta_shift=tta_shift)
-        self.y = np.asarray(y)
-        self.accuracy: list[float] = []
-        self.plain_accuracy: list[float] = []
-        self.on_result = on_result
-
-    def on_epoch_end(self, epoch, logs=None):
-        views = self.views if epoch + 1 >= self.tta_from_epoch else self.views[:1]
-        proba = view_probabilities(self.model, views)  # each view predicted once
-        plain = float((proba[0].argmax(axis=1) == self.y).mean())
-        acc = float((proba.mean(axis=0).argmax(axis=1) == self.y).mean())
-        self.plain_accuracy.append(plain)
-        self.accuracy.append(acc)
-        if self.on_result is not None and self.on_result(epoch, acc):
-            self.model.stop_training = True

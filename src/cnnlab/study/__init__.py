@@ -50,14 +50,18 @@ def demo(
     storage: str = DEFAULT_STORAGE,
     out: str | Path | None = None,
     workers: int | None = None,
+    data_dir: str | Path | None = None,
 ) -> Path:
     """What ``make demo`` runs: the ``quick`` study (resumed if interrupted), then its report.
-    Returns the path of report.html."""
+    Returns the path of report.html. ``data_dir``: the Fashion-MNIST folder the trials read."""
     from cnnlab.study.report import check_report_out
     from cnnlab.study.run import DEFAULT_WORKERS
     from cnnlab.study.run import run_study as _run
 
     spec = load_spec(profile=profile)
     out = check_report_out(out or Path("reports") / spec.name)  # before the trials, not after
-    _run(spec, storage, spec.name, workers or DEFAULT_WORKERS, origin={"profile": profile})
+    _run(
+        spec, storage, spec.name, workers or DEFAULT_WORKERS,
+        data_dir=None if data_dir is None else str(data_dir), origin={"profile": profile},
+    )  # fmt: skip
     return write_report(storage, spec.name, out)

@@ -33,6 +33,8 @@ from statsmodels.stats.power import TTestPower
 # catch_warnings block would win over the "ignore" set there
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
+from cnnlab.intervals import Interval, t_interval  # shared with transfer cross-validation
+
 NAN = float("nan")
 ALPHA = 0.05
 POWER = 0.8  # the conventional target when asking "how many seeds would settle it"
@@ -45,29 +47,6 @@ EQUIVALENT = "no difference detected"
 UNRESOLVED = "unresolved"
 UNTESTABLE = "no test possible"
 VERDICTS = (BETTER, WORSE, EQUIVALENT, UNRESOLVED, UNTESTABLE)
-
-
-@dataclass(frozen=True)
-class Interval:
-    n: int
-    mean: float
-    std: float  # sample standard deviation (ddof=1); nan for n < 2
-    low: float
-    high: float
-
-
-def t_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
-    """Student-t confidence interval for the mean (nan bounds for fewer than two values)."""
-    x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
-    n = len(x)
-    if n == 0:
-        return Interval(0, NAN, NAN, NAN, NAN)
-    mean = float(x.mean())
-    if n < 2:
-        return Interval(1, mean, NAN, NAN, NAN)
-    std = float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
-    return Interval(n, mean, std, mean - half, mean + half)
 
 
 @dataclass(frozen=True)

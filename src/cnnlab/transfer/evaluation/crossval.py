@@ -14,14 +14,12 @@ it in the report. There is no single model to deploy: train without ``--folds`` 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import stats
 
-from cnnlab import plots
+from cnnlab import intervals, plots
 from cnnlab.predictions import csv_rows
 from cnnlab.report import Report
 from cnnlab.runs import write_csv, write_json
@@ -108,22 +106,13 @@ def fold_row(fold: int, m: dict[str, Any]) -> FoldMetrics:
 
 
 def t_interval(values: list[float | None], level: float = LEVEL):
-    """(mean, std, [low, high]) of the defined values; the interval needs two of them and is
-    clipped to [0, 1], where every metric summarised here lives (with 3 folds, t(0.975, 2) =
-    4.3 standard errors easily reach past it).
-
-    ``cnnlab.study.analysis.stats.t_interval`` computes the same, but loads statsmodels
-    (seconds) into a process that only needs SciPy.
-    """
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if not len(x):
-        return None, None, None
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, None, None
-    std = float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * std / math.sqrt(len(x))
-    return mean, std, [max(mean - half, 0.0), min(mean + half, 1.0)]
+    """(mean, std, [low, high]) of the defined values (:func:`cnnlab.intervals.t_interval`);
+    the interval needs two of them and is clipped to [0, 1], where every metric summarised
+    here lives (with 3 folds, t(0.975, 2) = 4.3 standard errors easily reach past it)."""
+    i = intervals.t_interval(values, level)
+    if i.n < 2:
+        return (i.mean if i.n else None), None, None
+    return i.mean, i.std, [max(i.low, 0.0), min(i.high, 1.0)]
 
 
 def summarise(rows: list[FoldMetrics], classes: list[str]) -> CrossValMetrics:
