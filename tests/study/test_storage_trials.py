@@ -2,9 +2,11 @@
 user attribute (not a "hyperparameter"), and studies stored before that still resume."""
 
 import optuna
+import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 
+from cnnlab.errors import CnnlabError
 from cnnlab.study import load_spec, run_study
 from cnnlab.study import storage as st
 from cnnlab.study.storage import _optuna
@@ -91,10 +93,9 @@ def test_a_requeued_old_trial_keeps_its_seed_as_a_user_attribute_only(small_spec
     assert copy.params == {k: v for k, v in old.params.items() if k != "seed"}
 
 
-def test_a_spec_stored_when_weight_decay_defaulted_to_0_plans_adamw_as_run_does(tmp_path):
-    """Version 1 wrote an unset weight decay out as 0.0 (the default then). Read back, that
-    0.0 is today's default, so report and status find the trials ``study run`` queues; a
-    study of this version that asks for 0.0 keeps it."""
+def test_a_spec_of_an_older_format_is_one_line_and_weight_decay_0_is_kept(tmp_path):
+    """Version 1 wrote an unset weight decay out as 0.0; no study of it is read (the published
+    ones were migrated), it is refused in one line. A spec that asks for 0.0 keeps it."""
     from cnnlab.study.spec import parse_spec
     from cnnlab.study.storage.format import SPEC_FORMAT, SPEC_FORMAT_ATTR
 
@@ -104,13 +105,12 @@ def test_a_spec_stored_when_weight_decay_defaulted_to_0_plans_adamw_as_run_does(
     url = f"sqlite:///{tmp_path}/s.db"
     store = st.open_storage(url)
     old = optuna.create_study(storage=store, study_name="old")  # as version 1 stored it
-    old.set_user_attr(SPEC_ATTR, {**spec.source, "baseline": {**spec.source["baseline"],
-                                                             "weight_decay": 0.0}})  # fmt: skip
+    old.set_user_attr(SPEC_ATTR, spec.source)
     old.set_user_attr(DIGEST_ATTR, spec.digest)
-    keys = {t.key for t in spec.plan()[0]}
-    assert {t.key for t in st.stored_spec(old).plan()[0]} == keys
-    assert st.stored_spec(old).digest == spec.digest
+    with pytest.raises(CnnlabError, match="stored by an older cnnlab"):
+        st.stored_spec(old)
 
+    keys = {t.key for t in spec.plan()[0]}
     zero = parse_spec({**data, "baseline": {"weight_decay": 0.0}}, default_name="zero")
     study, _ = st.prepare_study(url, store, "zero", zero)
     assert study.user_attrs[SPEC_FORMAT_ATTR] == SPEC_FORMAT

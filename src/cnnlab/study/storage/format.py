@@ -18,8 +18,8 @@ import numpy as np
 SPEC_ATTR = "cnnlab_spec"  # the spec's source, so any machine can rebuild the plan
 DIGEST_ATTR = "cnnlab_spec_digest"
 ORIGIN_ATTR = "cnnlab_origin"  # the profile or file the study was started from
-# the version of the stored spec's form; a study without it was stored as version 1, when an
-# unset weight_decay was written out as 0.0 (then the default; see results.stored_spec)
+# the version of the stored spec's form (version 1 wrote an unset weight_decay out as 0.0;
+# the studies published in docs/findings were migrated once)
 SPEC_FORMAT_ATTR = "cnnlab_spec_format"
 SPEC_FORMAT = 2
 # study system attributes

@@ -23,6 +23,7 @@ from cnnlab.study.storage.format import (
     LABELS_ATTR,
     PRED_ATTR,
     SPEC_ATTR,
+    SPEC_FORMAT,
     SPEC_FORMAT_ATTR,
     jsonable,
     unpack,
@@ -35,19 +36,12 @@ def stored_spec(study: optuna.Study) -> StudySpec:
     source = study.user_attrs.get(SPEC_ATTR)
     if source is None:
         raise CnnlabError(f"study {study.study_name!r} was not created by cnnlab study run")
-    if study.user_attrs.get(SPEC_FORMAT_ATTR, 1) < 2 and isinstance(source, dict):
-        source = _from_format_1(source)
+    if study.user_attrs.get(SPEC_FORMAT_ATTR) != SPEC_FORMAT:
+        raise CnnlabError(
+            f"study {study.study_name!r} was stored by an older cnnlab (spec format "
+            f"{study.user_attrs.get(SPEC_FORMAT_ATTR, 1)}, this version reads {SPEC_FORMAT})"
+        )
     return spec_from_source(source)
-
-
-def _from_format_1(source: dict[str, Any]) -> dict[str, Any]:
-    """A version-1 spec wrote its baseline out in full, an unset weight decay as 0.0, the
-    default then. That 0.0 means "the default", as ``cnnlab study run`` reads the same spec
-    from its file: adamw's levels plan at today's default, with the keys run gives them."""
-    baseline = source.get("baseline")
-    if not isinstance(baseline, dict) or baseline.get("weight_decay") != 0.0:
-        return source
-    return {**source, "baseline": {**baseline, "weight_decay": None}}
 
 
 def spec_digest(study: optuna.Study) -> str | None:
