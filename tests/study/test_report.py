@@ -116,12 +116,12 @@ def test_the_machines_section_counts_each_environments_trials_and_warns_when_the
     assert "vm@ab: AMD EPYC (family 25 model 17, AVX-512), 2 CPUs" in text
     assert "Completed trials: 7." in text and "environments" not in text
     two = Report("t")
-    machines_part(two, {"machines": {"vm": env, "vm@cd": {**env, "processor": "AMD EPYC 7551"}},
-                        "machine_trials": Counter({"": 5, "vm@cd": 3})})  # fmt: skip
+    machines_part(two, {"machines": {"vm@ab": env, "vm@cd": {**env, "processor": "AMD EPYC 7551"}},
+                        "machine_trials": Counter({"vm@ab": 5, "vm@cd": 3})})  # fmt: skip
     text = two.to_markdown()
-    assert "vm: AMD EPYC (family 25" in text and "Completed trials: 5." in text
+    assert "vm@ab: AMD EPYC (family 25" in text and "Completed trials: 5." in text
     assert "vm@cd: AMD EPYC 7551" in text and "Completed trials: 3." in text
-    assert "The trials ran in 2 environments (one of them: the trials stored before" in text
+    assert "The trials ran in 2 environments. Training times" in text
     assert "pairs a level with its reference on the seeds timed in the same environment" in text
 
 

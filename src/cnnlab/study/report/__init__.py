@@ -80,8 +80,7 @@ def write_report(
         "storage": st.safe_url(storage),
         "origin": study.user_attrs.get("cnnlab_origin", {}),
         "machines": st.worker_environments(study),
-        # completed trials per environment name ("" for trials stored before they named it)
-        "machine_trials": Counter(r.environment or "" for r in records.values()),
+        "machine_trials": Counter(r.environment for r in records.values()),  # completed
     }
     with run_directory(out, overwrite=overwrite) as tmp:
         write_csv(tmp / "results.csv", results_rows(spec, records))
@@ -212,8 +211,7 @@ def machines_part(rep: Report, meta: dict) -> None:
     ran: Counter = meta.get("machine_trials") or Counter()
     for name, env in machines.items():
         versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
-        # a name without "@" was recorded per host, before trials named their environment
-        count = ran.get(name, 0) if "@" in name else ran.get("", 0)
+        count = ran.get(name, 0)
         trials = f" Completed trials: {count}." if ran else ""
         rep.paragraph(
             f"{name}: {env.get('processor')}, {env.get('cpu_count')} CPUs, "
@@ -221,9 +219,8 @@ def machines_part(rep: Report, meta: dict) -> None:
             f"{env.get('threads', '?')}; Keras backend {env.get('backend', '?')}.{trials}"
         )
     if len(ran) > 1:
-        legacy = " (one of them: the trials stored before trials named theirs)" if "" in ran else ""
         rep.paragraph(
-            f"The trials ran in {len(ran)} environments{legacy}. Training times compare only "
+            f"The trials ran in {len(ran)} environments. Training times compare only "
             "within one: each 'trained Nx faster/slower' pairs a level with its reference on "
             "the seeds timed in the same environment, while the time columns, seconds per "
             "epoch and seconds to target average over all of them."

@@ -25,7 +25,7 @@ SPEC_FORMAT = 2
 # study system attributes
 LABELS_ATTR = "cnnlab_test_labels"  # the test labels, packed, once per study
 # + an environment's name: machine and versions of each worker environment; the name is
-# "host@digest" (host alone in studies stored before trials named their environment)
+# "host@digest" (see results.record_environment)
 ENV_PREFIX = "cnnlab_env:"
 # trial system attributes
 PRED_ATTR = "cnnlab_test_pred"  # predicted class per test image, packed

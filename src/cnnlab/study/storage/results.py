@@ -64,7 +64,7 @@ class TrialRecord:
     value: float  # final validation accuracy
     test_pred: np.ndarray
     lr_choice: LrChoice | None
-    environment: str | None = None  # record_environment's name; None: stored before it
+    environment: str | None = None  # record_environment's name (mark_environment)
 
 
 def completed_records(study: optuna.Study) -> dict[str, TrialRecord]:
