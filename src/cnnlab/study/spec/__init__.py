@@ -118,30 +118,28 @@ def load_spec(path: str | Path | None = None, profile: str | None = None) -> Stu
 
 def parse_spec(data: Mapping[str, Any], default_name: str = "study") -> StudySpec:
     """Validate a spec mapping; every error names the offending field."""
-    return _parse(data, default_name, check_names=True)
+    return _parse(data, default_name)
 
 
 def spec_from_source(source: Mapping[str, Any]) -> StudySpec:
-    """Rebuild a spec from the normalised form stored with a study. Its names are not checked
-    again: a study stored before names were restricted must stay readable."""
+    """Rebuild a spec from the normalised form stored with a study, checked as a file is."""
     if not isinstance(source, Mapping) or not isinstance(source.get("baseline"), Mapping):
         raise CnnlabError("the spec stored with this study is damaged")
     data = dict(source)
     data["baseline"] = dict(data["baseline"])
-    return _parse(data, str(data.get("name") or "study"), check_names=False)
+    return _parse(data, str(data.get("name") or "study"))
 
 
 # -- the top-level fields ------------------------------------------------------------------
 
 
-def _parse(data: Mapping[str, Any], default_name: str, check_names: bool) -> StudySpec:
+def _parse(data: Mapping[str, Any], default_name: str) -> StudySpec:
     if not isinstance(data, Mapping):
         raise CnnlabError(f"a spec is a mapping of fields, got {type(data).__name__}")
     data = dict(data)
     no_unknown(data, _TOP_KEYS, "spec")
     name = data.get("name") or default_name
-    if check_names:
-        check_study_name(name, "spec field name")
+    check_study_name(name, "spec field name")
     description = data.get("description", "")
     if isinstance(description, list | dict):
         bad("description", "must be text")
@@ -157,8 +155,7 @@ def _parse(data: Mapping[str, Any], default_name: str, check_names: bool) -> Stu
     if not isinstance(raw_factors, Mapping) or not raw_factors:
         bad("factors", "must map at least one factor name to its levels")
     factors = tuple(
-        parse_factor(fname, fdef, baseline, check_names, spec_seeds)
-        for fname, fdef in raw_factors.items()
+        parse_factor(fname, fdef, baseline, spec_seeds) for fname, fdef in raw_factors.items()
     )
     if design == "factorial":
         check_factorial(factors)

@@ -93,10 +93,9 @@ def parse_factor(
     name: Any,
     fdef: Any,
     study_baseline: TrainConfig,
-    check_name: bool = True,
     study_seeds: tuple[int, ...] = (0,),
 ) -> Factor:
-    if check_name and not is_safe_name(name):  # it names the report's plot files
+    if not is_safe_name(name):  # it names the report's plot files
         bad("factors", f"factor name {show(name)}: {NAME_RULE}")
     name = str(name)
     where = f"factors.{name}"
@@ -125,8 +124,8 @@ def parse_factor(
         "kernel_size": _kernel_levels,
         "regularization": _regularization_levels,
         "batch_size": _batch_levels,
-        # the sweep's seeds must differ from the study's (checked unless reading a stored spec)
-        "optimizer": partial(_optimizer_levels, study_seeds=study_seeds, strict=check_name),
+        # the sweep's seeds must differ from the study's
+        "optimizer": partial(_optimizer_levels, study_seeds=study_seeds),
     }.get(kind, _field_levels)
     levels, sweep = parse(kind, raw_levels, fdef, baseline, where)
     no_unknown(fdef, set(), where)  # every option has been consumed by its parser
@@ -272,7 +271,7 @@ def _equal_step_epochs(baseline: TrainConfig, batch: int, where: str) -> int:
 MAX_EXTEND = 10  # bracketing rounds after the grid
 
 
-def _optimizer_levels(kind, raw_levels, opts, baseline, where, *, study_seeds, strict):
+def _optimizer_levels(kind, raw_levels, opts, baseline, where, *, study_seeds):
     tune = opts.pop("tune_lr", True)
     raw_sweep = opts.pop("lr_sweep", {})
     if not isinstance(tune, bool):
@@ -287,11 +286,11 @@ def _optimizer_levels(kind, raw_levels, opts, baseline, where, *, study_seeds, s
             bad(f"{where}.levels[{i}]", f"{show(raw)} is not one of {', '.join(OPTIMIZERS)}")
         over = {"optimizer": name, "lr": None if tune else DEFAULT_LR[name]}
         levels.append(Level(name, over, tune_lr=tune))
-    sweep = _sweep(raw_sweep, baseline, f"{where}.lr_sweep", study_seeds, strict and tune)
+    sweep = _sweep(raw_sweep, baseline, f"{where}.lr_sweep", study_seeds, tune)
     return levels, sweep if tune else None
 
 
-def _sweep(raw: dict, baseline: TrainConfig, where: str, study_seeds, strict: bool) -> LrSweep:
+def _sweep(raw: dict, baseline: TrainConfig, where: str, study_seeds, tuned: bool) -> LrSweep:
     mults = raw.pop("multipliers", [0.3, 1.0, 3.0])
     # bounded so that the swept LR stays a finite float for any optimizer's default
     if not isinstance(mults, list) or not mults or not all(_multiplier(m) for m in mults):
@@ -316,7 +315,7 @@ def _sweep(raw: dict, baseline: TrainConfig, where: str, study_seeds, strict: bo
     else:  # one seed, the first the study does not use
         sweep_seeds = (next(s for s in range(len(study_seeds) + 1) if s not in study_seeds),)
     shared = sorted(set(sweep_seeds) & set(study_seeds))
-    if strict and shared:
+    if tuned and shared:
         bad(
             f"{where}.seeds",
             f"seed(s) {shared} are also study seeds: the tuned optimizers' test accuracy must "

@@ -93,8 +93,7 @@ def _param_space(trials: list[PlannedTrial]) -> dict[str, BaseDistribution]:
     plot accuracy against them; the learning rate stays an attribute (a tuned one is unknown
     until its sweep has run). So does the seed: it is a replicate, not a design choice, and as
     a param optuna-dashboard ranked it the second most important "hyperparameter" (issue 13).
-    Studies stored before this still hold ``seed`` as a param; nothing reads params back (the
-    seed is read from the ``seed`` user attribute, which every version wrote)."""
+    Nothing reads params back: the seed is read from the ``seed`` user attribute."""
     values: dict[str, set[str]] = {}
     for t in trials:
         for k, v in t.config.items():
