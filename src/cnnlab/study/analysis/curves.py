@@ -54,7 +54,7 @@ def has_clean_gap(history: History) -> bool:
 
 def generalization_gap(history: History) -> float:
     """Training minus validation accuracy at the last epoch: on clean training images when the
-    trial measured them, else (studies stored before) the running training accuracy."""
+    trial measured them (cnnlab's trainer always does), else the running training accuracy."""
     last = history[-1]
     train = last.get(CLEAN)
     if train is None:
