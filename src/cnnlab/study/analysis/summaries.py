@@ -81,7 +81,7 @@ class StudyAnalysis:
     cells: dict[str, CellSummary]  # by cell name
     comparisons: list[Comparison]
     importance: list[Importance]
-    sweeps: dict[str, dict[str, SweepSummary]]  # factor -> optimizer -> its LR sweep
+    sweeps: dict[str, dict[str, SweepSummary]]  # factor -> level -> its LR sweep
     best: CellSummary | None  # highest mean validation accuracy in the study's own regime
     margin: float = DEFAULT_MARGIN  # points; CI inside +-margin: "no difference detected"
     conclusions: dict[str, list[str]] = field(default_factory=dict)  # by factor
