@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -29,7 +28,6 @@ VARIANTS = {
 
 
 def run(variant, config, splits, y_train):
-    import keras
 
     from cnnlab.fmnist.backend import seed_everything
     from cnnlab.fmnist.callbacks import EpochClock

@@ -140,7 +140,8 @@ def test_optimizer_levels_depend_on_their_lr_sweep_and_its_bracketing_rounds():
     assert set(rounds[0].depends_on) == {t.key for t in grid}
     assert set(rounds[2].depends_on) == {t.key for t in grid} | {t.key for t in rounds[:2]}
     assert {(t.lr_source, t.lr_sweep) for t in sweeps} == {
-        ("fixed", "optimizer=sgd"), ("fixed", "optimizer=adam")
+        ("fixed", "optimizer=sgd"),
+        ("fixed", "optimizer=adam"),
     }
     assert all(t.config["epochs"] == 1 for t in sweeps)
 

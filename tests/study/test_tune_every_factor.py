@@ -91,7 +91,10 @@ def test_regularization_levels_can_form_a_strength_grid():
     ("factors", "where"),
     [
         ({"lr": {"levels": [0.001, 0.01], "tune_lr": True}}, "factors.lr.tune_lr"),
-        ({"kernel_size": {"levels": [3], "lr_sweep": {"extend": 1}}}, "factors.kernel_size.lr_sweep"),
+        (
+            {"kernel_size": {"levels": [3], "lr_sweep": {"extend": 1}}},
+            "factors.kernel_size.lr_sweep",
+        ),
         ({"kernel_size": {"levels": [3], "tune_lr": "yes"}}, "factors.kernel_size.tune_lr"),
         ({"regularization": ["none", "l2=2"]}, "factors.regularization.levels[1]"),
         ({"regularization": ["none", "dropout=1"]}, "factors.regularization.levels[1]"),

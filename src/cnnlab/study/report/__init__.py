@@ -36,8 +36,8 @@ from cnnlab.study.report.scenarios import (
     factor_cells,
     learning_curves_part,
     optimizer_part,
-    sweep_part,
     regime_part,
+    sweep_part,
 )
 from cnnlab.study.report.statistics import (
     ci,
