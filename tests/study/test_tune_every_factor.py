@@ -106,3 +106,38 @@ def test_regularization_levels_can_form_a_strength_grid():
 def test_bad_tuning_and_level_syntax_name_the_field(factors, where):
     with pytest.raises(CnnlabError, match=f"^invalid spec field {re.escape(where)}: "):
         spec(factors)
+
+
+ENGINE_SPEC = """
+name: tuned
+seeds: 2
+budget: {train_limit: 1000, epochs: 1, val_size: 500}
+factors:
+  kernel_size: {levels: [3, 5], tune_lr: true, lr_sweep: {multipliers: [0.5, 2.0], extend: 1}}
+"""
+
+
+def test_the_engine_trains_each_tuned_level_at_its_own_sweeps_choice(tmp_path, fake_env):
+    from cnnlab.study import load_spec, run_study
+    from cnnlab.study import storage as st
+    from cnnlab.study.report import results_rows
+    from cnnlab.study.tuning import choose_lr
+
+    path = tmp_path / "tuned.yaml"
+    path.write_text(ENGINE_SPEC)
+    spec = load_spec(path)
+    url = f"sqlite:///{tmp_path}/s.db"
+    run_study(spec, url, "tuned", 1, trainer="fake_trainer:trainer", progress=False)
+    records = st.completed_records(st.load_study(st.open_storage(url), "tuned"))
+    rows = results_rows(spec, records)
+    assert len(rows) == len(records) == len(spec.plan()[0])
+    for level in ("3x3", "5x5"):
+        name = f"kernel_size={level}"
+        sweep = [r for r in rows if r["kind"] == "sweep" and r["lr_sweep"] == name]
+        assert len(sweep) == 6 and {r["lr_source"] for r in sweep} == {"fixed"}
+        chosen = choose_lr((r["lr_used"], r["val_accuracy"]) for r in sweep)["chosen"]
+        main = [r for r in rows if r["kind"] == "main" and r["lr_sweep"] == name]
+        assert len(main) == 2 and {r["lr_source"] for r in main} == {"tuned"}
+        assert [r["lr_used"] for r in main] == pytest.approx([chosen, chosen])
+    base = [r for r in rows if r["cells"].startswith("baseline")]
+    assert {r["lr_source"] for r in base} == {"baseline"}
