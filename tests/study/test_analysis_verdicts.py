@@ -228,7 +228,8 @@ def test_identical_differences_are_not_tested_and_leave_the_family():
     seven = by[("kernel_size", "7x7")]
     assert seven.family == 1  # only the tested comparison is corrected
     assert seven.holm_pvalue == pytest.approx(seven.t_pvalue)
-    assert "after Holm over the study's 1 comparison with 4 seeds" in a.conclusions["kernel_size"][0]
+    line = a.conclusions["kernel_size"][0]
+    assert "after Holm over the study's 1 comparison with 4 seeds" in line
 
 
 def test_importance_is_partial_omega_squared_of_the_blocked_anova(four):
