@@ -171,7 +171,10 @@ def train(
     with target if target is not None else contextlib.nullcontext() as tmp:
         if data is None:
             data = load_fashion_mnist(data_dir, progress=progress)
-        result, model = _fit(config, data, progress, callbacks, deterministic, clean_train_images)
+        log = Path(tmp) / "train.log" if tmp is not None and progress else None
+        result, model = _fit(
+            config, data, progress, callbacks, deterministic, clean_train_images, log
+        )
         if board is not None:
             board.write_mistakes(
                 data.x_test, data.y_test, result.test_proba, len(result.history) - 1
@@ -191,6 +194,7 @@ def _fit(
     extra_callbacks: Sequence[keras.callbacks.Callback],
     deterministic: bool,
     clean_train_images: int = 0,
+    log: Path | None = None,
 ) -> tuple[TrainResult, keras.Model]:
     backend.seed_everything(config.seed, deterministic=deterministic)
     s = make_splits(config, data)
@@ -210,7 +214,7 @@ def _fit(
         )
     callbacks.extend(extra_callbacks)
     if progress:
-        callbacks.append(RichProgress(f"train {len(s.x_train)} images"))
+        callbacks.append(RichProgress(f"train {len(s.x_train)} images", log=log))
     train_in = fit_inputs(s.x_train, Splits.one_hot(s.y_train), config.batch_size,
                           shuffle=True, seed=config.seed)  # fmt: skip
     val_in = fit_inputs(s.x_val, Splits.one_hot(s.y_val), 1024, shuffle=False, seed=0)
