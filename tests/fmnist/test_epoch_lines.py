@@ -21,8 +21,24 @@ def test_an_epoch_line_reads_like_keras():
 @pytest.mark.slow
 def test_cnnlab_train_into_a_pipe_prints_each_epoch_while_it_trains(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "cnnlab", "train", "--preset", "tutorial", "--epochs", "3",
-           "--train-limit", "1000", "--val-size", "500", "--threads", "1", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cnnlab",
+        "train",
+        "--preset",
+        "tutorial",
+        "--epochs",
+        "3",
+        "--train-limit",
+        "1000",
+        "--val-size",
+        "500",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=env)  # fmt: skip

@@ -9,7 +9,6 @@ call: the clock and the divergence check work per epoch, and the progress bar de
 from __future__ import annotations
 
 import contextlib
-
 import math
 import time
 from collections.abc import Callable
