@@ -80,25 +80,44 @@ def test_each_of_the_four_verdicts(four):
     assert [c.significant for c in four[1].comparisons] == [True, True, False, False]
 
 
-def test_each_factor_is_its_own_holm_family(four):
+def test_verdicts_are_holm_adjusted_over_the_whole_study(four):
     spec, analysis = four
     by = _by(analysis)
-    raw = [sps.ttest_rel(FOUR_VERDICTS[f"kernel_size={lv}"], REF).pvalue for lv in ("5x5", "7x7")]
-    expected = stats.holm(raw)  # over the two kernel sizes only, not the batch sizes
-    assert by[("kernel_size", "5x5")].holm_pvalue == pytest.approx(expected[0])
-    assert by[("kernel_size", "7x7")].holm_pvalue == pytest.approx(expected[1])
-    assert {c.family for c in analysis.comparisons} == {2}
-    # another factor in the study leaves the kernel-size family unchanged
+    cells = ("kernel_size=5x5", "kernel_size=7x7", "batch_size=32", "batch_size=512")
+    raw = [sps.ttest_rel(FOUR_VERDICTS[c], REF).pvalue for c in cells]
+    study = stats.holm(raw)  # over all four comparisons
+    within = stats.holm(raw[:2])  # over the two kernel sizes only: shown beside it
+    assert by[("kernel_size", "5x5")].holm_pvalue == pytest.approx(study[0])
+    assert by[("kernel_size", "7x7")].holm_pvalue == pytest.approx(study[1])
+    assert by[("kernel_size", "5x5")].factor_holm_pvalue == pytest.approx(within[0])
+    assert {c.family for c in analysis.comparisons} == {4}
+    assert {c.factor_family for c in analysis.comparisons} == {2}
+    # alone in a study, the kernel sizes' study-wide p is the within-factor p of this one
     alone = _spec({"kernel_size": [3, 5, 7]})
     solo = _by(analyse(alone, _records(alone, FOUR_VERDICTS), LABELS))
-    assert solo[("kernel_size", "5x5")].holm_pvalue == by[("kernel_size", "5x5")].holm_pvalue
+    assert solo[("kernel_size", "5x5")].holm_pvalue == pytest.approx(within[0])
+
+
+def test_no_difference_needs_an_equivalence_test_adjusted_over_the_study(four):
+    c = _by(four[1])[("batch_size", "32")]
+    tost = [stats.tost_pvalue(x.diff, 0.5) for x in four[1].comparisons]
+    assert c.equivalence_pvalue == pytest.approx(stats.holm(tost)[2])
+    assert c.equivalence_pvalue < 0.05 and c.verdict == stats.EQUIVALENT
+    # a difference that is certainly small but not certain enough to be within a tight margin
+    unsure = stats.Interval(4, 0.3, 0.5, -0.5, 1.1)
+    assert stats.tost_pvalue(unsure, 0.5) > 0.05
+    assert stats.verdict(unsure, 0.5, 0.5, equivalence_pvalue=0.2) == stats.UNRESOLVED
 
 
 def test_unresolved_says_how_many_seeds_would_resolve_it(four):
     c = _by(four[1])[("batch_size", "512")]
-    assert c.seeds_needed == stats.seeds_to_resolve(c.diff, 0.5, alpha=0.05 / 2)
+    assert c.seeds_needed == stats.seeds_to_resolve(c.diff, 0.5, alpha=0.05 / 4)
     assert c.seeds_needed > c.n
     assert f"about {c.seeds_needed} seeds would resolve it" in c.sentence
+    # the sd behind it comes from 4 seeds: the figure is given with the range its interval allows
+    low, high = c.seeds_needed_range
+    assert low < c.seeds_needed < high
+    assert f"its 95% interval gives {low} to {high} seeds" in c.sentence
     assert c.sentence.startswith("batch_size = 512 vs 128: +0.20 points (95% CI ")
 
 
@@ -109,9 +128,9 @@ def test_sentences_put_the_effect_size_first(four):
         f"kernel_size = 7x7 vs 3x3: -1.98 points (95% CI {seven.diff.low:+.2f} to "
         f"{seven.diff.high:+.2f}, n = 4 seeds) — worse: paired t, Holm-adjusted p"
     )
-    assert "within the 2 kernel_size comparisons" in seven.sentence
+    assert "over the study's 4 comparisons (within kernel_size alone: " in seven.sentence
     same = by[("batch_size", "32")]
-    assert "— no difference detected: the whole CI lies inside ±0.50 points" in same.sentence
+    assert "— no difference detected: an equivalence test at ±0.50 points" in same.sentence
 
 
 def test_the_margin_is_a_parameter(four):
@@ -148,7 +167,7 @@ def test_reconciliation_when_both_agree(four):
     assert line.startswith(
         f"kernel_size matters overall (seed-blocked ANOVA F(2, 6) = {ref['F Value']:.2f}, p "
     )
-    assert "and 2 of 2 levels differ from 3x3 after Holm over this factor's 2 comparisons" in line
+    assert "and 2 of 2 levels differ from 3x3 after Holm over the study's 4 comparisons" in line
     assert line.endswith(f"the largest difference is 7x7 at {_ci(_by(analysis), '7x7')} (worse).")
 
 
@@ -170,7 +189,7 @@ def test_reconciliation_when_the_factor_matters_but_no_single_level_does():
     line = a.conclusions["kernel_size"][0]
     assert line.startswith("kernel_size matters overall (seed-blocked ANOVA F(2, 4) = ")
     assert (
-        "but no single level differs from 3x3 after Holm over this factor's 2 comparisons with "
+        "but no single level differs from 3x3 after Holm over the study's 2 comparisons with "
         "3 seeds; the largest difference is 7x7 at -1.40 points [" in line
     )
 
@@ -209,10 +228,8 @@ def test_identical_differences_are_not_tested_and_leave_the_family():
     seven = by[("kernel_size", "7x7")]
     assert seven.family == 1  # only the tested comparison is corrected
     assert seven.holm_pvalue == pytest.approx(seven.t_pvalue)
-    assert (
-        "after Holm over this factor's 1 tested comparison with 4 seeds"
-        in (a.conclusions["kernel_size"][0])
-    )
+    line = a.conclusions["kernel_size"][0]
+    assert "after Holm over the study's 1 comparison with 4 seeds" in line
 
 
 def test_importance_is_partial_omega_squared_of_the_blocked_anova(four):
@@ -224,6 +241,19 @@ def test_importance_is_partial_omega_squared_of_the_blocked_anova(four):
     assert imp["kernel_size"].omega_squared == pytest.approx(expected["kernel_size"].omega_squared)
     assert imp["kernel_size"].seeds == 4
     assert analysis.importance[0].term == "kernel_size"  # -2 and +1 points outweigh batch size
+
+
+def test_importance_ranks_by_the_spread_of_level_means_with_a_seed_bootstrap_interval(four):
+    imp = {i.term: i for i in four[1].importance}
+    kernel = imp["kernel_size"]
+    means = [np.mean(REF), np.mean(FOUR_VERDICTS["kernel_size=5x5"]),
+             np.mean(FOUR_VERDICTS["kernel_size=7x7"])]  # fmt: skip
+    assert kernel.spread == pytest.approx(max(means) - min(means))
+    assert kernel.spread_low <= kernel.spread <= kernel.spread_high
+    # consistent effects (+1, -2 in every seed) give a narrow interval, noise a wide one
+    batch = imp["batch_size"]
+    assert kernel.spread_high - kernel.spread_low < batch.spread_high - batch.spread_low
+    assert [i.term for i in four[1].importance] == ["kernel_size", "batch_size"]
 
 
 def test_importance_uses_only_seeds_complete_for_every_level(four):

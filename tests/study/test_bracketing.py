@@ -35,21 +35,23 @@ def test_the_grid_is_extended_until_the_best_rate_is_interior(tmp_path, fake_env
     spec, records, a = _run(tmp_path, fake_env, extend=2)
     sweep = a.sweeps["optimizer"]["sgd"]
     # grid 0.015, 0.05, 0.15 (best at the top edge) -> 0.45 (still the edge) -> 1.35 (worse)
-    assert [r.lr for r in sweep.runs] == pytest.approx([0.015, 0.05, 0.15, 0.45, 1.35])
-    assert [r.round for r in sweep.runs] == [0, 0, 0, 1, 2]
+    # two sweep seeds by default: each rate twice
+    rates = [0.015, 0.015, 0.05, 0.05, 0.15, 0.15, 0.45, 0.45, 1.35, 1.35]
+    assert [r.lr for r in sweep.runs] == pytest.approx(rates)
+    assert [r.round for r in sweep.runs] == [0, 0, 0, 0, 0, 0, 1, 1, 2, 2]
     assert sweep.choice["chosen"] == pytest.approx(0.45) and sweep.position == INTERIOR
     assert "bracketed" in sweep.statement() and "EDGE" not in sweep.statement()
     tuned = [r for r in records.values() if r.kind == "main" and r.config["optimizer"] == "sgd"]
     assert [r.lr for r in tuned] == pytest.approx([0.45, 0.45])
-    # test accuracy comes from the study's seeds; the sweep ran on another one
-    assert {r.seed for r in tuned} == {0, 1} and {r.seed for r in sweep.runs} == {2}
-    assert spec.factor("optimizer").lr_sweep.seeds == (2,)
+    # test accuracy comes from the study's seeds; the sweep ran on two others
+    assert {r.seed for r in tuned} == {0, 1} and {r.seed for r in sweep.runs} == {2, 3}
+    assert spec.factor("optimizer").lr_sweep.seeds == (2, 3)
 
 
 def test_at_the_cap_the_report_says_the_best_rate_is_at_the_edge(tmp_path, fake_env):
     _, records, a = _run(tmp_path, fake_env, extend=1)
     sweep = a.sweeps["optimizer"]["sgd"]
-    assert [r.lr for r in sweep.runs] == pytest.approx([0.015, 0.05, 0.15, 0.45])
+    assert sorted({r.lr for r in sweep.runs}) == pytest.approx([0.015, 0.05, 0.15, 0.45])
     assert sweep.choice["chosen"] == pytest.approx(0.45) and sweep.position == UPPER_EDGE
     text = sweep.statement()
     assert "AT THE UPPER EDGE of the rates tried (0.015 to 0.45)" in text

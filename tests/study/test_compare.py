@@ -179,3 +179,41 @@ def test_out_in_a_new_folder_creates_it(run_cli, two_studies, tmp_path):
                 "--out", str(out))  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "agree:" in out.read_text()
+
+
+SPEC_TUNED = """
+name: tuned
+seeds: 3
+budget: {train_limit: 1000, epochs: 2, val_size: 500}
+factors:
+  kernel_size:
+    levels: [3, 7]
+    tune_lr: true
+    lr_sweep: {multipliers: [0.5, 2.0], extend: 0}
+"""
+
+
+def test_a_level_at_the_baselines_rate_in_one_study_and_tuned_in_the_other_says_so(
+    two_studies, tmp_path, monkeypatch
+):
+    from cnnlab.study.report.compare import format_text, rate_source
+
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
+    )
+    (tmp_path / "tuned.yaml").write_text(SPEC_TUNED)
+    url = f"sqlite:///{tmp_path}/tuned.db"
+    run_study(load_spec(tmp_path / "tuned.yaml"), url, "tuned", 1,
+              trainer="fake_trainer:trainer", progress=False)  # fmt: skip
+    result = compare_studies(two_studies["a"], "a", url, "tuned")
+    assert rate_source(result.a, "kernel_size", "7x7") == "baseline"
+    assert rate_source(result.b, "kernel_size", "7x7") == "tuned"
+    text = format_text(result)
+    row = next(line for line in text.splitlines() if line.startswith("kernel_size = 7x7 vs 3x3"))
+    assert "baseline 0.001" in row and "tuned " in row
+    moved = [line for line in result.summary() if line.startswith("learning rate from another")]
+    kept = sum(p.verdicts_agree for p in result.shared)
+    assert moved == [
+        "learning rate from another source in A and B (e.g. the baseline's vs the level's own "
+        f"tuned rate): 1 comparisons, verdict kept in {kept}, changed in {1 - kept}"
+    ]

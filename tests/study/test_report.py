@@ -32,8 +32,11 @@ def test_known_effects_are_found(analysis):
     # McNemar per seed: in every seed more images lost than gained
     assert len(seven.mcnemar) == 3 and all(m.b > m.c for m in seven.mcnemar)
     bn = by[("regularization", "batch_norm")]
-    assert bn.diff.low > 0  # +2 points in the fake, alone in its Holm family
-    assert bn.verdict == stats.BETTER and "— better" in bn.sentence
+    assert bn.diff.low > 0  # +2 points in the fake, alone in its factor
+    assert bn.factor_holm_pvalue == pytest.approx(bn.t_pvalue) and bn.t_pvalue < 0.05
+    # the verdict follows the study-wide correction (3 seeds, 6 comparisons)
+    assert (bn.verdict == stats.BETTER) == (bn.holm_pvalue < 0.05)
+    assert f"— {bn.verdict}" in bn.sentence
     five = by[("kernel_size", "5x5")]  # +0.4 points in the fake: too small for 3 seeds here
     assert abs(five.diff.mean) < 1.5
     assert five.verdict in (stats.UNRESOLVED, stats.BETTER)
@@ -52,7 +55,7 @@ def test_a_study_whose_keys_are_not_in_its_plan_is_refused(finished_fake_study):
         analyse(st.stored_spec(study), records, st.stored_test_labels(study))
 
 
-def test_each_factor_is_its_own_holm_family(analysis):
+def test_holm_families_the_study_for_verdicts_and_each_factor_beside_it(analysis):
     assert len(analysis.comparisons) == 6  # 5x5, 7x7, batch_norm, 512 (fixed), 512 (scaled), sgd
     families = {}
     for c in analysis.comparisons:
@@ -63,10 +66,13 @@ def test_each_factor_is_its_own_holm_family(analysis):
     }  # fmt: skip
     for cs in families.values():
         expected = stats.holm([c.t_pvalue for c in cs])
-        assert [c.holm_pvalue for c in cs] == pytest.approx(expected)
-        assert all(c.family == len(cs) for c in cs)
+        assert [c.factor_holm_pvalue for c in cs] == pytest.approx(expected)
+        assert all(c.factor_family == len(cs) for c in cs)
     sgd = families["optimizer"][0]
-    assert sgd.holm_pvalue == pytest.approx(sgd.t_pvalue)  # a family of one is not adjusted
+    assert sgd.factor_holm_pvalue == pytest.approx(sgd.t_pvalue)  # a family of one
+    study = stats.holm([c.t_pvalue for c in analysis.comparisons])
+    assert [c.holm_pvalue for c in analysis.comparisons] == pytest.approx(study)
+    assert {c.family for c in analysis.comparisons} == {6}
 
 
 def test_batch_size_lr_share_sentence(analysis):
@@ -95,11 +101,11 @@ def test_unresolved_sentence():
     assert text.startswith("kernel_size = 5x5 vs 3x3: +0.20 points (95% CI -0.50 to +0.90, n = 3")
     assert "— unresolved: the CI includes zero and reaches beyond ±0.50 points" in text
     assert "about 9 seeds would resolve it" in text and "1.4x slower" in text
-    # the unadjusted CI excludes zero, Holm over the factor's family does not reject
+    # the unadjusted CI excludes zero, Holm over the study's family does not reject
     c.diff = Interval(3, 0.6, 0.1, 0.3, 0.9)
     c.holm_pvalue = 0.07
     text = comparison_sentence(c, 0.5)
-    assert "unresolved: Holm-adjusted p = 0.070 within the 2 kernel_size comparisons" in text
+    assert "unresolved: Holm-adjusted p = 0.070 over the study's 2 comparisons" in text
 
 
 def test_the_machines_section_counts_each_environments_trials_and_warns_when_they_mix():
@@ -149,7 +155,8 @@ def test_report_files_and_sections(finished_fake_study, tmp_path):
     ):
         assert section in md, section  # fmt: skip
     assert "— worse: paired t, Holm-adjusted p" in md
-    assert "### What each change did" in md and "each factor is its own Holm family" in md
+    assert "### What each change did" in md
+    assert "Holm correction over every comparison of the study" in md
     assert "δ = 0.50" in md and "partial ω²" in md
     assert "| kernel_size | 7x7 vs 3x3 | -" in md and "| worse |" in md  # effect size first
     text = html.read_text()

@@ -106,7 +106,7 @@ def test_the_lr_sweep_uses_seeds_the_study_does_not():
     trials, cells = s.plan()
     sweep_seeds = {t.seed for t in trials if t.kind == "sweep"}
     main_seeds = {t.seed for t in trials if t.kind == "main" and t.tune_lr}
-    assert main_seeds == {0, 1, 2} and sweep_seeds == {3}
+    assert main_seeds == {0, 1, 2} and sweep_seeds == {3, 4}  # two by default
     # the seed-0 main trial of sgd is no re-run of a sweep trial
     assert not {t.key for t in trials if t.kind == "sweep"} & {k for c in cells for k in c.keys}
 

@@ -127,17 +127,22 @@ def test_optimizer_levels_depend_on_their_lr_sweep_and_its_bracketing_rounds():
                             "lr_sweep": {"multipliers": [0.5, 2], "epochs": 1}}})  # fmt: skip
     trials, _ = s.plan()
     sweeps = [t for t in trials if t.kind == "sweep"]
-    # per optimizer: the 2-rate grid, then 2 bracketing rounds (the default cap), one seed
-    assert len(sweeps) == 8 and trials[:8] == sweeps  # sweeps are queued first
+    # per optimizer: the 2-rate grid, then 2 bracketing rounds (the default cap), two seeds
+    assert len(sweeps) == 16 and trials[:16] == sweeps  # sweeps are queued first
     sgd = next(t for t in trials if t.kind == "main" and t.config["optimizer"] == "sgd")
-    assert sgd.tune_lr and sgd.config["lr"] is None and len(sgd.depends_on) == 4
+    assert sgd.tune_lr and sgd.config["lr"] is None and len(sgd.depends_on) == 8
+    assert (sgd.lr_source, sgd.lr_sweep) == ("tuned", "optimizer=sgd")
     grid = [t for t in sweeps if t.key in sgd.depends_on and not t.tune_lr]
     rounds = [t for t in sweeps if t.key in sgd.depends_on and t.tune_lr]
     assert {t.config["lr"] for t in grid} == {0.025, 0.1}
     # a round's rate is chosen when it runs, from everything swept before it
-    assert [t.config["lr"] for t in rounds] == [None, None]
+    assert [t.config["lr"] for t in rounds] == [None] * 4
     assert set(rounds[0].depends_on) == {t.key for t in grid}
-    assert set(rounds[1].depends_on) == {t.key for t in grid} | {rounds[0].key}
+    assert set(rounds[2].depends_on) == {t.key for t in grid} | {t.key for t in rounds[:2]}
+    assert {(t.lr_source, t.lr_sweep) for t in sweeps} == {
+        ("fixed", "optimizer=sgd"),
+        ("fixed", "optimizer=adam"),
+    }
     assert all(t.config["epochs"] == 1 for t in sweeps)
 
 

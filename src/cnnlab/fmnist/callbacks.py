@@ -8,6 +8,7 @@ call: the clock and the divergence check work per epoch, and the progress bar de
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -131,17 +132,33 @@ class StopOnDivergence(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def epoch_line(epoch: int, epochs: int, logs: dict, seconds: float | None) -> str:
+    """One epoch as Keras users read it: ``epoch 3/12  loss 0.3121  acc 0.8876  val_loss
+    0.3011  val_acc 0.8900  (12.3 s)``."""
+    names = (("loss", "loss"), ("accuracy", "acc"), ("val_loss", "val_loss"),
+             ("val_accuracy", "val_acc"))  # fmt: skip
+    parts = [f"epoch {epoch}/{epochs}"]
+    parts += [f"{short} {logs[key]:.4f}" for key, short in names if logs.get(key) is not None]
+    if seconds is not None:
+        parts.append(f"({seconds:.1f} s)")
+    return "  ".join(parts)
+
+
 class RichProgress(keras.callbacks.Callback):
-    """One bar for the run (epochs, ETA) and one for the current epoch (steps, loss)."""
+    """One bar for the run (epochs, ETA) and one for the current epoch (steps, loss); and one
+    line per epoch, printed as the epoch ends (flushed, so ``cnnlab train > log`` fills the log
+    as training goes) and appended to ``log`` (the run's ``train.log``) when given."""
 
     async_safe = True  # Keras may call the batch hook from a helper thread (no step waits)
 
-    def __init__(self, description: str = "training", console=None):
+    def __init__(self, description: str = "training", console=None, log=None):
         super().__init__()
         self.description = description
         self.console = console
+        self.log = log
         self._progress = None
         self._done = 0
+        self._started = 0.0
 
     def on_train_begin(self, logs=None):
         self._progress = Progress(
@@ -165,6 +182,7 @@ class RichProgress(keras.callbacks.Callback):
         if self._epoch is not None:
             self._progress.remove_task(self._epoch)
         self._done = 0
+        self._started = time.perf_counter()
         self._epoch = self._progress.add_task(
             f"epoch {epoch + 1}/{self.params.get('epochs')}", total=steps, info=""
         )
@@ -183,6 +201,14 @@ class RichProgress(keras.callbacks.Callback):
             parts.append(f"val acc {logs['val_accuracy']:.4f}")
         self._progress.update(self._epoch, completed=self.params.get("steps"))
         self._progress.update(self._run, advance=1, info="  ".join(parts))
+        seconds = time.perf_counter() - self._started
+        line = epoch_line(epoch + 1, self.params.get("epochs") or 1, logs, seconds)
+        self._progress.console.print(line, markup=False, highlight=False)
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe stops no training
+            self._progress.console.file.flush()
+        if self.log is not None:
+            with open(self.log, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
 
     def on_train_end(self, logs=None):
         if self._progress is not None:

@@ -99,13 +99,41 @@ def fit_inputs(
     return {"x": ds.prefetch(1).with_options(options), "shuffle": False}  # shuffled above
 
 
-def compile_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
-    """Build and compile the model of ``config`` (seeds must be set before)."""
+# Images per call into the compiled training step. Keras runs one Python round trip (callbacks,
+# metric bookkeeping, a tf.function call) per execution; at batch 32 that round trip is a large
+# share of a step of the small study networks, so several steps run per call. It changes the
+# speed only: same updates, same order, same schedule (benchmarks/trainer_speed.py checks the
+# final loss matches and measures the gain; docs/benchmarks.md, Steps per execution).
+EXECUTION_IMAGES = 256
+
+
+def steps_per_execution(batch_size: int) -> int:
+    """Training steps per call into the compiled step: about ``EXECUTION_IMAGES`` images
+    (1 on the torch backend, whose Keras trainer accepts no other value)."""
+    if keras.backend.backend() == "torch":
+        return 1
+    return max(1, EXECUTION_IMAGES // batch_size)
+
+
+def compile_model(
+    config: TrainConfig,
+    steps_per_epoch: int,
+    *,
+    execution_steps: int | None = None,
+    jit_compile: bool | str = "auto",
+) -> keras.Model:
+    """Build and compile the model of ``config`` (seeds must be set before).
+
+    ``execution_steps``: steps per call (None: :func:`steps_per_execution`); ``jit_compile``
+    is Keras' (its "auto" means no XLA on a CPU); both are speed settings, benchmarked in
+    benchmarks/trainer_speed.py, and change no result."""
     model = build_model(config)
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
+        steps_per_execution=execution_steps or steps_per_execution(config.batch_size),
+        jit_compile=jit_compile,
     )
     return model
 
@@ -143,7 +171,10 @@ def train(
     with target if target is not None else contextlib.nullcontext() as tmp:
         if data is None:
             data = load_fashion_mnist(data_dir, progress=progress)
-        result, model = _fit(config, data, progress, callbacks, deterministic, clean_train_images)
+        log = Path(tmp) / "train.log" if tmp is not None and progress else None
+        result, model = _fit(
+            config, data, progress, callbacks, deterministic, clean_train_images, log
+        )
         if board is not None:
             board.write_mistakes(
                 data.x_test, data.y_test, result.test_proba, len(result.history) - 1
@@ -163,6 +194,7 @@ def _fit(
     extra_callbacks: Sequence[keras.callbacks.Callback],
     deterministic: bool,
     clean_train_images: int = 0,
+    log: Path | None = None,
 ) -> tuple[TrainResult, keras.Model]:
     backend.seed_everything(config.seed, deterministic=deterministic)
     s = make_splits(config, data)
@@ -182,7 +214,7 @@ def _fit(
         )
     callbacks.extend(extra_callbacks)
     if progress:
-        callbacks.append(RichProgress(f"train {len(s.x_train)} images"))
+        callbacks.append(RichProgress(f"train {len(s.x_train)} images", log=log))
     train_in = fit_inputs(s.x_train, Splits.one_hot(s.y_train), config.batch_size,
                           shuffle=True, seed=config.seed)  # fmt: skip
     val_in = fit_inputs(s.x_val, Splits.one_hot(s.y_val), 1024, shuffle=False, seed=0)

@@ -5,14 +5,19 @@ Everything here reads trial records (never re-trains) and is deterministic, so a
 rebuilt at any time, including from a study that is still running (incomplete cells are
 reported with the seeds they have).
 
-Each factor is its own Holm family: a factor answers its own question ("does the kernel size
-matter?"), and correcting it for the comparisons of unrelated factors made, with 3 seeds,
-even a 14-point loss "not significant" (issue 13). Every comparison gets a verdict (better,
-worse, no difference detected within +-margin, unresolved with the seeds a power calculation
-says would resolve it); ``DEFAULT_MARGIN`` is the smallest difference worth a claim.
+The verdicts are Holm-adjusted over every comparison of the study: a reader takes away the
+study's conclusions together, and within each factor alone 28 tests would let about one in
+twenty false verdicts through per study (issue 23: six of the standard v2 study's verdicts
+did not survive the study-wide correction). The within-factor adjustment is shown beside it.
+Every comparison gets a verdict (better, worse, no difference detected: an equivalence test
+at +-margin, adjusted likewise; unresolved, with the seeds a power calculation says would
+resolve it, as a range over the interval of the seed-to-seed spread); ``DEFAULT_MARGIN`` is
+the smallest difference worth a claim.
 
-Factor importance is a seed-blocked ANOVA (every level of a factor shares the seeds) with
-partial omega squared: the share of the variance of test accuracy that the level explains.
+Factor importance is the spread of a factor's level means (best minus worst, in points) with a
+seed-bootstrap interval: partial omega squared neared 1 for every factor of the standard v2
+study, so it could not rank them. The seed-blocked ANOVA (every level of a factor shares the
+seeds) still gives each factor's test and partial omega squared.
 Optuna's fANOVA importance fits a random forest over a sampled search space; a designed study
 varies one factor at a time around a baseline (or crosses a few factors completely), so the
 exact ANOVA decomposition of the design is available, needs no surrogate model and comes with
@@ -126,8 +131,9 @@ def analyse(
     comparisons = []
     for f in spec.factors:
         family = _compare_factor(spec, f, cells, records, labels)
-        _judge(family, margin)
+        _adjust_within(family)
         comparisons += family
+    _judge(comparisons, margin)
     # validation accuracies compare only within one regime: a small-data cell is not "worse"
     own = {f.name for f in spec.factors if not f.has_regime}
     complete_cells = [
@@ -150,17 +156,28 @@ def analyse(
     return analysis
 
 
-def _judge(family: list[Comparison], margin: float) -> None:
-    """Holm over one factor's comparisons, then a verdict for each. Comparisons without a
-    test (one seed, identical differences) are not part of the family."""
+def _adjust_within(family: list[Comparison]) -> None:
+    """Holm over one factor's comparisons: shown beside the study-wide verdict."""
     tested = sum(not math.isnan(c.t_pvalue) for c in family)
     for c, p in zip(family, stats.holm([c.t_pvalue for c in family]), strict=True):
-        c.family = tested
-        c.holm_pvalue = p
-        c.verdict = stats.verdict(c.diff, p, margin)
+        c.factor_family = tested
+        c.factor_holm_pvalue = p
+
+
+def _judge(comparisons: list[Comparison], margin: float) -> None:
+    """Holm over every comparison of the study (difference and equivalence tests alike), then
+    a verdict for each. Comparisons without a test (one seed, identical differences) are not
+    part of the family."""
+    tested = sum(not math.isnan(c.t_pvalue) for c in comparisons)
+    adjusted = stats.holm([c.t_pvalue for c in comparisons])
+    equivalent = stats.holm([stats.tost_pvalue(c.diff, margin) for c in comparisons])
+    for c, p, q in zip(comparisons, adjusted, equivalent, strict=True):
+        c.family, c.holm_pvalue, c.equivalence_pvalue = tested, p, q
+        c.verdict = stats.verdict(c.diff, p, margin, equivalence_pvalue=q)
         if c.verdict == stats.UNRESOLVED:
             # Holm's first step tests at alpha / m: the seeds that would pass it
             c.seeds_needed = stats.seeds_to_resolve(c.diff, margin, ALPHA / tested)
+            c.seeds_needed_range = stats.seeds_to_resolve_range(c.diff, margin, ALPHA / tested)
         c.sentence = comparison_sentence(c, margin)
 
 
@@ -250,13 +267,14 @@ def _importance(spec: StudySpec, cells, records) -> list[Importance]:
                     for f in factors]  # fmt: skip
             continue
         for term, a in stats.blocked_anova(rows, values, factors).items():
-            spread = math.nan
+            spread, low, high = math.nan, math.nan, math.nan
             if " x " not in term:
                 means = _level_means(term, rows, values)
                 spread = max(means) - min(means)
+                low, high = _spread_interval(term, rows, values)
             out.append(Importance(term, a.omega_squared, a.f_statistic, a.df, a.df_error,
-                                  a.pvalue, seeds, spread))  # fmt: skip
-    return sorted(out, key=lambda i: -math.inf if math.isnan(i.omega_squared) else i.omega_squared,
+                                  a.pvalue, seeds, spread, low, high))  # fmt: skip
+    return sorted(out, key=lambda i: -math.inf if math.isnan(i.spread) else i.spread,
                   reverse=True)  # fmt: skip
 
 
@@ -272,6 +290,29 @@ def _balanced_table(group: list[Cell], seeds, records) -> tuple[list[dict], list
             rows.append({**dict(cell.levels), "seed": str(seed)})
             values.append(records[cell.keys[i]].metrics["test_accuracy"] * POINTS)
     return rows, values, used
+
+
+BOOTSTRAP_ROUNDS = 2000
+
+
+def _spread_interval(factor: str, rows, values) -> tuple[float, float]:
+    """95% percentile interval of the spread of level means, resampling seeds (each seed keeps
+    all its levels, so the pairing by seed survives). A seed bootstrap from 5 seeds is rough,
+    and the spread is biased upward (the best and worst level are chosen from the data), which
+    the interval inherits: read it as "how far apart the levels are", not as a test."""
+    by_seed: dict[str, dict[str, float]] = {}
+    for row, v in zip(rows, values, strict=True):
+        by_seed.setdefault(row["seed"], {})[row[factor]] = v
+    seeds = sorted(by_seed)
+    if len(seeds) < 2:
+        return math.nan, math.nan
+    levels = sorted(by_seed[seeds[0]])
+    table = np.array([[by_seed[s][lv] for lv in levels] for s in seeds])  # seeds x levels
+    rng = np.random.default_rng(0)  # a report rebuilt from the same trials says the same
+    picks = rng.integers(0, len(seeds), size=(BOOTSTRAP_ROUNDS, len(seeds)))
+    means = table[picks].mean(axis=1)  # rounds x levels
+    spreads = means.max(axis=1) - means.min(axis=1)
+    return float(np.percentile(spreads, 2.5)), float(np.percentile(spreads, 97.5))
 
 
 def _level_means(factor: str, rows, values) -> list[float]:

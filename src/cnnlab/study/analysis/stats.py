@@ -6,7 +6,9 @@
 - ``mcnemar``: exact binomial or continuity-corrected chi-squared test on discordant pairs,
   meant for one seed's pair of trials;
 - ``holm``: Holm-Bonferroni step-down adjustment (SciPy offers only Benjamini-Hochberg);
-- ``seeds_to_resolve``: seeds a paired t-test needs (statsmodels ``TTestPower``);
+- ``seeds_to_resolve``: seeds a paired t-test needs (statsmodels ``TTestPower``), and its
+  range over the interval of the standard deviation (``sd_interval``);
+- ``tost_pvalue``: the equivalence test (two one-sided t-tests) at a margin;
 - ``verdict``: better / worse / no difference detected / unresolved / no test possible;
 - ``blocked_anova``: seed-blocked ANOVA (seed as block, no seed interaction) with partial
   omega squared.
@@ -134,20 +136,71 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 # -- verdicts ------------------------------------------------------------------------------
 
 
-def verdict(diff: Interval, holm_pvalue: float, margin: float, alpha: float = ALPHA) -> str:
+def verdict(
+    diff: Interval,
+    holm_pvalue: float,
+    margin: float,
+    alpha: float = ALPHA,
+    equivalence_pvalue: float | None = None,
+) -> str:
     """The answer a student reads for one comparison.
 
     better / worse: the Holm-adjusted paired t-test rejects "no difference" (then the
-    unadjusted CI excludes zero as well); no difference detected: the whole 95% CI lies inside
-    (-margin, +margin), an equivalence claim at the stated margin; unresolved: neither;
-    no test possible: one seed, or identical differences (no interval)."""
+    unadjusted CI excludes zero as well); no difference detected: the equivalence test at
+    +-margin (``equivalence_pvalue``, TOST, adjusted like the t-test's p) rejects "a difference
+    of at least margin"; without one, the whole 95% CI lies inside (-margin, +margin);
+    unresolved: neither; no test possible: one seed, or identical differences (no interval)."""
     if diff.n < 2 or math.isnan(diff.low) or math.isnan(holm_pvalue):
         return UNTESTABLE
     if holm_pvalue < alpha:
         return BETTER if diff.mean > 0 else WORSE
+    if equivalence_pvalue is not None:
+        return EQUIVALENT if equivalence_pvalue < alpha else UNRESOLVED
     if -margin < diff.low and diff.high < margin:
         return EQUIVALENT
     return UNRESOLVED
+
+
+def tost_pvalue(diff: Interval, margin: float) -> float:
+    """Two one-sided paired t-tests (TOST) of "the true difference lies outside +-margin": the
+    larger of the two one-sided p-values. Below alpha it claims equivalence at the margin;
+    Holm-adjusted over a study like the difference tests, so "no difference detected" is held
+    to the same standard as "better" and "worse" (issue 23)."""
+    if diff.n < 2 or not diff.std > 0:
+        return NAN
+    se = diff.std / math.sqrt(diff.n)
+    df = diff.n - 1
+    p_above_lower = float(stats.t.sf((diff.mean + margin) / se, df))  # H0: true <= -margin
+    p_below_upper = float(stats.t.cdf((diff.mean - margin) / se, df))  # H0: true >= +margin
+    return max(p_above_lower, p_below_upper)
+
+
+def sd_interval(diff: Interval, confidence: float = 0.95) -> tuple[float, float]:
+    """Confidence interval of the standard deviation of the differences (chi-squared, n - 1
+    degrees of freedom): from 5 seeds it spans about 0.6x to 2.9x the estimate."""
+    if diff.n < 2 or not diff.std > 0:
+        return NAN, NAN
+    df = diff.n - 1
+    tail = (1 - confidence) / 2
+    low = diff.std * math.sqrt(df / stats.chi2.ppf(1 - tail, df))
+    high = diff.std * math.sqrt(df / stats.chi2.ppf(tail, df))
+    return float(low), float(high)
+
+
+def seeds_to_resolve_range(
+    diff: Interval, margin: float, alpha: float = ALPHA, power: float = POWER
+) -> tuple[int | None, int | None]:
+    """``seeds_to_resolve`` at the low and the high end of the 95% interval of the standard
+    deviation (``sd_interval``): a seeds-needed figure from an sd with 4 degrees of freedom is
+    a point estimate of a wide range, and the report says so with this range."""
+    low, high = sd_interval(diff)
+    if math.isnan(low):
+        return None, None
+    at = [
+        seeds_to_resolve(Interval(diff.n, diff.mean, sd, diff.low, diff.high), margin, alpha, power)
+        for sd in (low, high)
+    ]
+    return at[0], at[1]
 
 
 def seeds_to_resolve(

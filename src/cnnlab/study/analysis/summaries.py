@@ -52,10 +52,15 @@ class Comparison:
     mcnemar: list[stats.McNemar]  # one per pair of trials (seed); never Holm-adjusted
     time_ratio: float  # median over seeds timed in one environment of seconds, level / reference
     identical: bool = False  # the same difference in every pair: no test possible
-    family: int = 0  # comparisons in this factor's Holm family
-    holm_pvalue: float = math.nan  # paired t, Holm-adjusted within the factor
+    family: int = 0  # tested comparisons of the whole study: the Holm family of the verdicts
+    factor_family: int = 0  # tested comparisons of this factor
+    holm_pvalue: float = math.nan  # paired t, Holm-adjusted over the whole study (the verdict)
+    factor_holm_pvalue: float = math.nan  # paired t, Holm-adjusted within the factor (shown)
+    equivalence_pvalue: float = math.nan  # TOST at the margin, Holm-adjusted over the study
     verdict: str = stats.UNTESTABLE
     seeds_needed: int | None = None  # for an unresolved verdict (power calculation)
+    # seeds_needed at the ends of the 95% interval of the differences' sd
+    seeds_needed_range: tuple[int | None, int | None] = (None, None)
     sentence: str = ""
 
     @property
@@ -73,6 +78,9 @@ class Importance:
     pvalue: float
     seeds: int  # seeds on which every level of the term completed (the ANOVA's blocks)
     spread: float  # best minus worst level mean, points
+    # 95% interval of the spread: seeds resampled with replacement, level means recomputed
+    spread_low: float = math.nan
+    spread_high: float = math.nan
 
 
 @dataclass
@@ -81,7 +89,7 @@ class StudyAnalysis:
     cells: dict[str, CellSummary]  # by cell name
     comparisons: list[Comparison]
     importance: list[Importance]
-    sweeps: dict[str, dict[str, SweepSummary]]  # factor -> optimizer -> its LR sweep
+    sweeps: dict[str, dict[str, SweepSummary]]  # factor -> level -> its LR sweep
     best: CellSummary | None  # highest mean validation accuracy in the study's own regime
     margin: float = DEFAULT_MARGIN  # points; CI inside +-margin: "no difference detected"
     conclusions: dict[str, list[str]] = field(default_factory=dict)  # by factor

@@ -1,4 +1,4 @@
-"""What each optimizer's learning-rate sweep tried, what it chose, and whether it bracketed it.
+"""What each tuned level's learning-rate sweep tried, what it chose, and whether it bracketed it.
 
 Read from the completed sweep trials of a study (never re-trained): the grid, the bracketing
 rounds (``tuning.probe_lr``), the rate the tuned trials used, and one sentence saying whether
@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cnnlab.fmnist.config import DEFAULT_LR
 from cnnlab.study.analysis.curves import POINTS
 from cnnlab.study.spec import Cell, Factor, StudySpec
 from cnnlab.study.spec.plan import sweep_trials
@@ -36,7 +35,8 @@ class SweepRun:
 
 @dataclass
 class SweepSummary:
-    optimizer: str
+    level: str  # the tuned level, e.g. "sgd" or "5x5"
+    center: float  # the rate the sweep's multipliers multiply (the level's untuned rate)
     planned: int  # sweep trials in the plan
     extend: int  # bracketing rounds planned (the cap)
     runs: list[SweepRun] = field(default_factory=list)
@@ -49,12 +49,12 @@ class SweepSummary:
 
     def statement(self) -> str:
         """Whether the chosen rate is bracketed, in one sentence."""
-        opt = self.optimizer
+        opt = self.level
         if self.choice is None:
             return f"{opt}: no sweep trial has completed yet."
         chosen = self.choice["chosen"]
         cands = self.choice["candidates"]
-        times = f"x{chosen / DEFAULT_LR[opt]:.3g} its default {DEFAULT_LR[opt]:g}"
+        times = f"x{chosen / self.center:.3g} its untuned rate {self.center:g}"
         head = f"{opt}: chose lr {chosen:.3g} ({times}) on validation"
         if not self.complete:
             head += f" from {len(self.runs)} of {self.planned} sweep trials (incomplete)"
@@ -88,26 +88,26 @@ class SweepSummary:
 def summarise_sweeps(
     spec: StudySpec, records: Mapping[str, TrialRecord], cells: list[Cell]
 ) -> dict[str, dict[str, SweepSummary]]:
-    """factor name -> optimizer -> its sweep, for every factor with an LR sweep."""
+    """factor name -> level -> its sweep, for every factor with an LR sweep."""
     out: dict[str, dict[str, SweepSummary]] = {}
     for f in spec.factors:
         if f.lr_sweep is None:
             continue
         for lv in f.levels:
             if lv.tune_lr:
-                opt = lv.overrides["optimizer"]
                 # the choice its tuned trials recorded (they all saw the same sweep)
                 used = [records[k].lr_choice for c in cells if c.levels == ((f.name, lv.label),)
                         for k in c.keys if k in records and records[k].lr_choice]  # fmt: skip
-                out.setdefault(f.name, {})[opt] = _summary(spec, f, opt, records, used)
+                out.setdefault(f.name, {})[lv.label] = _summary(spec, f, lv.label, records, used)
     return out
 
 
-def _summary(spec: StudySpec, f: Factor, opt: str, records, used) -> SweepSummary:
+def _summary(spec: StudySpec, f: Factor, level: str, records, used) -> SweepSummary:
     assert f.lr_sweep is not None
-    planned = sweep_trials(spec, f, opt)
+    planned = sweep_trials(spec, f, level)
     grid = len(f.lr_sweep.multipliers) * len(f.lr_sweep.seeds)
-    s = SweepSummary(opt, len(planned), f.lr_sweep.extend)
+    center = f.level(level).sweep_center
+    s = SweepSummary(level, float(center or 0.0), len(planned), f.lr_sweep.extend)
     for i, t in enumerate(planned):
         r = records.get(t.key)
         if r is None:

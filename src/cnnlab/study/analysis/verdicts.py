@@ -36,7 +36,10 @@ def _speed(ratio: float, reference: str) -> str:
 
 
 def _family(c: Comparison) -> str:
-    return f"within the {c.family} {c.factor} comparison{'s' if c.family != 1 else ''}"
+    study = f"over the study's {c.family} comparison{'s' if c.family != 1 else ''}"
+    if math.isnan(c.factor_holm_pvalue):
+        return study
+    return f"{study} (within {c.factor} alone: {_p(c.factor_holm_pvalue)})"
 
 
 def _diff_ci(c: Comparison) -> str:
@@ -72,7 +75,11 @@ def comparison_sentence(c: Comparison, margin: float) -> str:
                 f", though the whole CI lies inside ±{margin:.2f} points: a real but small change"
             )
     elif c.verdict == stats.EQUIVALENT:
-        why = f"the whole CI lies inside ±{margin:.2f} points (the margin δ)"
+        why = (
+            f"an equivalence test at ±{margin:.2f} points (the margin δ; two one-sided paired "
+            f"t-tests) rejects a difference that large, Holm-adjusted p "
+            f"{_p(c.equivalence_pvalue)} over the study's {c.family} comparisons"
+        )
     else:
         short = (
             "the CI includes zero"
@@ -90,12 +97,20 @@ def _seeds_text(c: Comparison) -> str:
         f"at the observed spread (sd of the differences {c.diff.std:.2f} points, "
         f"{stats.POWER:.0%} power)"
     )
+    low, high = c.seeds_needed_range
+    spread = ""
+    if low is not None or high is not None:
+        hi = f"{high}" if high is not None else f"over {stats.MAX_SEEDS_TO_RESOLVE}"
+        spread = (
+            f"; from {c.n} seeds that sd is itself uncertain, and its 95% interval gives "
+            f"{low if low is not None else '?'} to {hi} seeds"
+        )
     if c.seeds_needed <= c.n:
         return (
             f"{c.n} seeds should usually be enough {basis}, so this one is borderline: "
-            "a few more seeds would settle it"
+            f"a few more seeds would settle it{spread}"
         )
-    return f"about {c.seeds_needed} seeds would resolve it {basis}"
+    return f"about {c.seeds_needed} seeds would resolve it {basis}{spread}"
 
 
 def reconciliation(analysis: StudyAnalysis, factor: Factor) -> str:
@@ -108,9 +123,7 @@ def reconciliation(analysis: StudyAnalysis, factor: Factor) -> str:
     sig = [c for c in comps if c.significant]
     ref = factor.reference
     tested = max(c.family for c in comps)
-    family = f"this factor's {tested} {'tested ' if tested < len(comps) else ''}" + (
-        "comparison" if tested == 1 else "comparisons"
-    )
+    family = f"the study's {tested} " + ("comparison" if tested == 1 else "comparisons")
     pairwise = (
         f"{len(sig)} of {len(comps)} level{'s' if len(comps) != 1 else ''} "
         f"differ{'s' if len(sig) == 1 else ''} from {ref} after Holm over {family} with {seeds}"

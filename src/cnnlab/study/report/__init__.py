@@ -37,6 +37,7 @@ from cnnlab.study.report.scenarios import (
     learning_curves_part,
     optimizer_part,
     regime_part,
+    sweep_part,
 )
 from cnnlab.study.report.statistics import (
     ci,
@@ -111,7 +112,7 @@ def results_rows(spec: StudySpec, records: dict[str, st.TrialRecord]) -> list[di
         for k in cell.keys:
             memberships.setdefault(k, []).append(cell.name)
     rows = []
-    for t in trials:
+    for t in trials:  # planned trials: they know where their learning rate comes from
         r = records.get(t.key)
         if r is None:
             continue
@@ -124,6 +125,7 @@ def results_rows(spec: StudySpec, records: dict[str, st.TrialRecord]) -> list[di
             "balanced_accuracy": m.get("balanced_accuracy"), "ece": m.get("ece"),
             "train_seconds": m["train_seconds"], "trial_seconds": r.seconds,
             "epochs_run": len(r.history), "params": m.get("params"), "lr_used": r.lr,
+            "lr_source": t.lr_source, "lr_sweep": t.lr_sweep,
             "epochs_to_val_target": epochs_to_target(r.history, spec.val_target),
             "final_gap": generalization_gap(r.history),
             "gap_on_clean_train": curves.has_clean_gap(r.history),
@@ -262,6 +264,8 @@ def _factor_section(rep, a: StudyAnalysis, records, factor: Factor, folder: Path
         batch_plots(rep, a, folder)
     if factor.kind == "optimizer":
         optimizer_part(rep, a, records, factor, folder)
+    if factor.lr_sweep is not None:  # any factor whose levels each tune their learning rate
+        sweep_part(rep, a, factor, folder)
     comps = {c.level: c for c in a.comparisons if c.factor == factor.name}
     rows = []
     for lv, s in cells:

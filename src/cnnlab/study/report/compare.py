@@ -17,7 +17,7 @@ quick profile to match the full study's direction wherever the full study is sig
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
@@ -37,6 +37,7 @@ class Side:
     storage: str  # without password
     name: str
     analysis: StudyAnalysis
+    tag: str = "a"  # "a" or "b": which side of a Pair holds this study's comparison
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,10 @@ class StudyComparison:
     def shared(self) -> list[Pair]:
         return [p for p in self.pairs if p.shared]
 
+    def rate_moved(self, p: Pair) -> bool:
+        """The level's learning rate came from another source in A than in B."""
+        return rate_source(self.a, p.factor, p.level) != rate_source(self.b, p.factor, p.level)
+
     def significant_in(self, side: str) -> list[Pair]:
         """Shared comparisons that study ``side`` ("a" or "b") finds better or worse."""
         return [p for p in self.shared if getattr(p, side).significant]
@@ -97,6 +102,14 @@ class StudyComparison:
         only_b = sum(p.a is None for p in self.pairs)
         if only_a or only_b:
             lines.append(f"only in A: {only_a}; only in B: {only_b} (not counted in the agreement)")
+        moved = [p for p in shared if self.rate_moved(p)]
+        if moved:
+            kept = sum(p.verdicts_agree for p in moved)
+            lines.append(
+                f"learning rate from another source in A and B (e.g. the baseline's vs the "
+                f"level's own tuned rate): {len(moved)} comparisons, verdict kept in {kept}, "
+                f"changed in {len(moved) - kept}"
+            )  # fmt: skip
         agree = sum(p.verdicts_agree for p in shared)
         same = sum(p.same_direction for p in shared)
         lines.append(
@@ -129,6 +142,8 @@ def compare_studies(
 
 
 def pair_up(a: Side, b: Side, margin: float) -> StudyComparison:
+    a, b = replace(a, tag="a"), replace(b, tag="b")
+
     def by_key(side: Side) -> dict[Key, Comparison]:
         return {(c.factor, c.level, c.reference): c for c in side.analysis.comparisons}
 
@@ -175,16 +190,39 @@ def _header(cmp: StudyComparison) -> list[str]:
     return lines
 
 
+def rate_source(side: Side, factor: str, level: str) -> str:
+    """Where a level's learning rate came from in one study: ``tuned`` (its own sweep),
+    ``fixed`` (set by the level) or ``baseline`` (the factor's baseline rate)."""
+    spec = side.analysis.spec
+    f = next((x for x in spec.factors if x.name == factor), None)
+    lv = next((x for x in f.levels if x.label == level), None) if f is not None else None
+    if lv is None:
+        return "-"
+    if lv.tune_lr:
+        return "tuned"
+    return "fixed" if lv.overrides.get("lr") is not None else "baseline"
+
+
+def _rate(side: Side, p: Pair) -> str:
+    if getattr(p, side.tag) is None:
+        return "-"
+    cell = side.analysis.cells.get(f"{p.factor}={p.level}")
+    lr = f" {cell.lr:.3g}" if cell is not None and cell.lr is not None else ""
+    return rate_source(side, p.factor, p.level) + lr
+
+
 def _rows(cmp: StudyComparison) -> list[list[str]]:
     return [
-        [f"{p.factor} = {p.level} vs {p.reference}", _difference(p.a), _verdict(p.a),
-         _difference(p.b), _verdict(p.b), *_agreement(p)]
+        [f"{p.factor} = {p.level} vs {p.reference}", _rate(cmp.a, p), _difference(p.a),
+         _verdict(p.a), _rate(cmp.b, p), _difference(p.b), _verdict(p.b), *_agreement(p)]
         for p in cmp.pairs
     ]  # fmt: skip
 
 
-_COLUMNS = ["comparison", "A difference", "A verdict", "B difference", "B verdict",
-            "verdicts agree", "direction"]  # fmt: skip
+# "A rate": where the level's learning rate came from in A, and its mean: a conclusion drawn at
+# the baseline's rate in one study and at each level's tuned rate in the other shows here
+_COLUMNS = ["comparison", "A rate", "A difference", "A verdict", "B rate", "B difference",
+            "B verdict", "verdicts agree", "direction"]  # fmt: skip
 
 
 def format_text(cmp: StudyComparison) -> str:

@@ -223,8 +223,6 @@ def optimizer_part(rep: Report, a: StudyAnalysis, records, factor: Factor, folde
                 "validation accuracy (%)", f"{factor.name}: convergence against {axis}",
             )  # fmt: skip
             rep.image(path, f"Mean validation accuracy against {axis} at each tuned learning rate")
-    if factor.lr_sweep is not None:
-        sweep_part(rep, a, factor, folder)
 
 
 def sweep_part(rep: Report, a: StudyAnalysis, factor: Factor, folder: Path) -> None:
@@ -232,8 +230,9 @@ def sweep_part(rep: Report, a: StudyAnalysis, factor: Factor, folder: Path) -> N
     assert sweep is not None
     rep.heading("Learning-rate sweep (validation split), bracketed", 3)
     rep.paragraph(
-        f"Each optimizer trained the factor's baseline at multiples "
-        f"{', '.join(f'{m:g}' for m in sweep.multipliers)} of its default rate on seed(s) "
+        f"Each level trained the factor's baseline at multiples "
+        f"{', '.join(f'{m:g}' for m in sweep.multipliers)} of its own untuned rate (an "
+        "optimizer's default, a batch size's scaled rate, else the baseline's) on seed(s) "
         f"{', '.join(map(str, sweep.seeds))}, which are not study seeds: the test accuracies "
         f"above come from seeds that played no part in the choice. Then up to {sweep.extend} "
         "bracketing round(s): while the best rate was at an edge of those tried, one more step "
@@ -249,7 +248,7 @@ def sweep_part(rep: Report, a: StudyAnalysis, factor: Factor, folder: Path) -> N
         for run in s.runs:
             by_lr.setdefault(run.lr, []).append(run.val_accuracy * POINTS)
             chosen = s.choice is not None and s.choice["chosen"] == run.lr
-            rows.append({"optimizer": opt, "lr": f"{run.lr:.3g}", "round": run.round or "grid",
+            rows.append({"level": opt, "lr": f"{run.lr:.3g}", "round": run.round or "grid",
                          "seed": run.seed, "val acc %": run.val_accuracy * POINTS,
                          "diverged": "yes" if run.diverged else "",
                          "chosen": "yes" if chosen else ""})  # fmt: skip
@@ -259,7 +258,7 @@ def sweep_part(rep: Report, a: StudyAnalysis, factor: Factor, folder: Path) -> N
     if series:
         path = plots.lines_by_x(
             series, folder / f"{factor.name}_lr_sweep.png", "learning rate",
-            "validation accuracy (%)", "LR sweep per optimizer", logx=True,
+            "validation accuracy (%)", "LR sweep per level", logx=True,
         )  # fmt: skip
-        rep.image(path, "Validation accuracy vs learning rate for each optimizer")
+        rep.image(path, "Validation accuracy vs learning rate for each level")
         rep.table(rows)

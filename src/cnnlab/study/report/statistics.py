@@ -43,70 +43,91 @@ def verdicts_part(rep: Report, a: StudyAnalysis) -> None:
         "Each level is compared with its factor's reference level, paired by seed: the "
         "difference in test accuracy (points) with its 95% confidence interval comes first, "
         "then a verdict. better / worse: the paired t-test rejects 'no difference' after Holm "
-        "correction, where each factor is its own Holm family (its comparisons are corrected "
-        "together, not with other factors'). no difference detected: the whole 95% CI lies "
-        f"inside ±{a.margin:.2f} points (δ = {a.margin:.2f}, the smallest difference this report "
-        "treats as worth a claim). unresolved: neither; the last column gives the seeds a power "
-        f"calculation ({stats.POWER:.0%} power, at the observed spread of the differences) says "
-        "would settle it. no test possible: one seed, or the same difference in every seed."
+        "correction over every comparison of the study (the p corrected within the factor "
+        "alone is shown beside it). no difference detected: an equivalence test (two one-sided "
+        f"paired t-tests) rejects a difference of ±{a.margin:.2f} points or more (δ = "
+        f"{a.margin:.2f}, the smallest difference this report treats as worth a claim), Holm-"
+        "corrected over the study likewise. unresolved: neither; the last column gives the "
+        f"seeds a power calculation ({stats.POWER:.0%} power, at the observed spread of the "
+        "differences) says would settle it, with the range that the uncertainty of that spread "
+        "allows. no test possible: one seed, or the same difference in every seed."
     )
     if not a.comparisons:
         return
     rep.table([
         {"factor": c.factor, "level vs reference": f"{c.level} vs {c.reference}",
          "difference, points [95% CI]": signed_ci(c.diff), "verdict": c.verdict,
-         "seeds": c.n, "Holm p (family)": holm_text(c),
-         "seeds to resolve": c.seeds_needed or ""}
+         "seeds": c.n, "Holm p, study (family)": holm_text(c),
+         "Holm p, factor (family)": factor_holm_text(c),
+         "seeds to resolve [range]": _seeds(c)}
         for c in a.comparisons
     ])  # fmt: skip
 
 
+def _seeds(c) -> str:
+    if not c.seeds_needed:
+        return ""
+    low, high = c.seeds_needed_range
+    if low is None and high is None:
+        return str(c.seeds_needed)
+    return f"{c.seeds_needed} [{low or '?'}, {high or f'>{stats.MAX_SEEDS_TO_RESOLVE}'}]"
+
+
 def holm_text(c) -> str:
-    """Holm-adjusted p with the size of its family (the factor's comparisons)."""
+    """Holm-adjusted p with the size of its family (the study's comparisons)."""
     return f"{fmt_p(c.holm_pvalue)} ({c.family})" if not math.isnan(c.holm_pvalue) else ""
 
 
+def factor_holm_text(c) -> str:
+    """Holm-adjusted p within the comparison's factor alone, with that family's size."""
+    p = c.factor_holm_pvalue
+    return f"{fmt_p(p)} ({c.factor_family})" if not math.isnan(p) else ""
+
+
 def importance_part(rep: Report, a: StudyAnalysis, folder: Path) -> None:
-    ranked = [i for i in a.importance if not math.isnan(i.omega_squared)]
+    ranked = [i for i in a.importance if not math.isnan(i.spread)]
     if not a.importance:
         return
     rep.heading("Which factor matters most", 3)
     if ranked:
         top = ranked[0]
         rep.paragraph(
-            "Ranked by partial ω² (omega squared) of a seed-blocked ANOVA: the share of the "
-            "variance of one trial's test accuracy that the factor's levels explain, seed-to-seed "
-            f"variance included. {top.term} explains the most ({top.omega_squared:.0%}; its "
-            f"levels span {top.spread:.2f} points).",
+            "Ranked by how far apart each factor's level means are (best minus worst, in "
+            "points of test accuracy), with a 95% interval from resampling seeds. "
+            f"{top.term} moves accuracy the most: its levels span {top.spread:.2f} points "
+            f"[{top.spread_low:.2f}, {top.spread_high:.2f}]. Partial ω² of the seed-blocked "
+            "ANOVA (in the table) is the share of variance a factor explains next to the seed "
+            "noise; it nears 1 for every factor whose effect dwarfs that noise, so it cannot "
+            "rank them. Optuna's dashboard ranks hyperparameters by fANOVA over all trials "
+            "pooled, sweeps and regimes included, so there budget fields (epochs, training "
+            "images) that separate regimes rank high: it answers another question.",
             css_class="conclusion",
         )
     if not ranked:
         rep.paragraph(
-            "No factor-level test yet: a seed-blocked ANOVA needs every level of a factor on at "
-            "least two common seeds."
+            "No factor-level figure yet: it needs every level of a factor on at least two "
+            "common seeds."
         )
     rep.table([
         {"factor": i.term,
+         "spread of level means (points) [95% CI]": "" if math.isnan(i.spread)
+         else f"{i.spread:.2f} [{i.spread_low:.2f}, {i.spread_high:.2f}]",
          "partial ω²": "" if math.isnan(i.omega_squared) else i.omega_squared,
          "F (df)": f"{i.f_statistic:.2f} ({i.df}, {i.df_error})"
          if not math.isnan(i.f_statistic) else "",
-         "ANOVA p": fmt_p(i.pvalue), "seeds (blocks)": i.seeds,
-         "spread of level means (points)": "" if math.isnan(i.spread) else i.spread}
+         "ANOVA p": fmt_p(i.pvalue), "seeds (blocks)": i.seeds}
         for i in a.importance
     ])  # fmt: skip
     if ranked:
-        # Partial ω² nears 1 for any factor whose effect dwarfs the seed noise, so the bars
-        # also say how far apart the level means are, in points.
         path = plots.bars_by_level(
-            [i.term for i in ranked], [i.omega_squared for i in ranked],
-            folder / "importance.png", "partial omega squared",
-            "Factor importance (above each bar: spread of level means)",
-            notes=["" if math.isnan(i.spread) else f"{i.spread:.1f} pts" for i in ranked],
+            [i.term for i in ranked], [i.spread for i in ranked],
+            folder / "importance.png", "spread of level means (points)",
+            "How far apart each factor's levels are (95% seed-bootstrap interval)",
+            lows=[i.spread_low for i in ranked], highs=[i.spread_high for i in ranked],
         )  # fmt: skip
         rep.image(
             path,
-            "Share of the variance of test accuracy explained by each factor, with the spread "
-            "of its level means in points",
+            "Best minus worst level mean of test accuracy per factor, with its 95% interval",
         )
 
 
@@ -117,8 +138,10 @@ def wilcoxon_text(c) -> str:
 
 
 def families(a: StudyAnalysis) -> str:
-    sizes = {c.factor: c.family for c in a.comparisons}
-    return ", ".join(f"{f}: {m}" for f, m in sizes.items()) or "none yet"
+    sizes = {c.factor: c.factor_family for c in a.comparisons}
+    total = max((c.family for c in a.comparisons), default=0)
+    within = ", ".join(f"{f}: {m}" for f, m in sizes.items())
+    return f"the study: {total} (within each factor: {within})" if within else "none yet"
 
 
 def methods_part(rep, a: StudyAnalysis, meta: dict) -> None:
@@ -130,14 +153,17 @@ def methods_part(rep, a: StudyAnalysis, meta: dict) -> None:
         "paired t-test (a one-sample t-test on the per-seed differences) decides the verdict. "
         f"The Wilcoxon signed-rank test is shown only from {stats.MIN_WILCOXON_N} seeds: below "
         "that its exact two-sided p-value cannot reach 0.05 whatever the data.",
-        "Multiple comparisons: each factor is its own Holm family, corrected over that factor's "
-        "comparisons only (" + families(a) + "). better / worse need a Holm-adjusted p < 0.05 "
-        f"(then the 95% CI excludes zero too); no difference detected needs the whole 95% CI "
-        f"inside ±{a.margin:.2f} points (δ, the margin argument of the report).",
+        "Multiple comparisons: Holm over every comparison of the study, which decides the "
+        "verdicts; the correction within each factor alone is shown beside it (family sizes: "
+        + families(a) + "). better / worse need a study-wide Holm-adjusted p < 0.05 (then the "
+        "95% CI excludes zero too); no difference detected needs the equivalence test (TOST: "
+        f"two one-sided paired t-tests against ±{a.margin:.2f} points, δ, the margin argument "
+        "of the report) to reject at a study-wide Holm-adjusted p < 0.05.",
         f"Seeds to resolve: statsmodels TTestPower (paired t = one-sample t on the differences), "
-        f"{stats.POWER:.0%} power, α = 0.05 divided by the family size (Holm's first step), to "
-        "detect the larger of the observed difference and δ at the observed standard deviation "
-        "of the differences; that standard deviation comes from few seeds, so it is a guide.",
+        f"{stats.POWER:.0%} power, α = 0.05 divided by the study's family size (Holm's first "
+        "step), to detect the larger of the observed difference and δ at the observed standard "
+        "deviation of the differences; that standard deviation comes from few seeds, so the "
+        "range beside it repeats the calculation at both ends of its 95% chi-squared interval.",
         "Identical differences (the same in every seed) have no spread: no t-test and no "
         "interval is computed for them (no test possible), rather than p = 0 and a zero-width "
         "interval.",
@@ -150,7 +176,10 @@ def methods_part(rep, a: StudyAnalysis, meta: dict) -> None:
         "level (factorial: main effects and two-way interactions of the full design, seed as "
         "block), with partial ω² = df (MS - MS_error) / (SS + SS_error + SS_seed + MS_seed) "
         "(Olejnik & Algina 2003), which, unlike η², is not inflated by noise; a negative value "
-        "means the levels differ less than noise alone would make them.",
+        "means the levels differ less than noise alone would make them. The ranking uses the "
+        "spread of level means instead (best minus worst, points), with a 95% percentile "
+        "interval from 2,000 resamples of the seeds (each keeping all its levels); the best "
+        "and worst levels are picked from the same data, so the spread leans high.",
         f"Learning curves: epochs (and, for batch sizes, optimizer steps and training seconds) "
         f"until validation accuracy first reaches the target ({a.spec.val_target:.0%}, or the "
         "factor's own), read at epoch ends; generalization gap = accuracy on clean training "

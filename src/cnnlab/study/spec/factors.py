@@ -8,40 +8,40 @@ runs in its own regime (``regime.py``): the study's baseline unless it overrides
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.fmnist.config import DEFAULT_LR, OPTIMIZERS, TrainConfig
+from cnnlab.fmnist.config import DEFAULT_LR, TrainConfig
 from cnnlab.study.spec.checks import (
     CONFIG_FIELDS,
     MAX_EPOCHS,
     bad,
-    check_values,
     config,
     is_number,
     is_whole,
     no_unknown,
     seeds,
 )
+from cnnlab.study.spec.levels import (
+    MAX_BATCH_SIZE,
+    REGULARIZATION_LEVELS,
+    Level,
+    batch_levels,
+    field_levels,
+    kernel_levels,
+    optimizer_levels,
+    regularization_levels,
+)
 from cnnlab.study.spec.names import NAME_RULE, is_safe_name, show
 from cnnlab.study.spec.regime import REGIME_KEYS, Regime, parse_regime
 
+__all__ = ["FACTOR_KINDS", "MAX_BATCH_SIZE", "REGULARIZATION_LEVELS", "Factor", "Level",
+           "LrSweep", "check_factorial", "factor_source", "parse_factor"]  # fmt: skip
+
 FACTOR_KINDS = ("kernel_size", "regularization", "batch_size", "optimizer")
-REGULARIZATION_LEVELS = ("none", "l2", "dropout", "batch_norm", "augment", "all")
-MAX_BATCH_SIZE = 60_000  # the whole training set
-LR_SCALINGS = ("none", "linear", "sqrt")
-
-
-@dataclass(frozen=True)
-class Level:
-    label: str
-    overrides: dict[str, Any]  # TrainConfig fields changed from the baseline
-    tune_lr: bool = False  # learning rate chosen by the factor's sweep, not fixed
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,9 @@ class LrSweep:
     ``extend`` more rounds each try one rate, beyond the edge while the best rate is at an edge
     of what was tried, else between the best rate and its better neighbour (``tuning.py``)."""
 
-    multipliers: tuple[float, ...] = (0.3, 1.0, 3.0)  # times the optimizer's default LR
+    multipliers: tuple[float, ...] = (0.3, 1.0, 3.0)  # times the level's own rate
     epochs: int | None = None  # None: the factor's epochs
-    seeds: tuple[int, ...] = (0,)  # never the study's seeds: test accuracy comes from others
+    seeds: tuple[int, ...] = (0, 1)  # never the study's seeds: test accuracy comes from others
     extend: int = 0  # rounds after the grid (the cap of the bracketing)
     train_limit: int | None = None  # with limit_set: the sweep's training images
     limit_set: bool = False  # False: the factor's training images
@@ -120,20 +120,34 @@ def parse_factor(
     reference = fdef.pop("reference", None)
     regime = parse_regime(fdef, study_baseline, where) if set(fdef) & set(REGIME_KEYS) else None
     baseline = regime.baseline if regime is not None else study_baseline
+    tune = fdef.pop("tune_lr", kind == "optimizer")
+    raw_sweep = fdef.pop("lr_sweep", None)
+    if not isinstance(tune, bool):
+        bad(f"{where}.tune_lr", f"must be true or false, got {show(tune)}")
     parse = {
-        "kernel_size": _kernel_levels,
-        "regularization": _regularization_levels,
-        "batch_size": _batch_levels,
-        # the sweep's seeds must differ from the study's
-        "optimizer": partial(_optimizer_levels, study_seeds=study_seeds),
-    }.get(kind, _field_levels)
-    levels, sweep = parse(kind, raw_levels, fdef, baseline, where)
+        "kernel_size": kernel_levels,
+        "regularization": regularization_levels,
+        "batch_size": batch_levels,
+        "optimizer": partial(optimizer_levels, tune=tune),
+    }.get(kind, field_levels)
+    levels, _ = parse(kind, raw_levels, fdef, baseline, where)
     no_unknown(fdef, set(), where)  # every option has been consumed by its parser
     _labels_unique(levels, f"{where}.levels")
     for i, lv in enumerate(levels):  # each level must be a valid config
         config(baseline.to_dict() | lv.overrides, f"{where}.levels[{i}]")
-    if reference is None:
+    if reference is None:  # from the levels as given, before their rates are left to a sweep
         reference = _default_reference(levels, baseline)
+    sweep = None
+    if tune:
+        if kind == "lr":
+            bad(f"{where}.tune_lr", "a factor whose levels are learning rates cannot tune it")
+        if raw_sweep is not None and not isinstance(raw_sweep, Mapping):
+            bad(f"{where}.lr_sweep", "must be a mapping (multipliers, epochs, seeds, extend)")
+        levels = [_tuned(lv, baseline) for lv in levels]
+        # the sweep's seeds must differ from the study's (checked unless reading a stored spec)
+        sweep = _sweep(dict(raw_sweep or {}), baseline, f"{where}.lr_sweep", study_seeds, True)
+    elif raw_sweep is not None:
+        bad(f"{where}.lr_sweep", "is set, but tune_lr is false: nothing would use it")
     # a label, or the value it was made from (`reference: 128` for the level '128')
     scalar = isinstance(reference, str | float | bool) or is_whole(reference)
     if not scalar or str(reference) not in {lv.label for lv in levels}:
@@ -164,130 +178,18 @@ def _default_reference(levels: list[Level], baseline: TrainConfig) -> str:
     return levels[0].label
 
 
-_KERNEL = re.compile(r"(first[:_-]?)?([0-9]{1,3})(?:x([0-9]{1,3}))?", re.ASCII)
-
-
-def _kernel_levels(kind, raw_levels, opts, baseline, where):
-    levels = []
-    for i, raw in enumerate(raw_levels):
-        text = raw.strip().lower().replace(" ", "") if isinstance(raw, str) else None
-        if is_whole(raw) and 0 < raw < 1000:
-            text = str(raw)
-        m = _KERNEL.fullmatch(text) if text is not None else None
-        if m is None or (m[3] is not None and m[3] != m[2]):
-            bad(
-                f"{where}.levels[{i}]",
-                f"{show(raw)} is not a kernel size (use e.g. 3, '5x5' or 'first7x7' for a "
-                "large first layer only)",
-            )
-        k = int(m[2])
-        if m[1]:
-            levels.append(Level(f"first {k}x{k}", {"first_kernel_size": k}))
-        else:
-            levels.append(Level(f"{k}x{k}", {"kernel_size": k, "first_kernel_size": None}))
-    return levels, None
-
-
-def _regularization_levels(kind, raw_levels, opts, baseline, where):
-    l2 = opts.pop("l2", 5e-4)
-    dropout = opts.pop("dropout", 0.5)
-    if not is_number(l2) or l2 <= 0:
-        bad(f"{where}.l2", f"must be a finite number > 0, got {show(l2)}")
-    if not is_number(dropout) or not 0 < dropout < 1:
-        bad(f"{where}.dropout", f"must be in (0, 1), got {show(dropout)}")
-    off = {"l2": 0.0, "dropout": 0.0, "batch_norm": False, "augment": False}
-    on = {"l2": float(l2), "dropout": float(dropout), "batch_norm": True, "augment": True}
-    levels = []
-    for i, raw in enumerate(raw_levels):
-        name = raw.strip().lower() if isinstance(raw, str) else None
-        if name not in REGULARIZATION_LEVELS:
-            bad(
-                f"{where}.levels[{i}]",
-                f"{show(raw)} is not one of {', '.join(REGULARIZATION_LEVELS)}",
-            )
-        if name == "none":
-            levels.append(Level("none", dict(off)))
-        elif name == "all":
-            levels.append(Level("all", dict(on)))
-        else:
-            levels.append(Level(name, off | {name: on[name]}))
-    return levels, None
-
-
-def _batch_levels(kind, raw_levels, opts, baseline, where):
-    scaling = opts.pop("lr_scaling", "none")
-    if scaling not in LR_SCALINGS:
-        bad(f"{where}.lr_scaling", f"must be one of {', '.join(LR_SCALINGS)}, got {show(scaling)}")
-    warmup = opts.pop("warmup_epochs", 1.0 if scaling != "none" else 0.0)
-    if not is_number(warmup) or warmup < 0:
-        bad(f"{where}.warmup_epochs", f"must be a finite number >= 0, got {show(warmup)}")
-    equal_steps = opts.pop("equal_steps", False)
-    if not isinstance(equal_steps, bool):
-        bad(f"{where}.equal_steps", f"must be true or false, got {show(equal_steps)}")
-    if scaling != "none" and warmup > 0 and baseline.schedule == "constant":
-        bad(
-            f"{where}.warmup_epochs",
-            "the constant schedule has no warm-up; set baseline.schedule to cosine or "
-            "onecycle, or warmup_epochs to 0",
-        )
-    levels = []
-    for i, raw in enumerate(raw_levels):
-        if not is_whole(raw) or not 1 <= raw <= MAX_BATCH_SIZE:
-            bad(
-                f"{where}.levels[{i}]",
-                f"a batch size must be a whole number from 1 to {MAX_BATCH_SIZE}, got {show(raw)}",
-            )
-        over: dict[str, Any] = {"batch_size": raw}
-        ratio = raw / baseline.batch_size
-        warm = float(warmup) if scaling != "none" else baseline.warmup_epochs
-        if scaling == "linear":
-            # linear scaling rule (Goyal et al. 2017): LR proportional to batch size, with warmup
-            over["lr"] = baseline.learning_rate * ratio
-        elif scaling == "sqrt":
-            # square-root rule, the one derived for Adam (Malladi et al. 2022)
-            over["lr"] = baseline.learning_rate * math.sqrt(ratio)
-        if equal_steps:
-            # as many optimizer steps as the baseline: epochs (and warm-up) scale with the batch
-            over["epochs"] = _equal_step_epochs(baseline, raw, f"{where}.levels[{i}]")
-            warm *= over["epochs"] / baseline.epochs
-        if scaling != "none" or warm != baseline.warmup_epochs:
-            over["warmup_epochs"] = warm
-        levels.append(Level(str(raw), over))
-    return levels, None
-
-
-def _equal_step_epochs(baseline: TrainConfig, batch: int, where: str) -> int:
-    epochs = baseline.epochs * batch / baseline.batch_size
-    if not float(epochs).is_integer() or not 1 <= epochs <= MAX_EPOCHS:
-        bad(
-            where,
-            f"equal steps need a whole number of epochs from 1 to {MAX_EPOCHS}: "
-            f"{baseline.epochs} epochs x {batch} / {baseline.batch_size} = {epochs:g}; choose "
-            "batch sizes (or the factor's epochs) that make it whole",
-        )
-    return int(epochs)
-
-
 MAX_EXTEND = 10  # bracketing rounds after the grid
 
 
-def _optimizer_levels(kind, raw_levels, opts, baseline, where, *, study_seeds):
-    tune = opts.pop("tune_lr", True)
-    raw_sweep = opts.pop("lr_sweep", {})
-    if not isinstance(tune, bool):
-        bad(f"{where}.tune_lr", f"must be true or false, got {show(tune)}")
-    if not isinstance(raw_sweep, Mapping):
-        bad(f"{where}.lr_sweep", "must be a mapping (multipliers, epochs, seeds, extend)")
-    raw_sweep = dict(raw_sweep)
-    levels = []
-    for i, raw in enumerate(raw_levels):
-        name = raw.strip().lower() if isinstance(raw, str) else None
-        if name not in OPTIMIZERS:
-            bad(f"{where}.levels[{i}]", f"{show(raw)} is not one of {', '.join(OPTIMIZERS)}")
-        over = {"optimizer": name, "lr": None if tune else DEFAULT_LR[name]}
-        levels.append(Level(name, over, tune_lr=tune))
-    sweep = _sweep(raw_sweep, baseline, f"{where}.lr_sweep", study_seeds, tune)
-    return levels, sweep if tune else None
+def _tuned(level: Level, baseline: TrainConfig) -> Level:
+    """``level`` with its learning rate left to the factor's sweep, which multiplies the rate
+    the level would otherwise train at: an optimizer's default rate, a batch size's scaled
+    rate, else the baseline's."""
+    if "optimizer" in level.overrides and level.overrides.get("lr") is None:
+        center = DEFAULT_LR[level.overrides["optimizer"]]
+    else:
+        center = config(baseline.to_dict() | level.overrides, "level").learning_rate
+    return Level(level.label, level.overrides | {"lr": None}, True, float(center))
 
 
 def _sweep(raw: dict, baseline: TrainConfig, where: str, study_seeds, tuned: bool) -> LrSweep:
@@ -312,13 +214,14 @@ def _sweep(raw: dict, baseline: TrainConfig, where: str, study_seeds, tuned: boo
         bad(f"{where}.extend", "bracketing needs at least two multipliers to tell a direction")
     if "seeds" in raw:
         sweep_seeds = seeds(raw.pop("seeds"), f"{where}.seeds")
-    else:  # one seed, the first the study does not use
-        sweep_seeds = (next(s for s in range(len(study_seeds) + 1) if s not in study_seeds),)
+    else:  # two seeds, the first the study does not use: one seed's noise can pick a rate
+        free = (s for s in range(len(study_seeds) + 2) if s not in study_seeds)
+        sweep_seeds = (next(free), next(free))
     shared = sorted(set(sweep_seeds) & set(study_seeds))
     if tuned and shared:
         bad(
             f"{where}.seeds",
-            f"seed(s) {shared} are also study seeds: the tuned optimizers' test accuracy must "
+            f"seed(s) {shared} are also study seeds: the tuned levels' test accuracy must "
             "come from seeds that played no part in choosing their learning rate",
         )
     no_unknown(raw, set(), where)
@@ -328,17 +231,6 @@ def _sweep(raw: dict, baseline: TrainConfig, where: str, study_seeds, tuned: boo
 
 def _multiplier(m: Any) -> bool:
     return is_number(m) and 0 < m <= 1e6
-
-
-def _field_levels(kind, raw_levels, opts, baseline, where):
-    """Any TrainConfig field as a factor, e.g. ``lr: [0.0003, 0.001, 0.003]``."""
-    levels = []
-    for i, raw in enumerate(raw_levels):
-        check_values({kind: raw}, f"{where}.levels[{i}]")
-        value = list(raw) if isinstance(raw, list | tuple) else raw
-        label = ",".join(map(str, raw)) if isinstance(raw, list | tuple) else str(raw)
-        levels.append(Level(label, {kind: value}))
-    return levels, None
 
 
 def check_factorial(factors: tuple[Factor, ...]) -> None:

@@ -15,10 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from cnnlab.fmnist.config import DEFAULT_LR, TrainConfig, applied_weight_decay
+from cnnlab.fmnist.config import TrainConfig, applied_weight_decay
 from cnnlab.study.spec.factors import Factor
 
 FMNIST_TRAIN_IMAGES = 60_000  # the training split the validation images are carved from
+
+# Where a trial's learning rate comes from (results.csv, lr_source): its factor's baseline;
+# a level's own sweep, on validation; or a rate the level fixes (a scaling rule, a grid rate).
+BASELINE, TUNED, FIXED = "baseline", "tuned", "fixed"
 
 
 class StudySpec(Protocol):
@@ -44,6 +48,8 @@ class PlannedTrial:
     label: str  # short human name, e.g. "kernel_size=5x5 seed=1"
     tune_lr: bool = False
     depends_on: tuple[str, ...] = ()  # keys of the sweep trials that choose the LR
+    lr_source: str = "baseline"  # BASELINE, TUNED or FIXED: where its learning rate comes from
+    lr_sweep: str = ""  # the sweep that tuned it (or that it belongs to), e.g. "optimizer=sgd"
 
 
 @dataclass(frozen=True)
@@ -99,8 +105,9 @@ def _resolve_weight_decay(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def planned_trial(
-    kind: str, config: dict[str, Any], label: str, tune: bool, deps=()
+    kind: str, config: dict[str, Any], label: str, tune: bool, deps=(), source=None
 ) -> PlannedTrial:
+    """``source``: (``lr_source``, the sweep it names), by default (BASELINE, "")."""
     config = _resolve_weight_decay(_normalise(config))
     key = digest(
         {
@@ -110,29 +117,40 @@ def planned_trial(
             "depends_on": list(deps),
         }
     )
-    return PlannedTrial(key, kind, config, int(config["seed"]), label, tune, tuple(deps))
+    lr_source, lr_sweep = source or (BASELINE, "")
+    return PlannedTrial(
+        key, kind, config, int(config["seed"]), label, tune, tuple(deps), lr_source, lr_sweep
+    )
 
 
-def sweep_trials(spec: StudySpec, factor: Factor, optimizer: str) -> list[PlannedTrial]:
-    """The LR sweep of one optimizer: the factor's baseline with that optimizer at each
-    multiplier of its default rate, then ``extend`` bracketing rounds. A round's rate is chosen
-    when it is claimed, from the rounds before it (``tuning.probe_lr``), so its trials are
-    planned with ``lr`` None and depend on every earlier sweep trial."""
+def sweep_trials(spec: StudySpec, factor: Factor, level: str) -> list[PlannedTrial]:
+    """The LR sweep of one tuned level: the factor's baseline with that level's changes at each
+    multiplier of the level's own rate (``Level.sweep_center``), then ``extend`` bracketing
+    rounds. A round's rate is chosen when it is claimed, from the rounds before it
+    (``tuning.probe_lr``), so its trials are planned with ``lr`` None and depend on every
+    earlier sweep trial. Two levels that train the same config share their sweep's trials."""
     sweep = factor.lr_sweep
-    assert sweep is not None
-    base = spec.factor_baseline(factor).to_dict() | sweep.overrides() | {"optimizer": optimizer}
+    lv = factor.level(level)
+    assert sweep is not None and lv.sweep_center is not None
+    base = spec.factor_baseline(factor).to_dict() | lv.overrides | sweep.overrides()
+    name = sweep_name(factor, level)
     out = []
     for mult, seed in itertools.product(sweep.multipliers, sweep.seeds):
-        cfg = base | {"lr": DEFAULT_LR[optimizer] * mult, "seed": seed}
-        label = f"lr-sweep {optimizer} lr={cfg['lr']:.3g} seed={seed}"
-        out.append(planned_trial("sweep", cfg, label, False))
+        cfg = base | {"lr": lv.sweep_center * mult, "seed": seed}
+        label = f"lr-sweep {name} lr={cfg['lr']:.3g} seed={seed}"
+        out.append(planned_trial("sweep", cfg, label, False, source=(FIXED, name)))
     for round_ in range(1, sweep.extend + 1):
         deps = tuple(t.key for t in out)
         for seed in sweep.seeds:
-            label = f"lr-sweep {optimizer} bracketing round {round_} seed={seed}"
+            label = f"lr-sweep {name} bracketing round {round_} seed={seed}"
             cfg = base | {"lr": None, "seed": seed}
-            out.append(planned_trial("sweep", cfg, label, True, deps))
+            out.append(planned_trial("sweep", cfg, label, True, deps, source=(FIXED, name)))
     return out
+
+
+def sweep_name(factor: Factor, level: str) -> str:
+    """What results.csv calls a level's sweep: ``optimizer=sgd``."""
+    return f"{factor.name}={level}"
 
 
 def plan(spec: StudySpec) -> tuple[list[PlannedTrial], list[Cell]]:
@@ -141,7 +159,7 @@ def plan(spec: StudySpec) -> tuple[list[PlannedTrial], list[Cell]]:
     for f in spec.factors:
         for lv in f.levels:
             if lv.tune_lr:
-                planned = sweep_trials(spec, f, lv.overrides["optimizer"])
+                planned = sweep_trials(spec, f, lv.label)
                 sweeps[(f.name, lv.label)] = tuple(t.key for t in planned)
                 trials.update((t.key, t) for t in planned)
 
@@ -161,16 +179,20 @@ def plan(spec: StudySpec) -> tuple[list[PlannedTrial], list[Cell]]:
             if spec.design == "ofat" and combo[0][0] != "baseline":
                 base = spec.factor_baseline(spec.factor(combo[0][0]))
             cfg = base.to_dict() | {"seed": seed}
-            tune, deps = False, ()
+            tune, deps, source = False, (), (BASELINE, "")
             for fname, label in combo:
                 if fname == "baseline":
                     continue
-                lv = spec.factor(fname).level(label)
+                f = spec.factor(fname)
+                lv = f.level(label)
                 cfg |= lv.overrides
                 if lv.tune_lr:
                     tune, deps = True, sweeps[(fname, label)]
+                    source = (TUNED, sweep_name(f, label))
+                elif lv.overrides.get("lr") is not None:
+                    source = (FIXED, "")
             name = ", ".join(f"{f}={lv}" for f, lv in combo)
-            t = planned_trial("main", cfg, f"{name} seed={seed}", tune, deps)
+            t = planned_trial("main", cfg, f"{name} seed={seed}", tune, deps, source)
             trials.setdefault(t.key, t)
             keys[combo].append(t.key)
     cells = [Cell(combo, tuple(keys[combo])) for combo in combos]
