@@ -88,7 +88,7 @@ def run(
     if report is not None:
         from cnnlab.study.report import check_report_out
 
-        check_report_out(report)  # before the trials, not after them
+        check_report_out(report, storage)  # before the trials, not after them
     study_spec = _spec(spec, profile)
     origin = {"profile": profile} if profile else {"file": str(spec)}
     summary = run_study(
@@ -172,17 +172,23 @@ def compare(
     name_b: str = typer.Argument(..., help="Name of study B."),
     margin: float = _MARGIN,
     out: Path | None = typer.Option(None, help="Also write the comparison as Markdown here."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
 ) -> None:
     """Does a finding replicate? Every comparison both studies share, side by side."""
-    from cnnlab.runs import require_file_target
-    from cnnlab.study.compare import compare_studies, format_text, write_markdown
+    from cnnlab.study.compare import (
+        check_markdown_out,
+        compare_studies,
+        format_text,
+        write_markdown,
+    )
 
+    storages = (storage_a, storage_b)
     if out is not None:
-        require_file_target("--out", out)
+        check_markdown_out(out, storages, overwrite)  # before the studies are analysed
     result = compare_studies(storage_a, name_a, storage_b, name_b, margin=margin)
     print(format_text(result), end="")
     if out is not None:
-        print(f"written: {write_markdown(result, out)}")
+        print(f"written: {write_markdown(result, out, storages, overwrite)}")
 
 
 @app.command()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from cnnlab.files import write_csv, write_json
 from cnnlab.metrics import (
     at_temperature_bound,
     choose_threshold,
@@ -32,7 +33,6 @@ from cnnlab.metrics import (
     negative_log_likelihood,
     temperature_scaled,
 )
-from cnnlab.runs import write_csv, write_json
 from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.engine import Say, for_images, stderr_note
 from cnnlab.transfer.models import preprocessing

@@ -22,8 +22,8 @@ import numpy as np
 from scipy import stats
 
 from cnnlab import plots
+from cnnlab.files import write_csv, write_json
 from cnnlab.report import Report
-from cnnlab.runs import write_csv, write_json
 from cnnlab.transfer.assess import assess, labelled_rows, write_outcome
 from cnnlab.transfer.fit import fit
 from cnnlab.transfer.report import NAMES, data_section, print_summary, with_ci
