@@ -198,11 +198,16 @@ def dashboard(
         "127.0.0.1", help="Address to listen on; anything but loopback exposes the studies."
     ),
     port: int = typer.Option(8080, min=0, max=65535, help="Port (0: any free port)."),
+    allow_writes: bool = typer.Option(
+        False, help="Let the page change studies (notes, deletion); read-only otherwise."
+    ),
 ) -> None:
     """Open the studies of a storage in optuna-dashboard (learning curves, params, attributes)."""
     from cnnlab.study.dashboard import serve_dashboard
 
-    serve_dashboard(storage, host, port, log=lambda m: print(m, flush=True))
+    serve_dashboard(
+        storage, host, port, log=lambda m: print(m, flush=True), allow_writes=allow_writes
+    )
 
 
 @app.command()
