@@ -97,7 +97,7 @@ def test_evaluate_up_from_a_class_folder_never_replaces_the_run(trained_run, tmp
             (classes / name / src.name).write_bytes(src.read_bytes())
     result = cnnlab_in(classes / "a", "evaluate", trained_run, "..", "--overwrite")
     line = faults.assert_one_line_error(result)
-    assert "resolves to the run directory" in line
+    assert "evaluations/.. holds the model" in line
     assert snapshot(trained_run) == before
 
 
