@@ -16,7 +16,7 @@
   link (:func:`open_lock`): a planted link cannot make cnnlab write into its target.
 
 Run directories (claimed, built under a temporary name, published when complete) are
-:mod:`cnnlab.runs`, built on this module.
+:mod:`cnnlab.runs`, on top of this module.
 """
 
 from __future__ import annotations
@@ -127,11 +127,8 @@ def check_output(
         raise CnnlabError(f"{option} {path} is a file; give a directory to write into")
     existing = _existing_parent(option, path)
     where = _real(path)
-    named = (
-        inputs.items()
-        if isinstance(inputs, Mapping)
-        else (p if isinstance(p, tuple) else ("an input", p) for p in inputs)
-    )
+    pairs = (p if isinstance(p, tuple) else ("an input", p) for p in inputs)
+    named = inputs.items() if isinstance(inputs, Mapping) else pairs
     for label, given in named:
         if given is not None and (how := _relation(where, _real(given))):
             raise CnnlabError(
@@ -309,15 +306,6 @@ def write_csv(path: Path_, rows: Iterable[Mapping[str, Any]]) -> Path:
     return atomic_write_text(path, buf.getvalue())
 
 
-def read_csv(path: Path_) -> list[dict[str, str]]:
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise CnnlabError(f"file not found: {path}") from None
-
-
 # -- lock files ---------------------------------------------------------------------------------
 
 
@@ -336,9 +324,9 @@ def open_lock(path: Path) -> int:
         except FileNotFoundError:
             continue  # its holder removed it meanwhile: create it again
         except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise CnnlabError(_not_a_lock(path, "a symbolic link")) from None
-            raise
+            if e.errno != errno.ELOOP:
+                raise
+            raise CnnlabError(_not_a_lock(path, "a symbolic link")) from None
         info = os.fstat(fd)
         if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
             return fd
@@ -380,12 +368,8 @@ def unlock(path: Path, fd: int) -> None:
 
 
 def _try_lock_or_say(path: Path, what: str) -> int | None:
-    try:
+    with output_errors(path):  # a read-only folder: one line, as for any output
         return try_lock(path)
-    except OSError as e:
-        if error := write_error(e, path):
-            raise CnnlabError(f"cannot take the {what}: {error}") from None
-        raise
 
 
 @contextlib.contextmanager

@@ -1,10 +1,17 @@
+import csv
+
 import numpy as np
 import pytest
 
 from cnnlab.data.splits import stratified_split, stratified_subset
 from cnnlab.errors import CnnlabError
-from cnnlab.files import read_csv, read_json, write_csv
+from cnnlab.files import read_json, write_csv
 from cnnlab.runs import require_run_dir
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
 def test_read_json_errors_are_one_clear_line(tmp_path):
