@@ -74,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     import platform
 
-    from cnnlab.runs import environment_info
+    from cnnlab.machine import environment_info
 
     env = environment_info()
     print(f"machine: {env['processor']}, {env['cpu_count']} CPUs, {platform.platform()}")

@@ -94,7 +94,7 @@ def main() -> None:
     from cnnlab.data.fashion_mnist import load_fashion_mnist
     from cnnlab.fmnist.config import preset
     from cnnlab.fmnist.training import make_splits
-    from cnnlab.runs import environment_info
+    from cnnlab.machine import environment_info
 
     data = load_fashion_mnist()
     config = preset("tutorial").replace(epochs=args.epochs, train_limit=args.train_limit)

@@ -35,7 +35,7 @@ def per_preset(text: str | None) -> dict[str, int]:
 def one_run(config, data, tta_from_epoch: int = 1) -> dict:
     import numpy as np
 
-    from cnnlab.fmnist.callbacks import TestAccuracyProbe
+    from accuracy_probe import TestAccuracyProbe  # beside this script
     from cnnlab.fmnist.training import train
 
     x_test = data.x_test.reshape(-1, 28, 28, 1).astype(np.float32)
@@ -85,7 +85,7 @@ def main() -> None:
 
     from cnnlab.data.fashion_mnist import load_fashion_mnist
     from cnnlab.fmnist.config import preset
-    from cnnlab.runs import environment_info
+    from cnnlab.machine import environment_info
 
     data = load_fashion_mnist()
     targets = [float(t) for t in args.targets.split(",")]
@@ -133,7 +133,7 @@ def main() -> None:
             print(f"{name:<10}  without test-time augmentation {statistics.mean(plain):.4f} "
                   f"± {sd:.4f}")  # fmt: skip
     if args.json:
-        from cnnlab.runs import write_json
+        from cnnlab.files import write_json
 
         write_json(args.json, {"environment": env, "targets": targets, "runs": results})
         print(f"curves: {args.json}")

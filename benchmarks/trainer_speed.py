@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (a study worker: 1)")
     args = parser.parse_args()
 
-    from cnnlab.fmnist.backend import configure_threads
+    from cnnlab.runtime import configure_threads
 
     configure_threads(args.threads)
     import keras
@@ -62,7 +62,7 @@ def main() -> None:
     from cnnlab.data.fashion_mnist import load_fashion_mnist
     from cnnlab.fmnist.config import preset
     from cnnlab.fmnist.training import Splits, make_splits
-    from cnnlab.runs import environment_info
+    from cnnlab.machine import environment_info
 
     env = environment_info()
     print(f"backend {keras.backend.backend()}, {env['processor']}, {args.threads} thread(s), "

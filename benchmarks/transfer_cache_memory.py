@@ -118,7 +118,7 @@ def main() -> None:
     if args.child:
         return child(args.child, args.cache, args.image_size)
 
-    from cnnlab.runs import environment_info
+    from cnnlab.machine import environment_info
 
     sizes = sorted(int(s) for s in args.sizes.split(","))
     work = args.workdir or Path(tempfile.mkdtemp(prefix="cnnlab-cache-bench-"))

@@ -103,7 +103,7 @@ def main() -> None:
     import onnxruntime
     import torch
 
-    from cnnlab.runs import environment_info
+    from cnnlab.machine import environment_info
 
     env = environment_info()
     print(

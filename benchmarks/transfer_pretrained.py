@@ -37,7 +37,7 @@ def main() -> None:
     import torch
 
     from cnnlab.console import make_console
-    from cnnlab.runs import environment_info
+    from cnnlab.machine import environment_info
     from cnnlab.transfer.config import TransferConfig
     from cnnlab.transfer.pipeline import train
 

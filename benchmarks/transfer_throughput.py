@@ -77,7 +77,7 @@ def main() -> None:
     import torch
 
     from cnnlab.console import make_console
-    from cnnlab.runs import environment_info
+    from cnnlab.machine import environment_info
     from cnnlab.transfer.config import TransferConfig
     from cnnlab.transfer.data.prepare import prepare_data
     from cnnlab.transfer.device import resolve_device

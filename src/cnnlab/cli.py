@@ -11,22 +11,33 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import typer
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
-try:  # Typer >= 0.20 vendors Click; older releases depend on it
-    from typer._click.exceptions import ClickException as _ClickException
-except ImportError:  # pragma: no cover
-    from click.exceptions import ClickException as _ClickException
 
-from cnnlab.errors import CnnlabError
-from cnnlab.fmnist.cli import choices, fmnist_summary, stamp
-from cnnlab.fmnist.cli import register as register_fmnist
-from cnnlab.runtime import quiet_framework_logs, requires
-from cnnlab.serve.cli import serve_command
-from cnnlab.study.cli import Profile
-from cnnlab.study.cli import app as study_app
-from cnnlab.study.defaults import DEFAULT_STORAGE
-from cnnlab.transfer.cli import app as transfer_app
+def interrupted() -> None:
+    sys.stderr.write("cnnlab: error: interrupted\n")
+    sys.exit(INTERRUPTED)
+
+
+try:  # Ctrl-C while the command line loads (seconds, with TensorFlow) is the same one line
+    import typer
+
+    try:  # Typer >= 0.20 vendors Click; older releases depend on it
+        from typer._click.exceptions import ClickException as _ClickException
+    except ImportError:  # pragma: no cover
+        from click.exceptions import ClickException as _ClickException
+
+    from cnnlab.errors import CnnlabError
+    from cnnlab.fmnist.cli import choices, fmnist_summary, stamp
+    from cnnlab.fmnist.cli import register as register_fmnist
+    from cnnlab.runtime import quiet_framework_logs, requires
+    from cnnlab.serve.cli import serve_command
+    from cnnlab.study.cli import Profile
+    from cnnlab.study.cli import app as study_app
+    from cnnlab.study.defaults import DEFAULT_STORAGE
+    from cnnlab.transfer.cli import app as transfer_app
+except KeyboardInterrupt:
+    interrupted()
 
 app = typer.Typer(
     name="cnnlab",
@@ -108,8 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     except CnnlabError as e:
         fail(str(e).replace("\n", " "), e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        fail("interrupted", 130)
+        fail("interrupted", INTERRUPTED)
     else:
+        if result == INTERRUPTED:  # Typer turns Ctrl-C into a return of 130, silently
+            fail("interrupted", INTERRUPTED)
         if isinstance(result, int) and result:
             sys.exit(result)
 

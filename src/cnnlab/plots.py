@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # headless: laptops over SSH, CI, worker processes
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cnnlab.runs import atomic_write_bytes  # noqa: E402
+from cnnlab.files import atomic_write_bytes  # noqa: E402
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:

@@ -1,4 +1,4 @@
-"""Run directories and safe file writing, shared by every pipeline.
+"""Run directories, shared by every pipeline.
 
 A run is a directory holding its resolved config, history, metrics, model and plots. It is
 built under a temporary sibling name (``.NAME.<hex>.partial``) and renamed into place only
@@ -6,213 +6,147 @@ when complete, so an interrupted or failed run never leaves a half-written direc
 
 Nothing a user owns is replaced or deleted:
 
-- ``--out`` is claimed at the start with an exclusive lock (``.NAME.cnnlab-lock`` beside it),
-  so two runs to the same place cannot both succeed; the kernel drops the lock of a killed run.
+- ``--out`` is checked by the rule every output follows (``files.check_output``: never an
+  input of the command, never at or above a run directory it did not create), then claimed
+  with an exclusive lock (``.NAME.cnnlab-lock`` beside it; ``files.open_lock`` never follows a
+  link), so two runs to the same place cannot both succeed; the kernel drops the lock of a
+  killed run.
 - every run directory carries a marker file (:data:`RUN_MARKER`), and ``overwrite`` replaces
   only a directory that has one; the current directory and its parents are never a run.
-- a partial directory records its owner process; one whose owner is gone (a run killed by
-  SIGKILL or SIGTERM) is removed by the next run into the same parent folder.
-- files are created with the permissions the umask allows (``tempfile``'s 0600/0700 do not).
+- a partial directory records its owner (pid, process start time, host); one whose owner is
+  gone (a run killed by SIGKILL or SIGTERM) and whose lock is free is removed by the next run
+  into the same parent folder.
 - a full disk is one :class:`DiskFull` line, and the unfinished run is removed.
-- an ``--out`` is checked before any work (``require_file_target``, ``require_dir_target``):
-  not a directory where a file goes, not a file where a directory goes, nor under a file.
 
-Locks and owner records live in :mod:`cnnlab.run_claim`.
+Writing the files inside is :mod:`cnnlab.files`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import errno
-import io
 import json
 import os
-import platform
 import re
 import secrets
 import shutil
-import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from importlib import metadata
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError, DiskFull
-from cnnlab.run_claim import (
-    OWNER,
-    lock_path,
-    owner_record,
-    read_text,
-    remove_stale_partials,
-    try_lock,
-    unlock,
-)
+from cnnlab.files import Inputs, atomic_write_text, check_output, disk_full, try_lock, unlock
 
 RUN_MARKER = ".cnnlab-run"  # in every run directory cnnlab writes: `overwrite` may replace it
-# the disk, not the input, is at fault: no space, no quota, a file too large for it
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+OWNER = ".cnnlab-owner"  # in a partial directory: the process that is writing it
+PARTIAL = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.partial")
 
 
-def exclusive_file(directory: Path, prefix: str, suffix: str) -> tuple[Path, int]:
-    """A new file with a random name, created like ``tempfile.mkstemp`` but with mode
-    0666 & ~umask (mkstemp always uses 0600, so every run file ignored the umask)."""
-    while True:
-        path = directory / f"{prefix}{secrets.token_hex(4)}{suffix}"
-        with contextlib.suppress(FileExistsError):
-            return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+def lock_path(out: Path) -> Path:
+    """The lock file of run directory ``out`` (named for cnnlab, so no user file is taken)."""
+    return out.parent / f".{out.name}.cnnlab-lock"
 
 
-def disk_full(error: BaseException | None) -> OSError | None:
-    """The ENOSPC/EDQUOT/EFBIG error behind ``error`` (libraries often wrap or chain it), if
-    any: the one definition of a full disk, for every writer of both pipelines."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, OSError) and error.errno in _DISK_FULL:
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
+def owner_record(name: str) -> dict[str, Any]:
+    """The owner record of a partial directory for run ``name`` written by this process."""
+    pid = os.getpid()
+    return {"name": name, "pid": pid, "start": process_start(pid), "host": socket.gethostname()}
 
 
-def require_file_target(option: str, path: str | os.PathLike) -> Path:
-    """``path`` can become a file: it is not a directory, and no parent of it is a file."""
-    path = Path(path)
-    if path.is_dir():
-        raise CnnlabError(f"{option} {path} is a directory; give the name of a file to write")
-    _require_directory_parents(option, path)
-    return path
-
-
-def require_dir_target(option: str, path: str | os.PathLike) -> Path:
-    """``path`` is a directory or can become one: it is not a file, nor under one."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise CnnlabError(f"{option} {path} is a file; give a directory to write into")
-    _require_directory_parents(option, path)
-    return path
-
-
-def _require_directory_parents(option: str, path: Path) -> None:
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise CnnlabError(f"{option} {path}: {parent} is a file, not a directory")
-            return
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, fd = exclusive_file(path.parent, f".{path.name}.", ".tmp")
+def read_text(path: Path) -> str:
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if full := disk_full(e):
-            raise DiskFull(
-                f"disk full while writing {path} ({full.strerror}); free some space and retry"
-            ) from None
-        raise
-    return path
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks after boot, Linux), to tell a pid that a new
+    process has reused from the one that wrote a partial directory."""
+    stat = read_text(Path(f"/proc/{pid}/stat"))
+    fields = stat.rsplit(")", 1)[-1].split()  # after the command name, which may hold spaces
+    return fields[19] if len(fields) > 19 else None  # field 22 of proc(5)
 
 
-def _json_default(obj: Any) -> Any:
-    # numpy scalars and arrays, Paths and dataclasses reach JSON without the caller converting them.
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "__dataclass_fields__"):
-        import dataclasses
-
-        return dataclasses.asdict(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def to_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=_json_default, allow_nan=True) + "\n"
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, to_json(obj))
-
-
-def read_json(path: str | os.PathLike, what: str = "file") -> Any:
-    """Read a JSON file, turning a missing or corrupt file into one clear CnnlabError."""
-    path = Path(path)
+def owner_alive(owner: Mapping[str, Any]) -> bool:
+    """False only when the owner process is certainly gone; anything unclear counts as alive."""
+    pid = owner.get("pid")
+    if owner.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return True  # another machine's process (a shared disk), or a record we cannot read
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CnnlabError(f"{what} not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CnnlabError(f"{what} is corrupt (not valid JSON): {path}: {e}") from None
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by another user
+    start = process_start(pid)
+    return start is None or start == owner.get("start")
 
 
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection").
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+def remove_stale_partials(parent: Path, held: str) -> None:
+    """Remove partial run directories in ``parent`` that killed runs left behind: their owner
+    process is gone and nobody holds the lock of their name (``held`` is the one this process
+    holds). Partial directories without an owner record (older cnnlab) are left alone, and a
+    folder that cannot be cleaned does not stop the run."""
+    with contextlib.suppress(OSError):
+        for entry in parent.iterdir():
+            match = PARTIAL.fullmatch(entry.name)
+            if match and not entry.is_symlink() and entry.is_dir():
+                _remove_if_stale(entry, match["name"], held)
 
 
-def csv_cell(value: Any) -> Any:
-    """``value`` made safe to open in a spreadsheet: text that would start a formula (a class
-    named ``=HYPERLINK(...)``, say) gets OWASP's leading single quote; numbers stay numbers."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
-        return "'" + value
-    return value
-
-
-def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> Path:
-    """Write dict rows as CSV; the header is the union of keys in first-seen order. Text cells
-    (header included) are escaped with :func:`csv_cell`."""
-    rows = [{csv_cell(k): csv_cell(v) for k, v in row.items()} for row in rows]
-    fields: list[str] = []
-    for row in rows:
-        fields.extend(k for k in row if k not in fields)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return atomic_write_text(path, buf.getvalue())
-
-
-def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    path = Path(path)
+def _remove_if_stale(partial: Path, name: str, held: str) -> None:
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise CnnlabError(f"file not found: {path}") from None
+        owner = json.loads(read_text(partial / OWNER))
+    except json.JSONDecodeError:
+        return
+    if not isinstance(owner, dict) or owner.get("name") != name or owner_alive(owner):
+        return
+    if name == held:
+        shutil.rmtree(partial, ignore_errors=True)
+        return
+    lock = lock_path(partial.parent / name)
+    with contextlib.suppress(OSError, CnnlabError):  # a lock that is not ours: leave it
+        fd = try_lock(lock)
+        if fd is not None:
+            try:
+                shutil.rmtree(partial, ignore_errors=True)
+            finally:
+                unlock(lock, fd)
 
 
 # -- run directories --------------------------------------------------------------------------
 
 
+def check_run_target(
+    out: str | os.PathLike, overwrite: bool = False, *, inputs: Inputs = (), runs: Sequence = ()
+) -> Path:
+    """Every refusal :func:`run_directory` makes on entry, without claiming anything: for
+    commands with costly work (an ONNX export, say) before the run directory is entered.
+    ``inputs`` and ``runs`` as for ``files.check_output``."""
+    target = Path(os.path.abspath(out))
+    _refuse_cwd(target, str(out))
+    _refuse(target, str(out), overwrite)
+    check_output("--out", out, directory=True, inputs=inputs, runs=runs)
+    return target
+
+
 @contextlib.contextmanager
-def run_directory(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def run_directory(
+    out: str | os.PathLike, overwrite: bool = False, *, inputs: Inputs = (), runs: Sequence = ()
+) -> Iterator[Path]:
     """Claim ``out`` and yield a temporary directory that becomes ``out`` only if the block
     completes. Enter it before the work starts: the claim and every refusal happen on entry.
 
     ``out`` must not exist (or be an empty directory) unless ``overwrite`` is set; with
     ``overwrite`` an old cnnlab run (one holding :data:`RUN_MARKER`) is replaced only after the
     new one is complete, and any other folder is refused. A second run to the same ``out``
-    while this one is in progress fails at once.
+    while this one is in progress fails at once. ``inputs``: what the command reads, and
+    ``runs``: run directories it did not create (``files.check_output``).
     """
     shown = str(out)
-    target = Path(os.path.abspath(out))
-    _refuse_cwd(target, shown)
-    _refuse(target, shown, overwrite)  # before anything is created
+    target = check_run_target(out, overwrite, inputs=inputs, runs=runs)  # before anything
     partial, release = _claim(target, shown, overwrite)
     try:
         yield partial
@@ -280,6 +214,7 @@ def _claim(out: Path, shown: str, overwrite: bool) -> tuple[Path, Callable[[], N
             + "; wait for it to finish or choose another directory"
         )
     try:
+        os.ftruncate(fd, 0)  # a killed run's pid may be longer
         os.write(fd, str(os.getpid()).encode())
         _refuse(out, shown, overwrite)  # again: the folder may have changed before the lock
         remove_stale_partials(parent, out.name)
@@ -349,51 +284,3 @@ def require_run_dir(run_dir: str | os.PathLike, *required: str) -> Path:
     if missing:
         raise CnnlabError(f"{run_dir} is not a complete cnnlab run (missing {', '.join(missing)})")
     return run_dir
-
-
-_PACKAGES = ("numpy", "keras", "tensorflow-cpu", "tensorflow", "torch", "torchvision", "optuna")
-
-
-def environment_info() -> dict[str, Any]:
-    """Machine and library versions, saved with every run so results can be reproduced."""
-    versions = {}
-    for name in _PACKAGES:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[name] = metadata.version(name)
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": cpu_description(),
-        "cpu_count": os.cpu_count(),
-        "versions": versions,
-    }
-
-
-def cpu_description(cpuinfo: str | None = None) -> str:
-    """The CPU's model name, with its family, model and vector instructions where
-    ``/proc/cpuinfo`` has them: a VM's "AMD EPYC" names neither its generation nor its speed
-    (Zen 4 is family 25 model 17; Zen 5 family 26)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    fields: dict[str, str] = {}
-    for line in cpuinfo.splitlines():
-        if not line.strip():
-            break  # the first processor's block describes them all
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    name = fields.get("model name") or platform.processor() or "unknown"
-    details = []
-    if "cpu family" in fields and "model" in fields:
-        details.append(f"family {fields['cpu family']} model {fields['model']}")
-    flags = set(fields.get("flags", "").split())
-    details += [label for flag, label in _ISA if flag in flags][:1]
-    details += [label for flag, label in _ISA_EXTRAS if flag in flags]
-    return f"{name} ({', '.join(details)})" if details else name
-
-
-_ISA = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))  # the widest one is named
-_ISA_EXTRAS = (("avx512_bf16", "BF16"), ("amx_tile", "AMX"))

@@ -24,16 +24,20 @@ from PIL import Image
 
 from cnnlab import plots
 from cnnlab.errors import CnnlabError
+from cnnlab.files import check_output
 
 MISTAKES_SHOWN = 24  # three rows of plots.image_grid: enough to see what is confused with what
 
 
-def prepare_log_dir(path: str | os.PathLike) -> Path:
+def prepare_log_dir(path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Create ``path`` (with its parents) and check that a file can be written in it, so an
-    unusable ``--tensorboard`` fails in one line before training, not after."""
+    unusable ``--tensorboard`` fails in one line before training, not after. Never inside the
+    run directory ``out``: a folder made there before the run would block every rerun."""
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise CnnlabError(f"--tensorboard {path}: not a folder")
+    inputs = {} if out is None else {"the run directory --out": out}
+    check_output("--tensorboard", path, directory=True, inputs=inputs)
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -15,11 +14,23 @@ from cnnlab.runs import RUN_MARKER
 
 keras = pytest.importorskip("keras")
 
-from cnnlab.fmnist import model as fmnist_model  # noqa: E402
 from cnnlab.fmnist.result import TrainMetrics  # noqa: E402
 from cnnlab.fmnist.training import fit_inputs, make_splits, train  # noqa: E402
 
 from .conftest import TINY  # noqa: E402
+
+
+def _benchmark_probe():
+    """The benchmark's held-out accuracy callback (benchmarks/accuracy_probe.py)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "benchmarks" / "accuracy_probe.py"
+    spec = importlib.util.spec_from_file_location("accuracy_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.TestAccuracyProbe
+
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +165,7 @@ def test_tta_run_is_evaluated_on_every_view(fashion, tmp_path, tta_shift, views,
     from cnnlab.fmnist.model import predict_proba
 
     x = fashion.x_test.reshape(-1, 28, 28, 1).astype("float32")
-    probe = TestAccuracyProbe(x, fashion.y_test, tta=True, tta_shift=tta_shift)
+    probe = _benchmark_probe()(x, fashion.y_test, tta=True, tta_shift=tta_shift)
     out = tmp_path / "run"
     config = preset("fast").replace(**TINY, tta=True, tta_shift=tta_shift)
     result = train(config, fashion, out=out, progress=False, callbacks=[probe])
@@ -197,53 +208,9 @@ def test_probe_scores_one_view_before_its_tta_epoch(fashion, monkeypatch):
 
     monkeypatch.setattr(model_module, "view_probabilities", counting)  # evaluation and probe
     x = fashion.x_test.reshape(-1, 28, 28, 1).astype("float32")
-    probe = TestAccuracyProbe(x, fashion.y_test, tta=True, tta_shift=1, tta_from_epoch=2)
+    probe = _benchmark_probe()(x, fashion.y_test, tta=True, tta_shift=1, tta_from_epoch=2)
     config = preset("fast").replace(**{**TINY, "epochs": 2}, tta=True, tta_shift=1)
     train(config, fashion, progress=False, callbacks=[probe])
     assert predicted == [1, 10, 10]  # epochs 1 and 2, then the run's final test evaluation
     assert probe.accuracy[0] == probe.plain_accuracy[0]
     assert len(probe.accuracy) == 2
-
-
-class TestAccuracyProbe(keras.callbacks.Callback):
-    """Accuracy on held-out images after every epoch (for time-to-accuracy benchmarks; the
-    EpochClock placed before it excludes this evaluation from training time).
-
-    ``accuracy`` is measured as the run evaluates (with the test-time augmentation ``tta`` and
-    ``tta_shift``); ``plain_accuracy`` always from one view per image, so the two can be
-    reported side by side. Before epoch ``tta_from_epoch`` (1-based) only that one view is
-    predicted and ``accuracy`` equals ``plain_accuracy``: predicting 10 views of 10,000 images
-    costs about 50 s per epoch here, and early epochs are far from the targets. A target first
-    met in such an epoch could have been met earlier with TTA, so its time is an upper bound.
-    """
-
-    __test__ = False  # not a pytest class
-
-    def __init__(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        on_result: Callable | None = None,
-        tta: bool = False,
-        tta_shift: int = 0,
-        tta_from_epoch: int = 1,
-    ):
-        super().__init__()
-        self.tta_from_epoch = tta_from_epoch
-        self.views = fmnist_model.tta_views(
-            np.asarray(x, dtype=np.float32), tta=tta, tta_shift=tta_shift
-        )
-        self.y = np.asarray(y)
-        self.accuracy: list[float] = []
-        self.plain_accuracy: list[float] = []
-        self.on_result = on_result
-
-    def on_epoch_end(self, epoch, logs=None):
-        views = self.views if epoch + 1 >= self.tta_from_epoch else self.views[:1]
-        proba = fmnist_model.view_probabilities(self.model, views)  # each view predicted once
-        plain = float((proba[0].argmax(axis=1) == self.y).mean())
-        acc = float((proba.mean(axis=0).argmax(axis=1) == self.y).mean())
-        self.plain_accuracy.append(plain)
-        self.accuracy.append(acc)
-        if self.on_result is not None and self.on_result(epoch, acc):
-            self.model.stop_training = True

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from cnnlab.errors import CnnlabError, DiskFull
-from cnnlab.runs import RUN_MARKER, run_directory, write_json
+from cnnlab.files import write_json
+from cnnlab.runs import RUN_MARKER, run_directory
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -241,7 +242,7 @@ def test_disk_full_before_the_run_starts_is_one_line(tmp_path, monkeypatch):
 def test_a_parent_that_cannot_be_created_is_one_line(tmp_path):
     (tmp_path / "ro").write_text("a file where a folder should be")
     with (
-        pytest.raises(CnnlabError, match="cannot create the run directory"),
+        pytest.raises(CnnlabError, match="ro is a file, not a directory"),
         run_directory(tmp_path / "ro" / "run"),
     ):
         pass

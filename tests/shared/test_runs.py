@@ -1,9 +1,17 @@
+import csv
+
 import numpy as np
 import pytest
 
 from cnnlab.data.splits import stratified_split, stratified_subset
 from cnnlab.errors import CnnlabError
-from cnnlab.runs import read_csv, read_json, require_run_dir, write_csv
+from cnnlab.files import read_json, write_csv
+from cnnlab.runs import require_run_dir
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
 def test_read_json_errors_are_one_clear_line(tmp_path):
@@ -79,7 +87,7 @@ model name\t: something else
 
 
 def test_the_cpu_is_named_with_its_family_model_and_widest_vector_unit():
-    from cnnlab.runs import cpu_description
+    from cnnlab.machine import cpu_description
 
     assert cpu_description(ZEN4) == "AMD EPYC (family 25 model 17, AVX-512, BF16)"
     zen1 = ZEN4.replace("25", "23").replace("17", "1").replace(" avx512f avx512_bf16", "")

@@ -1,6 +1,8 @@
 """``cnnlab study dashboard``: optuna-dashboard on 127.0.0.1, refused in one line when the
 storage is missing or the port is taken. Loopback only, every wait bounded."""
 
+import contextlib
+import http.client
 import os
 import re
 import selectors
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cnnlab.origin import allowed_hosts, refusal
 from cnnlab.study import load_spec
 from cnnlab.study import storage as st
 from cnnlab.study.dashboard import is_loopback
@@ -102,3 +105,72 @@ def test_a_port_in_use_is_one_line(run_cli, study_url):
 def test_only_loopback_addresses_count_as_private():
     assert all(map(is_loopback, ["127.0.0.1", "127.0.0.2", "::1", "localhost"]))
     assert not any(map(is_loopback, ["0.0.0.0", "192.168.1.5", "::", "example.org"]))
+
+
+@contextlib.contextmanager
+def _dashboard(url: str, cwd: Path, *options: str):
+    """The dashboard command serving ``url`` on a free loopback port: yields the port."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "study", "dashboard", "--storage", url, "--port", "0",
+         *options],
+        cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = _first_line(proc, START_TIMEOUT)
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, (line, proc.poll())
+        yield int(match.group(1)), line
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def _request(port: int, method: str, path: str, **headers: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.putrequest(method, path, skip_host="Host" in headers)
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_a_foreign_host_or_origin_is_refused_and_the_dashboard_is_read_only(study_url, tmp_path):
+    """Issue 27, repro 4: DNS rebinding (a page of attacker.example resolving to 127.0.0.1)
+    deleted a study. Now foreign Host/Origin get 403, and writes need --allow-writes."""
+    db = Path(study_url.removeprefix("sqlite:///"))
+    with _dashboard(study_url, tmp_path) as (port, line):
+        assert "read-only" in line
+        own = f"127.0.0.1:{port}"
+        assert _request(port, "GET", "/api/studies", Host=f"attacker.example:{port}") == 403
+        assert _request(port, "DELETE", "/api/studies/1", Host=f"attacker.example:{port}") == 403
+        assert _request(port, "GET", "/api/studies", Host=f"localhost:{port}") == 200
+        assert _request(port, "GET", "/api/studies", Host=own, Origin="http://evil.test") == 403
+        assert _request(port, "GET", "/api/studies", Host=own, Origin=f"http://{own}") == 200
+        assert _request(port, "DELETE", "/api/studies/1", Host=own) == 405  # read-only
+    assert st.study_names(st.open_storage(study_url)) == ["small"]
+    with _dashboard(study_url, tmp_path, "--allow-writes") as (port, _):
+        assert _request(port, "DELETE", "/api/studies/1", Host=f"evil.test:{port}") == 403
+        assert st.study_names(st.open_storage(study_url)) == ["small"]
+        assert _request(port, "DELETE", "/api/studies/1", Host=f"127.0.0.1:{port}") == 204
+    assert st.study_names(st.open_storage(study_url)) == []
+    assert db.is_file()
+
+
+def test_the_allow_list_names_this_server_with_its_port():
+    allowed = allowed_hosts("127.0.0.1", 8080)
+    assert refusal("127.0.0.1:8080", None, allowed) is None
+    assert refusal("[::1]:8080", "http://localhost:8080", allowed) is None
+    assert refusal("127.0.0.1:8081", None, allowed)  # another port: another origin
+    assert refusal("attacker.example:8080", None, allowed)
+    assert refusal(None, None, allowed)
+    assert refusal("localhost:8080", "http://attacker.example", allowed)
+    assert refusal("10.0.0.5:8080", None, allowed_hosts("10.0.0.5", 8080)) is None

@@ -286,6 +286,6 @@ def test_a_report_folder_of_other_files_is_refused_before_any_trial_runs(run_cli
     url = f"sqlite:///{folder}/studies.db"
     r = run_cli(*command[:-1], "--storage", url, command[-1], str(folder))
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-    assert "holds files that are not a study report" in r.stderr
+    assert "holds the study storage" in r.stderr  # files.check_output: never onto an input
     assert sorted(p.name for p in folder.iterdir()) == ["notes.md"]  # no storage: nothing ran
     assert (folder / "notes.md").read_text() == "mine\n"

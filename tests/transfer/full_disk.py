@@ -1,7 +1,7 @@
 """Run the ``cnnlab`` CLI on a disk that fills up (for test_faults.py).
 
 usage: python full_disk.py N ARGS...: the first N fsyncs succeed, every later one fails with
-ENOSPC. Every cnnlab file write (``runs.atomic_write_bytes``) fsyncs before its rename, so
+ENOSPC. Every cnnlab file write (``files.atomic_write_bytes``) fsyncs before its rename, so
 the disk fills after exactly N complete files, wherever the command is at that moment.
 """
 

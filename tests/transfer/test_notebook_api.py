@@ -15,7 +15,7 @@ import torch
 import cnnlab as cnnlab_package
 from cnnlab import transfer
 from cnnlab.errors import CnnlabError
-from cnnlab.runs import read_json
+from cnnlab.files import read_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = str(Path(cnnlab_package.__file__).parents[1])

@@ -6,8 +6,7 @@ import re
 import pytest
 
 from cnnlab.errors import CnnlabError, DiskFull
-from cnnlab.runs import require_dir_target, require_file_target
-from cnnlab.transfer.outputs import disk_errors, staged
+from cnnlab.files import check_output, output_errors, staged
 
 
 def test_staged_files_appear_together_when_the_block_completes(tmp_path):
@@ -34,31 +33,38 @@ def test_a_failure_midway_removes_staged_files_and_the_folders_made_for_them(tmp
 def test_a_full_disk_becomes_one_user_error_naming_the_output(tmp_path, code):
     expected = re.escape(f"cannot write {tmp_path / 'run'}: disk full; nothing was written")
     kind = CnnlabError if code == errno.EROFS else DiskFull  # read-only is not a full disk
-    with pytest.raises(kind, match=expected) as info, disk_errors(tmp_path / "run"):
+    with pytest.raises(kind, match=expected) as info, output_errors(tmp_path / "run"):
         raise OSError(code, "disk full")
     assert type(info.value) is kind
 
 
 def test_a_full_disk_wrapped_by_a_library_is_still_a_full_disk(tmp_path):
-    """The one definition of a full disk (``runs.disk_full``) follows the exception chain."""
-    with pytest.raises(DiskFull, match="No space left"), disk_errors(tmp_path / "run"):
+    """The one definition of a full disk (``files.disk_full``) follows the exception chain."""
+    with pytest.raises(DiskFull, match="No space left"), output_errors(tmp_path / "run"):
         try:
             raise OSError(errno.ENOSPC, "No space left on device")
         except OSError as e:
             raise OSError("the writer failed") from e
 
 
-def test_other_os_errors_are_not_disguised_as_a_full_disk(tmp_path):
-    with pytest.raises(PermissionError), disk_errors(tmp_path):
-        raise PermissionError(errno.EACCES, "denied")
+def test_a_forbidden_folder_is_one_user_error_but_not_a_full_disk(tmp_path):
+    with pytest.raises(CnnlabError, match="Permission denied") as info, output_errors(tmp_path):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    assert type(info.value) is CnnlabError
+
+
+def test_other_os_errors_keep_their_traceback(tmp_path):
+    with pytest.raises(IsADirectoryError), output_errors(tmp_path):
+        raise IsADirectoryError(errno.EISDIR, "a bug, not the user's folder")
 
 
 def test_targets_of_the_wrong_kind_are_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(CnnlabError, match="--out .* is a directory"):
-        require_file_target("--out", tmp_path)
+        check_output("--out", tmp_path)
     with pytest.raises(CnnlabError, match="--cam .* is a file"):
-        require_dir_target("--cam", tmp_path / "file")
+        check_output("--cam", tmp_path / "file", directory=True)
     with pytest.raises(CnnlabError, match="file is a file, not a directory"):
-        require_file_target("--out", tmp_path / "file" / "deeper" / "p.csv")
-    assert require_dir_target("--cam", tmp_path / "new" / "cams") == tmp_path / "new" / "cams"
+        check_output("--out", tmp_path / "file" / "deeper" / "p.csv")
+    cams = check_output("--cam", tmp_path / "new" / "cams", directory=True)
+    assert cams == tmp_path / "new" / "cams"

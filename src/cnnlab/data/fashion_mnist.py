@@ -32,7 +32,7 @@ import numpy as np
 
 from cnnlab.caches import cache_root
 from cnnlab.errors import DataUnavailable
-from cnnlab.runs import exclusive_file
+from cnnlab.files import exclusive_file
 
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

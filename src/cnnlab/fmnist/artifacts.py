@@ -10,11 +10,12 @@ import numpy as np
 
 from cnnlab import __version__, plots
 from cnnlab.data.fashion_mnist import CLASS_NAMES, DataOrigin, FashionMNIST
+from cnnlab.files import read_json, write_csv, write_json
 from cnnlab.fmnist.config import TrainConfig
 from cnnlab.fmnist.model import describe_tta
 from cnnlab.fmnist.optim import is_builtin_schedule
+from cnnlab.machine import environment_info
 from cnnlab.report import Report
-from cnnlab.runs import environment_info, read_json, write_csv, write_json
 
 if TYPE_CHECKING:
     import keras

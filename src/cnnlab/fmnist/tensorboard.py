@@ -27,8 +27,9 @@ class TensorBoard(keras.callbacks.TensorBoard):
     # async_safe; at update_freq="epoch" this one's hook does nothing (below), so none wait.
     async_safe = True
 
-    def __init__(self, log_dir: str | os.PathLike):
-        super().__init__(str(prepare_log_dir(log_dir)), write_graph=False, update_freq="epoch")
+    def __init__(self, log_dir: str | os.PathLike, out: str | os.PathLike | None = None):
+        log_dir = str(prepare_log_dir(log_dir, out))
+        super().__init__(log_dir, write_graph=False, update_freq="epoch")
 
     def on_train_batch_end(self, batch, logs=None):
         pass  # Keras' own writes per-step scalars, which update_freq="epoch" turns off anyway

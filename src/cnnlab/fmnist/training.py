@@ -164,7 +164,7 @@ def train(
     if tensorboard is not None:  # checked (and created) before anything else
         from cnnlab.fmnist.tensorboard import TensorBoard
 
-        board = TensorBoard(tensorboard)
+        board = TensorBoard(tensorboard, out=out)
         callbacks = [*callbacks, board]
     # Claim the run directory first, so a bad or busy --out fails now, not after training.
     target = run_directory(out, overwrite=overwrite) if out is not None else None

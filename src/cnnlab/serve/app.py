@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402  (after the analytics switch, which Gradio reads on import)
+from starlette.middleware import Middleware  # noqa: E402
 
 from cnnlab.errors import CnnlabError  # noqa: E402
+from cnnlab.origin import AsgiGuard, allowed_hosts  # noqa: E402
 from cnnlab.serve.page import (  # noqa: E402
     MAX_FILES,
     MAX_UPLOAD_BYTES,
@@ -33,8 +35,8 @@ CSS = """
 
 def build_app(classifier: FmnistClassifier | TransferClassifier) -> gr.Blocks:
     run_dir = classifier.run_dir
-    # Uploads (possibly patient images) are copied to Gradio's cache: delete them after an
-    # hour, and all of them when the server stops.
+    # Uploads (possibly patient images) are copied to Gradio's cache (a private folder, see
+    # cnnlab.serve): delete them after an hour, and all of them when the server stops.
     with gr.Blocks(
         title=f"cnnlab: {run_dir.name}", analytics_enabled=False, delete_cache=(600, 3600)
     ) as page:
@@ -91,7 +93,9 @@ def classify_uploads(
 
 
 def launch(page: gr.Blocks, host: str, port: int) -> None:
-    """Serve until Ctrl-C; the port was checked free just before."""
+    """Serve until Ctrl-C; the port was checked free just before. Requests naming another
+    host or origin are refused (``cnnlab.origin``: DNS rebinding)."""
+    guard = Middleware(AsgiGuard, allowed=allowed_hosts(host, port))
     try:
         page.launch(
             server_name=host,
@@ -103,6 +107,7 @@ def launch(page: gr.Blocks, host: str, port: int) -> None:
             max_file_size=MAX_UPLOAD_BYTES,
             footer_links=[],
             css=CSS,
+            app_kwargs={"middleware": [guard]},
         )
     except OSError as e:  # lost a race for the port between the check and the bind
         raise CnnlabError(f"cannot listen on {host}:{port}: {e}") from None

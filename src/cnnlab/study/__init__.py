@@ -59,7 +59,7 @@ def demo(
     from cnnlab.study.run import run_study as _run
 
     spec = load_spec(profile=profile)
-    out = check_report_out(out or Path("reports") / spec.name)  # before the trials, not after
+    out = check_report_out(out or Path("reports") / spec.name, storage)  # before the trials
     _run(
         spec, storage, spec.name, workers or DEFAULT_WORKERS,
         data_dir=None if data_dir is None else str(data_dir), origin={"profile": profile},

@@ -89,7 +89,7 @@ def run(
     if report is not None:
         from cnnlab.study.report import check_report_out
 
-        check_report_out(report)  # before the trials, not after them
+        check_report_out(report, storage)  # before the trials, not after them
     study_spec = _spec(spec, profile)
     origin = {"profile": profile} if profile else {"file": str(spec)}
     summary = run_study(
@@ -173,17 +173,23 @@ def compare(
     name_b: str = typer.Argument(..., help="Name of study B."),
     margin: float = _MARGIN,
     out: Path | None = typer.Option(None, help="Also write the comparison as Markdown here."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
 ) -> None:
     """Does a finding replicate? Every comparison both studies share, side by side."""
-    from cnnlab.runs import require_file_target
-    from cnnlab.study.report.compare import compare_studies, format_text, write_markdown
+    from cnnlab.study.report.compare import (
+        check_markdown_out,
+        compare_studies,
+        format_text,
+        write_markdown,
+    )
 
+    storages = (storage_a, storage_b)
     if out is not None:
-        require_file_target("--out", out)
+        check_markdown_out(out, storages, overwrite)  # before the studies are analysed
     result = compare_studies(storage_a, name_a, storage_b, name_b, margin=margin)
     print(format_text(result), end="")
     if out is not None:
-        print(f"written: {write_markdown(result, out)}")
+        print(f"written: {write_markdown(result, out, storages, overwrite)}")
 
 
 @app.command()
@@ -193,11 +199,16 @@ def dashboard(
         "127.0.0.1", help="Address to listen on; anything but loopback exposes the studies."
     ),
     port: int = typer.Option(8080, min=0, max=65535, help="Port (0: any free port)."),
+    allow_writes: bool = typer.Option(
+        False, help="Let the page change studies (notes, deletion); read-only otherwise."
+    ),
 ) -> None:
     """Open the studies of a storage in optuna-dashboard (learning curves, params, attributes)."""
     from cnnlab.study.dashboard import serve_dashboard
 
-    serve_dashboard(storage, host, port, log=lambda m: print(m, flush=True))
+    serve_dashboard(
+        storage, host, port, log=lambda m: print(m, flush=True), allow_writes=allow_writes
+    )
 
 
 @app.command()

@@ -10,6 +10,10 @@ same code as every other study command (a missing SQLite file is refused, not cr
 address actually bound (``--port 0``: any free port) is printed. The app itself is
 optuna-dashboard's public ``wsgi()``, served by the standard library's threaded WSGI server, as
 its own command-line tool does.
+
+It answers only its own origin (``cnnlab.origin``: a web page cannot reach it through DNS
+rebinding) and opens read-only: optuna-dashboard reads with GET alone, so every other method
+(delete a study, edit a note, tell a trial) is refused unless ``--allow-writes`` is given.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from cnnlab.errors import CnnlabError
+from cnnlab.origin import allowed_hosts, wsgi_guard
 from cnnlab.study import storage as st
 
 DEFAULT_HOST = "127.0.0.1"
@@ -55,8 +60,10 @@ def serve_dashboard(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     log: Callable[[str], None] = print,
+    allow_writes: bool = False,
 ) -> None:
-    """Serve optuna-dashboard for ``storage`` until interrupted (Ctrl-C returns normally)."""
+    """Serve optuna-dashboard for ``storage`` until interrupted (Ctrl-C returns normally);
+    read-only unless ``allow_writes``."""
     from optuna_dashboard import wsgi
 
     store = st.open_storage(storage, must_exist=True)
@@ -67,17 +74,21 @@ def serve_dashboard(
         raise CnnlabError(
             f"cannot serve the dashboard on {host}:{port}: {e.strerror or e}"
         ) from None
+    # the port is known only now (--port 0)
+    server.set_app(wsgi_guard(app, allowed_hosts(host, server.server_port), allow_writes))
     with server:
         studies = st.study_names(store)
         log(
             f"optuna-dashboard for {st.safe_url(storage)} ({len(studies)} "
             f"stud{'y' if len(studies) == 1 else 'ies'}): "
-            f"http://{host}:{server.server_port}/ (Ctrl-C to stop)"
+            f"http://{host}:{server.server_port}/ "
+            f"({'read and write' if allow_writes else 'read-only'}; Ctrl-C to stop)"
         )
         if not is_loopback(host):
             log(
-                f"warning: the dashboard has no login; anyone who reaches {host} can read, "
-                "annotate and delete these studies"
+                f"warning: the dashboard has no login; anyone who reaches {host} can read "
+                + ("and change (annotate, delete) " if allow_writes else "")
+                + "these studies"
             )
         if threading.current_thread() is threading.main_thread():
             # Started in the background (`cnnlab study dashboard &`, a script, a test runner),

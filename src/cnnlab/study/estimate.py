@@ -100,7 +100,7 @@ def cache_file() -> Path:
 
 
 def machine_key(threads: int, workers: int) -> str:
-    from cnnlab.runs import environment_info
+    from cnnlab.machine import environment_info
 
     return (f"{environment_info()['processor']} | cnnlab {__version__} | {workers} worker(s) x "
             f"{threads} thread(s)")  # fmt: skip

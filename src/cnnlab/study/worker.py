@@ -127,7 +127,7 @@ def work(
 
 
 def _environment() -> dict[str, Any]:
-    from cnnlab.runs import environment_info
+    from cnnlab.machine import environment_info
 
     info = environment_info()
     info["threads"] = os.environ.get("TF_NUM_INTRAOP_THREADS", "all")

@@ -106,19 +106,22 @@ def predict(
     device: Device = "auto",
     max_pixels: int | None = None,
     engine: str = "auto",
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
     """One row per image file (folders are searched), as ``fmnist.predict`` gives
     (:mod:`cnnlab.predictions`): ``predicted``, ``probability``, ``p_<class>`` for every class,
     ``top_k`` pairs, and for two classes ``predicted_at_threshold`` and ``decision``. An
     unreadable file is a row with its ``error``. ``out``: also a CSV; ``cam``: Grad-CAM
-    overlays there; ``max_pixels`` and ``engine`` as the command's flags."""
+    overlays there (existing files are replaced only with ``overwrite``); ``max_pixels`` and
+    ``engine`` as the command's flags."""
     from cnnlab.transfer.inference.predict import predict as run
 
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     rows, _ = run(
-        _path(source), images, out, cam, top_k, device, max_pixels=max_pixels, engine=engine
-    )
+        _path(source), images, out, cam, top_k, device, max_pixels=max_pixels, engine=engine,
+        overwrite=overwrite,
+    )  # fmt: skip
     return rows
 
 

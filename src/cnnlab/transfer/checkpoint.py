@@ -22,7 +22,7 @@ from safetensors import safe_open
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.runs import atomic_write_bytes
+from cnnlab.files import atomic_write_bytes
 from cnnlab.transfer.models import build_model, head_name, load_plain
 
 FORMAT = "cnnlab-transfer"
@@ -85,7 +85,7 @@ def head_name_of(state_dict: dict[str, torch.Tensor]) -> str | None:
     return heads[-1] if heads else None
 
 
-def save(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
+def save(ckpt: Checkpoint, path: str | os.PathLike, overwrite: bool = True) -> Path:
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()}
     if path.suffix == ".safetensors":
@@ -94,7 +94,7 @@ def save(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
         buf = io.BytesIO()
         torch.save({**ckpt.meta(), "state_dict": state}, buf)
         data = buf.getvalue()
-    return atomic_write_bytes(path, data)
+    return atomic_write_bytes(path, data, overwrite)
 
 
 def load(path: str | os.PathLike) -> Checkpoint:

@@ -56,6 +56,7 @@ def predict(
     device: Device = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
     max_pixels: int | None = typer.Option(None, help=MAX_PIXELS_HELP),
     engine: str = typer.Option("auto", help=ENGINE_HELP),
+    overwrite: bool = typer.Option(False, help="Replace an existing CSV or overlay."),
 ) -> None:
     """Class, probability per class and top-k for every image; unreadable files are listed."""
     from cnnlab.console import make_console
@@ -64,7 +65,7 @@ def predict(
     console = make_console()
     rows = transfer.predict(
         run_dir, images, out=out, cam=cam, top_k=top_k, device=device, max_pixels=max_pixels,
-        engine=engine,
+        engine=engine, overwrite=overwrite,
     )  # fmt: skip
     failed = [(row["path"], row["error"]) for row in rows if row["error"]]
     for row in rows:
@@ -120,18 +121,18 @@ def compare(
     ),
     out: Path | None = typer.Option(None, "--out", help="Also write the Markdown to this file."),
     seed: int = typer.Option(0, help="Seed of the bootstrap resamples."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
 ) -> None:
     """Runs side by side, each against the first with paired bootstrap intervals."""
-    from cnnlab.runs import atomic_write_text, require_file_target
+    from cnnlab.files import atomic_write_text, check_output
     from cnnlab.transfer.evaluation.compare import compare as run
-    from cnnlab.transfer.outputs import disk_errors
 
-    target = None if out is None else require_file_target("--out", out)
+    if out is not None:
+        check_output("--out", out, overwrite=overwrite, inputs=[("a run", r) for r in run_dirs])
     text = run(run_dirs, seed)
     print(text, end="")
-    if target is not None:
-        with disk_errors(target):
-            atomic_write_text(target, text)
+    if out is not None:
+        atomic_write_text(out, text, overwrite)
 
 
 @app.command()
@@ -140,8 +141,9 @@ def export(
     run_dir: Path = typer.Argument(..., help="Run directory (uses best.pt) or checkpoint file."),
     out: Path = typer.Option(..., "--out", help="model.onnx or model.safetensors."),
     verify: bool = typer.Option(True, help="Compare ONNX outputs with PyTorch (onnxruntime)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
 ) -> None:
     """Export the model as ONNX or safetensors."""
     from cnnlab.transfer.inference.export import export as run
 
-    print(f"exported to {run(run_dir, out, verify)}")
+    print(f"exported to {run(run_dir, out, verify, overwrite)}")

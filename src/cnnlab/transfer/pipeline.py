@@ -4,7 +4,7 @@ Reads top to bottom: ``train`` prepares the data (``splits.prepare_data``), fits
 (``fit.fit``), then assesses the best checkpoint on the held-out split (``assess.assess``) and
 writes the run directory; with ``--folds`` it does so per fold (``crossval``). Everything
 happens inside ``run_directory``, so a failed or interrupted run leaves nothing half-written;
-a diverged loss (``fit``) or a full disk (``outputs.disk_errors``) ends it in one line.
+a diverged loss (``fit``) or a full disk (``files.output_errors``) ends it in one line.
 
 Under ``torchrun --nproc-per-node N -m cnnlab transfer train ...`` (``distributed.py``) rank 0
 runs all of this; the other processes prepare the same data and take part in ``fit``, silent,
@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 from cnnlab.allocator import keep_freed_memory
 from cnnlab.console import make_console
 from cnnlab.errors import CnnlabError
-from cnnlab.runs import environment_info, require_dir_target, run_directory, write_csv, write_json
+from cnnlab.files import check_output, output_errors, write_csv, write_json
+from cnnlab.machine import environment_info
+from cnnlab.runs import run_directory
 from cnnlab.transfer.data.prepare import Prepared, prepare_data
 from cnnlab.transfer.device import resolve_device
 from cnnlab.transfer.evaluation.assess import assess, write_outcome
@@ -28,7 +30,6 @@ from cnnlab.transfer.evaluation.crossval import cross_validate
 from cnnlab.transfer.evaluation.report import print_summary
 from cnnlab.transfer.inference.engines import require_engine
 from cnnlab.transfer.models import known_arch, require_weights
-from cnnlab.transfer.outputs import disk_errors
 from cnnlab.transfer.training import distributed
 from cnnlab.transfer.training.fit import fit
 
@@ -57,7 +58,7 @@ def train(
     the metrics; the other processes get None. ``tensorboard`` is a folder for TensorBoard
     logs (transfer/training/tensorboard.py)."""
     console = console or make_console()
-    require_dir_target("--out", out)
+    check_output("--out", out, directory=True, inputs={"the data folder": data_dir})
     known_arch(cfg.arch)
     require_weights(cfg.arch, cfg.weights)
     device, described = resolve_device(cfg.device)
@@ -75,7 +76,7 @@ def train(
         if tensorboard is not None:  # checked (and created) before training
             from cnnlab.transfer.training.tensorboard import TransferBoard
 
-            board = TransferBoard(tensorboard)
+            board = TransferBoard(tensorboard, out=out)
         return _lead(
             data_dir, out, cfg, overwrite, console, device, world.describe(described), world, board
         )
@@ -101,7 +102,8 @@ def _lead(
     board: TransferBoard | None = None,
 ) -> tuple[Path, RunMetrics | CrossValMetrics]:
     """The one process that writes: data -> fit -> assessment -> the run directory."""
-    with disk_errors(out), world.claim(run_directory(out, overwrite=overwrite)) as tmp:
+    claim = run_directory(out, overwrite=overwrite, inputs={"the data folder": data_dir})
+    with output_errors(out), world.claim(claim) as tmp:
         console.print(f"device: {described}")
         prepared = prepare_data(data_dir, cfg, console)
         counts = ", ".join(f"{n} {len(s)}" for n, s in prepared.splits.items())

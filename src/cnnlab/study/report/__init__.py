@@ -19,8 +19,10 @@ import yaml
 
 from cnnlab import plots
 from cnnlab.errors import CnnlabError
+from cnnlab.files import check_output, write_csv
+from cnnlab.machine import environment_info
 from cnnlab.report import Report
-from cnnlab.runs import environment_info, require_dir_target, run_directory, write_csv
+from cnnlab.runs import run_directory
 from cnnlab.study import storage as st
 from cnnlab.study.analysis import (
     DEFAULT_MARGIN,
@@ -62,7 +64,7 @@ def write_report(
     """Analyse study ``name`` and write its report into ``out``; returns report.html.
     ``margin``: points; a comparison whose 95% CI lies inside +-margin reads "no difference
     detected"."""
-    out = check_report_out(out)
+    out = check_report_out(out, storage)
     store = st.open_storage(storage)
     study = st.load_study(store, name)
     spec = st.stored_spec(study)
@@ -89,11 +91,13 @@ def write_report(
     return Path(out) / "report.html"
 
 
-def check_report_out(out: str | os.PathLike) -> Path:
+def check_report_out(out: str | os.PathLike, storage: str | None = None) -> Path:
     """The folder of a study report, checked before any work (``study run --report`` and
     ``demo`` check it before their trials): new, empty, or a previous report, which is
-    replaced; never a folder of other files (a study's own storage, say), nor a file."""
-    out = require_dir_target("--out", out)
+    replaced; never a folder of other files (a study's own storage, say), nor a file, nor
+    the folder of the ``storage`` read (files.check_output)."""
+    db = None if storage is None else st.sqlite_path(storage)
+    out = check_output("--out", out, directory=True, inputs={"the study storage": db})
     if out.is_dir() and any(out.iterdir()) and not (out / "results.csv").is_file():
         raise CnnlabError(
             f"--out {out} holds files that are not a study report; choose a new folder"

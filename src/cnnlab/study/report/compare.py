@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic_write_text, check_output
 from cnnlab.report.document import markdown_table
-from cnnlab.runs import atomic_write_text, require_file_target
 from cnnlab.study import storage as st
 from cnnlab.study.analysis import DEFAULT_MARGIN, Comparison, StudyAnalysis, analyse
 from cnnlab.study.spec.names import check_study_name
@@ -241,6 +241,16 @@ def format_markdown(cmp: StudyComparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(cmp: StudyComparison, out: str | Path) -> Path:
+def check_markdown_out(out: str | Path, storages: tuple[str, ...], overwrite: bool = False) -> Path:
+    """``--out`` checked before the studies are read: never a study's database (nor its
+    folder's parent), never an existing file unless ``overwrite``."""
+    read = [("the storage of a study", f) for f in map(st.sqlite_path, storages) if f]
+    return check_output("--out", out, overwrite=overwrite, inputs=read)
+
+
+def write_markdown(
+    cmp: StudyComparison, out: str | Path, storages: tuple[str, ...] = (), overwrite: bool = False
+) -> Path:
     """The comparison as a Markdown file, written atomically (a failure leaves no half file)."""
-    return atomic_write_text(require_file_target("--out", out), format_markdown(cmp))
+    out = check_markdown_out(out, storages, overwrite)
+    return atomic_write_text(out, format_markdown(cmp), overwrite)

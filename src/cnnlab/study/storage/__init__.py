@@ -20,6 +20,7 @@ from cnnlab.study.storage.connection import (
     open_storage,
     quiet_optuna,
     safe_url,
+    sqlite_path,
     study_names,
 )
 from cnnlab.study.storage.format import pack, unpack
@@ -57,8 +58,8 @@ __all__ = [
     "GRACE_SECONDS", "HEARTBEAT_SECONDS", "LOCK_TIMEOUT_SECONDS", "Claim", "Heartbeat",
     "Progress", "TrialRecord", "abandoned", "check_url", "claim_next", "completed_records",
     "fail_orphans", "finish", "load_study", "mark_environment", "open_storage", "pack",
-    "prepare_study", "progress",
-    "quiet_optuna", "record_environment", "requeue", "safe_url", "spec_digest", "stored_spec",
+    "prepare_study", "progress", "quiet_optuna", "record_environment", "requeue", "safe_url",
+    "spec_digest", "sqlite_path", "stored_spec",
     "stored_test_labels", "study_lock", "study_names", "study_progress", "unpack",
     "worker_environments", "worker_identity",
 ]  # fmt: skip

@@ -52,6 +52,8 @@ def check_url(url: str, must_exist: bool = False) -> sqlalchemy.URL:
             raise CnnlabError(f"no study in --storage {url}: the file {db} does not exist")
     elif not _is_sqlite_file(db):
         raise CnnlabError(f"--storage: {db} exists and is not a SQLite database")
+    elif must_exist and db.stat().st_size == 0:  # opening it would write Optuna's tables
+        raise CnnlabError(f"no study in --storage {url}: the file {db} is empty")
     return parsed
 
 
@@ -82,6 +84,16 @@ def open_storage(
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CnnlabError(f"cannot open study storage {safe_url(url)}: {first}") from None
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL (None for other databases or a bad URL): an
+    input no output of the same command may land on."""
+    with contextlib.suppress(sqlalchemy.exc.ArgumentError, CnnlabError):
+        parsed = sqlalchemy.engine.make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            return Path(sqlite_file(parsed))
+    return None
 
 
 def _is_sqlite_file(path: Path) -> bool:

@@ -2,8 +2,10 @@
 happens under it.
 
 SQLite reads outside a transaction, so Optuna's own check-then-set of a trial's state is not
-atomic there; a file lock next to the database file makes it so. PostgreSQL and MySQL get an
-advisory lock held on its own connection (a lock file would not reach other machines).
+atomic there; a file lock next to the database file makes it so (``files.held_lock``: it never
+follows a symbolic link, so a planted link cannot make a worker write into its target).
+PostgreSQL and MySQL get an advisory lock held on its own connection (a lock file would not
+reach other machines).
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
-import filelock
 import sqlalchemy
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import held_lock
 from cnnlab.study.defaults import DEFAULT_STORAGE
 
 LOCK_TIMEOUT_SECONDS = 120
@@ -30,7 +33,7 @@ def study_lock(url: str, name: str) -> Iterator[None]:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         # one lock per file, whatever the study: SQLite allows one writer at a time anyway
-        with _file_lock(f"{sqlite_file(parsed)}.lock"):
+        with held_lock(Path(f"{sqlite_file(parsed)}.lock"), LOCK_TIMEOUT_SECONDS, "study lock"):
             yield
         return
     if backend not in ("postgresql", "mysql", "mariadb"):
@@ -68,12 +71,3 @@ def sqlite_file(url: sqlalchemy.URL) -> str:
             f"and study workers are separate processes; give a file, e.g. {DEFAULT_STORAGE}"
         )
     return db
-
-
-@contextlib.contextmanager
-def _file_lock(path: str) -> Iterator[None]:
-    try:
-        with filelock.FileLock(path, timeout=LOCK_TIMEOUT_SECONDS):
-            yield
-    except filelock.Timeout:
-        raise CnnlabError(f"timed out waiting for the study lock {path}") from None

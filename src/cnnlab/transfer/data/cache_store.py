@@ -42,7 +42,7 @@ import PIL
 
 from cnnlab.caches import CACHE_ENV
 from cnnlab.errors import CnnlabError, DiskFull
-from cnnlab.runs import disk_full, exclusive_file
+from cnnlab.files import disk_full, exclusive_file
 from cnnlab.transfer.data.images import DECODE_VERSION
 from cnnlab.transfer.data.mapped import MappedRows
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from cnnlab.files import write_csv, write_json
 from cnnlab.metrics import (
     at_temperature_bound,
     choose_threshold,
@@ -32,7 +33,6 @@ from cnnlab.metrics import (
     temperature_scaled,
 )
 from cnnlab.predictions import csv_rows
-from cnnlab.runs import write_csv, write_json
 from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.evaluation.report import write_report
 from cnnlab.transfer.inference.engines import Say, for_images, stderr_note

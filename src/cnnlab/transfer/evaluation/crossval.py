@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cnnlab import intervals, plots
+from cnnlab.files import write_csv, write_json
 from cnnlab.predictions import csv_rows
 from cnnlab.report import Report
-from cnnlab.runs import write_csv, write_json
 from cnnlab.transfer.data.prepare import fold_split
 from cnnlab.transfer.evaluation.assess import assess, labelled_rows, write_outcome
 from cnnlab.transfer.evaluation.report import NAMES, data_section, print_summary, with_ci

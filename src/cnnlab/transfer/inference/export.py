@@ -13,27 +13,32 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.runs import atomic_write_bytes, require_file_target
+from cnnlab.files import atomic_write_bytes, check_output, output_errors, staged
 from cnnlab.transfer import checkpoint as ckpt_io
-from cnnlab.transfer.outputs import disk_errors, staged
 
 
-def export(checkpoint: str | os.PathLike, out: str | os.PathLike, verify: bool = True) -> Path:
-    """Write ``out`` (.onnx or .safetensors) from a checkpoint or run directory.
+def export(
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    verify: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``out`` (.onnx or .safetensors) from a checkpoint or run directory; an existing
+    ``out`` is replaced only with ``overwrite``, and never the checkpoint or its run.
 
     The ONNX graph takes normalised float32 NCHW images of the training size (any batch) and
     returns logits; class names and preprocessing are stored in its metadata. With ``verify``
     and onnxruntime installed, its outputs are compared with PyTorch's on random images.
     """
     ckpt = ckpt_io.load(checkpoint)
-    out = require_file_target("--out", out)
+    out = check_output("--out", out, overwrite=overwrite, inputs=[("the model", checkpoint)])
     if out.suffix == ".safetensors":
-        with disk_errors(out):
-            return ckpt_io.save(ckpt, out)
+        with output_errors(out):
+            return ckpt_io.save(ckpt, out, overwrite)
     if out.suffix != ".onnx":
         raise CnnlabError(f"--out {out}: use a .onnx or .safetensors file name")
     model = ckpt.build_model()
-    with staged(out) as stage:  # verified before it replaces anything at ``out``
+    with staged(out, overwrite) as stage:  # verified before it replaces anything at ``out``
         written = stage(out)
         _export_onnx(model, ckpt, written)
         max_diff = verify_onnx(model, ckpt, written) if verify else None

@@ -15,22 +15,16 @@ from torch import nn
 from cnnlab import plots
 from cnnlab.bootstrap import METHOD, N_RESAMPLES, bootstrap_ci
 from cnnlab.errors import CnnlabError
+from cnnlab.files import check_output, output_errors, staged, write_csv, write_json
 from cnnlab.metrics import binary_metrics, contract_intervals, metrics_contract, pr_auc
 from cnnlab.predictions import csv_rows, prediction_row
-from cnnlab.runs import (
-    require_dir_target,
-    require_file_target,
-    run_directory,
-    write_csv,
-    write_json,
-)
+from cnnlab.runs import check_run_target, run_directory
 from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.data.folders import class_folders, list_class_files, load_split
 from cnnlab.transfer.data.images import MAX_PIXELS, ImageTooLarge, check_max_pixels, load_image
 from cnnlab.transfer.device import resolve_device
 from cnnlab.transfer.inference.engines import Say, for_images, require_engine, stderr_note
 from cnnlab.transfer.models import cam_layer
-from cnnlab.transfer.outputs import disk_errors, staged
 from cnnlab.transfer.training.batches import image_batches
 from cnnlab.transfer.training.loop import probabilities
 from cnnlab.transfer.training.transforms import normalize, to_tensor_batch
@@ -196,24 +190,30 @@ def predict(
     max_pixels: int | None = None,
     engine: str = "auto",
     say: Say = stderr_note,
+    overwrite: bool = False,
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     """Predict every image; unreadable files become rows with an ``error``, never a crash.
 
-    The CSV and the Grad-CAM overlays are written together or not at all. Probabilities come
+    The CSV and the Grad-CAM overlays are written together or not at all, never onto the
+    model or an image, and replace existing files only with ``overwrite``. Probabilities come
     from ``engine`` (``engines.prepare``); Grad-CAM needs gradients and always runs in torch.
     """
     if top_k < 1:
         raise CnnlabError(f"invalid --top-k: must be >= 1, got {top_k}")
     max_pixels = check_max_pixels(max_pixels)
-    out_csv = None if out_csv is None else require_file_target("--out", out_csv)
-    cam_dir = None if cam_dir is None else require_dir_target("--cam", cam_dir)
+    read = [("the model", checkpoint), *(("an image input", p) for p in inputs)]
+    if out_csv is not None:
+        out_csv = check_output("--out", out_csv, overwrite=overwrite, inputs=read)
+    if cam_dir is not None:
+        cam_dir = check_output("--cam", cam_dir, directory=True, inputs=read)
     ckpt = ckpt_io.load(checkpoint)
     dev, _ = resolve_device(device)
     require_engine(engine, dev)
     paths = list_images(inputs)
-    if out_csv is not None and out_csv.resolve() in {p.resolve() for p in paths}:
-        raise CnnlabError(f"--out {out_csv} is one of the images to predict; name a new file")
     images, ok, failed = load_images(paths, ckpt.image_size, max_pixels)
+    cams = [] if cam_dir is None else [cam_dir / f"{n}_cam.png" for n in _unique_stems(ok)]
+    for cam in cams:
+        check_output("--cam", cam, overwrite=overwrite, inputs=read)  # before the work
     model = ckpt.build_model().to(dev)
     network = for_images(model, images, ckpt.mean, ckpt.std, dev, engine, say).network
     proba = predict_proba(
@@ -222,12 +222,12 @@ def predict(
     rows = prediction_rows(ok, proba, ckpt.class_names, top_k, ckpt.threshold)
     rows += [{"path": str(p), "error": why} for p, why in failed]
     overlays = cam_overlays(model, ckpt, images) if cam_dir is not None and len(images) else []
-    with staged(" and ".join(str(p) for p in (out_csv, cam_dir) if p)) as stage:
+    shown = " and ".join(str(p) for p in (out_csv, cam_dir) if p)
+    with staged(shown, overwrite) as stage:
         if out_csv is not None:
             write_csv(stage(out_csv), csv_rows(rows))
-        if cam_dir is not None:
-            for name, overlay in zip(_unique_stems(ok), overlays, strict=True):
-                plots.save_image(overlay, stage(cam_dir / f"{name}_cam.png"))
+        for cam, overlay in zip(cams, overlays, strict=True):
+            plots.save_image(overlay, stage(cam))
     return rows, failed
 
 
@@ -303,6 +303,12 @@ def evaluate(
     dev, _ = resolve_device(device)
     require_engine(engine, dev)
     data_dir = Path(data_dir)
+    out = Path(out or Path(run_dir) / "evaluations" / data_dir.name)
+    # a run directory: its evaluations/ may be written, the run itself never replaced
+    model_file = Path(run_dir) / "best.pt" if Path(run_dir).is_dir() else Path(run_dir)
+    run = model_file.parent
+    read = {"the data folder": data_dir, "the model": model_file}
+    check_run_target(out, overwrite, inputs=read, runs=[run])  # before images and ONNX export
     classes = class_folders(data_dir)
     unknown = [c for c in classes if c not in ckpt.class_names]
     if not classes or unknown:
@@ -315,10 +321,10 @@ def evaluate(
     split = load_split(files, ckpt.image_size, max_pixels=max_pixels)
     if not len(split):
         raise CnnlabError(f"no readable images in {data_dir}")
-    out = require_dir_target("--out", out or evaluation_dir(run_dir, data_dir))
     model = ckpt.build_model().to(dev)
     network = for_images(model, split.images, ckpt.mean, ckpt.std, dev, engine, say).network
-    with disk_errors(out), run_directory(out, overwrite=overwrite) as tmp:
+    claim = run_directory(out, overwrite, inputs=read, runs=[run])
+    with output_errors(out), claim as tmp:
         held, proba = evaluate_arrays(network, ckpt, split.images, split.labels, dev, ci_seed=0)
         metrics: EvaluationMetrics = {
             **held,

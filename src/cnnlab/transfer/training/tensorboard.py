@@ -38,8 +38,8 @@ RUN_NAMES = {"val": "validation"}  # Keras' name of the validation run; "test" s
 class TransferBoard:
     """Event files under ``log_dir`` (created and checked when constructed)."""
 
-    def __init__(self, log_dir: str | os.PathLike):
-        self.root = prepare_log_dir(log_dir)
+    def __init__(self, log_dir: str | os.PathLike, out: str | os.PathLike | None = None):
+        self.root = prepare_log_dir(log_dir, out)
         self._train = SummaryWriter(str(self.root / "train"))
         self._val = SummaryWriter(str(self.root / "validation"))
 
