@@ -14,6 +14,7 @@ from torch import nn
 
 from cnnlab import plots
 from cnnlab.bootstrap import METHOD, N_RESAMPLES, bootstrap_ci
+from cnnlab.data.image_files import MAX_PIXELS, ImageTooLarge
 from cnnlab.errors import CnnlabError
 from cnnlab.metrics import binary_metrics, contract_intervals, metrics_contract, pr_auc
 from cnnlab.runs import (
@@ -28,7 +29,7 @@ from cnnlab.transfer.batches import image_batches
 from cnnlab.transfer.data import class_folders, list_class_files, load_split
 from cnnlab.transfer.device import resolve_device
 from cnnlab.transfer.engine import Say, for_images, require_engine, stderr_note
-from cnnlab.transfer.images import MAX_PIXELS, ImageTooLarge, check_max_pixels, load_image
+from cnnlab.transfer.images import check_max_pixels, load_image
 from cnnlab.transfer.loop import probabilities
 from cnnlab.transfer.models import cam_layer
 from cnnlab.transfer.outputs import disk_errors, staged
