@@ -92,7 +92,8 @@ def read_limited(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> by
     device (``/dev/zero``) is refused, as reading it may never end.
     """
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: opening a FIFO without it waits for a writer, forever
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
             info = os.fstat(f.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise ImageRefused("not a regular file")
