@@ -95,3 +95,23 @@ def test_a_large_elongated_image_within_the_limits_is_read_with_bounded_memory(f
     result = predict_measured(folder, "strip.png")
     one_line_error(result, "missing model.keras")
     assert result["peak_mb"] < RSS_BOUND_MB, result
+
+
+def test_a_serve_batch_gives_bad_files_a_row_and_reads_the_rest(tmp_path, malformed):
+    """The page's batch, as ``FmnistClassifier.classify`` reads it: a DDS file raised
+    NotImplementedError out of the page's header check and failed every file of the batch."""
+    from PIL import Image
+
+    from cnnlab.errors import CnnlabError
+    from cnnlab.fmnist.evaluate import load_image
+    from cnnlab.serve.page import read_uploads
+
+    Image.new("L", (40, 30), 200).save(tmp_path / "shirt.png")
+    (tmp_path / "bad.dds").write_bytes(malformed.dds())
+    (tmp_path / "bad.qoi").write_bytes(malformed.QOI)
+    (tmp_path / "wide.png").write_bytes(malformed.png(20000, 1))
+    files = [tmp_path / n for n in ("bad.dds", "shirt.png", "bad.qoi", "wide.png")]
+    results, images, where = read_uploads(files, load_image, (CnnlabError,))
+    assert where == [1] and images[0].shape == (28, 28)
+    assert "NotImplementedError" in results[0].error and "IndexError" in results[2].error
+    assert "aspect ratio" in results[3].error
