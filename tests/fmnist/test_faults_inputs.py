@@ -64,6 +64,7 @@ def folder(tmp_path: Path, malformed) -> Path:
     (tmp_path / "line.png").write_bytes(malformed.png(1_000_000, 1))
     (tmp_path / "bad.qoi").write_bytes(malformed.QOI)
     (tmp_path / "bad.dds").write_bytes(malformed.dds())
+    (tmp_path / "cut.tif").write_bytes(b"II*\x00\x08\x00\x00\x00")  # Pillow warned "Corrupt EXIF"
     with open(tmp_path / "huge.png", "wb") as f:
         f.truncate(2**40)  # sparse: 1 TB claimed, nothing on disk
     return tmp_path
@@ -77,6 +78,7 @@ def folder(tmp_path: Path, malformed) -> Path:
         ("huge.png", ["huge.png", "larger than 320 MiB"]),  # repro 6
         ("bad.qoi", ["bad.qoi", "IndexError"]),  # repro 8
         ("bad.dds", ["bad.dds", "NotImplementedError"]),  # repro 8
+        ("cut.tif", ["cut.tif", "not an image Pillow can read"]),  # and no raw warning line
     ],
 )
 def test_an_image_beyond_the_limits_is_one_line_with_bounded_memory(folder, name, fragments):

@@ -24,6 +24,7 @@ import io
 import os
 import stat
 import threading
+import warnings
 from collections.abc import Iterator
 
 from PIL import Image, UnidentifiedImageError
@@ -50,6 +51,12 @@ MAX_ASPECT = 20
 # module global, so it is lifted while a header is read, under this lock (transfer folders
 # are decoded in threads), and cnnlab's limits are checked before a single pixel is decoded.
 _HEADER_LOCK = threading.Lock()
+
+# Pillow warns (UserWarning) about what it finds malformed in a file it then reads or fails on
+# (corrupt EXIF in an 8-byte TIFF, say): the file's fate is said in cnnlab's words, and the raw
+# warning was a second stderr line. A filter, not catch_warnings: folders decode in threads,
+# and catch_warnings is not thread-safe. Only warnings issued in Pillow's modules are hidden.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 class ImageRefused(CnnlabError, ValueError):
