@@ -78,7 +78,7 @@ def test_images_declaring_too_many_pixels_are_refused(tmp_path, monkeypatch):
     Image.new("L", (100, 100)).save(tmp_path / "wide.png")
     Image.new("L", (28, 28)).save(tmp_path / "small.png")
     monkeypatch.setattr(page, "MAX_PIXELS", 5000)
-    assert "100x100 px" in upload_problem(tmp_path / "wide.png")
+    assert "100x100 = 10,000 pixels" in upload_problem(tmp_path / "wide.png")
     assert upload_problem(tmp_path / "small.png") is None
 
 

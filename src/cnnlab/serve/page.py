@@ -10,7 +10,6 @@ import html
 import json
 import os
 import socket
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,32 +75,25 @@ def check_port(host: str, port: int) -> None:
 
 
 def upload_problem(path: str | os.PathLike) -> str | None:
-    """Why an uploaded file is refused before decoding (too large in bytes or in declared
-    pixels), or None.
+    """Why an uploaded file is refused before decoding (too large in bytes, or in its
+    header's pixels, sides or aspect ratio), or None.
 
-    Decoding itself is left to the pipeline's own loader, so the page refuses exactly what
-    ``predict`` refuses, in the same words.
+    The checks are those of both pipelines (``cnnlab.data.image_files``), with the page's
+    tighter byte and pixel limits. Decoding itself is left to the pipeline's own loader, so
+    the page refuses exactly what ``predict`` refuses, in the same words.
     """
-    from PIL import Image, UnidentifiedImageError
+    from cnnlab.data.image_files import ImageTooLarge, open_header, read_limited
 
-    path = Path(path)
     try:
-        size = path.stat().st_size
-    except OSError as e:
-        return f"cannot read ({e.strerror})"
-    if size > MAX_UPLOAD_BYTES:
-        return f"larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
+        data = read_limited(path, MAX_UPLOAD_BYTES)
+    except CnnlabError as e:  # too large, empty or unreadable: its bytes are never decoded
+        return str(e)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below
-            with Image.open(path) as img:  # reads the header only
-                width, height = img.size
-    except Image.DecompressionBombError as e:
-        return f"refused as a decompression bomb ({e})"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return None  # not an image: the pipeline's loader says so in its own words
-    if width * height > MAX_PIXELS:
-        return f"{width}x{height} px is over {MAX_PIXELS:,} pixels"
+        open_header(data, MAX_PIXELS).close()
+    except ImageTooLarge as e:
+        return str(e)
+    except CnnlabError:
+        return None  # not an image, or unreadable: the pipeline's loader says so in its words
     return None
 
 

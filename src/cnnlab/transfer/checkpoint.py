@@ -125,6 +125,13 @@ def load(path: str | os.PathLike) -> Checkpoint:
     version = meta.get("version", 0)
     if not isinstance(version, int) or version > VERSION:
         raise CnnlabError(f"{path} was written by a newer cnnlab (format {version!r})")
+    names = meta.get("class_names")
+    if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+        # a string would give one class per character, a dict its keys: both loaded before
+        raise CnnlabError(
+            f"checkpoint {path} has an invalid class_names: {names!r:.80} "
+            "(must be a list of class names)"
+        )
     try:
         ckpt = Checkpoint(
             arch=str(meta["arch"]),
@@ -164,11 +171,16 @@ def check(ckpt: Checkpoint, path: str | os.PathLike) -> None:
     if len(ckpt.class_names) < 2 or len(set(ckpt.class_names)) != len(ckpt.class_names):
         bad("class_names", f"{ckpt.class_names} (must be two or more distinct names)")
     if ckpt.threshold is not None and not (
-        isinstance(ckpt.threshold, int | float) and 0 <= ckpt.threshold <= 1
+        isinstance(ckpt.threshold, int | float)
+        and not isinstance(ckpt.threshold, bool)  # JSON true is a Python int: not a threshold
+        and 0 <= ckpt.threshold <= 1
     ):
         bad("threshold", f"{ckpt.threshold!r} (must be a probability in [0, 1] or null)")
     for key, tensor in ckpt.state_dict.items():
         if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):
             bad("state_dict", f"entry {key!r} is not a named tensor")
+        if key.endswith((".weight", ".bias")) and not tensor.is_floating_point():
+            # load_state_dict casts it back to float silently: the weights were truncated
+            bad("state_dict", f"tensor {key} is {tensor.dtype}, not floating point (cast?)")
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad("state_dict", f"tensor {key} holds NaN or infinite weights")

@@ -124,6 +124,7 @@ def _torchvision_pretrained(arch: str, build: bool = True) -> Any:
 def load_plain(path: Path, what: str) -> Any:
     """``torch.load`` restricted to tensors and plain data: a pickle payload that could run
     code is refused with one clear error, as is anything unreadable."""
+    _require_torch_file(path, what)
     try:
         # torch warns on stderr before refusing some files (a TorchScript archive): the
         # CnnlabError below says it instead, in the one line the user sees
@@ -144,6 +145,28 @@ def load_plain(path: Path, what: str) -> Any:
         ) from None
     except Exception as e:
         raise CnnlabError(f"{path} is not a readable {what}: {e}") from None
+
+
+def _require_torch_file(path: Path, what: str) -> None:
+    """Refuse a file that is neither of torch's two formats (a zip archive, or a legacy
+    pickle, which starts with its protocol byte 0x80) before torch reads it: torch would call
+    a CSV renamed best.pt "a pickle payload"."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise CnnlabError(f"{path} is not a readable {what}: {e.strerror or e}") from None
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        kind = "binary data of another format"
+    else:
+        kind = f"a text file, starting {text.splitlines()[0][:40]!r}" if text.strip() else ""
+    raise CnnlabError(
+        f"{path} is not a {what}: {kind or 'an empty file'}, not a file written by PyTorch"
+    )
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

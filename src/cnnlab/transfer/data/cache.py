@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.data.image_files import ImageRefused, read_limited, shape_problem
 from cnnlab.transfer.data.cache_store import ImageStore, Index, Snapshot, Writer
-from cnnlab.transfer.data.images import decode_sized, dhash, too_large
+from cnnlab.transfer.data.images import decode_sized, dhash
 from cnnlab.transfer.data.mapped import ImageRows
 
 CHUNK = 64  # files in flight in the thread pool: what bounds the memory of decoding
@@ -48,9 +49,9 @@ class Cached:
 
 def _read(path: Path) -> tuple[bytes, bytes | None, str]:
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        return b"", None, f"cannot read ({e.strerror})"
+        data = read_limited(path)  # its size checked first: a sparse 1 TB file is not read
+    except ImageRefused as e:
+        return b"", None, str(e)
     return data, hashlib.sha256(data).digest(), ""
 
 
@@ -69,7 +70,7 @@ def _decode(path: Path, size: int, max_pixels: int, known: Callable[[bytes], boo
         return digest, None, (0, 0), None, reason
     try:
         image, wh = decode_sized(data, size, max_pixels)
-    except ValueError as e:
+    except ImageRefused as e:
         return digest, None, (0, 0), None, str(e)
     return digest, image, wh, dhash(image), ""
 
@@ -95,10 +96,10 @@ class _Fill:
             self.advance(1)
 
     def use(self, i: int, row: int, index: Index) -> None:
-        """File ``i`` is row ``row`` of ``index``, unless its original is above the limit."""
-        w, h = (int(v) for v in index.wh[row]) if row < len(index) else (0, 0)
-        if w * h > self.max_pixels:
-            self.skipped[i] = too_large(w, h, self.max_pixels)
+        """File ``i`` is row ``row`` of ``index``, unless its original breaks a limit."""
+        w, h = (int(v) for v in index.wh[row]) if row < len(index) else (1, 1)
+        if problem := shape_problem(w, h, self.max_pixels):
+            self.skipped[i] = problem
         else:
             self.rows[i] = row
 

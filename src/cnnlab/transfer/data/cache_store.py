@@ -235,13 +235,27 @@ class ImageStore:
             yield
         except OSError as e:
             if full := disk_full(e):
-                raise DiskFull(
+                error: CnnlabError = DiskFull(
                     f"disk full while writing the image cache {self.dir} ({full.strerror}); "
-                    f"free some space or set --cache-dir elsewhere"
-                ) from None
-            raise CnnlabError(
-                f"cannot use the image cache {self.dir} ({e.strerror}); set --cache-dir"
-            ) from None
+                    "rows not yet indexed were dropped, the images cached before are kept: "
+                    "free some space or set --cache-dir elsewhere"
+                )
+            else:
+                error = CnnlabError(
+                    f"cannot use the image cache {self.dir} ({e.strerror}); set --cache-dir"
+                )
+            _raise_detached(error)
+
+
+def _raise_detached(error: CnnlabError) -> None:
+    """Raise ``error`` with no OSError chained to it: ``from None`` only hides the chain,
+    and the run directory, finding ENOSPC in it, said "disk full while writing the run".
+    Re-raised inside its own handler, Python chains nothing to it."""
+    try:
+        raise error
+    except CnnlabError as raised:
+        raised.__context__ = raised.__cause__ = None
+        raise raised  # noqa: B904  (the point is to chain nothing)
 
 
 class Writer:

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cnnlab.caches import cache_root
+from cnnlab.data.image_files import MAX_PIXELS
 from cnnlab.data.splits import stratified_split, stratified_subset
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer.data.cache import cache_images
 from cnnlab.transfer.data.cache_store import ImageStore, Note
-from cnnlab.transfer.data.images import MAX_PIXELS
 from cnnlab.transfer.data.images import dhash as dhash  # where it was: D.dhash
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ import torch
 from cnnlab.files import write_csv, write_json
 from cnnlab.metrics import (
     at_temperature_bound,
+    binary_metrics,
     choose_threshold,
     expected_calibration_error,
     fit_temperature,
@@ -47,6 +48,18 @@ if TYPE_CHECKING:
     from cnnlab.transfer.results import CalibrationChange, FitResult, RunMetrics
 
 CARVED_TEST = "test split carved from train"
+
+
+def _warn_if_uninformative(labels: np.ndarray, score: np.ndarray, ckpt, say: Say) -> None:
+    """Youden's J <= 0 at the best ROC point: no threshold does better than chance on the
+    validation split, and the one chosen (1.000) calls no image positive. Said, not silent."""
+    point = binary_metrics(labels, score, ckpt.threshold)
+    if point["sensitivity"] + point["specificity"] - 1 <= 0:
+        say(
+            f"warning: no threshold separates {ckpt.class_names[1]} from {ckpt.class_names[0]} "
+            f"on the validation split (Youden's J <= 0); the operating threshold "
+            f"is {ckpt.threshold:.3f}, where (almost) no image is called {ckpt.class_names[1]}"
+        )
 
 
 def held_out(prepared: Prepared) -> tuple[str, str]:
@@ -87,6 +100,7 @@ def assess(
     val_metrics = metrics_of(val.labels, val_proba, ckpt.class_names, None)
     if len(prepared.classes) == 2 and len(np.unique(val.labels)) == 2:
         ckpt.threshold = choose_threshold(val.labels, val_proba[:, 1])
+        _warn_if_uninformative(val.labels, val_proba[:, 1], ckpt, say)
     held_metrics = metrics_of(held.labels, proba, ckpt.class_names, ckpt.threshold, cfg.seed)
     if cfg.calibrate:
         calibration = {

@@ -72,18 +72,68 @@ def load_run(run_dir: str | Path) -> TestedRun:
     try:
         metrics = json.loads((run_dir / "metrics.json").read_text())
         config = json.loads((run_dir / "config.json").read_text())
-        classes = list(metrics["class_names"])
+        if not isinstance(config, dict) or not isinstance(metrics, dict):
+            bad = "config.json" if not isinstance(config, dict) else "metrics.json"
+            raise CnnlabError(f"{run_dir / bad}: must hold a JSON object (edited by hand?)")
+        classes = _class_names(run_dir, metrics.get("class_names"))
         with found.open(newline="") as f:
             rows = list(csv.DictReader(f))
         rows = [r for r in rows if not r.get("error")]
         labels = np.asarray([classes.index(r["true"]) for r in rows], dtype=np.int64)
         proba = np.asarray([[float(r[f"p_{c}"]) for c in classes] for r in rows])
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise CnnlabError(f"{run_dir}: unreadable run files ({type(e).__name__}: {e})") from e
     if not rows:
         raise CnnlabError(f"{found} holds no predictions")
+    _check_run_files(run_dir, config, metrics, found, proba)
     paths = [r["path"] for r in rows]
     return TestedRun(run_dir.name, config, metrics, found.name, paths, labels, proba)
+
+
+def _class_names(run_dir: Path, names: Any) -> list[str]:
+    if not (
+        isinstance(names, list)
+        and len(names) >= 2
+        and all(isinstance(n, str) and n for n in names)
+        and len(set(names)) == len(names)
+    ):
+        raise CnnlabError(
+            f"{run_dir / 'metrics.json'}: class_names must be a list of two or more distinct "
+            f"names, got {names!r:.80}"
+        )
+    return names
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_run_files(
+    run_dir: Path, config: dict, metrics: dict, found: Path, proba: np.ndarray
+) -> None:
+    """What a hand edit can break, named in one line: every number compare prints or
+    computes with is a number (``"0.5"`` or ``"high"`` gave tracebacks), the threshold a
+    probability, and the predictions finite probabilities (NaN and inf passed silently)."""
+    where = run_dir / "metrics.json"
+    point = metrics.get("operating_point")
+    if point is not None and not isinstance(point, dict):
+        raise CnnlabError(f"{where}: operating_point must be an object, got {point!r:.80}")
+    values = {key: metrics.get(key) for key in (*(k for k, _ in COLUMNS), "ece", "train_seconds")}
+    values |= {f"operating_point.{k}": v for k, v in (point or {}).items()}
+    for key, value in values.items():
+        if value is not None and not _is_number(value):
+            raise CnnlabError(f"{where}: {key} must be a number, got {value!r:.80}")
+    threshold = metrics.get("threshold")
+    if threshold is not None and not (_is_number(threshold) and 0 <= threshold <= 1):
+        raise CnnlabError(f"{where}: threshold must be a number in [0, 1], got {threshold!r:.80}")
+    intervals = metrics.get("ci") or {}
+    for key, interval in intervals.items() if isinstance(intervals, dict) else [("ci", intervals)]:
+        if not (
+            isinstance(interval, list) and len(interval) == 2 and all(map(_is_number, interval))
+        ):
+            raise CnnlabError(f"{where}: ci.{key} must be [low, high], got {interval!r:.80}")
+    if not np.isfinite(proba).all() or (proba < 0).any() or (proba > 1).any():
+        raise CnnlabError(f"{found}: probabilities must be finite numbers in [0, 1] (NaN or inf?)")
 
 
 def align(runs: list[TestedRun]) -> list[TestedRun]:
@@ -91,7 +141,14 @@ def align(runs: list[TestedRun]) -> list[TestedRun]:
     tested on the same images with the same classes and labels."""
     first = runs[0]
     for run in runs[1:]:
-        if run.metrics["class_names"] != first.metrics["class_names"]:
+        names, first_names = run.metrics["class_names"], first.metrics["class_names"]
+        if names != first_names and sorted(names) == sorted(first_names):
+            raise CnnlabError(
+                f"{run.name} and {first.name} list the same classes in a different order "
+                f"({', '.join(names)} vs {', '.join(first_names)}), so their positive "
+                "classes differ: compare runs trained with the same class order"
+            )
+        if names != first_names:
             raise CnnlabError(
                 f"{run.name} and {first.name} have different classes "
                 f"({', '.join(run.metrics['class_names'])} vs "

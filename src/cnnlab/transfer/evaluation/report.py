@@ -35,11 +35,29 @@ NAMES = {
     "sensitivity": "sensitivity",
     "specificity": "specificity",
 }
-AT_BOUND = (
-    "the temperature reached its search bound: the network separates the validation split "
-    "(nearly) perfectly, so its likelihood cannot pin T down; best.pt is left uncalibrated "
-    "(a larger validation split helps)"
-)
+
+
+def at_bound(temperature: float) -> str:
+    """Why a temperature at an end of its search range was not applied. The two ends mean
+    opposite things: the lower one a network that separates the validation split (nearly)
+    perfectly, the upper one a network whose probabilities carry (nearly) nothing about it,
+    whose likelihood only improves as they flatten towards uniform."""
+    if temperature > 1:
+        why = (
+            "the network's probabilities carry (nearly) no information on the validation "
+            "split, so flattening them towards uniform keeps improving its likelihood"
+        )
+    else:
+        why = (
+            "the network separates the validation split (nearly) perfectly, so its "
+            "likelihood cannot pin T down"
+        )
+    return (
+        f"the temperature reached its search bound ({temperature:.3g}): {why}; best.pt is left "
+        "uncalibrated (a larger validation split helps)"
+    )
+
+
 OPTIMISTIC = (
     "--test-size 0 left no test split: these figures come from the validation split that "
     "also chose the best epoch (and the threshold), so they are optimistic"
@@ -94,7 +112,7 @@ def print_summary(console: Console, m: Mapping[str, Any]) -> None:
             f"held-out split {c['held_out']['ece_before']:.3f} -> {c['held_out']['ece_after']:.3f}"
         )
         if not c["applied"]:
-            console.print(f"[yellow]warning:[/] {AT_BOUND}")
+            console.print(f"[yellow]warning:[/] {at_bound(c['temperature'])}")
     if m["evaluated_on"] == "val":
         console.print(f"[yellow]warning:[/] {OPTIMISTIC}")
 
@@ -231,7 +249,11 @@ def calibration_section(r: Report, metrics: Mapping[str, Any]) -> None:
         f"Temperature scaling fitted on the validation split: T = {c['temperature']:.3f} "
         f"({'softens' if c['temperature'] > 1 else 'sharpens'} the probabilities; decisions by "
         "argmax are unchanged). "
-        + ("best.pt holds the calibrated model." if c["applied"] else f"Warning: {AT_BOUND}.")
+        + (
+            "best.pt holds the calibrated model."
+            if c["applied"]
+            else f"Warning: {at_bound(c['temperature'])}."
+        )
     )
     rows = [
         {"split": "validation (where T was fitted)", **c["val"]},

@@ -14,6 +14,7 @@ from torch import nn
 
 from cnnlab import plots
 from cnnlab.bootstrap import METHOD, N_RESAMPLES, bootstrap_ci
+from cnnlab.data.image_files import MAX_PIXELS, ImageTooLarge
 from cnnlab.errors import CnnlabError
 from cnnlab.files import check_output, output_errors, staged, write_csv, write_json
 from cnnlab.metrics import binary_metrics, contract_intervals, metrics_contract, pr_auc
@@ -21,7 +22,7 @@ from cnnlab.predictions import csv_rows, prediction_row
 from cnnlab.runs import check_run_target, run_directory
 from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.data.folders import class_folders, list_class_files, load_split
-from cnnlab.transfer.data.images import MAX_PIXELS, ImageTooLarge, check_max_pixels, load_image
+from cnnlab.transfer.data.images import check_max_pixels, load_image
 from cnnlab.transfer.device import resolve_device
 from cnnlab.transfer.inference.engines import Say, for_images, require_engine, stderr_note
 from cnnlab.transfer.models import cam_layer
