@@ -102,10 +102,10 @@ def test_a_large_elongated_image_within_the_limits_is_read_with_bounded_memory(f
 def test_a_serve_batch_gives_bad_files_a_row_and_reads_the_rest(tmp_path, malformed):
     """The page's batch, as ``FmnistClassifier.classify`` reads it: a DDS file raised
     NotImplementedError out of the page's header check and failed every file of the batch."""
-    from cnnlab.fmnist.evaluate import load_image
     from PIL import Image
 
     from cnnlab.errors import CnnlabError
+    from cnnlab.fmnist.inference import load_image
     from cnnlab.serve.page import read_uploads
 
     Image.new("L", (40, 30), 200).save(tmp_path / "shirt.png")

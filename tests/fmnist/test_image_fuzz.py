@@ -10,12 +10,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from cnnlab.fmnist.evaluate import load_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from cnnlab.errors import CnnlabError
+from cnnlab.fmnist.inference import load_image
 
 
 def _seeds() -> list[bytes]:

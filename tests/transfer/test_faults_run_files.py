@@ -211,9 +211,8 @@ def test_a_full_image_cache_disk_names_the_cache_and_keeps_only_complete_entries
 
 
 def test_a_temperature_at_the_upper_bound_says_the_network_is_uninformative():
-    from cnnlab.transfer.report import at_bound
-
     from cnnlab.metrics import MAX_TEMPERATURE
+    from cnnlab.transfer.evaluation.report import at_bound
 
     upper, lower = at_bound(MAX_TEMPERATURE), at_bound(1 / MAX_TEMPERATURE)
     assert "no information" in upper and "perfectly" not in upper
@@ -233,9 +232,8 @@ def test_an_uninformative_network_fits_the_upper_temperature_bound():
 
 
 def test_a_threshold_chosen_with_youdens_j_at_zero_is_said_in_one_warning():
-    from cnnlab.transfer.assess import _warn_if_uninformative
-
     from cnnlab.metrics import choose_threshold
+    from cnnlab.transfer.evaluation.assess import _warn_if_uninformative
 
     labels = np.array([0, 1, 0, 1, 0, 1])
     score = np.array([0.9, 0.1, 0.8, 0.2, 0.7, 0.3])  # anti-correlated: J <= 0 everywhere

@@ -7,12 +7,12 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from cnnlab.transfer.images import decode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from cnnlab.errors import CnnlabError
+from cnnlab.transfer.data.images import decode
 
 
 def _seeds() -> list[bytes]:
