@@ -1,7 +1,6 @@
 """``cnnlab study dashboard``: optuna-dashboard on 127.0.0.1, refused in one line when the
 storage is missing or the port is taken. Loopback only, every wait bounded."""
 
-import os
 import re
 import selectors
 import signal
@@ -17,6 +16,7 @@ import pytest
 from cnnlab.study import load_spec
 from cnnlab.study import storage as st
 from cnnlab.study.dashboard import is_loopback
+from cnnlab_testing import cnnlab_env
 
 HERE = Path(__file__).parent
 START_TIMEOUT = 90.0  # seconds for the command to print its address (imports under load)
@@ -28,11 +28,6 @@ def study_url(tmp_path, small_spec):
     url = f"sqlite:///{tmp_path}/studies.db"
     st.prepare_study(url, st.open_storage(url), "small", load_spec(small_spec))
     return url
-
-
-def _env():
-    paths = [str(HERE), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(os.path.abspath(p) for p in paths if p))
 
 
 def _first_line(proc: subprocess.Popen, timeout: float) -> str:
@@ -56,7 +51,8 @@ def test_the_dashboard_serves_the_storage_on_loopback(study_url, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnnlab", "study", "dashboard", "--storage", study_url,
          "--port", "0"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=cnnlab_env(path=[HERE]), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
         preexec_fn=_as_a_background_job,
     )  # fmt: skip
     try:

@@ -1,21 +1,18 @@
 """Study names stay inside reports/ and inside one shell word; printed commands are quoted."""
 
 import json
-import os
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
-import cnnlab
 from cnnlab.errors import CnnlabError
 from cnnlab.study.cli import app
 from cnnlab.study.names import check_study_name, default_report_dir, shell_command, slug
 from cnnlab.study.spec import load_spec, parse_spec
+from cnnlab_testing import cnnlab as cnnlab_cli
 
 UNSAFE = ["../escape", "/tmp/abs", "a;touch pwned", "a b", ".hidden", "-flag", "a/b", "x" * 65,
           "ünï", "a\nb", ""]  # fmt: skip
@@ -80,16 +77,6 @@ def test_study_run_prints_a_quoted_next_command(tmp_path, monkeypatch):
     ]  # fmt: skip
 
 
-def _cli(args, cwd):
-    """The CLI run from ``cwd``, importing this checkout's cnnlab (not an installed one)."""
-    src = str(Path(cnnlab.__file__).parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(
-        [sys.executable, "-m", "cnnlab", *args], cwd=cwd, env=env, capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
-
-
 def _one_error_line(proc):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr
@@ -114,6 +101,6 @@ def test_cli_refuses_unsafe_names_before_writing_anything(tmp_path, name, other)
         ["study", other, *(["s.yaml"] if other == "run" else []), "--storage", url, "--name", name],
     ]
     for args in runs:
-        assert "letters, digits" in _one_error_line(_cli(args, work))
+        assert "letters, digits" in _one_error_line(cnnlab_cli(*args, cwd=work))
     assert sorted(tmp_path.rglob("*")) == before  # no database, no reports/, no pwned
     assert not (tmp_path / "escape").exists() and not Path(name).exists()
