@@ -36,10 +36,10 @@ def _group(item) -> str | None:
     if any(item.get_closest_marker(m) for m in SERIAL_MARKERS):
         return "serial"
     defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-    for name in sorted(names - CHEAP_FIXTURES):
+    for name in names - CHEAP_FIXTURES:
         fixture = defs.get(name, [None])[-1]
         if fixture is not None and fixture.scope == "module":
-            return f"{item.path.name}::{name}"
+            return item.nodeid.split("::")[0]  # the module: its fixtures are built once
     return None
 
 
