@@ -33,7 +33,7 @@ def cnnlab_env(
     base = {k: v for k, v in os.environ.items() if k not in set(unset)}
     paths = [*map(str, path), SRC, os.environ.get("PYTHONPATH", "")]
     base["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in paths if p)
-    base.setdefault("COLUMNS", "250")
+    base["COLUMNS"] = "250"  # help text on one line per option
     return {**base, **(env or {})}
 
 

@@ -12,7 +12,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.study.cli import app
 from cnnlab.study.names import check_study_name, default_report_dir, shell_command, slug
 from cnnlab.study.spec import load_spec, parse_spec
-from cnnlab_testing import cnnlab as cnnlab_cli
+from cnnlab_testing import call_main
 
 UNSAFE = ["../escape", "/tmp/abs", "a;touch pwned", "a b", ".hidden", "-flag", "a/b", "x" * 65,
           "ünï", "a\nb", ""]  # fmt: skip
@@ -88,7 +88,8 @@ def _one_error_line(proc):
     ("name", "other"),
     [("../escape", "status"), ("/tmp/cnnlab-abs-escape", "run"), ("x;touch pwned", "run")],
 )
-def test_cli_refuses_unsafe_names_before_writing_anything(tmp_path, name, other):
+def test_cli_refuses_unsafe_names_before_writing_anything(tmp_path, name, other, capsys,
+                                                          monkeypatch):  # fmt: skip
     work = tmp_path / "work"
     work.mkdir()
     (work / "s.yaml").write_text(SPEC)
@@ -100,7 +101,9 @@ def test_cli_refuses_unsafe_names_before_writing_anything(tmp_path, name, other)
         ["study", "run", "named.yaml", "--storage", url],
         ["study", other, *(["s.yaml"] if other == "run" else []), "--storage", url, "--name", name],
     ]
-    for args in runs:
-        assert "letters, digits" in _one_error_line(cnnlab_cli(*args, cwd=work))
+    with monkeypatch.context() as m:  # the command in this process, run from work/
+        m.chdir(work)
+        for args in runs:
+            assert "letters, digits" in _one_error_line(call_main(capsys, *args))
     assert sorted(tmp_path.rglob("*")) == before  # no database, no reports/, no pwned
     assert not (tmp_path / "escape").exists() and not Path(name).exists()
