@@ -43,11 +43,23 @@ def _group(item) -> str | None:
     return None
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_itemcollected(item):
+    if item.get_closest_marker("xdist_group") is None and (group := _group(item)):
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
+    """What pytest-xdist 3.8 means to do for ``--dist loadgroup``: a test's node id ends with
+    ``@GROUP``, which its scheduler reads. xdist sets ``item._nodeid``, which pytest 9 no longer
+    reads (its node id is ``item._id``), so every group was silently ignored; set that here."""
+    if not config.getvalue("loadgroup"):
+        return
     for item in items:
-        if item.get_closest_marker("xdist_group") is None and (group := _group(item)):
-            item.add_marker(pytest.mark.xdist_group(group))
+        groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                         for m in item.iter_markers("xdist_group")})  # fmt: skip
+        if groups and "@" not in item.nodeid and hasattr(item, "_id"):
+            item._id = f"{item.nodeid}@{'_'.join(groups)}"
 
 
 @pytest.fixture
