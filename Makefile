@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lint format bench clean venv
+.PHONY: demo test test-fast coverage lint format bench clean venv
 
 venv: $(STAMP)
 
@@ -28,14 +28,34 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks examples
 	$(BIN)/ruff check --fix src tests benchmarks examples
 
-# Two processes: importing torchvision (which pulls in triton) after TensorFlow is loaded
-# segfaults, so the TensorFlow tests and the PyTorch (transfer) tests never share one.
+# Two pytest runs: importing torchvision (which pulls in triton) after TensorFlow is loaded
+# segfaults, so the TensorFlow tests and the PyTorch (transfer) tests never share a process
+# (each xdist worker is a process of its own run). Every core works (TEST_WORKERS=auto);
+# --dist loadgroup keeps each test group of tests/conftest.py on one worker. docs/testing.md
+TEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+FAST := -m "not slow and not browser and not postgres and not torchrun"
+
 test: lint
-	$(BIN)/python -m pytest --ignore=tests/transfer $(PYTEST_ARGS)
-	$(BIN)/python -m pytest tests/transfer $(PYTEST_ARGS)
+	$(PYTEST) --ignore=tests/transfer $(PYTEST_ARGS)
+	$(PYTEST) tests/transfer $(PYTEST_ARGS)
+
+# The quick loop: no real training, browser, PostgreSQL or torchrun tests.
+test-fast: $(STAMP)
+	$(PYTEST) $(FAST) --ignore=tests/transfer $(PYTEST_ARGS)
+	$(PYTEST) $(FAST) tests/transfer $(PYTEST_ARGS)
+
+# Line coverage of src/cnnlab over the whole suite (both runs combined); code that the tests
+# reach only in child processes (CLI subprocesses, study workers) is not counted.
+coverage: $(STAMP)
+	rm -f .coverage .coverage.*
+	COVERAGE_FILE=.coverage.tf $(PYTEST) --cov=cnnlab --cov-report= --ignore=tests/transfer $(PYTEST_ARGS)
+	COVERAGE_FILE=.coverage.transfer $(PYTEST) --cov=cnnlab --cov-report= tests/transfer $(PYTEST_ARGS)
+	$(BIN)/python -m coverage combine .coverage.tf .coverage.transfer
+	$(BIN)/python -m coverage report --skip-covered --sort=cover
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache .coverage .coverage.*

@@ -13,18 +13,9 @@ from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.data import fashion_mnist as fm
+from cnnlab_testing import call_main
 
 CNNLAB = Path(sys.executable).with_name("cnnlab")
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(code: int, err: str, fragment: str) -> None:
@@ -68,7 +59,7 @@ def test_train_writes_every_artifact_and_learns(tutorial_run):
 
 @pytest.mark.slow
 def test_evaluate_reproduces_the_saved_metrics(tutorial_run, capsys):
-    code, out, _ = run_cli(["evaluate", tutorial_run], capsys)
+    code, out, _ = call_main(capsys, "evaluate", tutorial_run)
     assert code == 0
     saved = json.loads((tutorial_run / "metrics.json").read_text())["test_accuracy"]
     assert f"test accuracy {saved:.4f}" in out
@@ -84,10 +75,10 @@ def test_predict_classifies_image_files_of_any_size_and_polarity(
     Image.fromarray(image).save(tmp_path / "trouser.png")
     # the same garment as a large dark-on-white RGB photo: resized and inverted back
     Image.fromarray(255 - image).resize((120, 90)).convert("RGB").save(tmp_path / "photo.jpg")
-    code, out, _ = run_cli(["predict", tutorial_run, tmp_path / "trouser.png"], capsys)
+    code, out, _ = call_main(capsys, "predict", tutorial_run, tmp_path / "trouser.png")
     assert code == 0
     assert out.startswith(f"{tmp_path / 'trouser.png'}: Trouser (")
-    code, out, _ = run_cli(["predict", tutorial_run, tmp_path / "photo.jpg"], capsys)
+    code, out, _ = call_main(capsys, "predict", tutorial_run, tmp_path / "photo.jpg")
     assert code == 0 and ": " in out and "%" in out
 
 
@@ -99,22 +90,22 @@ def test_corrupt_model_file_is_one_line_exit_2(tutorial_run, tmp_path, capsys):
         (broken / f.name).write_bytes(f.read_bytes())
     model = broken / "model.keras"
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
-    code, _, err = run_cli(["evaluate", broken], capsys)
+    code, _, err = call_main(capsys, "evaluate", broken)
     assert_one_line_error(code, err, "not a valid .keras archive")
     (broken / "model.keras").write_bytes(b"PK\x03\x04 not really a zip")
-    code, _, err = run_cli(["predict", broken, tmp_path / "x.png"], capsys)
+    code, _, err = call_main(capsys, "predict", broken, tmp_path / "x.png")
     assert_one_line_error(code, err, "image not found")
 
 
 @pytest.mark.slow
 def test_bad_image_and_missing_run_are_one_line_errors(tutorial_run, tmp_path, capsys):
     (tmp_path / "junk.png").write_bytes(b"this is not a PNG")
-    code, _, err = run_cli(["predict", tutorial_run, tmp_path / "junk.png"], capsys)
+    code, _, err = call_main(capsys, "predict", tutorial_run, tmp_path / "junk.png")
     assert_one_line_error(code, err, "cannot read image")
-    code, _, err = run_cli(["evaluate", tmp_path / "nope"], capsys)
+    code, _, err = call_main(capsys, "evaluate", tmp_path / "nope")
     assert_one_line_error(code, err, "run directory not found")
     (tmp_path / "half").mkdir()
-    code, _, err = run_cli(["evaluate", tmp_path / "half"], capsys)
+    code, _, err = call_main(capsys, "evaluate", tmp_path / "half")
     assert_one_line_error(code, err, "missing model.keras")
 
 
@@ -141,7 +132,7 @@ def test_bad_image_and_missing_run_are_one_line_errors(tutorial_run, tmp_path, c
     ],
 )
 def test_bad_flags_are_one_line_exit_2(args, fragment, capsys):
-    code, _, err = run_cli(args, capsys)
+    code, _, err = call_main(capsys, *args)
     assert_one_line_error(code, err, fragment)
 
 
@@ -166,10 +157,10 @@ def test_missing_data_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fm, "SYSTEM_DIR", tmp_path / "system")
     fm._load_cached.cache_clear()
     try:
-        code, _, err = run_cli(
-            ["train", "--data-dir", tmp_path / "empty", "--out", tmp_path / "run", "--no-progress"],
-            capsys,
-        )
+        code, _, err = call_main(
+            capsys, "train", "--data-dir", tmp_path / "empty", "--out", tmp_path / "run",
+            "--no-progress",
+        )  # fmt: skip
     finally:
         fm._load_cached.cache_clear()
     assert_one_line_error(code, err, "Fashion-MNIST not found; tried: --data-dir")

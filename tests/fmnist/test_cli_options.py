@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-import cnnlab as cnnlab_package
 from cnnlab import fmnist
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.config import OPTIMIZERS, PRESETS, resolve_config
-
-
-def cnnlab(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    """``cnnlab ARGS`` in a fresh process running the code under test, from any directory."""
-    src = str(Path(cnnlab_package.__file__).parents[1])
-    path = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "COLUMNS": "250", "PYTHONPATH": path}
-    return subprocess.run(
-        [sys.executable, "-m", "cnnlab", *args],
-        capture_output=True, text=True, timeout=60, cwd=cwd, env=env,
-    )  # fmt: skip
+from cnnlab_testing import cnnlab
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import signal
 import stat
 import struct
@@ -23,17 +22,16 @@ from pathlib import Path
 import pytest
 
 from cnnlab.runs import RUN_MARKER, run_directory
+from cnnlab_testing import cnnlab_env
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 FM = ["--preset", "tutorial", "--train-limit", "2000", "--val-size", "1000", "--epochs", "1",
       "--no-progress"]  # fmt: skip
 
 
 def cnnlab(args, cwd: Path, *, script: str | None = None, umask: int = 0o022, **env):
     """`python -m cnnlab ARGS` (or `python -c SCRIPT ARGS`) in ``cwd``, with these sources."""
-    path = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "PYTHONPATH": path, "KERAS_BACKEND": "tensorflow",
-           "TF_CPP_MIN_LOG_LEVEL": "3", "CNNLAB_OFFLINE": "1", **env}  # fmt: skip
+    env = cnnlab_env({"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
+                      "CNNLAB_OFFLINE": "1", **env})  # fmt: skip
     head = ["-c", script] if script else ["-m", "cnnlab"]
     return subprocess.Popen(
         [sys.executable, *head, *map(str, args)], cwd=cwd, env=env, umask=umask,

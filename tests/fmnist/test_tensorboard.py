@@ -12,17 +12,9 @@ from tensorboard.backend.event_processing.plugin_event_accumulator import EventA
 from tensorboard.util import tensor_util
 
 from cnnlab.cli import main
+from cnnlab_testing import call_main
 
 EPOCHS = 2
-
-
-def run_cli(args: list, capsys) -> tuple[int, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    return code, capsys.readouterr().err
 
 
 def events(folder: Path) -> EventAccumulator:
@@ -99,9 +91,9 @@ def test_an_unwritable_tensorboard_folder_is_one_line_before_training(tmp_path, 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     for target in (blocker, blocker / "logs"):
-        code, err = run_cli(
-            ["train", "--preset", "tutorial", "--epochs", "1", "--out", tmp_path / "run",
-             "--tensorboard", target, "--data-dir", tmp_path / "no-data"], capsys,
+        code, _, err = call_main(
+            capsys, "train", "--preset", "tutorial", "--epochs", "1", "--out", tmp_path / "run",
+            "--tensorboard", target, "--data-dir", tmp_path / "no-data",
         )  # fmt: skip
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1, err

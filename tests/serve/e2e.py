@@ -1,4 +1,5 @@
-"""End-to-end helpers for `cnnlab serve`: the real command as a subprocess, headless Chromium.
+"""End-to-end helpers for `cnnlab serve`: the real command as a subprocess, and what a user
+does on its page (driven through the shared ``chromium`` fixture, tests/conftest.py).
 
 Shared by tests/serve (Keras runs) and tests/transfer/test_serve.py (torch runs), which load
 this file by path: the two frameworks are tested in separate pytest processes.
@@ -7,7 +8,6 @@ this file by path: the two frameworks are tested in separate pytest processes.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import subprocess
 import sys
@@ -60,27 +60,6 @@ def served(run_dir: Path, log: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-@contextlib.contextmanager
-def headless_chromium():
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if not (chromium and driver_path):
-        pytest.skip("chromium and chromium-driver are not installed (.ci/run installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(arg)
-    options.add_argument("--window-size=1200,1600")
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def classify_on_page(driver, url: str, files: Sequence[Path]) -> list[dict[str, str]]:

@@ -4,22 +4,17 @@ class read from the page equals what `cnnlab predict` prints for the same file."
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from cnnlab_testing import cnnlab
+
 
 def cli_predict(run_dir, image) -> tuple[str, str]:
     """(class, probability text) from `cnnlab predict RUN IMAGE`: "PATH: Trouser (91.2%; ...)"."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "cnnlab", "predict", str(run_dir), str(image)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cnnlab("predict", run_dir, image)
     assert proc.returncode == 0, proc.stderr
     match = re.fullmatch(
         rf"{re.escape(str(image))}: (.+) \((\d+\.\d%); then .+\)", proc.stdout.strip()
@@ -31,7 +26,7 @@ def cli_predict(run_dir, image) -> tuple[str, str]:
 @pytest.mark.slow
 @pytest.mark.browser
 def test_an_uploaded_garment_is_classified_on_the_page_as_on_the_command_line(
-    fmnist_run, fashion_test, e2e, tmp_path
+    fmnist_run, fashion_test, e2e, chromium, tmp_path
 ):
     x, y = fashion_test
     image = tmp_path / "ankle_boot.png"
@@ -41,7 +36,8 @@ def test_an_uploaded_garment_is_classified_on_the_page_as_on_the_command_line(
     expected = cli_predict(fmnist_run, image)
     oversized = tmp_path / "scan.png"
     oversized.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(21 * 2**20))  # over the 20 MiB limit
-    with e2e.headless_chromium() as driver, e2e.served(fmnist_run, tmp_path / "serve.log") as url:
+    driver = chromium
+    with e2e.served(fmnist_run, tmp_path / "serve.log") as url:
         rows = e2e.classify_on_page(driver, url, [image, junk])
         headline = driver.find_element("id", "cnnlab-metrics").text
         refused = e2e.upload_refusal(driver, oversized)

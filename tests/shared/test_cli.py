@@ -1,11 +1,4 @@
-import subprocess
-import sys
-
-
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True, timeout=120
-    )
+from cnnlab_testing import cnnlab as run_cli
 
 
 def test_unknown_flag_is_one_line_and_exit_2():

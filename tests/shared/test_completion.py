@@ -3,25 +3,21 @@ commands, options and those values (``cnnlab --install-completion``)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import typer
 
-import cnnlab as cnnlab_package
 from cnnlab.cli import app, main
+from cnnlab_testing import cnnlab_env
 
-SRC = str(Path(cnnlab_package.__file__).parents[1])
 CNNLAB = f"{sys.executable} -m cnnlab"
 
 
 def env(**extra: str) -> dict[str, str]:
     """The environment of a ``cnnlab`` subprocess running the code under test."""
-    path = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "SHELL": "/bin/bash", **extra}
+    return cnnlab_env({"SHELL": "/bin/bash", **extra})
 
 
 def in_bash(command: str, **extra: str) -> subprocess.CompletedProcess:

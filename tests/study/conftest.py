@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from cnnlab_testing import cnnlab
+
 HERE = Path(__file__).parent
 
 FAKE_SPEC = """
@@ -63,10 +65,17 @@ def fake_env(monkeypatch):
     """Workers import the fake trainer from this folder."""
     path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
     monkeypatch.setenv("PYTHONPATH", path)
-    monkeypatch.delenv("FAKE_EPOCH_SECONDS", raising=False)
-    monkeypatch.delenv("FAKE_TRAINER_LOG", raising=False)
-    monkeypatch.delenv("FAKE_FAIL_KERNEL", raising=False)
     return monkeypatch
+
+
+@pytest.fixture
+def fake_trainer(fake_env):
+    """The fake trainer's module: ``fake_trainer.name(**options)`` is the trainer name that
+    gives a run (and its worker processes) the fake with those options."""
+    fake_env.syspath_prepend(str(HERE))
+    import fake_trainer
+
+    return fake_trainer
 
 
 @pytest.fixture
@@ -80,9 +89,10 @@ def fake_spec(tmp_path):
 def start_fake_run(fake_env):
     """Start ``run_fake.py`` (a study run with the fake trainer) as its own process."""
 
-    def start(spec, storage, name, workers=1, **popen):
+    def start(spec, storage, name, workers=1, trainer="fake_trainer:trainer", **popen):
+        args = [str(spec), storage, name, str(workers), trainer]
         return subprocess.Popen(
-            [sys.executable, str(HERE / "run_fake.py"), str(spec), storage, name, str(workers)],
+            [sys.executable, str(HERE / "run_fake.py"), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen,
         )  # fmt: skip
 
@@ -93,13 +103,8 @@ def start_fake_run(fake_env):
 def run_cli(tmp_path):
     """``cnnlab ARGS`` as its own process, run inside ``tmp_path`` (where a default storage
     would land), with this checkout's sources and the fake trainer importable."""
-    paths = [str(HERE), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
-    base = dict(os.environ, PYTHONPATH=os.pathsep.join(os.path.abspath(p) for p in paths if p))
-    base["COLUMNS"] = "200"  # help text on one line per option
 
     def run(*args, timeout=120, env=None):
-        return subprocess.run([sys.executable, "-m", "cnnlab", *args], cwd=tmp_path,
-                              env={**base, **(env or {})}, capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+        return cnnlab(*args, cwd=tmp_path, env=env, path=[HERE], timeout=timeout)
 
     return run

@@ -1,6 +1,7 @@
 """Run a study with the fake trainer in its own process (for kill / concurrency tests).
 
-usage: python run_fake.py SPEC STORAGE NAME WORKERS
+usage: python run_fake.py SPEC STORAGE NAME WORKERS TRAINER
+(TRAINER: a name from ``fake_trainer.name(...)``)
 """
 
 import signal
@@ -9,7 +10,7 @@ import sys
 from cnnlab.errors import CnnlabError
 from cnnlab.study import load_spec, run_study
 
-spec_path, storage, name, workers = sys.argv[1:5]
+spec_path, storage, name, workers, trainer = sys.argv[1:6]
 # Act like a foreground `cnnlab study run` even when the test suite itself was started in the
 # background, where the shell makes every child ignore SIGINT (the Ctrl-C the tests send).
 signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -19,7 +20,7 @@ try:
         storage,
         name,
         int(workers),
-        trainer="fake_trainer:trainer",
+        trainer=trainer,
         progress=False,
         heartbeat=1,
         grace=3,

@@ -19,20 +19,19 @@ factors:
 """
 
 
-def _run(tmp_path, fake_env, extend):
-    fake_env.setenv("FAKE_SGD_BEST", "9")
+def _run(tmp_path, fake_trainer, extend):
     path = tmp_path / "bracket.yaml"
     path.write_text(SPEC.format(extend=extend))
     spec = load_spec(path)
     url = f"sqlite:///{tmp_path}/s.db"
-    run_study(spec, url, "bracket", 1, trainer="fake_trainer:trainer", progress=False)
+    run_study(spec, url, "bracket", 1, trainer=fake_trainer.name(sgd_best=9), progress=False)
     study = st.load_study(st.open_storage(url), "bracket")
     records = st.completed_records(study)
     return spec, records, analyse(spec, records, st.stored_test_labels(study))
 
 
-def test_the_grid_is_extended_until_the_best_rate_is_interior(tmp_path, fake_env):
-    spec, records, a = _run(tmp_path, fake_env, extend=2)
+def test_the_grid_is_extended_until_the_best_rate_is_interior(tmp_path, fake_trainer):
+    spec, records, a = _run(tmp_path, fake_trainer, extend=2)
     sweep = a.sweeps["optimizer"]["sgd"]
     # grid 0.015, 0.05, 0.15 (best at the top edge) -> 0.45 (still the edge) -> 1.35 (worse)
     # two sweep seeds by default: each rate twice
@@ -48,8 +47,8 @@ def test_the_grid_is_extended_until_the_best_rate_is_interior(tmp_path, fake_env
     assert spec.factor("optimizer").lr_sweep.seeds == (2, 3)
 
 
-def test_at_the_cap_the_report_says_the_best_rate_is_at_the_edge(tmp_path, fake_env):
-    _, records, a = _run(tmp_path, fake_env, extend=1)
+def test_at_the_cap_the_report_says_the_best_rate_is_at_the_edge(tmp_path, fake_trainer):
+    _, records, a = _run(tmp_path, fake_trainer, extend=1)
     sweep = a.sweeps["optimizer"]["sgd"]
     assert sorted({r.lr for r in sweep.runs}) == pytest.approx([0.015, 0.05, 0.15, 0.45])
     assert sweep.choice["chosen"] == pytest.approx(0.45) and sweep.position == UPPER_EDGE

@@ -1,9 +1,9 @@
 """``cnnlab study compare``: two studies side by side, comparison by comparison.
 
 Study A runs the fake trainer; study B runs it with batch norm's effect reversed
-(``compare_trainer.py``), drops kernel size 5 and adds a batch-size factor. So kernel 7x7
-(-2 points in both) must agree, batch norm (+2 in A, -2 in B) must disagree in verdict and
-direction, and kernel 5x5 / batch size 512 are each in one study only.
+(``fake_trainer.name(batch_norm_effect=-0.02)``), drops kernel size 5 and adds a batch-size
+factor. So kernel 7x7 (-2 points in both) must agree, batch norm (+2 in A, -2 in B) must
+disagree in verdict and direction, and kernel 5x5 / batch size 512 are each in one study only.
 """
 
 import os
@@ -35,7 +35,7 @@ factors:
   batch_size: [128, 512]
 """
 
-HERE = Path(__file__).parent  # the workers import the fake trainers from here
+HERE = Path(__file__).parent  # the workers import the fake trainer from here
 KERNEL_7 = ("kernel_size", "7x7", "3x3")
 BATCH_NORM = ("regularization", "batch_norm", "dropout")
 KERNEL_5 = ("kernel_size", "5x5", "3x3")
@@ -51,8 +51,9 @@ def two_studies(tmp_path_factory):
     )
     urls = {}
     try:
+        reversed_bn = 'fake_trainer:{"batch_norm_effect": -0.02}'  # fake_trainer.name(...)
         for name, text, trainer in (("a", SPEC_A, "fake_trainer:trainer"),
-                                    ("b", SPEC_B, "compare_trainer:batch_norm_hurts")):  # fmt: skip
+                                    ("b", SPEC_B, reversed_bn)):  # fmt: skip
             (tmp / f"{name}.yaml").write_text(text)
             urls[name] = f"sqlite:///{tmp}/{name}.db"
             run_study(load_spec(tmp / f"{name}.yaml"), urls[name], name, 1, trainer=trainer,

@@ -3,7 +3,6 @@ storage is missing or the port is taken. Loopback only, every wait bounded."""
 
 import contextlib
 import http.client
-import os
 import re
 import selectors
 import signal
@@ -20,6 +19,7 @@ from cnnlab.origin import allowed_hosts, refusal
 from cnnlab.study import load_spec
 from cnnlab.study import storage as st
 from cnnlab.study.dashboard import is_loopback
+from cnnlab_testing import cnnlab_env
 
 HERE = Path(__file__).parent
 START_TIMEOUT = 90.0  # seconds for the command to print its address (imports under load)
@@ -31,11 +31,6 @@ def study_url(tmp_path, small_spec):
     url = f"sqlite:///{tmp_path}/studies.db"
     st.prepare_study(url, st.open_storage(url), "small", load_spec(small_spec))
     return url
-
-
-def _env():
-    paths = [str(HERE), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(os.path.abspath(p) for p in paths if p))
 
 
 def _first_line(proc: subprocess.Popen, timeout: float) -> str:
@@ -59,7 +54,8 @@ def test_the_dashboard_serves_the_storage_on_loopback(study_url, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnnlab", "study", "dashboard", "--storage", study_url,
          "--port", "0"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=cnnlab_env(path=[HERE]), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
         preexec_fn=_as_a_background_job,
     )  # fmt: skip
     try:
@@ -113,7 +109,7 @@ def _dashboard(url: str, cwd: Path, *options: str):
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnnlab", "study", "dashboard", "--storage", url, "--port", "0",
          *options],
-        cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=cwd, env=cnnlab_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         line = _first_line(proc, START_TIMEOUT)

@@ -90,28 +90,29 @@ def test_an_existing_study_with_another_spec_is_refused(finished_fake_study):
         st.prepare_study(url, st.open_storage(url), "fake", load_spec(profile="smoke"))
 
 
-def test_a_failed_trial_is_reported_and_retried_by_the_next_run(tmp_path, fake_env, small_spec):
+def test_a_failed_trial_is_reported_and_retried_by_the_next_run(tmp_path, fake_trainer,
+                                                                 small_spec):  # fmt: skip
     url = f"sqlite:///{tmp_path}/s.db"
     spec = load_spec(small_spec)
-    fake_env.setenv("FAKE_FAIL_KERNEL", "7")
     with pytest.raises(CnnlabError, match="2 of 6 trials failed"):
-        run_study(spec, url, "small", 1, trainer="fake_trainer:trainer", progress=False)
-    fake_env.delenv("FAKE_FAIL_KERNEL")
+        run_study(spec, url, "small", 1, trainer=fake_trainer.name(fail_kernel=7), progress=False)
     summary = run_study(spec, url, "small", 1, trainer="fake_trainer:trainer", progress=False)
     assert summary.enqueued == 2 and summary.failed == 0
     assert_each_trial_complete_once(url, "small", spec)
 
 
-def test_missing_data_stops_the_run_with_the_workers_message(tmp_path, fake_env, small_spec):
-    fake_env.setenv("FAKE_TRAINER_FAIL", "1")
+def test_missing_data_stops_the_run_with_the_workers_message(tmp_path, fake_trainer,
+                                                             small_spec):  # fmt: skip
     with pytest.raises(CnnlabError, match=r"incomplete.*Fashion-MNIST not found \(fake\)"):
         run_study(load_spec(small_spec), f"sqlite:///{tmp_path}/s.db", "small", 1,
-                  trainer="fake_trainer:trainer", progress=False)  # fmt: skip
+                  trainer=fake_trainer.name(unavailable=True), progress=False)  # fmt: skip
 
 
 def _wait_for_running(url, name, min_complete=2, timeout=90):
     """The first RUNNING trial once ``min_complete`` trials are done (polled with one open
-    storage: reopening it per poll is slow enough on a loaded machine to miss the moment)."""
+    storage: reopening it per poll is slow enough on a loaded machine to miss the moment).
+    The runs below stall their trainer after ``min_complete`` trainings (``stall_after``), so
+    the moment lasts until the test acts on it."""
     deadline = time.monotonic() + timeout
     study = None
     while time.monotonic() < deadline:
@@ -138,17 +139,24 @@ def _alive(pid):
         return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_sigkill_of_a_worker_mid_trial_then_resume(tmp_path, fake_env, small_spec, start_fake_run):
+def _stalling(fake_trainer, tmp_path):
+    """A fake trainer whose third training hangs until its worker is stopped, and one that
+    resumes the run normally; both log to the same file."""
+    log = str(tmp_path / "log")
+    return fake_trainer.name(log=log, stall_after=2), fake_trainer.name(log=log)
+
+
+@pytest.mark.slow  # whole `study run` processes started, signalled and resumed
+def test_sigkill_of_a_worker_mid_trial_then_resume(tmp_path, fake_trainer, small_spec,
+                                                   start_fake_run):  # fmt: skip
     url = f"sqlite:///{tmp_path}/s.db"
-    fake_env.setenv("FAKE_EPOCH_SECONDS", "1.0")
-    fake_env.setenv("FAKE_TRAINER_LOG", str(tmp_path / "log"))
-    run = start_fake_run(small_spec, url, "small", 1)
+    stalling, normal = _stalling(fake_trainer, tmp_path)
+    run = start_fake_run(small_spec, url, "small", 1, stalling)
     victim = _wait_for_running(url, "small")
     os.kill(victim.system_attrs["cnnlab_worker"]["pid"], signal.SIGKILL)
     _, err = run.communicate(timeout=60)
     assert run.returncode == 2 and "incomplete" in err  # the run says so and exits
-    fake_env.setenv("FAKE_EPOCH_SECONDS", "0")
-    again = start_fake_run(small_spec, url, "small", 1)
+    again = start_fake_run(small_spec, url, "small", 1, normal)
     _, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
     spec = load_spec(small_spec)
@@ -161,10 +169,11 @@ def test_sigkill_of_a_worker_mid_trial_then_resume(tmp_path, fake_env, small_spe
     assert ran["start"] - ran["end"] <= 1  # only the killed one never finished
 
 
-def test_sigkill_of_the_whole_run_then_resume(tmp_path, fake_env, small_spec, start_fake_run):
+@pytest.mark.slow  # whole `study run` processes started, signalled and resumed
+def test_sigkill_of_the_whole_run_then_resume(tmp_path, fake_trainer, small_spec, start_fake_run):
     url = f"sqlite:///{tmp_path}/s.db"
-    fake_env.setenv("FAKE_EPOCH_SECONDS", "1.0")
-    run = start_fake_run(small_spec, url, "small", 1, start_new_session=True)
+    stalling, normal = _stalling(fake_trainer, tmp_path)
+    run = start_fake_run(small_spec, url, "small", 1, stalling, start_new_session=True)
     victim = _wait_for_running(url, "small")
     worker_pid = victim.system_attrs["cnnlab_worker"]["pid"]
     run.kill()  # SIGKILL the parent only: its worker must not outlive it
@@ -173,17 +182,17 @@ def test_sigkill_of_the_whole_run_then_resume(tmp_path, fake_env, small_spec, st
     while _alive(worker_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(worker_pid)
-    fake_env.setenv("FAKE_EPOCH_SECONDS", "0")
-    again = start_fake_run(small_spec, url, "small", 1)
+    again = start_fake_run(small_spec, url, "small", 1, normal)
     _, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
     assert_each_trial_complete_once(url, "small", load_spec(small_spec))
 
 
-def test_sigint_requeues_the_running_trial(tmp_path, fake_env, small_spec, start_fake_run):
+@pytest.mark.slow  # whole `study run` processes started, signalled and resumed
+def test_sigint_requeues_the_running_trial(tmp_path, fake_trainer, small_spec, start_fake_run):
     url = f"sqlite:///{tmp_path}/s.db"
-    fake_env.setenv("FAKE_EPOCH_SECONDS", "1.0")
-    run = start_fake_run(small_spec, url, "small", 1)
+    stalling, normal = _stalling(fake_trainer, tmp_path)
+    run = start_fake_run(small_spec, url, "small", 1, stalling)
     victim = _wait_for_running(url, "small")
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=60)
@@ -194,8 +203,7 @@ def test_sigint_requeues_the_running_trial(tmp_path, fake_env, small_spec, start
     assert stopped.system_attrs["cnnlab_fail_reason"] == "interrupted"
     assert any(t.state == TrialState.WAITING and t.user_attrs["key"] == victim.user_attrs["key"]
                for t in trials)  # fmt: skip
-    fake_env.setenv("FAKE_EPOCH_SECONDS", "0")
-    again = start_fake_run(small_spec, url, "small", 1)
+    again = start_fake_run(small_spec, url, "small", 1, normal)
     _, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
     assert_each_trial_complete_once(url, "small", load_spec(small_spec))
@@ -222,10 +230,9 @@ def test_a_stale_heartbeat_from_another_machine_requeues_its_trial(tmp_path, sma
     assert st.finish(study, claim, outcome) is False
 
 
-def _concurrent_runs(url, name, tmp_path, fake_env, spec_path, start_fake_run):
-    fake_env.setenv("FAKE_EPOCH_SECONDS", "0.3")
-    fake_env.setenv("FAKE_TRAINER_LOG", str(tmp_path / "log"))
-    runs = [start_fake_run(spec_path, url, name, 2) for _ in range(2)]  # start together
+def _concurrent_runs(url, name, tmp_path, fake_trainer, spec_path, start_fake_run):
+    trainer = fake_trainer.name(epoch_seconds=0.3, log=str(tmp_path / "log"))
+    runs = [start_fake_run(spec_path, url, name, 2, trainer) for _ in range(2)]  # together
     for r in runs:
         _, err = r.communicate(timeout=240)
         assert r.returncode == 0, err
@@ -245,18 +252,20 @@ def twelve_trials(tmp_path, small_spec):
     return path
 
 
-def test_two_concurrent_runs_on_one_sqlite_file(tmp_path, fake_env, twelve_trials, start_fake_run):
+@pytest.mark.slow  # whole `study run` processes started, signalled and resumed
+def test_two_concurrent_runs_on_one_sqlite_file(tmp_path, fake_trainer, twelve_trials,
+                                                start_fake_run):  # fmt: skip
     url = f"sqlite:///{tmp_path}/s.db"
-    _concurrent_runs(url, "small", tmp_path, fake_env, twelve_trials, start_fake_run)
+    _concurrent_runs(url, "small", tmp_path, fake_trainer, twelve_trials, start_fake_run)
 
 
 @pytest.mark.postgres
-def test_two_concurrent_runs_on_postgresql(tmp_path, fake_env, twelve_trials, start_fake_run):
+def test_two_concurrent_runs_on_postgresql(tmp_path, fake_trainer, twelve_trials, start_fake_run):
     url = os.environ.get("CNNLAB_TEST_POSTGRES_URL")
     if not url:
         pytest.skip("CNNLAB_TEST_POSTGRES_URL is not set (.ci/run starts a PostgreSQL server)")
     name = f"small-{uuid.uuid4().hex[:8]}"
-    _concurrent_runs(url, name, tmp_path, fake_env, twelve_trials, start_fake_run)
+    _concurrent_runs(url, name, tmp_path, fake_trainer, twelve_trials, start_fake_run)
 
 
 def test_a_worker_waits_for_the_study_its_run_is_still_creating(tmp_path, fake_env, small_spec):
@@ -300,8 +309,9 @@ factors:
 """
 
 
-def test_queued_trials_an_older_plan_held_are_superseded_and_never_run(tmp_path, fake_env,
-                                                                        run_cli):  # fmt: skip
+def test_queued_trials_an_older_plan_held_are_superseded_and_never_run(
+    tmp_path, fake_env, fake_trainer, run_cli
+):
     """A newer cnnlab that trains a level differently (here: AdamW's default weight decay)
     gives it new keys; the old keys still queued are failed as superseded, not run, and the
     progress counts only what the plan holds."""
@@ -320,8 +330,8 @@ def test_queued_trials_an_older_plan_held_are_superseded_and_never_run(tmp_path,
     gone = old - new
     assert gone and all("adamw" in t.user_attrs["label"] for t in _trials(url, "opt")
                         if t.user_attrs["key"] in gone)  # fmt: skip
-    fake_env.setenv("FAKE_TRAINER_LOG", str(tmp_path / "log"))
-    run_study(spec, url, "opt", 1, trainer="fake_trainer:trainer", progress=False)
+    trainer = fake_trainer.name(log=str(tmp_path / "log"))
+    run_study(spec, url, "opt", 1, trainer=trainer, progress=False)
     trials = assert_each_trial_complete_once(url, "opt", spec)
     stale = [t for t in trials if t.user_attrs["key"] in gone]
     assert len(stale) == len(gone)

@@ -2,7 +2,6 @@
 report rendered in headless Chromium."""
 
 import csv
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,33 +71,18 @@ def test_resuming_the_finished_smoke_study_trains_nothing(smoke):
 
 
 @pytest.mark.browser
-def test_report_renders_in_headless_chromium(smoke):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if not (chromium and driver_path):
-        pytest.skip("chromium and chromium-driver are not installed (.ci/run installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
-        driver.get(Path(smoke["dir"] / "report.html").resolve().as_uri())
-        assert driver.title.startswith("cnnlab study smoke")
-        images = driver.find_elements("tag name", "img")
-        assert len(images) >= 16
-        broken = driver.execute_script(
-            "return Array.from(document.images)"
-            ".filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt)"
-        )
-        assert broken == []
-        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        assert errors == []
-        headings = [h.text for h in driver.find_elements("tag name", "h2")]
-        assert "Summary" in headings and "Factor: optimizer" in headings
-    finally:
-        driver.quit()
+def test_report_renders_in_headless_chromium(smoke, chromium):
+    driver = chromium
+    driver.get(Path(smoke["dir"] / "report.html").resolve().as_uri())
+    assert driver.title.startswith("cnnlab study smoke")
+    images = driver.find_elements("tag name", "img")
+    assert len(images) >= 16
+    broken = driver.execute_script(
+        "return Array.from(document.images)"
+        ".filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt)"
+    )
+    assert broken == []
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
+    headings = [h.text for h in driver.find_elements("tag name", "h2")]
+    assert "Summary" in headings and "Factor: optimizer" in headings

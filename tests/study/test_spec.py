@@ -1,12 +1,10 @@
 """Spec parsing: profiles, levels -> configs, deduplicated trials, one-line errors."""
 
-import subprocess
-import sys
-
 import pytest
 
 from cnnlab.errors import CnnlabError
 from cnnlab.study.spec import load_spec, parse_spec, profile_names
+from cnnlab_testing import cnnlab
 
 BASE = {"budget": {"train_limit": 1000, "epochs": 2, "val_size": 500}}
 
@@ -212,11 +210,7 @@ def test_spec_files_yaml_and_toml(tmp_path):
 def test_cli_bad_spec_is_one_line_and_exit_2(tmp_path, text, needle):
     path = tmp_path / "study.yaml"
     path.write_text(text)
-    proc = subprocess.run(
-        [sys.executable, "-m", "cnnlab", "study", "run", str(path),
-         "--storage", f"sqlite:///{tmp_path}/s.db"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    proc = cnnlab("study", "run", path, "--storage", f"sqlite:///{tmp_path}/s.db")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cnnlab: error: ") and needle in lines[0]

@@ -1,18 +1,14 @@
 """Spec files within limits: alias bombs, deep nesting and oversized files are refused in one
 line before they are expanded; numbers in exponent notation are numbers."""
 
-import os
 import resource
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-import cnnlab
 from cnnlab.errors import CnnlabError
 from cnnlab.study.spec import load_spec
 from cnnlab.study.spec.file import MAX_ALIASES, MAX_DEPTH, MAX_SPEC_BYTES, parse_text
+from cnnlab_testing import cnnlab as cnnlab_cli
 
 
 def alias_bomb() -> str:
@@ -44,11 +40,7 @@ def test_a_yaml_bomb_is_refused_in_one_line_without_expanding_it(tmp_path, text)
     path = tmp_path / "bomb.yaml"
     path.write_text(text)
     assert len(text) < 500
-    env = {**os.environ, "PYTHONPATH": str(Path(cnnlab.__file__).parents[1])}
-    proc = subprocess.run(
-        [sys.executable, "-m", "cnnlab", "study", "plan", str(path)], env=env,
-        capture_output=True, text=True, timeout=300, preexec_fn=_limit_memory,
-    )  # fmt: skip
+    proc = cnnlab_cli("study", "plan", path, preexec_fn=_limit_memory)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert len(lines) == 1 and lines[0].startswith("cnnlab: error: spec "), proc.stderr

@@ -1,21 +1,18 @@
 """Study names stay inside reports/ and inside one shell word; printed commands are quoted."""
 
 import json
-import os
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
-import cnnlab
 from cnnlab.errors import CnnlabError
 from cnnlab.study.cli import app
 from cnnlab.study.spec import load_spec, parse_spec
 from cnnlab.study.spec.names import check_study_name, default_report_dir, shell_command, slug
+from cnnlab_testing import call_main
 
 UNSAFE = ["../escape", "/tmp/abs", "a;touch pwned", "a b", ".hidden", "-flag", "a/b", "x" * 65,
           "ünï", "a\nb", ""]  # fmt: skip
@@ -80,16 +77,6 @@ def test_study_run_prints_a_quoted_next_command(tmp_path, monkeypatch):
     ]  # fmt: skip
 
 
-def _cli(args, cwd):
-    """The CLI run from ``cwd``, importing this checkout's cnnlab (not an installed one)."""
-    src = str(Path(cnnlab.__file__).parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(
-        [sys.executable, "-m", "cnnlab", *args], cwd=cwd, env=env, capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
-
-
 def _one_error_line(proc):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr
@@ -101,7 +88,8 @@ def _one_error_line(proc):
     ("name", "other"),
     [("../escape", "status"), ("/tmp/cnnlab-abs-escape", "run"), ("x;touch pwned", "run")],
 )
-def test_cli_refuses_unsafe_names_before_writing_anything(tmp_path, name, other):
+def test_cli_refuses_unsafe_names_before_writing_anything(tmp_path, name, other, capsys,
+                                                          monkeypatch):  # fmt: skip
     work = tmp_path / "work"
     work.mkdir()
     (work / "s.yaml").write_text(SPEC)
@@ -113,7 +101,9 @@ def test_cli_refuses_unsafe_names_before_writing_anything(tmp_path, name, other)
         ["study", "run", "named.yaml", "--storage", url],
         ["study", other, *(["s.yaml"] if other == "run" else []), "--storage", url, "--name", name],
     ]
-    for args in runs:
-        assert "letters, digits" in _one_error_line(_cli(args, work))
+    with monkeypatch.context() as m:  # the command in this process, run from work/
+        m.chdir(work)
+        for args in runs:
+            assert "letters, digits" in _one_error_line(call_main(capsys, *args))
     assert sorted(tmp_path.rglob("*")) == before  # no database, no reports/, no pwned
     assert not (tmp_path / "escape").exists() and not Path(name).exists()

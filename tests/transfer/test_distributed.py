@@ -58,6 +58,7 @@ def torchrun(*args: str | Path, cwd: Path, processes: int = 2) -> subprocess.Com
 
 
 @pytest.mark.slow
+@pytest.mark.torchrun
 def test_torchrun_trains_on_two_processes_and_rank_0_alone_writes_the_run(tmp_path, make_folders):
     data = make_folders(tmp_path / "data", {"a": 14, "b": 14})
     cwd, runs = tmp_path / "cwd", tmp_path / "runs"
@@ -86,6 +87,7 @@ def test_torchrun_trains_on_two_processes_and_rank_0_alone_writes_the_run(tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.torchrun
 def test_when_rank_0_cannot_start_every_process_stops_with_one_line(tmp_path, make_folders):
     data = make_folders(tmp_path / "data", {"a": 6, "b": 6})
     taken = tmp_path / "taken"
@@ -145,6 +147,7 @@ with distributed.session(cpu) as world:
 
 
 @pytest.mark.slow
+@pytest.mark.torchrun
 def test_every_process_ends_with_the_same_weights_and_the_metrics_of_the_whole_split(
     tmp_path, make_folders
 ):

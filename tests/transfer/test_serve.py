@@ -6,13 +6,13 @@ TensorFlow are tested in separate processes."""
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from cnnlab_testing import cnnlab
 
 pytestmark = pytest.mark.slow  # uses the trained run of conftest.py
 
@@ -99,21 +99,17 @@ def test_only_unreadable_uploads_give_rows_and_no_overlays(classifier, tmp_path)
 
 @pytest.mark.browser
 def test_an_uploaded_image_is_classified_on_the_page_as_on_the_command_line(
-    trained_run, uploads, tmp_path
+    trained_run, uploads, chromium, tmp_path
 ):
     e2e = load_e2e()
     image = uploads[-1]
-    proc = subprocess.run(
-        [sys.executable, "-m", "cnnlab", "transfer", "predict", str(trained_run), str(image)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cnnlab("transfer", "predict", trained_run, image)
     assert proc.returncode == 0, proc.stderr
     # "PATH  CLASS  PROBABILITY  TOP-K" (Rich prints the tabs as spaces)
     path, predicted, probability, _ = proc.stdout.splitlines()[0].split(maxsplit=3)
     assert path == str(image)
-    with e2e.headless_chromium() as driver, e2e.served(trained_run, tmp_path / "serve.log") as url:
+    driver = chromium
+    with e2e.served(trained_run, tmp_path / "serve.log") as url:
         rows = e2e.classify_on_page(driver, url, [image])
         from selenium.webdriver.support.ui import WebDriverWait
 

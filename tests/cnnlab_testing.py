@@ -1,0 +1,102 @@
+"""Helpers every test folder shares (importable as ``cnnlab_testing``: pyproject's pytest
+``pythonpath`` puts tests/ on the path; this module imports no framework).
+
+- ``cnnlab(*args)``: the command line in its own process, running this checkout's code;
+- ``call_main(capsys, *args)``: the same in this process (faster; no start-up to test);
+- ``headless_chromium()``: the one Chromium set-up of the browser tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+# The sources under test (found without importing them): the folder that holds cnnlab/.
+SRC = str(Path(importlib.util.find_spec("cnnlab").origin).parents[1])
+
+
+def cnnlab_env(
+    env: Mapping[str, str] | None = None, unset: Iterable[str] = (), path: Iterable[str] = ()
+) -> dict[str, str]:
+    """This process's environment for a child: ``path`` then this checkout's sources first on
+    PYTHONPATH (an installed cnnlab never wins), help text one line per option, ``env``
+    added and the names in ``unset`` removed."""
+    base = {k: v for k, v in os.environ.items() if k not in set(unset)}
+    paths = [*map(str, path), SRC, os.environ.get("PYTHONPATH", "")]
+    base["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in paths if p)
+    base["COLUMNS"] = "250"  # help text on one line per option
+    return {**base, **(env or {})}
+
+
+def cnnlab(
+    *args,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    unset: Iterable[str] = (),
+    path: Iterable[str] = (),
+    timeout: float = 300,
+    **run,
+) -> subprocess.CompletedProcess:
+    """``cnnlab ARGS`` in its own process (``python -m cnnlab``), output captured as text.
+    ``env``/``unset``/``path``: see ``cnnlab_env``; ``run``: more ``subprocess.run`` options."""
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *map(str, args)], cwd=cwd,
+        env=cnnlab_env(env, unset, path), capture_output=True, text=True, timeout=timeout,
+        **run,
+    )  # fmt: skip
+
+
+class CliResult(NamedTuple):
+    """What ``call_main`` gives: named like ``subprocess.CompletedProcess``'s fields, and a
+    tuple ``(code, out, err)``."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def call_main(capsys, *args) -> CliResult:
+    """``cnnlab ARGS`` through ``cnnlab.cli.main`` in this process (exit code, stdout and
+    stderr read from ``capsys``)."""
+    from cnnlab.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out, err = capsys.readouterr()
+    return CliResult(code, out, err)
+
+
+@contextlib.contextmanager
+def headless_chromium() -> Iterator:
+    """A headless Chromium (Selenium) that keeps the page's console log; skips the test
+    when Chromium or its driver is missing (.ci/run installs both)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        pytest.skip("chromium and chromium-driver are not installed (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    options.add_argument("--window-size=1200,1600")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
