@@ -86,8 +86,10 @@ def upload_problem(path: str | os.PathLike) -> str | None:
 
     try:
         data = read_limited(path, MAX_UPLOAD_BYTES)
-    except CnnlabError as e:  # too large, empty or unreadable: its bytes are never decoded
+    except ImageTooLarge as e:  # its bytes are never read, let alone decoded
         return str(e)
+    except CnnlabError as e:  # empty or unreadable: in the words the loaders use
+        return f"cannot read image {upload_name(path)}: {e}"
     try:
         open_header(data, MAX_PIXELS).close()
     except ImageTooLarge as e:
