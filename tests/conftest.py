@@ -25,7 +25,10 @@ if os.environ.get("CI"):
 SHARED_SESSION_FIXTURES = ("finished_fake_study", "fmnist_run", "trained_run")
 # Module fixtures too cheap to be worth keeping a module on one worker.
 SERIAL_MARKERS = ("serial", "torchrun", "browser")
-CHEAP_FIXTURES = {"fashion", "fashion_test", "e2e", "chest", "garment", "make_patients"}
+# (transfer/test_faults' run_dir is an untrained checkpoint: its 17 subprocess tests would
+# otherwise queue on one worker.)
+CHEAP_FIXTURES = {"fashion", "fashion_test", "e2e", "chest", "garment", "make_patients",
+                  "real_data", "run_dir"}  # fmt: skip
 
 
 def _group(item) -> str | None:
