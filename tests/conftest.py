@@ -23,8 +23,8 @@ if os.environ.get("CI"):
 
 # Session fixtures that train or run a whole study: worth keeping to one worker each.
 SHARED_SESSION_FIXTURES = ("finished_fake_study", "fmnist_run", "trained_run")
-# Module fixtures too cheap to be worth keeping a module on one worker.
 SERIAL_MARKERS = ("serial", "torchrun", "browser")
+# Module fixtures too cheap to be worth keeping a module on one worker.
 # (transfer/test_faults' run_dir is an untrained checkpoint: its 17 subprocess tests would
 # otherwise queue on one worker.)
 CHEAP_FIXTURES = {"fashion", "fashion_test", "e2e", "chest", "garment", "make_patients",
