@@ -56,7 +56,8 @@ def pytest_collection_modifyitems(config, items):
     """What pytest-xdist 3.8 means to do for ``--dist loadgroup``: a test's node id ends with
     ``@GROUP``, which its scheduler reads. xdist sets ``item._nodeid``, which pytest 9 no longer
     reads (its node id is ``item._id``), so every group was silently ignored; set that here."""
-    if not config.getvalue("loadgroup"):
+    option = config.option  # xdist sets `loadgroup` in its workers; without xdist: neither
+    if not (getattr(option, "loadgroup", False) or getattr(option, "dist", None) == "loadgroup"):
         return
     for item in items:
         groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
