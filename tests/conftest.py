@@ -69,9 +69,12 @@ def malformed() -> type[MalformedImages]:
 
 # Session fixtures that train or run a whole study: worth keeping to one worker each.
 SHARED_SESSION_FIXTURES = ("finished_fake_study", "fmnist_run", "trained_run")
-# Module fixtures too cheap to be worth keeping a module on one worker.
 SERIAL_MARKERS = ("serial", "torchrun", "browser")
-CHEAP_FIXTURES = {"fashion", "fashion_test", "e2e", "chest", "garment", "make_patients"}
+# Module fixtures too cheap to be worth keeping a module on one worker.
+# (transfer/test_faults' run_dir is an untrained checkpoint: its 17 subprocess tests would
+# otherwise queue on one worker.)
+CHEAP_FIXTURES = {"fashion", "fashion_test", "e2e", "chest", "garment", "make_patients",
+                  "real_data", "run_dir"}  # fmt: skip
 
 
 def _group(item) -> str | None:
@@ -99,7 +102,8 @@ def pytest_collection_modifyitems(config, items):
     """What pytest-xdist 3.8 means to do for ``--dist loadgroup``: a test's node id ends with
     ``@GROUP``, which its scheduler reads. xdist sets ``item._nodeid``, which pytest 9 no longer
     reads (its node id is ``item._id``), so every group was silently ignored; set that here."""
-    if not config.getvalue("loadgroup"):
+    option = config.option  # xdist sets `loadgroup` in its workers; without xdist: neither
+    if not (getattr(option, "loadgroup", False) or getattr(option, "dist", None) == "loadgroup"):
         return
     for item in items:
         groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
