@@ -47,10 +47,21 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from cnnlab import __version__
+
+        print(f"cnnlab {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     verbose: bool = typer.Option(
         False, "--verbose", help="Also show TensorFlow's own log lines (hidden by default)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """Understand what makes a CNN work; fine-tune pretrained CNNs on medical images."""
@@ -97,6 +108,14 @@ app.command("demo")(demo_command)
 app.add_typer(study_app, name="study", help="Repeated, analysed experiments on Fashion-MNIST.")
 app.add_typer(transfer_app, name="transfer", help="Fine-tune pretrained CNNs on image folders.")
 app.command("serve")(serve_command)
+
+
+@app.command("doctor")
+def doctor_command() -> None:
+    """Versions, the CPU and its vector unit, threads, GPU, data found and caches."""
+    from cnnlab.doctor import format_report, report
+
+    print(format_report(report()), end="")
 
 
 def fail(message: str, code: int = 2) -> None:
