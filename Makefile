@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/cnnlab demo
+	$(BIN)/cnnlab demo --overwrite  # a second `make demo` resumes and re-reports
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples

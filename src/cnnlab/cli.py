@@ -79,6 +79,7 @@ def demo_command(
     data_dir: Path | None = typer.Option(None, help="Folder with the Fashion-MNIST .gz files."),
     epochs: int = typer.Option(4, help="Epochs of the --single-run demo."),
     train_limit: int = typer.Option(20000, help="Training images of the --single-run demo."),
+    overwrite: bool = typer.Option(False, help="Replace a previous report in --out."),
 ) -> None:
     """Quick tour: the `quick` study of kernel size, regularization, batch size and optimizer
     (resumed if interrupted), then its report. `--single-run` trains one `fast` model instead."""
@@ -86,7 +87,9 @@ def demo_command(
         from cnnlab.study import demo
 
         print(f"demo: the `{profile}` study (storage {storage})")
-        report = demo(profile=profile, storage=storage, out=out, data_dir=data_dir)
+        report = demo(
+            profile=profile, storage=storage, out=out, data_dir=data_dir, overwrite=overwrite
+        )
         print(f"report: {report}  (also report.md and results.csv beside it)")
         return
     from cnnlab.fmnist.config import preset

@@ -222,7 +222,27 @@ def test_report_never_replaces_a_folder_of_other_files(finished_fake_study, tmp_
         write_report(finished_fake_study["url"], "fake", tmp_path)
     assert (tmp_path / "thesis.tex").read_text() == "precious"
     first = write_report(finished_fake_study["url"], "fake", tmp_path / "rep")
-    assert write_report(finished_fake_study["url"], "fake", tmp_path / "rep") == first  # rewrite
+    before = (tmp_path / "rep" / "report.md").read_bytes()
+    # a previous report is replaced only when asked (issue 27: never replace without it)
+    with pytest.raises(CnnlabError, match="holds a previous report; add --overwrite"):
+        write_report(finished_fake_study["url"], "fake", tmp_path / "rep")
+    assert (tmp_path / "rep" / "report.md").read_bytes() == before
+    again = write_report(finished_fake_study["url"], "fake", tmp_path / "rep", overwrite=True)
+    assert again == first
+
+
+def test_study_report_without_overwrite_keeps_the_previous_report(finished_fake_study, tmp_path):
+    from cnnlab_testing import cnnlab
+
+    out = tmp_path / "rep"
+    args = ("study", "report", "--storage", finished_fake_study["url"], "--out", str(out))
+    assert cnnlab(*args).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    done = cnnlab(*args)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "holds a previous report; add --overwrite" in done.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert cnnlab(*args, "--overwrite").returncode == 0
 
 
 def test_the_storage_stays_readable_by_optuna_dashboard(finished_fake_study):

@@ -24,7 +24,7 @@ CLASSES = ["NORMAL", "PNEUMONIA"]
 # written to the image cache (a real full disk writes part of a row, then fails)
 FULL_CACHE = """
 import errno, sys
-from cnnlab.transfer import image_store
+from cnnlab.transfer.data import cache_store as image_store
 append, written = image_store.Writer.append, []
 def append_until_full(self, digest, image, wh, dh):
     if len(written) == 3:

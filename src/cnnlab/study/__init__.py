@@ -51,17 +51,19 @@ def demo(
     out: str | Path | None = None,
     workers: int | None = None,
     data_dir: str | Path | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """What ``make demo`` runs: the ``quick`` study (resumed if interrupted), then its report.
-    Returns the path of report.html. ``data_dir``: the Fashion-MNIST folder the trials read."""
+    Returns the path of report.html. ``data_dir``: the Fashion-MNIST folder the trials read;
+    ``overwrite``: replace a previous report in ``out``."""
     from cnnlab.study.report import check_report_out
     from cnnlab.study.run import DEFAULT_WORKERS
     from cnnlab.study.run import run_study as _run
 
     spec = load_spec(profile=profile)
-    out = check_report_out(out or Path("reports") / spec.name, storage)  # before the trials
+    out = check_report_out(out or Path("reports") / spec.name, storage, overwrite)  # first
     _run(
         spec, storage, spec.name, workers or DEFAULT_WORKERS,
         data_dir=None if data_dir is None else str(data_dir), origin={"profile": profile},
     )  # fmt: skip
-    return write_report(storage, spec.name, out)
+    return write_report(storage, spec.name, out, overwrite=overwrite)

@@ -81,6 +81,7 @@ def run(
         None, help="Fashion-MNIST folder (else the usual places)."
     ),
     report: Path | None = typer.Option(None, help="Also write the report into this folder."),
+    overwrite: bool = typer.Option(False, help="Replace a previous report in --report."),
 ) -> None:
     """Run or resume a study: every trial exactly once, across any number of such commands."""
     from cnnlab.study.run import DEFAULT_WORKERS, run_study
@@ -89,7 +90,7 @@ def run(
     if report is not None:
         from cnnlab.study.report import check_report_out
 
-        check_report_out(report, storage)  # before the trials, not after them
+        check_report_out(report, storage, overwrite)  # before the trials, not after them
     study_spec = _spec(spec, profile)
     origin = {"profile": profile} if profile else {"file": str(spec)}
     summary = run_study(
@@ -103,7 +104,7 @@ def run(
     if report is not None:
         from cnnlab.study.report import write_report
 
-        print(f"report: {write_report(storage, summary.name, report)}")
+        print(f"report: {write_report(storage, summary.name, report, overwrite)}")
     else:
         print("next:", shell_command("cnnlab", "study", "report", "--storage", storage,
                                      "--name", summary.name, "--out", "DIR"))  # fmt: skip
@@ -156,12 +157,14 @@ def report(
     name: str | None = typer.Option(None, help="Study name (default: the only study)."),
     out: Path = typer.Option(None, help="Output folder (default: reports/NAME)."),
     margin: float = _MARGIN,
+    overwrite: bool = typer.Option(False, help="Replace a previous report in --out."),
 ) -> None:
     """Write report.html (self-contained), report.md and results.csv."""
     from cnnlab.study.report import write_report
 
     name = _open_study(storage, name).study_name
-    path = write_report(storage, name, out or default_report_dir(name), margin=margin)
+    out = out or default_report_dir(name)
+    path = write_report(storage, name, out, overwrite=overwrite, margin=margin)
     print(path)
 
 

@@ -58,13 +58,14 @@ def write_report(
     storage: str,
     name: str,
     out: str | os.PathLike,
-    overwrite: bool = True,
+    overwrite: bool = False,
     margin: float = DEFAULT_MARGIN,
 ) -> Path:
-    """Analyse study ``name`` and write its report into ``out``; returns report.html.
+    """Analyse study ``name`` and write its report into ``out``; returns report.html. A
+    previous report there is replaced only with ``overwrite``.
     ``margin``: points; a comparison whose 95% CI lies inside +-margin reads "no difference
     detected"."""
-    out = check_report_out(out, storage)
+    out = check_report_out(out, storage, overwrite)
     store = st.open_storage(storage)
     study = st.load_study(store, name)
     spec = st.stored_spec(study)
@@ -91,17 +92,25 @@ def write_report(
     return Path(out) / "report.html"
 
 
-def check_report_out(out: str | os.PathLike, storage: str | None = None) -> Path:
+def check_report_out(
+    out: str | os.PathLike, storage: str | None = None, overwrite: bool = False
+) -> Path:
     """The folder of a study report, checked before any work (``study run --report`` and
-    ``demo`` check it before their trials): new, empty, or a previous report, which is
-    replaced; never a folder of other files (a study's own storage, say), nor a file, nor
-    the folder of the ``storage`` read (files.check_output)."""
+    ``demo`` check it before their trials): new, empty, or, with ``overwrite``, a previous
+    report, which is replaced; never a folder of other files (a study's own storage, say),
+    nor a file, nor the folder of the ``storage`` read (files.check_output)."""
     db = None if storage is None else st.sqlite_path(storage)
     out = check_output("--out", out, directory=True, inputs={"the study storage": db})
-    if out.is_dir() and any(out.iterdir()) and not (out / "results.csv").is_file():
-        raise CnnlabError(
-            f"--out {out} holds files that are not a study report; choose a new folder"
-        )
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / "results.csv").is_file():
+            raise CnnlabError(
+                f"--out {out} holds files that are not a study report; choose a new folder"
+            )
+        if not overwrite:
+            raise CnnlabError(
+                f"--out {out} holds a previous report; add --overwrite to replace it, or "
+                "choose a new folder"
+            )
     return out
 
 
