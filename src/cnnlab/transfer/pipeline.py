@@ -58,6 +58,8 @@ def train(
     the metrics; the other processes get None. ``tensorboard`` is a folder for TensorBoard
     logs (transfer/training/tensorboard.py)."""
     console = console or make_console()
+    if not Path(data_dir).is_dir():  # first: a missing folder, not a weights download, is news
+        raise CnnlabError(f"data folder not found: {data_dir}")
     check_output("--out", out, directory=True, inputs={"the data folder": data_dir})
     known_arch(cfg.arch)
     require_weights(cfg.arch, cfg.weights)

@@ -145,6 +145,13 @@ def check_classes(classes: Sequence[str], where: Path) -> None:
             f"{where} has no class folders; expected one sub-folder of images per class"
         )
     if len(classes) == 1:
+        inner = where / classes[0]
+        if _find_sub(inner, ("train",)) is not None:
+            # a download unpacked one level too deep (Kaggle's chest_xray/chest_xray/...)
+            raise CnnlabError(
+                f"{where} holds one folder, {classes[0]}, which itself holds a train/ split "
+                f"({', '.join(class_folders(inner)[:4])}): point at {inner} instead"
+            )
         raise CnnlabError(
             f"{where} has a single class folder ({classes[0]}); a classifier needs two or more"
         )
