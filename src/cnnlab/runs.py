@@ -147,10 +147,13 @@ def run_directory(
     """
     shown = str(out)
     target = check_run_target(out, overwrite, inputs=inputs, runs=runs)  # before anything
+    created = [p for p in target.parents if not p.exists()]  # `runs/` on a first run
     partial, release = _claim(target, shown, overwrite)
+    done = False
     try:
         yield partial
         _publish(partial, target, shown, overwrite)
+        done = True
     except BaseException as e:
         shutil.rmtree(partial, ignore_errors=True)
         if full := disk_full(e):
@@ -160,7 +163,16 @@ def run_directory(
             ) from None
         raise
     finally:
-        release()
+        release()  # the lock file lives beside the run: gone before its folder can go
+        if not done:
+            _remove_empty(created)  # a failed first run leaves no empty `runs/` behind
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) where empty; one that gained files stays."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _refuse_cwd(out: Path, shown: str) -> None:

@@ -154,11 +154,15 @@ def _read_gz(path: Path) -> bytes:
         raise _Unusable(f"{path.name} is not a valid gzip file ({e})") from None
 
 
-def _verify(directory: Path, source: Source) -> None:
+def _check_folder(directory: Path) -> None:
     if not directory.exists():
         raise _Unusable("not present")
     if not directory.is_dir():
         raise _Unusable("not a folder")
+
+
+def _verify(directory: Path, source: Source) -> None:
+    _check_folder(directory)
     missing = [name for name in source.files if not (directory / name).is_file()]
     if missing:
         raise _Unusable(f"missing {', '.join(missing)}")
@@ -267,6 +271,26 @@ def load_fashion_mnist(
     return _load_cached(places, download, mirror, source, progress)
 
 
+def check_named_folder(data_dir: str | os.PathLike | None = None) -> None:
+    """The cheap part of the search: a folder the user named (``data_dir`` or
+    ``$CNNLAB_DATA_DIR``) exists, so the command line refuses a wrong one before TensorFlow
+    loads (cnnlab.preflight), with the words :func:`load_fashion_mnist` would use."""
+    label, path = candidate_dirs(data_dir)[0]
+    if label in NAMED_PLACES:
+        try:
+            _check_folder(path)
+        except _Unusable as why:
+            raise _named_unusable(label, f"{label} {path} ({why})") from None
+
+
+def _named_unusable(named: str, tried: str) -> DataUnavailable:
+    return DataUnavailable(
+        f"Fashion-MNIST not found; tried: {tried}. A folder named by {named} is used "
+        "alone, never replaced by another copy: put the four verified .gz files there, "
+        f"or leave out {named} to search the usual places"
+    )
+
+
 @functools.lru_cache(maxsize=4)
 def _load_cached(places, download, mirror, source, progress) -> FashionMNIST:
     tried = []
@@ -277,11 +301,7 @@ def _load_cached(places, download, mirror, source, progress) -> FashionMNIST:
             tried.append(f"{label} {path} ({why})")
     named = places[0][0]
     if named in NAMED_PLACES:
-        raise DataUnavailable(
-            f"Fashion-MNIST not found; tried: {tried[0]}. A folder named by {named} is used "
-            "alone, never replaced by another copy: put the four verified .gz files there, "
-            f"or leave out {named} to search the usual places"
-        )
+        raise _named_unusable(named, tried[0])
     if download:
         cache = Path(dict(places)["cache"])
         try:

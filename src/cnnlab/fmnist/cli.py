@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import typer
 
-from cnnlab import fmnist
+from cnnlab import fmnist, preflight
 from cnnlab.configs import config_options
 from cnnlab.fmnist.config import PRESETS, TrainConfig
 from cnnlab.runtime import requires
@@ -63,6 +63,7 @@ def train_command(
 ) -> None:
     """Train a CNN on Fashion-MNIST and write a run directory with metrics, plots and report."""
     out = out or Path("runs") / f"{preset}-{stamp()}"
+    preflight.fmnist_train(out, overwrite, data_dir)  # before TensorFlow loads
     result = fmnist.train(
         preset, out=out, data_dir=data_dir, progress=progress, overwrite=overwrite,
         threads=threads, tensorboard=tensorboard, **config_fields,
@@ -77,6 +78,7 @@ def evaluate_command(
     data_dir: Path | None = typer.Option(None, help="Folder with the Fashion-MNIST .gz files."),
 ) -> None:
     """Re-evaluate a saved model on the 10,000 test images."""
+    preflight.fmnist_run(run_dir, data_dir=data_dir)
     m = fmnist.evaluate(run_dir, data_dir)
     print(
         f"test accuracy {m['test_accuracy']:.4f}  loss {m['test_loss']:.4f}  "
@@ -101,6 +103,7 @@ def predict_command(
     ),
 ) -> None:
     """Classify image files with a trained model (resized to 28x28 grayscale)."""
+    preflight.fmnist_run(run_dir, images=images)
     for row in fmnist.predict(run_dir, images, invert):
         others = ", ".join(f"{name} {prob:.1%}" for name, prob in row["top_k"][1:])
         print(f"{row['path']}: {row['predicted']} ({row['probability']:.1%}; then {others})")

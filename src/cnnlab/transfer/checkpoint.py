@@ -23,6 +23,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_bytes
+from cnnlab.preflight import checkpoint_path
 from cnnlab.transfer.models import build_model, head_name, load_plain
 
 FORMAT = "cnnlab-transfer"
@@ -100,11 +101,7 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, overwrite: bool = True) -> P
 def load(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint; a run directory means its ``best.pt``."""
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt"
-    if not path.is_file():
-        raise CnnlabError(f"checkpoint not found: {path}")
+    path = checkpoint_path(path)
     if path.suffix == ".safetensors":
         try:
             with safe_open(str(path), framework="pt") as f:

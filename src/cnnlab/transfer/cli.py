@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import typer
 
-from cnnlab import transfer
+from cnnlab import preflight, transfer
 from cnnlab.configs import config_options
 from cnnlab.runtime import requires
 from cnnlab.transfer.config import DEVICES, MAX_PIXELS_HELP, TransferConfig
@@ -40,6 +40,7 @@ def train(
     ),
 ) -> None:
     """Fine-tune a pretrained CNN on an image folder and write a run directory."""
+    preflight.transfer_train(data_dir, out, overwrite)  # before torch loads
     transfer.train(
         data_dir, out, overwrite=overwrite, quiet=quiet, tensorboard=tensorboard, **config_fields
     )
@@ -59,6 +60,7 @@ def predict(
     overwrite: bool = typer.Option(False, help="Replace an existing CSV or overlay."),
 ) -> None:
     """Class, probability per class and top-k for every image; unreadable files are listed."""
+    preflight.transfer_run(run_dir, inputs=images)  # before torch loads
     from cnnlab.console import make_console
     from cnnlab.predictions import format_top
 
@@ -96,6 +98,7 @@ def evaluate(
     engine: str = typer.Option("auto", help=ENGINE_HELP),
 ) -> None:
     """Metrics of a trained model on a held-out folder."""
+    preflight.transfer_run(run_dir, data_dir=data_dir)  # before torch loads
     from cnnlab.console import make_console
     from cnnlab.transfer.evaluation.report import print_summary
     from cnnlab.transfer.inference.predict import evaluation_dir
@@ -144,6 +147,7 @@ def export(
     overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
 ) -> None:
     """Export the model as ONNX or safetensors."""
+    preflight.transfer_run(run_dir)  # before torch loads
     from cnnlab.transfer.inference.export import export as run
 
     print(f"exported to {run(run_dir, out, verify, overwrite)}")
