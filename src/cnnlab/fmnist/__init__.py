@@ -29,11 +29,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from cnnlab.fmnist.config import PRESETS, TrainConfig, preset, resolve_config
-from cnnlab.fmnist.result import TrainResult
 
 if TYPE_CHECKING:
     import keras
     import numpy as np
+
+    from cnnlab.fmnist.result import TrainResult
 
     Source = TrainResult | str | os.PathLike | keras.Model
 
@@ -41,6 +42,17 @@ __all__ = [
     "PRESETS", "TrainConfig", "TrainResult", "evaluate", "load_model", "predict",
     "predict_proba", "preset", "resolve_config", "train",
 ]  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    # TrainResult brings the metrics module and scikit-learn (a second on a small machine):
+    # imported on first use, so the command line starts without them (issue 26)
+    if name == "TrainResult":
+        from cnnlab.fmnist.result import TrainResult
+
+        return TrainResult
+    raise AttributeError(f"module 'cnnlab.fmnist' has no attribute {name!r}")
+
 
 # Each function imports its module when called (they load TensorFlow); the command line calls
 # these same functions.
