@@ -44,6 +44,7 @@ app = typer.Typer(
     help="Understand what makes a CNN work; fine-tune pretrained CNNs on medical images.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 

@@ -64,10 +64,13 @@ def built_config(monkeypatch, tmp_path):
 
     monkeypatch.setattr(transfer, "train", record)
 
+    data = tmp_path / "data"  # the CLI checks the folder (and --out beside it) first
+    data.mkdir()
+
     def built(*args: str) -> TransferConfig:
         seen.clear()
         with pytest.raises(SystemExit):
-            main(["transfer", "train", str(tmp_path), "--out", str(tmp_path / "r"), *args])
+            main(["transfer", "train", str(data), "--out", str(tmp_path / "r"), *args])
         return seen[0]
 
     return built

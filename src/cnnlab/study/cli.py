@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # the CLI starts without Optuna; commands import it when they
 
     from cnnlab.study.spec import StudySpec
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 # the built-in specs, as a type: the help lists them and a typo is refused with the list
 Profile = Literal[tuple(profile_names())]  # type: ignore[valid-type]

@@ -13,16 +13,21 @@ import typer
 from cnnlab import preflight, transfer
 from cnnlab.configs import config_options
 from cnnlab.runtime import requires
-from cnnlab.transfer.config import DEVICES, MAX_PIXELS_HELP, TransferConfig
+from cnnlab.transfer.config import DEVICES, ENGINES, MAX_PIXELS_HELP, TransferConfig
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 ENGINE_HELP = (
-    "auto | torch | onnxruntime: what computes the probabilities (auto: ONNX Runtime on a CPU "
-    "for 256+ images or an already exported model, else torch)."
+    "What computes the probabilities (auto: ONNX Runtime on a CPU for 256+ images or an "
+    "already exported model, else torch)."
 )
+DEVICE_HELP = "auto = cuda, then mps, then cpu."
 
 # a type, so the help lists the values, the shell completes them and a typo is refused
 Device = Literal[DEVICES]  # type: ignore[valid-type]
+Engine = Literal[ENGINES]  # type: ignore[valid-type]
+# the choices once, as `transfer train` shows its own (the help stays readable at 80 columns)
+DEVICE_CHOICES = f"[{'|'.join(DEVICES)}]"
+ENGINE_CHOICES = f"[{'|'.join(ENGINES)}]"
 
 
 @app.command()
@@ -54,9 +59,9 @@ def predict(
     out: Path | None = typer.Option(None, "--out", help="Write predictions to this CSV."),
     cam: Path | None = typer.Option(None, "--cam", help="Write Grad-CAM overlays here."),
     top_k: int = typer.Option(3, help="Classes listed per image."),
-    device: Device = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
+    device: Device = typer.Option("auto", metavar=DEVICE_CHOICES, help=DEVICE_HELP),
     max_pixels: int | None = typer.Option(None, help=MAX_PIXELS_HELP),
-    engine: str = typer.Option("auto", help=ENGINE_HELP),
+    engine: Engine = typer.Option("auto", metavar=ENGINE_CHOICES, help=ENGINE_HELP),
     overwrite: bool = typer.Option(False, help="Replace an existing CSV or overlay."),
 ) -> None:
     """Class, probability per class and top-k for every image; unreadable files are listed."""
@@ -92,10 +97,10 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="Run directory (uses best.pt)."),
     data_dir: Path = typer.Argument(..., help="Held-out folder with one folder per class."),
     out: Path | None = typer.Option(None, "--out", help="Default RUN_DIR/evaluations/NAME."),
-    device: Device = typer.Option("auto", help="auto (cuda, mps, cpu) | cpu | cuda | mps."),
+    device: Device = typer.Option("auto", metavar=DEVICE_CHOICES, help=DEVICE_HELP),
     overwrite: bool = typer.Option(False, help="Replace an existing evaluation."),
     max_pixels: int | None = typer.Option(None, help=MAX_PIXELS_HELP),
-    engine: str = typer.Option("auto", help=ENGINE_HELP),
+    engine: Engine = typer.Option("auto", metavar=ENGINE_CHOICES, help=ENGINE_HELP),
 ) -> None:
     """Metrics of a trained model on a held-out folder."""
     preflight.transfer_run(run_dir, data_dir=data_dir)  # before torch loads
