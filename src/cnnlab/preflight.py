@@ -9,6 +9,7 @@ framework and no pipeline module that loads one.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,13 +33,25 @@ def images_exist(images: Sequence[str | os.PathLike]) -> None:
             raise CnnlabError(f"image not found: {image}")
 
 
+def tensorboard_installed(tensorboard: str | os.PathLike | None, extra: str) -> None:
+    """``--tensorboard DIR`` needs the tensorboard package: said first, as an install problem."""
+    from cnnlab.runtime import TENSORBOARD, missing_extra_error
+
+    if tensorboard is not None and importlib.util.find_spec(TENSORBOARD) is None:
+        raise missing_extra_error(extra, TENSORBOARD)
+
+
 def fmnist_train(
-    out: str | os.PathLike, overwrite: bool, data_dir: str | os.PathLike | None
+    out: str | os.PathLike,
+    overwrite: bool,
+    data_dir: str | os.PathLike | None,
+    tensorboard: str | os.PathLike | None = None,
 ) -> None:
     """``cnnlab train``: the run directory ``out`` may be written, a named data folder exists."""
     from cnnlab.data.fashion_mnist import check_named_folder
     from cnnlab.runs import check_run_target
 
+    tensorboard_installed(tensorboard, "keras")
     check_run_target(out, overwrite)
     check_named_folder(data_dir)
 
@@ -58,10 +71,16 @@ def fmnist_run(
     check_named_folder(data_dir)
 
 
-def transfer_train(data_dir: str | os.PathLike, out: str | os.PathLike, overwrite: bool) -> None:
+def transfer_train(
+    data_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    overwrite: bool,
+    tensorboard: str | os.PathLike | None = None,
+) -> None:
     """``cnnlab transfer train``: the data folder first, then ``--out`` as the run will claim it."""
     from cnnlab.runs import check_run_target
 
+    tensorboard_installed(tensorboard, "transfer")
     if not Path(data_dir).is_dir():
         raise CnnlabError(f"data folder not found: {data_dir}")
     check_run_target(out, overwrite, inputs={"the data folder": data_dir})

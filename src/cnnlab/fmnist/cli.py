@@ -63,7 +63,7 @@ def train_command(
 ) -> None:
     """Train a CNN on Fashion-MNIST and write a run directory with metrics, plots and report."""
     out = out or Path("runs") / f"{preset}-{stamp()}"
-    preflight.fmnist_train(out, overwrite, data_dir)  # before TensorFlow loads
+    preflight.fmnist_train(out, overwrite, data_dir, tensorboard)  # before TensorFlow loads
     result = fmnist.train(
         preset, out=out, data_dir=data_dir, progress=progress, overwrite=overwrite,
         threads=threads, tensorboard=tensorboard, **config_fields,

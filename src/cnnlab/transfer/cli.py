@@ -45,7 +45,7 @@ def train(
     ),
 ) -> None:
     """Fine-tune a pretrained CNN on an image folder and write a run directory."""
-    preflight.transfer_train(data_dir, out, overwrite)  # before torch loads
+    preflight.transfer_train(data_dir, out, overwrite, tensorboard)  # before torch loads
     transfer.train(
         data_dir, out, overwrite=overwrite, quiet=quiet, tensorboard=tensorboard, **config_fields
     )
