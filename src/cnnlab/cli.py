@@ -2,7 +2,8 @@
 both the Fashion-MNIST pipeline and the study engine (so it belongs to neither).
 
 Every sub-command module imports its heavy framework (TensorFlow, torch) inside the command
-functions, so ``cnnlab --help`` and error paths stay fast. The root options: ``--verbose``
+functions, after ``cnnlab.preflight`` has checked its arguments and paths, so ``cnnlab --help``
+and error paths stay fast. The root options: ``--verbose``
 (the frameworks' own log lines) and shell completion (``--install-completion``).
 """
 
@@ -84,7 +85,10 @@ def demo_command(
 ) -> None:
     """Quick tour: the `quick` study of kernel size, regularization, batch size and optimizer
     (resumed if interrupted), then its report. `--single-run` trains one `fast` model instead."""
+    from cnnlab import preflight
+
     if not single_run:
+        preflight.fmnist_data(data_dir)  # before the study's workers load TensorFlow
         from cnnlab.study import demo
 
         print(f"demo: the `{profile}` study (storage {storage})")
@@ -97,6 +101,7 @@ def demo_command(
 
     config = preset("fast").replace(epochs=epochs, train_limit=train_limit)
     out = out or Path("runs") / f"demo-{stamp()}"
+    preflight.fmnist_train(out, overwrite, data_dir)
     from cnnlab.fmnist.training import train
 
     print(f"demo: the `fast` preset on {train_limit} training images for {epochs} epochs")

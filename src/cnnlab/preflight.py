@@ -41,6 +41,13 @@ def tensorboard_installed(tensorboard: str | os.PathLike | None, extra: str) -> 
         raise missing_extra_error(extra, TENSORBOARD)
 
 
+def fmnist_data(data_dir: str | os.PathLike | None) -> None:
+    """A data folder the user named (``--data-dir``, ``$CNNLAB_DATA_DIR``) exists."""
+    from cnnlab.data.fashion_mnist import check_named_folder
+
+    check_named_folder(data_dir)
+
+
 def fmnist_train(
     out: str | os.PathLike,
     overwrite: bool,
@@ -48,12 +55,11 @@ def fmnist_train(
     tensorboard: str | os.PathLike | None = None,
 ) -> None:
     """``cnnlab train``: the run directory ``out`` may be written, a named data folder exists."""
-    from cnnlab.data.fashion_mnist import check_named_folder
     from cnnlab.runs import check_run_target
 
     tensorboard_installed(tensorboard, "keras")
     check_run_target(out, overwrite)
-    check_named_folder(data_dir)
+    fmnist_data(data_dir)
 
 
 def fmnist_run(
@@ -63,12 +69,11 @@ def fmnist_run(
     data_dir: str | os.PathLike | None = None,
 ) -> None:
     """``cnnlab predict/evaluate``: the run first (its kind named), then the inputs."""
-    from cnnlab.data.fashion_mnist import check_named_folder
     from cnnlab.runs import require_run_dir
 
     require_run_dir(run_dir, "model.keras")
     images_exist(images)
-    check_named_folder(data_dir)
+    fmnist_data(data_dir)
 
 
 def transfer_train(

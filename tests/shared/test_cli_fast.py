@@ -50,6 +50,8 @@ def probe(args: list[str], cwd) -> tuple[str, list[str], int]:
         (["evaluate", "runs/nonexistent"], "run directory not found: runs/nonexistent"),
         (["train", "--data-dir", "/nonexistent", "--epochs", "1"], "Fashion-MNIST not found"),
         (["train", "--out", "fm"], "--out fm already holds files"),
+        (["demo", "--single-run", "--data-dir", "/nonexistent"], "Fashion-MNIST not found"),
+        (["demo", "--data-dir", "/nonexistent"], "Fashion-MNIST not found"),
         (["transfer", "train", "/nonexistent", "--out", "x"], "data folder not found"),
         (["transfer", "train", "data", "--out", "data/x"], "lies inside the data folder"),
         (["transfer", "predict", "runs/nonexistent", "x.png"], "checkpoint not found"),
