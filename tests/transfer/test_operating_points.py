@@ -112,3 +112,17 @@ def test_a_multi_class_summary_says_the_argmax_is_its_only_operating_point():
     text = out.getvalue()
     assert "at the argmax (multi-class: the argmax is the only operating point)" in text
     assert "threshold 0." not in text and "sensitivity" not in text
+
+
+def test_cross_validation_means_are_grouped_by_operating_point():
+    from cnnlab.transfer.evaluation.crossval import groups
+
+    binary = {k: 0.5 for k in ("test_accuracy", "balanced_accuracy", "macro_f1", "roc_auc")}
+    binary |= {"pr_auc": 0.5, "ece": 0.1, "sensitivity": 0.7, "specificity": 0.6}
+    found = dict(groups(binary))
+    assert found["at each fold's validation-chosen threshold"] == ["sensitivity", "specificity"]
+    assert found["at the argmax"] == ["test_accuracy", "balanced_accuracy", "macro_f1"]
+    assert found["threshold-free"] == ["roc_auc", "pr_auc", "ece"]
+    multi = {k: v for k, v in binary.items() if k not in ("sensitivity", "specificity")}
+    labels = [label for label, _ in groups(multi)]
+    assert "at the argmax (multi-class: the only operating point)" in labels
