@@ -7,6 +7,11 @@ their difference. The paired bootstrap resamples the images once per resample an
 every run on that same draw (``cnnlab.bootstrap.paired_difference_ci``), so the interval of a
 difference is as narrow as the pairing allows. A difference is marked (↑ or ↓) where its
 95% interval excludes zero; nothing is corrected for the number of comparisons.
+
+Threshold-dependent metrics (accuracy, balanced accuracy, macro-F1, sensitivity, specificity)
+are shown in one table per named operating point, never side by side with another point's: the
+validation-chosen threshold each run deploys, then the argmax. The two can rank runs
+differently, so both are shown; ROC-AUC, PR-AUC, log loss and ECE have a table of their own.
 """
 
 from __future__ import annotations
