@@ -171,6 +171,28 @@ def bootstrap_ci(
     return {name: percentile_interval(v, level) for name, v in values.items()}
 
 
+def decisions_as_proba(decided: np.ndarray, n_classes: int = 2) -> np.ndarray:
+    """Fixed class decisions as one-hot "probabilities": their argmax is the decision (and,
+    for two classes, so is ``column 1 >= 0.5``), so :func:`bootstrap_ci` and
+    :func:`paired_difference_ci` measure every threshold-dependent metric at one operating
+    point. Their ROC-AUC and PR-AUC are those of the decisions, not of the scores: ignore them."""
+    return np.eye(n_classes)[np.asarray(decided, dtype=np.int64)]
+
+
+def decision_ci(
+    y_true: np.ndarray,
+    decided: np.ndarray,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> dict[str, Interval | None]:
+    """Intervals of accuracy, balanced accuracy, macro-F1, sensitivity and specificity of two-
+    class decisions ``decided`` (0/1), all at the one operating point that made them; the same
+    seed draws the same resamples as :func:`bootstrap_ci`."""
+    ci = bootstrap_ci(y_true, decisions_as_proba(decided), 0.5, n_resamples, seed, level)
+    return {name: v for name, v in ci.items() if name not in ("roc_auc", "pr_auc")}
+
+
 def paired_difference_ci(
     y_true: np.ndarray,
     reference: tuple[np.ndarray, float | None],

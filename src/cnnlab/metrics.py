@@ -207,7 +207,9 @@ def choose_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
 
 
 def binary_metrics(y_true: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, float]:
-    """Sensitivity, specificity, PPV and NPV of ``score >= threshold`` (class 1 = positive)."""
+    """Every threshold-dependent metric of the decision ``score >= threshold`` (class 1 =
+    positive): sensitivity, specificity, PPV, NPV, balanced accuracy, accuracy and macro-F1,
+    all at that one operating point."""
     y_true = np.asarray(y_true).astype(bool)
     y_pred = np.asarray(score) >= threshold
     tp = int((y_pred & y_true).sum())
@@ -225,4 +227,11 @@ def binary_metrics(y_true: np.ndarray, score: np.ndarray, threshold: float) -> d
         "ppv": ratio(tp, tp + fp),
         "npv": ratio(tn, tn + fn),
         "balanced_accuracy": (ratio(tp, tp + fn) + ratio(tn, tn + fp)) / 2,
+        "accuracy": ratio(tp + tn, tp + tn + fp + fn),
+        # F1 of each class, 0 where a class is neither true nor predicted (as scikit-learn)
+        "macro_f1": (
+            (2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+            + (2 * tn / (2 * tn + fn + fp) if tn + fn + fp else 0.0)
+        )
+        / 2,
     }

@@ -23,7 +23,7 @@ def _write_run(root, name, labels, proba, order=None, classes=CLASSES, threshold
         for i in order:
             pred = classes[int(np.argmax(proba[i]))]
             w.writerow([f"/data/test/{i}.png", pred, *proba[i], "", classes[labels[i]]])
-    decided = (proba[:, 1] >= threshold).astype(int)
+    decided = (proba[:, 1] >= (threshold or 0.5)).astype(int)
     metrics = {
         "test_accuracy": float(np.mean(proba.argmax(1) == labels)),
         "balanced_accuracy": float(
@@ -42,6 +42,8 @@ def _write_run(root, name, labels, proba, order=None, classes=CLASSES, threshold
         "best_epoch": 2,
         "train_seconds": 75.4,
     }
+    if threshold is None:  # a multi-class run has no threshold
+        del metrics["operating_point"]
     (run / "metrics.json").write_text(json.dumps(metrics))
     config = {"arch": "efficientnet_lite0", "weights": "imagenet", "strategy": name}
     (run / "config.json").write_text(json.dumps(config))
@@ -116,3 +118,96 @@ def test_a_trained_run_compared_with_itself_differs_by_nothing(trained_run):
     text = compare([trained_run, trained_run])
     differences = text.split("Each run minus")[1]
     assert differences.count("+0.000 [+0.000, +0.000]") >= 5
+
+
+THRESHOLD_DEPENDENT_TITLES = {
+    "accuracy",
+    "balanced accuracy",
+    "macro-F1",
+    "sensitivity",
+    "specificity",
+}
+
+
+def _tables(text):
+    """{heading: (header, rows)} of every Markdown table under a ``### `` heading."""
+    tables, heading = {}, None
+    for line in text.splitlines():
+        if line.startswith("### "):
+            heading = line[4:]
+        elif line.startswith("| ") and not line.startswith("| ---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            assert heading is not None, f"a table with no heading: {line}"
+            if heading not in tables:
+                tables[heading] = (cells, [])
+            else:
+                tables[heading][1].append(cells)
+    return tables
+
+
+def test_no_table_mixes_operating_points(pair):
+    """Each threshold-dependent cell equals its metric at its table's declared operating
+    point (runs at thresholds 0.3 and 0.7, so the argmax differs from both), the deployed
+    point first, and the runs and threshold-free tables hold no threshold-dependent column."""
+    from cnnlab.metrics import binary_metrics
+
+    root, labels, weak, strong = pair
+    runs = {"low": (weak, 0.3), "high": (strong, 0.7)}
+    dirs = [_write_run(root, n, labels, p, threshold=t) for n, (p, t) in runs.items()]
+    text = compare(dirs)
+    tables = _tables(text)
+    headings = list(tables)
+    assert headings.index("Operating point: validation-chosen threshold") < headings.index(
+        "Operating point: argmax"
+    )
+    for heading, (header, rows) in tables.items():
+        dependent = THRESHOLD_DEPENDENT_TITLES & {h.removeprefix("Δ ") for h in header}
+        if "operating point" not in heading.lower():
+            assert not dependent, (heading, header)
+            continue
+        assert dependent == THRESHOLD_DEPENDENT_TITLES, (heading, header)
+        if heading.startswith("Differences"):
+            continue
+        for row in rows:
+            proba, threshold = runs[row[0]]
+            at = 0.5 if heading.endswith("argmax") else threshold
+            assert row[1] == ("0.5" if at == 0.5 else f"{at:.3f}")
+            expected = binary_metrics(labels, proba[:, 1], at)
+            keys = ["accuracy", "balanced_accuracy", "macro_f1", "sensitivity", "specificity"]
+            for key, cell in zip(keys, row[2:], strict=True):
+                assert float(cell.split()[0]) == pytest.approx(expected[key], abs=6e-4), (
+                    heading,
+                    row[0],
+                    key,
+                )
+    differences = tables["Differences at operating point: validation-chosen threshold"][1]
+    high, low = (binary_metrics(labels, p[:, 1], t) for p, t in (runs["high"], runs["low"]))
+    assert float(differences[0][4].split()[0]) == pytest.approx(
+        high["sensitivity"] - low["sensitivity"], abs=6e-4
+    )
+
+
+def test_tested_run_states_each_metric_at_the_point_asked(pair):
+    from cnnlab.metrics import binary_metrics
+    from cnnlab.transfer.evaluation.compare import load_run
+    from cnnlab.transfer.results import ARGMAX, VALIDATION_THRESHOLD
+
+    root, labels, weak, _ = pair
+    run = load_run(_write_run(root, "r", labels, weak, threshold=0.3))
+    for point, at in ((VALIDATION_THRESHOLD, 0.3), (ARGMAX, 0.5)):
+        expected = binary_metrics(labels, weak[:, 1], at)
+        got = run.at(point)
+        for key in ("accuracy", "balanced_accuracy", "macro_f1", "sensitivity", "specificity"):
+            assert got[key] == pytest.approx(expected[key], abs=1e-9), (point, key)
+
+
+def test_a_multi_class_comparison_has_only_the_argmax(tmp_path):
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, 90)
+    proba = rng.dirichlet(np.ones(3), 90)
+    classes = ["a", "b", "c"]
+    dirs = [_write_run(tmp_path, n, labels, proba, classes=classes, threshold=None) for n in "xy"]
+    text = compare(dirs)
+    assert "Multi-class: the argmax is the only operating point" in text
+    assert "Operating point: argmax" in _tables(text)
+    assert not any("validation-chosen" in h for h in _tables(text))

@@ -67,15 +67,20 @@ def test_pr_auc_and_intervals_of_the_held_out_split(calibrated):
         average_precision_score(truth, [float(r["p_a"]) for r in rows])
     )
     expected = {"test_accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "pr_auc"}
-    assert set(m["ci"]) == expected | {"sensitivity", "specificity"}
+    assert set(m["ci"]) == expected  # the argmax's and the threshold-free ones
     for key, (low, high) in m["ci"].items():
-        point = m["operating_point"][key] if key in ("sensitivity", "specificity") else m[key]
-        assert low <= point <= high, key
+        assert low <= m[key] <= high, key
+    dependent = {"accuracy", "balanced_accuracy", "macro_f1", "sensitivity", "specificity"}
+    for block in (m["operating_point"], m["at_argmax"]):  # each at its own operating point
+        assert set(block["ci"]) == dependent
+        for key, (low, high) in block["ci"].items():
+            assert low <= block[key] <= high, (block["name"], key)
     assert "2000 resamples" in m["ci_method"]
     low, high = m["ci"]["balanced_accuracy"]
     assert f"balanced accuracy {m['balanced_accuracy']:.3f} [{low:.3f}, {high:.3f}]" in console
     html = (run_dir / "report.html").read_text()
     assert "Precision-recall" in html and "95% interval" in html and "Reliability" in html
+    assert "At the validation-chosen threshold" in html and "Threshold-free" in html
 
 
 def test_positive_class_sets_the_operating_point(calibrated):

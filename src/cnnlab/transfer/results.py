@@ -20,27 +20,51 @@ if TYPE_CHECKING:
     from cnnlab.transfer.data.folders import LoadedSplit
 
 
-class BinaryMetrics(TypedDict):
-    """``metrics.binary_metrics``: the decision ``probability of class 1 >= threshold``."""
+# The named operating points: every threshold-dependent number cnnlab reports is stated at one
+# of them, and no table mixes them (issue 24). Threshold-free metrics need no name.
+ARGMAX = "argmax"
+VALIDATION_THRESHOLD = "validation-chosen threshold"
+THRESHOLD_DEPENDENT = ("accuracy", "balanced_accuracy", "macro_f1", "sensitivity", "specificity")
+THRESHOLD_FREE = ("roc_auc", "pr_auc", "test_loss", "ece")
+MULTICLASS_NOTE = "multi-class: the argmax is the only operating point"
 
+
+def point_label(name: str, threshold: float | None = None) -> str:
+    """How a table heads an operating point: ``validation-chosen threshold 0.530`` or
+    ``argmax``."""
+    return name if threshold is None or name == ARGMAX else f"{name} {threshold:.3f}"
+
+
+class BinaryMetrics(TypedDict):
+    """``metrics.binary_metrics`` at one named operating point: the decision ``probability of
+    class 1 >= threshold`` (the argmax is threshold 0.5), with bootstrap intervals."""
+
+    name: NotRequired[str]  # ARGMAX or VALIDATION_THRESHOLD
     threshold: float
     sensitivity: float
     specificity: float
     ppv: float
     npv: float
     balanced_accuracy: float
+    accuracy: NotRequired[float]
+    macro_f1: NotRequired[float]
+    # 95% intervals of THRESHOLD_DEPENDENT at this operating point
+    ci: NotRequired[dict[str, list[float] | None]]
 
 
 class HeldOutMetrics(ContractMetrics):
     """``metrics.metrics_contract`` of one split, and for two classes the operating points."""
 
     pr_auc: float | None  # average precision: of class 1, or macro one-vs-rest
+    # the operating point of the top-level test_accuracy, balanced_accuracy, macro_f1,
+    # per_class and confusion_matrix: always ARGMAX
+    threshold_dependent_at: NotRequired[str]
     positive_class: NotRequired[str]
     at_argmax: NotRequired[BinaryMetrics]
     operating_point: NotRequired[BinaryMetrics]  # at the threshold chosen on validation
     # bootstrap 95% intervals, metric -> [low, high] (None: undefined): test_accuracy,
-    # balanced_accuracy, macro_f1, roc_auc, pr_auc; two classes: sensitivity and specificity
-    # at the operating point
+    # balanced_accuracy, macro_f1 (at the argmax), roc_auc, pr_auc; those at each operating
+    # point are in its own block's ci
     ci: NotRequired[dict[str, list[float] | None]]
     ci_method: NotRequired[str]
 

@@ -7,6 +7,11 @@ their difference. The paired bootstrap resamples the images once per resample an
 every run on that same draw (``cnnlab.bootstrap.paired_difference_ci``), so the interval of a
 difference is as narrow as the pairing allows. A difference is marked (↑ or ↓) where its
 95% interval excludes zero; nothing is corrected for the number of comparisons.
+
+Threshold-dependent metrics (accuracy, balanced accuracy, macro-F1, sensitivity, specificity)
+are shown in one table per named operating point, never side by side with another point's: the
+validation-chosen threshold each run deploys, then the argmax. The two can rank runs
+differently, so both are shown; ROC-AUC, PR-AUC, log loss and ECE have a table of their own.
 """
 
 from __future__ import annotations
@@ -19,20 +24,49 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.bootstrap import N_RESAMPLES, paired_difference_ci
+from cnnlab.bootstrap import N_RESAMPLES, decisions_as_proba, paired_difference_ci
 from cnnlab.errors import CnnlabError
-from cnnlab.metrics import contract_intervals
+from cnnlab.metrics import binary_metrics
 from cnnlab.report.document import markdown_table
+from cnnlab.transfer.results import ARGMAX, MULTICLASS_NOTE, VALIDATION_THRESHOLD
 
-# metrics.json key, column title; the point value and its interval are both in metrics.json
-COLUMNS = (
-    ("test_accuracy", "accuracy"),
+# Every threshold-dependent number is stated at one named operating point, one table per
+# point, the deployed (validation-chosen) one first; no table mixes points (issue 24).
+# (key in an operating-point block, column title)
+POINT_COLUMNS = (
+    ("accuracy", "accuracy"),
     ("balanced_accuracy", "balanced accuracy"),
     ("macro_f1", "macro-F1"),
-    ("roc_auc", "ROC-AUC"),
-    ("pr_auc", "PR-AUC"),
     ("sensitivity", "sensitivity"),
     ("specificity", "specificity"),
+)
+# (metrics.json key, column title): no threshold, one value per run
+FREE_COLUMNS = (
+    ("roc_auc", "ROC-AUC"),
+    ("pr_auc", "PR-AUC"),
+    ("test_loss", "log loss"),
+    ("ece", "ECE"),
+)
+# the operating points in the order compare shows them, and their metrics.json blocks
+POINTS = ((VALIDATION_THRESHOLD, "operating_point"), (ARGMAX, "at_argmax"))
+# top-level keys of a cross-validation's (or an older run's) metrics.json, per point
+_FLAT = {
+    ARGMAX: {
+        "accuracy": "test_accuracy",
+        "balanced_accuracy": "balanced_accuracy",
+        "macro_f1": "macro_f1",
+    },
+    VALIDATION_THRESHOLD: {"sensitivity": "sensitivity", "specificity": "specificity"},
+}
+# every number compare prints or computes with, checked to be a number
+NUMBERS = (
+    "test_accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "sensitivity",
+    "specificity",
+    *(k for k, _ in FREE_COLUMNS),
+    "train_seconds",
 )
 # the predictions a run directory holds, in the order compare looks for them
 PREDICTIONS = ("predictions_test.csv", "predictions_out_of_fold.csv", "predictions_val.csv")
@@ -52,10 +86,41 @@ class TestedRun:
     def threshold(self) -> float | None:
         return self.metrics.get("threshold")
 
-    def value(self, key: str) -> float | None:
-        if key in ("sensitivity", "specificity") and "operating_point" in self.metrics:
-            return self.metrics["operating_point"].get(key)
-        return self.metrics.get(key)  # a cross-validation: the mean over folds
+    @property
+    def cross_validation(self) -> bool:
+        """Out-of-fold predictions: each fold had its own threshold, so only metrics.json's
+        means over folds say what the run did at its validation-chosen thresholds."""
+        return "per_fold" in self.metrics or self.predictions == PREDICTIONS[1]
+
+    def decisions(self, point: str) -> np.ndarray | None:
+        """The run's class decision on each image at ``point``; None where it has none."""
+        if point == ARGMAX:
+            return self.proba.argmax(1) if self.proba.shape[1] > 2 else self.proba[:, 1] >= 0.5
+        if self.proba.shape[1] != 2 or self.cross_validation or self.threshold is None:
+            return None
+        return self.proba[:, 1] >= self.threshold
+
+    def at(self, point: str) -> dict[str, float | None] | None:
+        """Every threshold-dependent metric at ``point``, from metrics.json's block where it
+        holds it, else from the predictions (older runs), else the flat means (a
+        cross-validation); None where the run has no such operating point."""
+        block = self.metrics.get(dict(POINTS)[point])
+        values: dict[str, float | None] = {}
+        decided = self.decisions(point)
+        if decided is not None and self.proba.shape[1] == 2 and not self.cross_validation:
+            values |= binary_metrics(self.labels, decided.astype(float), 0.5)
+        elif point == ARGMAX or self.proba.shape[1] == 2 and self.cross_validation:
+            values |= {k: self.metrics.get(flat) for k, flat in _FLAT[point].items()}
+        if isinstance(block, dict):
+            values |= {k: block[k] for k, _ in POINT_COLUMNS if k in block}
+        return values or None
+
+    def intervals(self, point: str) -> dict[str, list[float] | None]:
+        block = self.metrics.get(dict(POINTS)[point])
+        if isinstance(block, dict) and isinstance(block.get("ci"), dict):
+            return block["ci"]
+        ci = self.metrics.get("ci") or {}  # a cross-validation's, or an older run's
+        return {k: ci.get(flat) for k, flat in _FLAT[point].items()}
 
 
 def load_run(run_dir: str | Path) -> TestedRun:
@@ -115,18 +180,25 @@ def _check_run_files(
     computes with is a number (``"0.5"`` or ``"high"`` gave tracebacks), the threshold a
     probability, and the predictions finite probabilities (NaN and inf passed silently)."""
     where = run_dir / "metrics.json"
-    point = metrics.get("operating_point")
-    if point is not None and not isinstance(point, dict):
-        raise CnnlabError(f"{where}: operating_point must be an object, got {point!r:.80}")
-    values = {key: metrics.get(key) for key in (*(k for k, _ in COLUMNS), "ece", "train_seconds")}
-    values |= {f"operating_point.{k}": v for k, v in (point or {}).items()}
+    values = {key: metrics.get(key) for key in NUMBERS}
+    intervals = metrics.get("ci") or {}
+    for _, key in POINTS:
+        block = metrics.get(key)
+        if block is not None and not isinstance(block, dict):
+            raise CnnlabError(f"{where}: {key} must be an object, got {block!r:.80}")
+        for name in ("threshold", *(k for k, _ in POINT_COLUMNS)):
+            values[f"{key}.{name}"] = (block or {}).get(name)
+        if isinstance(intervals, dict) and (block or {}).get("ci") is not None:
+            inner = block["ci"]
+            if not isinstance(inner, dict):
+                raise CnnlabError(f"{where}: {key}.ci must be an object, got {inner!r:.80}")
+            intervals = intervals | {f"{key}.{k}": v for k, v in inner.items()}
     for key, value in values.items():
         if value is not None and not _is_number(value):
             raise CnnlabError(f"{where}: {key} must be a number, got {value!r:.80}")
     threshold = metrics.get("threshold")
     if threshold is not None and not (_is_number(threshold) and 0 <= threshold <= 1):
         raise CnnlabError(f"{where}: threshold must be a number in [0, 1], got {threshold!r:.80}")
-    intervals = metrics.get("ci") or {}
     for key, interval in intervals.items() if isinstance(intervals, dict) else [("ci", intervals)]:
         if not (
             isinstance(interval, list) and len(interval) == 2 and all(map(_is_number, interval))
@@ -170,7 +242,9 @@ def align(runs: list[TestedRun]) -> list[TestedRun]:
 
 
 def compare(run_dirs: list[str | Path], seed: int = 0) -> str:
-    """The comparison as Markdown: a table of the runs, then each run against the first."""
+    """The comparison as Markdown: the runs; one table per operating point (the validation-
+    chosen threshold each run deploys, then the argmax) and one of threshold-free metrics;
+    then each run against the first, in tables of the same kinds."""
     if len(run_dirs) < 2:
         raise CnnlabError("compare needs two or more run directories")
     runs = align([load_run(d) for d in run_dirs])
@@ -178,57 +252,108 @@ def compare(run_dirs: list[str | Path], seed: int = 0) -> str:
     classes = ref.metrics["class_names"]
     counts = np.bincount(ref.labels, minlength=len(classes))
     per_class = ", ".join(f"{n} {c}" for c, n in zip(classes, counts, strict=True))
+    points = [p for p, _ in POINTS if any(run.at(p) for run in runs)]
     lines = [
         f"Held-out images: {len(ref.labels)} ({per_class}), from {ref.predictions}. "
         f"Intervals: 95% percentile bootstrap over the images ({N_RESAMPLES} resamples, "
-        f"seed {seed}); sensitivity and specificity at each run's own threshold, chosen on "
-        "its validation split.",
+        f"seed {seed}). Every threshold-dependent number is stated at one named operating "
+        "point, one table each: the validation-chosen threshold (each run's own, chosen on its "
+        "validation split: what it deploys), then the argmax"
+        + (f" ({classes[1]} when its probability >= 0.5)" if len(classes) == 2 else "")
+        + ". ROC-AUC, PR-AUC, log loss and ECE need no threshold.",
         "",
-        _runs_table(runs),
-        "",
+    ]
+    if len(classes) > 2:
+        lines += [f"{MULTICLASS_NOTE[0].upper()}{MULTICLASS_NOTE[1:]}.", ""]
+    lines += ["### Runs", "", _runs_table(runs), ""]
+    for point in points:
+        lines += [f"### Operating point: {point}", "", _point_table(runs, point), ""]
+    lines += ["### Threshold-free", "", _free_table(runs), ""]
+    lines += [
         f"Each run minus {ref.name}, paired (the same resampled images for both): ↑/↓ where "
         "the 95% interval excludes 0.",
         "",
-        _differences_table(runs, seed),
     ]
+    for point in points:
+        lines += [f"### Differences at operating point: {point}", ""]
+        lines += [_point_differences(runs, point, seed), ""]
+    lines += ["### Threshold-free differences", "", _free_differences(runs, seed)]
     return "\n".join(lines) + "\n"
 
 
 def _runs_table(runs: list[TestedRun]) -> str:
-    head = ["run", "model", "strategy", "epochs (best)", "train time"]
-    rows = [head + [title for _, title in COLUMNS] + ["ECE"]]
+    rows = [["run", "model", "strategy", "epochs (best)", "train time"]]
     for run in runs:
         c, m = run.config, run.metrics
         weights = "random init" if c.get("weights") == "none" else c.get("weights", "?")
         if weights not in ("imagenet", "random init"):
             weights = Path(str(weights)).name
-        cells = [
-            run.name,
-            f"{c.get('arch', '?')} ({weights})",
-            str(c.get("strategy", "?")),
-            _epochs(m),
-            _seconds(m.get("train_seconds")),
-        ]
-        for key, _ in COLUMNS:
-            cells.append(_with_interval(run.value(key), (m.get("ci") or {}).get(key)))
-        cells.append(_number(m.get("ece")))
+        model = f"{c.get('arch', '?')} ({weights})"
+        strategy = str(c.get("strategy", "?"))
+        rows.append([run.name, model, strategy, _epochs(m), _seconds(m.get("train_seconds"))])
+    return _markdown(rows)
+
+
+def _point_table(runs: list[TestedRun], point: str) -> str:
+    """Every threshold-dependent metric of each run at ``point``, and nothing else."""
+    rows = [["run", "threshold"] + [title for _, title in POINT_COLUMNS]]
+    for run in runs:
+        values, ci = run.at(point) or {}, run.intervals(point)
+        threshold = "0.5" if point == ARGMAX and len(run.metrics["class_names"]) == 2 else "–"
+        if point == VALIDATION_THRESHOLD:
+            threshold = "per fold" if run.cross_validation else _number(run.threshold)
+        if len(run.metrics["class_names"]) > 2:
+            threshold = "argmax"
+        cells = [run.name, threshold]
+        cells += [_with_interval(values.get(k), ci.get(k)) for k, _ in POINT_COLUMNS]
         rows.append(cells)
     return _markdown(rows)
 
 
-def _differences_table(runs: list[TestedRun], seed: int) -> str:
-    ref = runs[0]
-    rows = [["run"] + [f"Δ {title}" for _, title in COLUMNS]]
-    for run in runs[1:]:
-        ci = contract_intervals(  # under metrics.json's names, as COLUMNS are
-            paired_difference_ci(
-                ref.labels, (ref.proba, ref.threshold), (run.proba, run.threshold), seed=seed
-            )
+def _free_table(runs: list[TestedRun]) -> str:
+    rows = [["run"] + [title for _, title in FREE_COLUMNS]]
+    for run in runs:
+        ci = run.metrics.get("ci") or {}
+        rows.append(
+            [run.name] + [_with_interval(run.metrics.get(k), ci.get(k)) for k, _ in FREE_COLUMNS]
         )
+    return _markdown(rows)
+
+
+def _point_differences(runs: list[TestedRun], point: str, seed: int) -> str:
+    """Each run minus the first at ``point``: both runs' decisions there, on the same
+    resamples (none where a run has no decisions there, e.g. a cross-validation's)."""
+    ref = runs[0]
+    rows = [["run"] + [f"Δ {title}" for _, title in POINT_COLUMNS]]
+    for run in runs[1:]:
+        a, b = ref.at(point) or {}, run.at(point) or {}
+        ci: dict[str, Any] = {}
+        mine, theirs = ref.decisions(point), run.decisions(point)
+        if mine is not None and theirs is not None:
+            k = ref.proba.shape[1]
+            ci = paired_difference_ci(
+                ref.labels,
+                (decisions_as_proba(mine, k), 0.5 if k == 2 else None),
+                (decisions_as_proba(theirs, k), 0.5 if k == 2 else None),
+                seed=seed,
+            )
         cells = [run.name]
-        for key, _ in COLUMNS:
-            a, b = ref.value(key), run.value(key)
-            cells.append(_difference(None if a is None or b is None else b - a, ci.get(key)))
+        for key, _ in POINT_COLUMNS:
+            x, y = a.get(key), b.get(key)
+            cells.append(_difference(None if x is None or y is None else y - x, ci.get(key)))
+        rows.append(cells)
+    return _markdown(rows)
+
+
+def _free_differences(runs: list[TestedRun], seed: int) -> str:
+    ref = runs[0]
+    rows = [["run"] + [f"Δ {title}" for _, title in FREE_COLUMNS]]
+    for run in runs[1:]:
+        ci = paired_difference_ci(ref.labels, (ref.proba, None), (run.proba, None), seed=seed)
+        cells = [run.name]
+        for key, _ in FREE_COLUMNS:
+            x, y = ref.metrics.get(key), run.metrics.get(key)
+            cells.append(_difference(None if x is None or y is None else y - x, ci.get(key)))
         rows.append(cells)
     return _markdown(rows)
 

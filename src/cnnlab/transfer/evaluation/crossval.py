@@ -37,6 +37,26 @@ if TYPE_CHECKING:
     from cnnlab.transfer.results import CrossValMetrics, FoldMetrics
 
 METRICS = ("test_accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "pr_auc", "ece")
+# the means over folds, grouped so that no line or table mixes operating points (issue 24)
+GROUPS = (
+    ("threshold-free", ("roc_auc", "pr_auc", "ece")),
+    ("at each fold's validation-chosen threshold", ("sensitivity", "specificity")),
+    ("at the argmax", ("test_accuracy", "balanced_accuracy", "macro_f1")),
+)
+
+
+def groups(summary: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """(label, keys) of each group the summary holds; multi-class: argmax only, said so."""
+    found = [(label, [k for k in keys if k in summary]) for label, keys in GROUPS]
+    found = [(label, keys) for label, keys in found if keys]
+    if "sensitivity" not in summary:
+        found = [
+            (label + " (multi-class: the only operating point)" if "argmax" in label else label, k)
+            for label, k in found
+        ]
+    return found
+
+
 LEVEL = 0.95
 
 
@@ -86,10 +106,11 @@ def cross_validate(
     write_json(run_dir / "metrics.json", summary)
     write_csv(run_dir / "predictions_out_of_fold.csv", csv_rows(predictions))
     write_cv_report(run_dir, cfg, prepared, summary, out_of_fold)
-    console.print(
-        f"{k}-fold cross-validation, mean [95% t-interval] over folds: "
-        + "  ".join(f"{NAMES.get(m, 'ECE')} {cv_figure(summary, m)}" for m in summary["ci"])
-    )
+    console.print(f"{k}-fold cross-validation, mean [95% t-interval] over folds:")
+    for label, keys in groups(summary):
+        console.print(
+            f"  {label}: " + "  ".join(f"{NAMES[m]} {cv_figure(summary, m)}" for m in keys)
+        )
     return summary
 
 
@@ -159,11 +180,15 @@ def write_cv_report(
         labels, {"out of fold": out_of_fold}, run_dir / "reliability.png"
     )
     k, data = summary["folds"], Path(prepared.report["data_dir"]).name
-    figures = [f"{NAMES[m]} {with_ci(summary[m], summary['ci'][m])}" for m in NAMES if m in summary]
+    figures = [
+        f"{label}: "
+        + ", ".join(f"{NAMES[m]} {with_ci(summary[m], summary['ci'][m])}" for m in keys)
+        for label, keys in groups(summary)
+    ]
     r = Report(f"Cross-validation ({k} folds): {cfg.arch} on {data}")
     r.paragraph(
         f"{k}-fold cross-validation on {summary['n_images']} images: every image was tested "
-        f"once, by the model of the fold that did not train on it. Means: {', '.join(figures)}. "
+        f"once, by the model of the fold that did not train on it. Means, {'; '.join(figures)}. "
         f"Brackets: {summary['ci_method']} (somewhat narrow: folds share training data).",
         css_class="conclusion",
     )
@@ -181,14 +206,16 @@ def write_cv_report(
             ["fold", *classes],
         )
     r.heading("Results over folds")
-    r.table(
-        [
-            {"metric": m, "mean": summary[m], "sd": summary["std"][m],
-             "95% interval": with_ci(summary[m], summary["ci"][m])}
-            for m in summary["ci"]
-        ]
-    )  # fmt: skip
-    r.table(summary["per_fold"])
+    for label, keys in groups(summary):
+        r.paragraph(f"{label[0].upper()}{label[1:]}:")
+        r.table(
+            [
+                {"metric": NAMES[m], "mean": summary[m], "sd": summary["std"][m],
+                 "95% interval": with_ci(summary[m], summary["ci"][m]),
+                 **{f"fold {row['fold']}": row.get(m) for row in summary["per_fold"]}}
+                for m in keys
+            ]
+        )  # fmt: skip
     r.paragraph(
         "Each fold's threshold (two classes) and temperature (--calibrate) were chosen on "
         "that fold's validation split; fold_k/metrics.json holds its bootstrap intervals."

@@ -11,6 +11,13 @@ import numpy as np
 from cnnlab import plots
 from cnnlab.report import Report
 from cnnlab.transfer.inference.predict import cam_overlays
+from cnnlab.transfer.results import (
+    MULTICLASS_NOTE,
+    THRESHOLD_DEPENDENT,
+    THRESHOLD_FREE,
+    VALIDATION_THRESHOLD,
+    point_label,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,12 +35,17 @@ MISTAKES = 8  # most confident mistakes shown with Grad-CAM
 # metrics.json key -> how the console and the report name it
 NAMES = {
     "test_accuracy": "accuracy",
+    "accuracy": "accuracy",
     "balanced_accuracy": "balanced accuracy",
     "macro_f1": "macro-F1",
     "roc_auc": "ROC-AUC",
     "pr_auc": "PR-AUC",
     "sensitivity": "sensitivity",
     "specificity": "specificity",
+    "ppv": "PPV",
+    "npv": "NPV",
+    "test_loss": "log loss",
+    "ece": "ECE",
 }
 
 
@@ -79,32 +91,49 @@ def with_ci(value: float | None, ci: list[float] | None = None) -> str:
     return f"{value:.3f}" + ("" if not ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]")
 
 
-def figure(m: Mapping[str, Any], key: str) -> str:
-    """One metric with its interval, e.g. ``balanced accuracy 0.873 [0.851, 0.894]``;
-    sensitivity and specificity are those at the operating point."""
-    source = m["operating_point"] if key in ("sensitivity", "specificity") else m
-    return f"{NAMES[key]} {with_ci(source[key], (m.get('ci') or {}).get(key))}"
+def free_figures(m: Mapping[str, Any]) -> list[str]:
+    """The threshold-free metrics, e.g. ``ROC-AUC 0.958 [0.941, 0.972]``."""
+    ci = m.get("ci") or {}
+    return [f"{NAMES[k]} {with_ci(m.get(k), ci.get(k))}" for k in THRESHOLD_FREE if k in m]
 
 
-def headline(m: Mapping[str, Any], operating: bool = True) -> list[str]:
-    """``figure`` of each metric the held-out split has."""
-    keys = ["test_accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "pr_auc"]
-    if operating and "operating_point" in m:
-        keys += ["sensitivity", "specificity"]
-    return [figure(m, k) for k in keys]
+def operating_points(m: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(name, metrics) of each operating point of a ``metrics.json``, the deployed one
+    (the validation-chosen threshold) first; a multi-class run has only the argmax, its
+    top-level figures."""
+    if "at_argmax" not in m:
+        ci = m.get("ci") or {}
+        keys = {"accuracy": "test_accuracy", "balanced_accuracy": "balanced_accuracy"}
+        keys["macro_f1"] = "macro_f1"
+        block = {k: m[flat] for k, flat in keys.items()}
+        block["ci"] = {k: ci.get(flat) for k, flat in keys.items()}
+        return [(f"argmax ({MULTICLASS_NOTE})", block)]
+    points = []
+    if "operating_point" in m:
+        threshold = m["operating_point"]["threshold"]
+        points.append((point_label(VALIDATION_THRESHOLD, threshold), m["operating_point"]))
+    positive = m.get("positive_class", "class 1")
+    points.append((f"argmax ({positive} when its probability >= 0.5)", m["at_argmax"]))
+    return points
+
+
+def point_figures(block: Mapping[str, Any], extra: bool = False) -> list[str]:
+    """Every threshold-dependent metric at one operating point, with its interval."""
+    ci = block.get("ci") or {}
+    keys = [*THRESHOLD_DEPENDENT, *(("ppv", "npv") if extra else ())]
+    return [f"{NAMES[k]} {with_ci(block[k], ci.get(k))}" for k in keys if k in block]
 
 
 def print_summary(console: Console, m: Mapping[str, Any]) -> None:
-    """Held-out metrics with their intervals; ``m`` is a ``metrics.json`` plus ``evaluated_on``."""
+    """Held-out metrics with their intervals, threshold-free ones apart and each threshold-
+    dependent one at a named operating point; ``m`` is a ``metrics.json`` plus ``evaluated_on``."""
     n = m.get("n_images") or m.get("n_test") or m.get("n_val")
     method = f"; 95% intervals: {m['ci_method']}" if m.get("ci_method") else ""
     console.print(f"{m['evaluated_on']}" + (f", {n} images" if n else "") + method)
-    console.print("  " + "  ".join([*headline(m, operating=False), f"ECE {m['ece']:.3f}"]))
-    if "operating_point" in m:
-        console.print(
-            f"operating threshold {m['operating_point']['threshold']:.3f} (chosen on val) for "
-            f"{m['positive_class']}: {figure(m, 'sensitivity')}  {figure(m, 'specificity')}"
-        )
+    console.print("  threshold-free: " + "  ".join(free_figures(m)))
+    for name, block in operating_points(m):
+        chosen = " (chosen on val)" if name.startswith(VALIDATION_THRESHOLD) else ""
+        console.print(f"  at the {name}{chosen}: " + "  ".join(point_figures(block)))
     if m.get("calibration"):
         c = m["calibration"]
         console.print(
@@ -175,7 +204,7 @@ def write_report(
     if metrics["evaluated_on"] == "val":
         r.paragraph(f"Warning: {OPTIMISTIC}.", css_class="warning")
     results_section(r, metrics)
-    r.image(cm, "Confusion matrix (colour: fraction of the true class)")
+    r.image(cm, "Confusion matrix at the argmax (colour: fraction of the true class)")
     r.image(roc, "ROC curve(s), one-vs-rest")
     r.image(pr, "Precision-recall curve(s), one-vs-rest; AP = PR-AUC")
 
@@ -199,42 +228,49 @@ def write_report(
 
 
 def results_section(r: Report, metrics: Mapping[str, Any]) -> None:
-    """The held-out metrics with their intervals, per class, and the operating point."""
+    """The held-out metrics with their intervals: threshold-free ones in one table, the
+    threshold-dependent ones in one table per named operating point, then per class."""
     ci = metrics.get("ci") or {}
+    r.paragraph("Threshold-free (no decision threshold):")
     r.table(
         [
-            {"metric": k, "value": metrics[k], "95% interval": with_ci(metrics[k], ci.get(k))}
-            for k in ("test_accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "pr_auc")
+            {
+                "metric": NAMES[k],
+                "value": metrics[k],
+                "95% interval": with_ci(metrics[k], ci.get(k)),
+            }
+            for k in THRESHOLD_FREE
+            if k in metrics
         ]
-        + [{"metric": k, "value": metrics[k], "95% interval": ""} for k in ("ece", "test_loss")]
     )
+    for name, block in operating_points(metrics):
+        text = f"At the {name}"
+        if name.startswith(VALIDATION_THRESHOLD):
+            text += (
+                f", {metrics['positive_class']} positive: chosen on the validation split by "
+                "Youden's J, never on the held-out split; the decision best.pt deploys"
+            )
+        r.paragraph(text + ":")
+        point_ci = block.get("ci") or {}
+        keys = [*THRESHOLD_DEPENDENT, "ppv", "npv"]
+        r.table(
+            [
+                {
+                    "metric": NAMES[k],
+                    "value": block[k],
+                    "95% interval": with_ci(block[k], point_ci.get(k)),
+                }
+                for k in keys
+                if k in block
+            ]
+        )
     if ci:
         r.paragraph(
             f"Brackets: 95% intervals, {metrics['ci_method']} (images drawn with replacement; "
             "percentile intervals can be a little narrow on small splits)."
         )
+    r.paragraph("Per class, at the argmax:")
     r.table(metrics["per_class"], ["class", "precision", "recall", "f1", "support"])
-    if "operating_point" in metrics:
-        r.paragraph(
-            f"Operating point for {metrics['positive_class']} (positive class): threshold "
-            f"chosen on the validation split by Youden's J, never on the held-out split: "
-            f"{figure(metrics, 'sensitivity')}, {figure(metrics, 'specificity')}."
-        )
-        r.table(
-            [
-                {"decision": "probability >= 0.5", **metrics["at_argmax"]},
-                {"decision": "validation threshold", **metrics["operating_point"]},
-            ],
-            [
-                "decision",
-                "threshold",
-                "sensitivity",
-                "specificity",
-                "ppv",
-                "npv",
-                "balanced_accuracy",
-            ],
-        )
 
 
 def calibration_section(r: Report, metrics: Mapping[str, Any]) -> None:
@@ -264,15 +300,12 @@ def calibration_section(r: Report, metrics: Mapping[str, Any]) -> None:
 
 def _conclusion(m: RunMetrics) -> str:
     n = m["n_test"] or m["n_val"]
-    text = f"On {split_phrase(m['evaluated_on'])} ({n} images): " + ", ".join(headline(m))
-    text += f", ECE {m['ece']:.3f}."
+    name, block = operating_points(m)[0]  # the deployed operating point
+    text = f"On {split_phrase(m['evaluated_on'])} ({n} images), at the {name}: "
+    text += ", ".join(point_figures(block)) + "; threshold-free: "
+    text += ", ".join(free_figures(m)) + "."
     if m.get("ci"):
         text += " Brackets: 95% bootstrap intervals."
-    if "operating_point" in m:
-        text += (
-            f" Sensitivity and specificity at the validation threshold "
-            f"{m['operating_point']['threshold']:.3f}, {m['positive_class']} positive."
-        )
     if m["evaluated_on"] == "val":
         text += f" {OPTIMISTIC[0].upper()}{OPTIMISTIC[1:]}."
     return text

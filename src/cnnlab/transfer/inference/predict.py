@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab import plots
-from cnnlab.bootstrap import METHOD, N_RESAMPLES, bootstrap_ci
+from cnnlab.bootstrap import METHOD, N_RESAMPLES, bootstrap_ci, decision_ci
 from cnnlab.data.image_files import MAX_PIXELS, ImageTooLarge
 from cnnlab.errors import CnnlabError
 from cnnlab.files import check_output, output_errors, staged, write_csv, write_json
@@ -26,13 +26,14 @@ from cnnlab.transfer.data.images import check_max_pixels, load_image
 from cnnlab.transfer.device import resolve_device
 from cnnlab.transfer.inference.engines import Say, for_images, require_engine, stderr_note
 from cnnlab.transfer.models import cam_layer
+from cnnlab.transfer.results import ARGMAX, VALIDATION_THRESHOLD
 from cnnlab.transfer.training.batches import image_batches
 from cnnlab.transfer.training.loop import probabilities
 from cnnlab.transfer.training.transforms import normalize, to_tensor_batch
 
 if TYPE_CHECKING:
     from cnnlab.console import Advance
-    from cnnlab.transfer.results import EvaluationMetrics, HeldOutMetrics
+    from cnnlab.transfer.results import BinaryMetrics, EvaluationMetrics, HeldOutMetrics
 
 
 def predict_proba(
@@ -267,18 +268,36 @@ def metrics_of(
     threshold: float | None,
     ci_seed: int | None = None,
 ) -> HeldOutMetrics:
+    """Held-out metrics: threshold-free ones once, every threshold-dependent one at a named
+    operating point (two classes: ``at_argmax`` and ``operating_point``, the validation-chosen
+    ``threshold``; the top-level accuracy, balanced accuracy, macro-F1 are the argmax's)."""
     metrics = cast("HeldOutMetrics", metrics_contract(labels, proba, class_names))
     metrics["pr_auc"] = pr_auc(labels, proba)
-    if len(class_names) == 2:
-        metrics["positive_class"] = class_names[1]
-        metrics["at_argmax"] = binary_metrics(labels, proba[:, 1], 0.5)
-        if threshold is not None:
-            metrics["operating_point"] = binary_metrics(labels, proba[:, 1], threshold)
+    metrics["threshold_dependent_at"] = ARGMAX
     if ci_seed is not None:
-        intervals = bootstrap_ci(labels, proba, threshold, seed=ci_seed)
+        intervals = bootstrap_ci(labels, proba, None, seed=ci_seed)
         metrics["ci"] = contract_intervals(intervals)
         metrics["ci_method"] = f"{METHOD}, {N_RESAMPLES} resamples of the images, seed {ci_seed}"
+    if len(class_names) == 2:
+        metrics["positive_class"] = class_names[1]
+        metrics["at_argmax"] = _point(labels, proba[:, 1], 0.5, ARGMAX, ci_seed)
+        if threshold is not None:
+            point = _point(labels, proba[:, 1], threshold, VALIDATION_THRESHOLD, ci_seed)
+            metrics["operating_point"] = point
     return metrics
+
+
+def _point(
+    labels: np.ndarray, score: np.ndarray, threshold: float, name: str, ci_seed: int | None
+) -> BinaryMetrics:
+    """Every threshold-dependent metric of ``score >= threshold``, named, with intervals drawn
+    on the same resamples as the threshold-free ones."""
+    point = cast("BinaryMetrics", {"name": name, **binary_metrics(labels, score, threshold)})
+    if ci_seed is not None:
+        decided = (score >= threshold).astype(np.int64)
+        intervals = decision_ci(labels, decided, seed=ci_seed)  # under the block's own keys
+        point["ci"] = {k: None if v is None else [v[0], v[1]] for k, v in intervals.items()}
+    return point
 
 
 def evaluate(
