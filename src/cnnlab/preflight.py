@@ -59,6 +59,10 @@ def fmnist_train(
 
     tensorboard_installed(tensorboard, "keras")
     check_run_target(out, overwrite)
+    if tensorboard is not None:  # a folder that cannot be made is news before the data is
+        from cnnlab.tensorboard import prepare_log_dir
+
+        prepare_log_dir(tensorboard, out)
     fmnist_data(data_dir)
 
 

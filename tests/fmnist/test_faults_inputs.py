@@ -60,6 +60,8 @@ def one_line_error(result: dict, *fragments: str) -> str:
 def folder(tmp_path: Path, malformed) -> Path:
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.md").write_text("the user's own notes\n")
+    # a run as far as the command line's first check goes: the images are read before the model
+    (tmp_path / "run" / "model.keras").write_bytes(b"not a Keras file")
     (tmp_path / "wide.png").write_bytes(malformed.png(20000, 1))  # 101 bytes
     (tmp_path / "line.png").write_bytes(malformed.png(1_000_000, 1))
     (tmp_path / "bad.qoi").write_bytes(malformed.QOI)
@@ -95,7 +97,7 @@ def test_a_large_elongated_image_within_the_limits_is_read_with_bounded_memory(f
     size it took 4 GB. Shrunk before padding, it reaches the (missing) model."""
     (folder / "strip.png").write_bytes(malformed.png(32000, 1700))
     result = predict_measured(folder, "strip.png")
-    one_line_error(result, "missing model.keras")
+    one_line_error(result, "model.keras")
     assert result["peak_mb"] < RSS_BOUND_MB, result
 
 
