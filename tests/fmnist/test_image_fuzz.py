@@ -5,43 +5,16 @@ corrupts them."""
 
 from __future__ import annotations
 
-import io
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fmnist.inference import load_image
-
-
-def _seeds() -> list[bytes]:
-    rng = np.random.default_rng(0)
-    picture = Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8))
-    out = []
-    for fmt in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "ICO", "TGA", "QOI"):
-        buf = io.BytesIO()
-        try:
-            picture.save(buf, fmt)
-        except (KeyError, OSError):  # a format this Pillow cannot write
-            continue
-        out.append(buf.getvalue())
-    return out
-
-
-SEEDS = _seeds()
-
-
-@st.composite
-def corrupted(draw, extra: list[bytes]) -> bytes:
-    data = bytearray(draw(st.sampled_from(SEEDS + extra)))
-    for _ in range(draw(st.integers(0, 4))):
-        at = draw(st.integers(0, len(data) - 1))
-        data[at] = draw(st.integers(0, 255))
-    return bytes(data[: draw(st.integers(0, len(data)))])
+from image_fuzzing import corrupted
 
 
 def check(data: bytes) -> None:
