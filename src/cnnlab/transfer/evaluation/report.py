@@ -227,22 +227,21 @@ def write_report(
     return html
 
 
+def _metric_rows(values: Mapping[str, Any], ci: Mapping[str, Any], keys) -> list[dict]:
+    """One table row per metric of ``keys`` present in ``values``, with its interval."""
+    return [
+        {"metric": NAMES[k], "value": values[k], "95% interval": with_ci(values[k], ci.get(k))}
+        for k in keys
+        if k in values
+    ]
+
+
 def results_section(r: Report, metrics: Mapping[str, Any]) -> None:
     """The held-out metrics with their intervals: threshold-free ones in one table, the
     threshold-dependent ones in one table per named operating point, then per class."""
     ci = metrics.get("ci") or {}
     r.paragraph("Threshold-free (no decision threshold):")
-    r.table(
-        [
-            {
-                "metric": NAMES[k],
-                "value": metrics[k],
-                "95% interval": with_ci(metrics[k], ci.get(k)),
-            }
-            for k in THRESHOLD_FREE
-            if k in metrics
-        ]
-    )
+    r.table(_metric_rows(metrics, ci, THRESHOLD_FREE))
     for name, block in operating_points(metrics):
         text = f"At the {name}"
         if name.startswith(VALIDATION_THRESHOLD):
@@ -253,17 +252,7 @@ def results_section(r: Report, metrics: Mapping[str, Any]) -> None:
         r.paragraph(text + ":")
         point_ci = block.get("ci") or {}
         keys = [*THRESHOLD_DEPENDENT, "ppv", "npv"]
-        r.table(
-            [
-                {
-                    "metric": NAMES[k],
-                    "value": block[k],
-                    "95% interval": with_ci(block[k], point_ci.get(k)),
-                }
-                for k in keys
-                if k in block
-            ]
-        )
+        r.table(_metric_rows(block, point_ci, keys))
     if ci:
         r.paragraph(
             f"Brackets: 95% intervals, {metrics['ci_method']} (images drawn with replacement; "
