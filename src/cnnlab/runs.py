@@ -297,20 +297,12 @@ def require_run_dir(run_dir: str | os.PathLike, *required: str) -> Path:
         if (run_dir / "best.pt").is_file() and "model.keras" in missing:
             raise CnnlabError(
                 f"{run_dir} is a transfer-learning run (best.pt), not a Fashion-MNIST one: use "
-                f"cnnlab transfer {_command()} {run_dir} ..."
+                f"the transfer commands (cnnlab transfer predict|evaluate {run_dir} ...)"
             )
         if (run_dir / "model.keras").is_file() and "best.pt" in missing:
             raise CnnlabError(
                 f"{run_dir} is a Fashion-MNIST run (model.keras), not a transfer-learning one: "
-                f"use cnnlab {_command()} {run_dir} ..."
+                f"use the Fashion-MNIST commands (cnnlab predict|evaluate {run_dir} ...)"
             )
         raise CnnlabError(f"{run_dir} is not a complete cnnlab run (missing {', '.join(missing)})")
     return run_dir
-
-
-def _command() -> str:
-    """The sub-command being run (``predict``, ``evaluate``...), for a message that names it."""
-    import sys
-
-    known = ("predict", "evaluate", "export", "compare", "serve")
-    return next((a for a in sys.argv[1:] if a in known), "predict")
