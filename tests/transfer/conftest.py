@@ -112,3 +112,22 @@ def write_patients(
 def make_patients():
     """``make_patients(root, {"class": [patient id per image, ...]}, seed, mislabelled)``."""
     return write_patients
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A run directory holding a random-init resnet18 checkpoint at 32 px (no training),
+    for the fault tests that need a model but no trained one."""
+    import torch
+
+    from cnnlab.transfer import checkpoint as C
+    from cnnlab.transfer.models import build_model
+
+    root = tmp_path_factory.mktemp("run") / "run"
+    torch.manual_seed(0)
+    model = build_model("resnet18", 2, weights="none", image_size=32)
+    C.save(
+        C.Checkpoint("resnet18", ["a", "b"], 32, [0.5] * 3, [0.25] * 3, model.state_dict()),
+        root / "best.pt",
+    )
+    return root

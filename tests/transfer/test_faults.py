@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab.transfer import checkpoint as C
 from cnnlab.transfer.data.images import MAX_PIXELS
 from cnnlab.transfer.models import build_model
 
@@ -84,19 +83,6 @@ def blank_png(path: Path, width: int, height: int) -> Path:
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
     path.write_bytes(png + chunk(b"IEND", b""))
     return path
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """A run directory holding a random-init resnet18 checkpoint at 32 px (no training)."""
-    root = tmp_path_factory.mktemp("run") / "run"
-    torch.manual_seed(0)
-    model = build_model("resnet18", 2, weights="none", image_size=32)
-    C.save(
-        C.Checkpoint("resnet18", ["a", "b"], 32, [0.5] * 3, [0.25] * 3, model.state_dict()),
-        root / "best.pt",
-    )
-    return root
 
 
 @pytest.fixture

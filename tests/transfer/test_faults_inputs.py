@@ -15,10 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-
-from cnnlab.transfer import checkpoint as C
-from cnnlab.transfer.models import build_model
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 TINY = ["--weights", "none", "--image-size", "32", "--epochs", "1", "--batch-size", "8"]
@@ -63,19 +59,6 @@ def sparse_terabyte(path: Path) -> Path:
     with open(path, "wb") as f:
         f.truncate(2**40)
     return path
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """A run directory holding a random-init resnet18 checkpoint at 32 px (no training)."""
-    root = tmp_path_factory.mktemp("run") / "run"
-    torch.manual_seed(0)
-    model = build_model("resnet18", 2, weights="none", image_size=32)
-    C.save(
-        C.Checkpoint("resnet18", ["a", "b"], 32, [0.5] * 3, [0.25] * 3, model.state_dict()),
-        root / "best.pt",
-    )
-    return root
 
 
 @pytest.mark.parametrize(
