@@ -25,7 +25,7 @@ _spec = importlib.util.spec_from_file_location("transfer_faults", HERE / "test_f
 faults = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(faults)
 cnnlab, snapshot, refused = faults.cnnlab, faults.snapshot, faults.refused_without_a_trace
-run_dir, images, TINY = faults.run_dir, faults.images, faults.TINY  # fixtures, options
+images, TINY = faults.images, faults.TINY  # fixture (run_dir is in conftest.py), options
 UNWRITABLE = Path("/sys/cnnlab-cannot-write-here")
 
 
