@@ -113,3 +113,21 @@ def transfer_run(
             raise CnnlabError(f"not found: {item}")
     if data_dir is not None and not Path(data_dir).is_dir():
         raise CnnlabError(f"data folder not found: {data_dir}")
+
+
+def transfer_shift(
+    data_dir: str | os.PathLike,
+    test: str | os.PathLike | None,
+    outputs: Sequence[tuple[str, str | os.PathLike | None]],
+    overwrite: bool,
+) -> None:
+    """``cnnlab transfer shift``: both folders, then each output file."""
+    from cnnlab.files import check_output
+
+    for name, folder in (("data folder", data_dir), ("--test folder", test)):
+        if folder is not None and not Path(folder).is_dir():
+            raise CnnlabError(f"{name} not found: {folder}")
+    inputs = [("the data folder", data_dir)] + ([("--test", test)] if test else [])
+    for name, path in outputs:
+        if path is not None:
+            check_output(name, path, overwrite=overwrite, inputs=inputs)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from cnnlab.transfer.checkpoint import Checkpoint
+    from cnnlab.transfer.evaluation.shift import ShiftReport
     from cnnlab.transfer.results import (
         CrossValMetrics,
         EvaluationMetrics,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
         RunMetrics,
     )
 
-__all__ = ["TransferConfig", "TransferResult", "evaluate", "load", "predict", "train"]
+__all__ = ["TransferConfig", "TransferResult", "evaluate", "load", "predict", "shift", "train"]
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
 
@@ -141,6 +142,37 @@ def evaluate(
 
     metrics, _ = run(_path(source), data_dir, out, device, overwrite, max_pixels, engine=engine)
     return metrics
+
+
+def shift(
+    data_dir: str | os.PathLike,
+    *,
+    test: str | os.PathLike | None = None,
+    image_size: int = 224,
+    group_regex: str | None = None,
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+    json_out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> ShiftReport:
+    """The site-shift probe (``cnnlab.transfer.evaluation.shift``): can four whole-image
+    statistics predict the class, and does the test folder differ from the training one?
+    Prints the Markdown; also writes it to ``out`` and the numbers to ``json_out``."""
+    from cnnlab import preflight
+    from cnnlab.files import atomic_write_text
+    from cnnlab.transfer.evaluation.shift import probe, to_markdown
+
+    preflight.transfer_shift(data_dir, test, [("--out", out), ("--json", json_out)], overwrite)
+    report, train_dir, test_dir = probe(data_dir, test, image_size, group_regex, seed)
+    text = to_markdown(report, train_dir, test_dir)
+    print(text, end="")
+    if out is not None:
+        atomic_write_text(Path(out), text, overwrite)
+    if json_out is not None:
+        import json
+
+        atomic_write_text(Path(json_out), json.dumps(report.as_dict(), indent=2) + "\n", overwrite)
+    return report
 
 
 def _path(source: TransferResult | str | os.PathLike) -> Path:

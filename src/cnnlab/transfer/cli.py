@@ -145,6 +145,30 @@ def compare(
 
 @app.command()
 @requires("transfer")
+def shift(
+    data_dir: Path = typer.Argument(..., help="One folder per class, or train/ (+ test/)."),
+    test: Path | None = typer.Option(
+        None, "--test", help="The test site's folder [default: DATA_DIR/test]."
+    ),
+    image_size: int = typer.Option(224, min=32, max=1024, help="Side the images are read at."),
+    group_regex: str | None = typer.Option(
+        None, help="Patient id in file names: cross-validation keeps a patient in one fold."
+    ),
+    seed: int = typer.Option(0, min=0, help="Seed of the folds and bootstrap resamples."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the Markdown here."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers here."),
+    overwrite: bool = typer.Option(False, help="Replace existing --out/--json files."),
+) -> None:
+    """Can whole-image statistics predict the class, and does the test site differ?"""
+    preflight.transfer_shift(data_dir, test, [("--out", out), ("--json", json_out)], overwrite)
+    transfer.shift(
+        data_dir, test=test, image_size=image_size, group_regex=group_regex, seed=seed,
+        out=out, json_out=json_out, overwrite=overwrite,
+    )  # fmt: skip
+
+
+@app.command()
+@requires("transfer")
 def export(
     run_dir: Path = typer.Argument(..., help="Run directory (uses best.pt) or checkpoint file."),
     out: Path = typer.Option(..., "--out", help="model.onnx or model.safetensors."),
