@@ -181,3 +181,18 @@ def test_a_class_left_without_readable_images_is_an_error(tmp_path, make_folders
     (tmp_path / "b" / "x.txt").write_text("oops")
     with pytest.raises(CnnlabError, match="no usable images for class b"):
         prepare_data(tmp_path, TransferConfig(weights="none", image_size=32))
+
+
+def test_dedupe_removes_a_copy_inside_train_but_never_one_inside_test(tmp_path, make_folders):
+    """A duplicate inside the test folder leaks nothing: the official test set stays whole."""
+    make_folders(tmp_path / "train", {"x": 12, "y": 12}, seed=1)
+    make_folders(tmp_path / "test", {"x": 6, "y": 6}, seed=2)
+    shutil.copy(tmp_path / "train/x/000.png", tmp_path / "train/x/twin.png")
+    shutil.copy(tmp_path / "test/y/002.png", tmp_path / "test/y/twin.png")
+    cfg = TransferConfig(weights="none", image_size=32, val_size=0.25, dedupe=True)
+    deduped = prepare_data(tmp_path, cfg)
+    inside = {(d["split_a"], d["split_b"]) for d in deduped.report["duplicates"]}
+    assert {("train", "train"), ("test", "test")} <= inside  # both are found and reported
+    removed = {_tail(p) for p in deduped.report["removed_by_dedupe"]}
+    assert removed & {"x/twin.png", "x/000.png"} and not removed & {"y/twin.png", "y/002.png"}
+    assert len(deduped.splits["test"]) == 13

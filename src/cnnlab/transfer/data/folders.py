@@ -286,16 +286,19 @@ def find_duplicates(
 def drop_duplicates(
     splits: dict[str, LoadedSplit], pairs: Sequence[DuplicatePair]
 ) -> tuple[dict[str, LoadedSplit], list[str]]:
-    """Remove leakage, keeping evaluation sets intact so results stay comparable.
+    """Remove leakage, keeping the test set intact so results stay comparable with others'.
 
-    Across splits the copy in the earlier split of train -> val -> test is removed (the test
-    set is never changed); within a split, the second copy of a pair is removed.
+    Across splits the copy in the earlier split of train -> val -> test is removed; within a
+    split, the second copy of a pair is removed, except in ``test``: a test folder is never
+    changed (a duplicate inside it leaks nothing, it only counts one picture twice), so
+    results are on every official test image.
     """
     order = {"train": 0, "val": 1, "test": 2}
     remove: dict[str, set[str]] = {name: set() for name in splits}
     for p in pairs:
         if p.split_a == p.split_b:
-            remove[p.split_b].add(p.path_b)
+            if p.split_b != "test":
+                remove[p.split_b].add(p.path_b)
         elif order[p.split_a] < order[p.split_b]:
             remove[p.split_a].add(p.path_a)
         else:
