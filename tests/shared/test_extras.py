@@ -83,7 +83,7 @@ def test_each_framework_extra_holds_one_framework_with_the_measured_pins():
 
 def test_all_is_every_user_extra_and_make_installs_it_with_the_test_tools():
     extras = project()["optional-dependencies"]
-    assert extras["all"] == ["cnnlab[keras,transfer,serve]"]
+    assert extras["all"] == ["cnnlab[keras,transfer,serve,dicom]"]
     assert "gradio" not in names(extras["dev"])  # dev is test tools only
     assert "-e '.[all,dev]'" in (ROOT / "Makefile").read_text()
 
