@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pydicom.pixels
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.pixels import get_decoder
 from pydicom.uid import JPEGLSLossless
 
@@ -56,6 +57,25 @@ def test_rescale_slope_and_intercept_come_before_the_window_on_signed_pixels():
     )
     # stored -50 -> -200 (black), 0 -> -100, 50 -> 0 (mid-grey), 100 -> 100, 150 -> 200 (white)
     assert [out[0, x] for x in (45, 50, 55, 60, 65)] == [0, 64, 128, 192, 255]
+
+
+def voi_lut(descriptor: list[int], vr: str, data) -> Dataset:
+    item = Dataset()
+    item.LUTDescriptor = descriptor  # entries, first value mapped, bits per entry
+    item.add_new("LUTData", vr, data)
+    return item
+
+
+def test_without_a_window_the_files_voi_lut_maps_the_values():
+    # an 8-bit LUT of 1000 entries: a threshold at 500 (pydicom 3.0.2's apply_voi_lut wraps
+    # inputs above 255 with an 8-bit LUT and gave black everywhere)
+    threshold = voi_lut([1000, 0, 8], "US", [0] * 500 + [255] * 500)
+    out = pixels(dicom_bytes(ramp(), VOILUTSequence=[threshold]))
+    assert [out[0, x] for x in (0, 49, 50, 99)] == [0, 0, 255, 255]
+    # 16-bit words (OW) from the value 300 on: below it the first entry, then a ramp
+    steps = voi_lut([500, 300, 16], "OW", (np.arange(500, dtype="<u2") * 8).tobytes())
+    out = pixels(dicom_bytes(ramp(), VOILUTSequence=[steps]))
+    assert [out[0, x] for x in (0, 30, 40, 55, 80, 99)] == [0, 0, 51, 128, 255, 255]
 
 
 def test_sixteen_bit_pixels_use_their_whole_range_not_clipped_at_255():

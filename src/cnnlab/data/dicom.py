@@ -12,8 +12,8 @@ A stored pixel value is not a grey level: it goes through the file's own display
    Modality LUT Sequence;
 2. the VOI window the file names: WindowCenter and WindowWidth (their first value when the
    file offers several, the one a viewer opens with), with its VOILUTFunction (LINEAR by
-   default, LINEAR_EXACT, SIGMOID); else a VOI LUT Sequence; else the minimum and maximum of
-   the image itself;
+   default, LINEAR_EXACT, SIGMOID); else the first VOI LUT Sequence item; else the minimum
+   and maximum of the image itself;
 3. MONOCHROME1 (bright means low, common in computed radiography) is inverted so that bone is
    white as in every other image;
 4. the result is rounded to 8-bit grey, which callers turn into RGB like any other image.
@@ -29,6 +29,7 @@ is a CnnlabError naming the extra, not a skipped file: every DICOM file would fa
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -160,8 +161,8 @@ def _min_max(values: np.ndarray) -> np.ndarray:
 
 def _first(value) -> float:
     """A Window Center/Width as a number: the first of several, as viewers open with."""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = value[0]
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        value = value[0]  # pydicom's MultiValue is a Sequence
     return float(value)
 
 
@@ -188,9 +189,28 @@ def _voi(values: np.ndarray, ds: Dataset) -> np.ndarray:
             # C.11.2.1.2.1: the window of width w spans w - 1 values around c - 0.5
             unit = (values - (center - 0.5)) / max(width - 1, 1e-6) + 0.5
             return np.clip(unit, 0.0, 1.0)
-    elif "VOILUTSequence" in ds:
-        from pydicom.pixels import apply_voi_lut
-
-        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-        return np.clip(apply_voi_lut(values, ds, prefer_lut=True) / (2**bits - 1), 0.0, 1.0)
+    elif "VOILUTSequence" in ds and len(ds.VOILUTSequence):
+        return _voi_lut(values, ds)
     return _min_max(values)
+
+
+def _voi_lut(values: np.ndarray, ds: Dataset) -> np.ndarray:
+    """The first VOI LUT of the file (PS3.3 C.11.2.1.1), its entries' range black to white.
+
+    Looked up here: pydicom 3.0.2's ``apply_voi_lut`` indexes an 8-bit LUT with 8-bit indices,
+    so every input above 255 wraps around. Scaled by the range of the entries, not by the
+    descriptor's bit depth: files declaring 16 bits often hold 12-bit entries, which would
+    show as a dim grey.
+    """
+    item = ds.VOILUTSequence[0]
+    entries, first = int(item.LUTDescriptor[0]) or 2**16, int(item.LUTDescriptor[1])
+    data = item.LUTData
+    if isinstance(data, bytes):  # OW: 16-bit words in the file's byte order
+        order = ">" if ds.original_encoding[1] is False else "<"
+        lut = np.frombuffer(data, f"{order}u2", count=min(entries, len(data) // 2))
+    else:
+        lut = np.asarray(data if isinstance(data, Sequence) else [data], np.float64)
+    if lut.size == 0:
+        return _min_max(values)
+    index = np.clip(np.rint(values) - first, 0, lut.size - 1).astype(np.int64)
+    return _min_max(lut.astype(np.float32))[index]

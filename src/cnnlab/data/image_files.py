@@ -186,4 +186,4 @@ def _open_dicom(data: bytes, max_pixels: int) -> Image.Image:
         pixels = dicom.to_8bit(data)
     except dicom.DicomUnreadable as e:
         raise ImageRefused(str(e)) from None
-    return Image.fromarray(pixels, "L" if pixels.ndim == 2 else "RGB")
+    return Image.fromarray(pixels)  # uint8: H x W is mode L, H x W x 3 is RGB
