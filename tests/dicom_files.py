@@ -2,7 +2,8 @@
 (preamble, ``DICM``, file meta), Explicit VR Little Endian, one sample per pixel unless told.
 
 ``dicom_bytes(pixels, **tags)`` sets Rows, Columns, the bit depth and the pixel representation
-from ``pixels`` (uint8, uint16 or int16; a 3-D array is a multi-frame file); ``tags`` are set
+from ``pixels`` (uint8, uint16 or int16; a 3-D array is a multi-frame file, or with
+``photometric="RGB"`` one colour image); ``tags`` are set
 as DICOM keywords (``WindowCenter=40``), ``pixel_data=False`` leaves the pixels out, and
 ``syntax`` names the transfer syntax (a compressed one gets the raw bytes encapsulated,
 not really compressed: enough for a reader that refuses the syntax before decoding).
@@ -35,10 +36,13 @@ def dicom_bytes(
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.Modality = "OT"
-    if pixels.ndim == 3:
+    colour = photometric == "RGB"  # then pixels are H x W x 3, interleaved
+    if pixels.ndim == 3 + colour:
         ds.NumberOfFrames = pixels.shape[0]
-    ds.Rows, ds.Columns = pixels.shape[-2:]
-    ds.SamplesPerPixel = 1
+    ds.Rows, ds.Columns = pixels.shape[-2 - colour : pixels.ndim - colour]
+    ds.SamplesPerPixel = 3 if colour else 1
+    if colour:
+        ds.PlanarConfiguration = 0
     ds.PhotometricInterpretation = photometric
     bits = pixels.dtype.itemsize * 8
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1

@@ -100,6 +100,13 @@ def test_of_a_multi_frame_file_frame_0_is_used():
     assert (out == pixels(dicom_bytes(ramp()))).all()
 
 
+def test_a_colour_file_keeps_its_colours():
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[..., 0], rgb[4:, :, 2] = 200, 90
+    with F.open_header(dicom_bytes(rgb, photometric="RGB")) as im:
+        assert im.mode == "RGB" and (np.asarray(im) == rgb).all()
+
+
 def test_every_consumer_gets_rgb_like_from_any_other_grey_image():
     from PIL import Image
 
