@@ -48,6 +48,13 @@ def test_the_first_of_several_windows_is_the_one_used():
     assert (several == one).all()
 
 
+def test_a_window_that_is_not_a_number_falls_back_to_the_images_range():
+    data = dicom_bytes(ramp(), WindowCenter=500, WindowWidth=201)
+    broken = data.replace(b"500.0 ", b"5x0.0 ")  # the Window Center, as its bytes
+    assert broken != data
+    assert (pixels(broken) == pixels(dicom_bytes(ramp()))).all()
+
+
 def test_rescale_slope_and_intercept_come_before_the_window_on_signed_pixels():
     # stored -500 .. 490 (int16); modality value 2 x stored - 100; window 0 +- 200 in
     # modality units, as a CT window is given in Hounsfield units

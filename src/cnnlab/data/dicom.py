@@ -29,6 +29,7 @@ is a CnnlabError naming the extra, not a skipped file: every DICOM file would fa
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,11 @@ from cnnlab.runtime import missing_extra_error
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
     from pydicom.uid import UID
+
+# pydicom warns (UserWarning) about what it finds malformed in a file it then reads or
+# refuses (excess padding after the pixel data, say): the file's fate is said in cnnlab's
+# words, as for Pillow's warnings (image_files.py); a filter, as files decode in threads.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.")
 
 MAGIC_OFFSET = 128  # DICOM PS3.10 7.1: a 128-byte preamble, then "DICM"
 MAGIC = b"DICM"
