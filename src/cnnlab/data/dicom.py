@@ -28,13 +28,15 @@ is a CnnlabError naming the extra, not a skipped file: every DICOM file would fa
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cnnlab.errors import CnnlabError
 from cnnlab.runtime import missing_extra_error
 
 if TYPE_CHECKING:
@@ -53,7 +55,14 @@ COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLO
 
 
 class DicomUnreadable(ValueError):
-    """Why a DICOM file cannot be used as an image (without its path: callers add it)."""
+    """Why a DICOM file cannot be used as an image (without its path: callers add it).
+
+    One printable line: the reason may quote the file's own bytes (a corrupt Transfer Syntax
+    UID held a newline), and it is printed to a terminal and into CSV files.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__("".join(c if c.isprintable() else "?" for c in reason)[:300])
 
 
 def is_dicom(data: bytes) -> bool:
@@ -72,12 +81,28 @@ def _pydicom():
     return pydicom
 
 
+@contextlib.contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Any exception pydicom raises on a malformed file as a DicomUnreadable naming it.
+
+    Any, not a list: pydicom parses elements lazily, when first read, and a corrupt one
+    raises what its converter meets (NotImplementedError for an unknown VR, TypeError,
+    BytesLengthException); a fuzzer found each of these outside the parser's own call.
+    """
+    try:
+        yield
+    except (DicomUnreadable, CnnlabError):  # CnnlabError: pydicom is not installed
+        raise
+    except MemoryError:
+        raise DicomUnreadable("needs more memory than is free to decode") from None
+    except Exception as e:  # noqa: BLE001  (see the docstring)
+        raise DicomUnreadable(f"corrupt DICOM {what} ({_first_line(e)})") from None
+
+
 def _read(data: bytes, stop_before_pixels: bool) -> Dataset:
     pydicom = _pydicom()
-    try:
+    with _reading("file"):
         return pydicom.dcmread(io.BytesIO(data), force=False, stop_before_pixels=stop_before_pixels)
-    except Exception as e:  # noqa: BLE001  (pydicom raises what its parser meets on bad bytes)
-        raise DicomUnreadable(f"corrupt DICOM file ({_first_line(e)})") from None
 
 
 def _first_line(e: Exception) -> str:
@@ -91,7 +116,11 @@ def read_header(data: bytes) -> tuple[Dataset, int, int]:
     Raises DicomUnreadable when the file holds no image, or one compressed in a way no
     decoder installed here reads: both known before a pixel is decoded.
     """
-    ds = _read(data, stop_before_pixels=True)
+    with _reading("file"):
+        return _header(_read(data, stop_before_pixels=True))
+
+
+def _header(ds: Dataset) -> tuple[Dataset, int, int]:
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     if syntax is None:
@@ -126,28 +155,25 @@ def to_8bit(data: bytes) -> np.ndarray:
     Call it only after the size from :func:`read_header` passed the limits. Raises
     DicomUnreadable naming the reason.
     """
+    ds = _read(data, stop_before_pixels=False)
+    with _reading("pixel data"):
+        return _pixels(ds)
+
+
+def _pixels(ds: Dataset) -> np.ndarray:
     from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
 
-    ds = _read(data, stop_before_pixels=False)
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise DicomUnreadable("DICOM file without pixel data")
     kind = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     if kind not in GREY + COLOUR:
         raise DicomUnreadable(f"DICOM photometric interpretation {kind or '(none)'} not supported")
-    try:
-        raw = pixel_array(ds, index=0)  # frame 0 only: see the module docstring
-        if kind == "PALETTE COLOR":
-            return _stretch(apply_color_lut(raw, ds))
-        if kind not in GREY:
-            return _stretch(raw)
-        values = apply_modality_lut(raw, ds).astype(np.float32)
-        unit = _voi(values, ds)
-    except DicomUnreadable:
-        raise
-    except MemoryError:
-        raise DicomUnreadable("needs more memory than is free to decode") from None
-    except Exception as e:  # noqa: BLE001  (decoders raise what malformed pixel data triggers)
-        raise DicomUnreadable(f"corrupt DICOM pixel data ({_first_line(e)})") from None
+    raw = pixel_array(ds, index=0)  # frame 0 only: see the module docstring
+    if kind == "PALETTE COLOR":
+        return _stretch(apply_color_lut(raw, ds))
+    if kind not in GREY:
+        return _stretch(raw)
+    unit = _voi(apply_modality_lut(raw, ds).astype(np.float32), ds)
     if kind == "MONOCHROME1":
         unit = 1.0 - unit
     return np.rint(unit * 255).astype(np.uint8)
