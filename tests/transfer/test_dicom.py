@@ -99,17 +99,31 @@ def test_predict_refuses_a_dcm_beyond_the_limits_in_one_line_without_decoding(ru
     assert not (tmp_path / "p.csv").exists()
 
 
-def test_without_pydicom_predict_names_the_dicom_extra_in_one_line(run_dir, tmp_path):
-    image = write_dicom(tmp_path / "chest.dcm", ramp(40, 40))
-    args = ["transfer", "predict", run_dir, image, "--out", tmp_path / "p.csv"]
-    result = subprocess.run(
+def without_pydicom(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, str(MISSING), "pydicom", *map(str, args)],
         capture_output=True, text=True, timeout=300, env=cnnlab_env(),
     )  # fmt: skip
-    assert one_line(result) == (
-        "cnnlab: error: reading DICOM files needs pydicom: pip install 'cnnlab[dicom]'"
-    )
+
+
+NO_PYDICOM = "cnnlab: error: reading DICOM files needs pydicom: pip install 'cnnlab[dicom]'"
+
+
+def test_without_pydicom_predict_names_the_dicom_extra_in_one_line(run_dir, tmp_path):
+    image = write_dicom(tmp_path / "chest.dcm", ramp(40, 40))
+    result = without_pydicom("transfer", "predict", run_dir, image, "--out", tmp_path / "p.csv")
+    assert one_line(result) == NO_PYDICOM
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_without_pydicom_train_stops_in_one_line_instead_of_skipping_every_file(tmp_path):
+    for name in ("a", "b"):
+        for i in range(4):
+            write_dicom(tmp_path / "data" / name / f"{i}.dcm", ramp(40, 40) + i)
+    data, run = tmp_path / "data", tmp_path / "run"
+    result = without_pydicom("transfer", "train", data, "--out", run, *TINY)
+    assert one_line(result) == NO_PYDICOM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no run, not even half
 
 
 @pytest.mark.slow
