@@ -15,6 +15,10 @@ makes a command use more memory than an image at the limits does:
 Every failure of Pillow on a file (any exception: QOI files raise ``IndexError``, DDS files
 ``NotImplementedError``) becomes an ``ImageRefused`` carrying the reason, which callers list
 as skipped or print as one line.
+
+DICOM files, which Pillow cannot read, are recognised here by their ``DICM`` prefix and read
+by ``cnnlab.data.dicom`` (pydicom), their Rows x Columns checked against the same limits
+first: every caller of ``open_header`` reads them, with no code of its own.
 """
 
 from __future__ import annotations
