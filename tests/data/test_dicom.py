@@ -55,6 +55,12 @@ def test_a_window_that_is_not_a_number_falls_back_to_the_images_range():
     assert (pixels(broken) == pixels(dicom_bytes(ramp()))).all()
 
 
+def test_a_sigmoid_window_is_centred_on_its_centre():
+    out = pixels(dicom_bytes(ramp(), WindowCenter=500, WindowWidth=40, VOILUTFunction="SIGMOID"))
+    # 1 / (1 + exp(-4 (x - c) / w)): 0.5 at the centre, 0.018 and 0.982 at c -+ w
+    assert [out[0, x] for x in (46, 50, 54)] == [5, 128, 250]
+
+
 def test_rescale_slope_and_intercept_come_before_the_window_on_signed_pixels():
     # stored -500 .. 490 (int16); modality value 2 x stored - 100; window 0 +- 200 in
     # modality units, as a CT window is given in Hounsfield units

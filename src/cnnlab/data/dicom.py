@@ -173,9 +173,16 @@ def _pixels(ds: Dataset) -> np.ndarray:
         return _stretch(apply_color_lut(raw, ds))
     if kind not in GREY:
         return _stretch(raw)
-    unit = _voi(apply_modality_lut(raw, ds).astype(np.float32), ds)
+    with np.errstate(all="ignore"):  # NaN or infinite float pixels: not a warning line
+        unit = _voi(apply_modality_lut(raw, ds).astype(np.float32), ds)
     if kind == "MONOCHROME1":
         unit = 1.0 - unit
+    return _to_uint8(unit)
+
+
+def _to_uint8(unit: np.ndarray) -> np.ndarray:
+    """[0, 1] -> 0..255; what is not a number (float pixel data may hold NaN) is black."""
+    unit = np.clip(np.nan_to_num(unit, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     return np.rint(unit * 255).astype(np.uint8)
 
 
@@ -183,11 +190,16 @@ def _stretch(arr: np.ndarray) -> np.ndarray:
     """Colour pixels as uint8: 8-bit ones as they are, deeper ones min-max stretched."""
     if arr.dtype == np.uint8:
         return arr
-    return np.rint(_min_max(arr.astype(np.float32)) * 255).astype(np.uint8)
+    with np.errstate(all="ignore"):
+        return _to_uint8(_min_max(arr.astype(np.float32)))
 
 
 def _min_max(values: np.ndarray) -> np.ndarray:
-    lo, hi = float(values.min()), float(values.max())
+    ok = np.isfinite(values)
+    finite = values if ok.all() else values[ok]  # a copy only where float pixels hold NaN
+    if finite.size == 0:
+        return np.zeros_like(values)
+    lo, hi = float(finite.min()), float(finite.max())
     return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
 
 
@@ -211,6 +223,8 @@ def _voi(values: np.ndarray, ds: Dataset) -> np.ndarray:
         try:
             center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
         except (TypeError, ValueError, IndexError):
+            center, width = 0.0, 0.0
+        if not (np.isfinite(center) and np.isfinite(width)):
             center, width = 0.0, 0.0
         function = str(ds.get("VOILUTFunction", "LINEAR")).strip().upper() or "LINEAR"
         if function == "SIGMOID" and width > 0:
