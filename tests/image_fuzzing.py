@@ -1,6 +1,6 @@
 """Image bytes to fuzz decoders with (issue 27), shared by both pipelines' fuzz tests: small
-real files of every format this Pillow writes, and a Hypothesis strategy that corrupts and
-truncates them (or the malformed files a test adds)."""
+real files of every format this Pillow writes and of DICOM, and a Hypothesis strategy that
+corrupts and truncates them (or the malformed files a test adds)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import io
 import numpy as np
 from hypothesis import strategies as st
 from PIL import Image
+
+from dicom_files import dicom_bytes
 
 
 def _seeds() -> list[bytes]:
@@ -22,6 +24,10 @@ def _seeds() -> list[bytes]:
         except (KeyError, OSError):  # a format this Pillow cannot write
             continue
         out.append(buf.getvalue())
+    # DICOM: 16-bit with a window and a rescale, and MONOCHROME1 (cnnlab.data.dicom)
+    stored = rng.integers(0, 4096, (12, 16), dtype=np.uint16)
+    out.append(dicom_bytes(stored, WindowCenter=2048, WindowWidth=1000, RescaleSlope=2))
+    out.append(dicom_bytes(stored, photometric="MONOCHROME1"))
     return out
 
 

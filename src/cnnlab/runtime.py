@@ -69,6 +69,9 @@ EXTRAS = {
         ),
     ),
     "serve": Extra("cnnlab serve needs Gradio", ("gradio",), ("gradio",)),
+    # asked for by the image decoder when it meets a DICOM file (cnnlab.data.dicom), not
+    # before a command: a folder of PNGs needs no pydicom
+    "dicom": Extra("reading DICOM files needs pydicom", ("pydicom",), ("pydicom",)),
 }
 
 

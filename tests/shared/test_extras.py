@@ -73,7 +73,7 @@ def test_the_core_install_holds_no_deep_learning_framework():
 
 def test_each_framework_extra_holds_one_framework_with_the_measured_pins():
     extras = project()["optional-dependencies"]
-    assert "tensorflow-cpu==2.21.0" in extras["keras"]
+    assert {"tensorflow-cpu", "tensorflow"} <= names(extras["keras"])  # chosen by platform
     assert not names(extras["keras"]) & {"torch", "torchvision"}
     # an unpinned torchvision replaces torch with another build
     assert {"torch==2.14.1", "torchvision==0.29.1"} <= set(extras["transfer"])
@@ -81,9 +81,43 @@ def test_each_framework_extra_holds_one_framework_with_the_measured_pins():
     assert "tensorboard" in names(extras["keras"]) & names(extras["transfer"])
 
 
+# (sys_platform, platform_system, platform_machine) as pip's markers see each machine
+PLATFORMS = {
+    "linux x86-64": ("linux", "Linux", "x86_64"),
+    "windows x86-64": ("win32", "Windows", "AMD64"),
+    "apple silicon": ("darwin", "Darwin", "arm64"),
+    "linux arm64": ("linux", "Linux", "aarch64"),
+}
+
+
+@pytest.mark.parametrize(
+    ("platform", "package"),
+    [
+        # tensorflow-cpu 2.21.0 has wheels for these two only (PyPI's file list) ...
+        ("linux x86-64", "tensorflow-cpu==2.21.0"),
+        ("windows x86-64", "tensorflow-cpu==2.21.0"),
+        # ... tensorflow 2.21.0 also for macOS arm64 and Linux aarch64
+        ("apple silicon", "tensorflow==2.21.0"),
+        ("linux arm64", "tensorflow==2.21.0"),
+    ],
+)
+def test_the_keras_extra_installs_the_tensorflow_that_has_wheels_for_the_machine(platform, package):
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    keys = ("sys_platform", "platform_system", "platform_machine")
+    environment = {**default_environment(), **dict(zip(keys, PLATFORMS[platform], strict=True))}
+    chosen = [
+        f"{r.name}{r.specifier}"
+        for r in map(Requirement, project()["optional-dependencies"]["keras"])
+        if r.name.startswith("tensorflow") and (r.marker is None or r.marker.evaluate(environment))
+    ]
+    assert chosen == [package]
+
+
 def test_all_is_every_user_extra_and_make_installs_it_with_the_test_tools():
     extras = project()["optional-dependencies"]
-    assert extras["all"] == ["cnnlab[keras,transfer,serve]"]
+    assert extras["all"] == ["cnnlab[keras,transfer,serve,dicom]"]
     assert "gradio" not in names(extras["dev"])  # dev is test tools only
     assert "-e '.[all,dev]'" in (ROOT / "Makefile").read_text()
 

@@ -15,6 +15,10 @@ makes a command use more memory than an image at the limits does:
 Every failure of Pillow on a file (any exception: QOI files raise ``IndexError``, DDS files
 ``NotImplementedError``) becomes an ``ImageRefused`` carrying the reason, which callers list
 as skipped or print as one line.
+
+DICOM files, which Pillow cannot read, are recognised here by their ``DICM`` prefix and read
+by ``cnnlab.data.dicom`` (pydicom), their Rows x Columns checked against the same limits
+first: every caller of ``open_header`` reads them, with no code of its own.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from collections.abc import Iterator
 
 from PIL import Image, UnidentifiedImageError
 
+from cnnlab.data import dicom
 from cnnlab.errors import CnnlabError
 
 # Above an uncompressed RGB image at the pixel limit (268 MB as a BMP or TIFF), below what a
@@ -146,9 +151,16 @@ def decoding() -> Iterator[None]:
 
 def open_header(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Read only the header of an image file's bytes; refuse it, before any pixel is
-    decoded, when its shape breaks a limit. Raises ImageRefused or ImageTooLarge."""
+    decoded, when its shape breaks a limit. Raises ImageRefused or ImageTooLarge.
+
+    A DICOM file (recognised by its ``DICM`` prefix, whatever its name) is decoded here, once
+    its header's Rows x Columns passed the same limits: Pillow cannot read it, and every
+    caller then treats it as the 8-bit image ``cnnlab.data.dicom`` makes of it.
+    """
     if not data:
         raise ImageRefused("empty file")
+    if dicom.is_dicom(data):
+        return _open_dicom(data, max_pixels)
     with decoding():
         with _HEADER_LOCK:
             pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
@@ -157,8 +169,25 @@ def open_header(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
             finally:
                 Image.MAX_IMAGE_PIXELS = pillow_limit
         width, height = im.size
+    try:
+        _check_shape(width, height, max_pixels)
+    except ImageRefused:
+        im.close()
+        raise
+    return im
+
+
+def _check_shape(width: int, height: int, max_pixels: int) -> None:
     problem = shape_problem(width, height, max_pixels)
     if problem is not None:
-        im.close()
         raise (ImageRefused if min(width, height) < 1 else ImageTooLarge)(problem)
-    return im
+
+
+def _open_dicom(data: bytes, max_pixels: int) -> Image.Image:
+    try:
+        _, width, height = dicom.read_header(data)
+        _check_shape(width, height, max_pixels)  # before a pixel is decoded
+        pixels = dicom.to_8bit(data)
+    except dicom.DicomUnreadable as e:
+        raise ImageRefused(str(e)) from None
+    return Image.fromarray(pixels)  # uint8: H x W is mode L, H x W x 3 is RGB
