@@ -48,7 +48,7 @@ def rows_of(metrics: dict) -> dict:
 def test_a_perfect_specificity_on_six_images_is_not_shown_as_certain():
     rows = rows_of(transfer_metrics(6, 24))
     specificity = rows["Specificity at threshold"]
-    assert specificity.n == 6 and specificity.measured_on == "6 NORMAL test images"
+    assert specificity.n == 6 and specificity.measured_on == "6 NORMAL images"
     assert specificity.method == "Wilson"
     assert specificity.interval[0] == pytest.approx(0.61, abs=0.01) and specificity.interval[1] == 1
     # the bootstrap's [1.000, 1.000] of so few images is withheld, with the reason
@@ -59,7 +59,8 @@ def test_a_perfect_specificity_on_six_images_is_not_shown_as_certain():
 def test_a_small_class_or_a_wide_interval_raises_the_warning():
     warnings = headline(transfer_metrics(6, 24)).warnings
     assert any("Only 6 NORMAL images" in w for w in warnings)
-    assert any("wider than 20%" in w and "Specificity at threshold" in w for w in warnings)
+    wide = [w for w in warnings if "wider than 20 percentage points" in w]
+    assert len(wide) == 1 and "Specificity at threshold" in wide[0]
     assert headline(transfer_metrics(500, 500)).warnings == []
 
 
@@ -77,9 +78,9 @@ def test_the_panel_shows_value_interval_and_size_with_the_warning_first(tmp_path
     assert panel.index('id="cnnlab-metrics-warning"') < panel.index("<table")
     assert (
         "<tr><td>Specificity at threshold</td><td>100.0%</td><td>61.0% to 100.0% (Wilson)</td>"
-        "<td>6 NORMAL test images</td></tr>"
+        "<td>6 NORMAL images</td></tr>"
     ) in panel
-    assert "<code>test</code> split" in panel
+    assert "held-out split: test." in panel
 
 
 def test_a_fashion_mnist_run_gets_wilson_intervals_from_its_per_class_supports():

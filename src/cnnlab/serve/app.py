@@ -80,9 +80,17 @@ def build_app(classifier: FmnistClassifier | TransferClassifier) -> gr.Blocks:
                 gr.HTML(headline_html(metrics), elem_id="cnnlab-metrics")
         # the outputs' labels name them in the API (gradio_client, /gradio_api/info)
         table = gr.HTML(results_html([]), label="results_table", elem_id="cnnlab-results")
+        transfer = classifier.pipeline == "transfer"
+        gr.Markdown(
+            "**Grad-CAM.** Each image as the model sees it (left) and where the evidence for "
+            "its predicted class lies (right; red is strongest). A warning in the caption and "
+            "the Flags column when that evidence is at the image border or on a marker.",
+            visible=transfer,
+        )
         cams = gr.Gallery(
             label="gradcam",
-            visible=classifier.pipeline == "transfer",
+            show_label=False,
+            visible=transfer,
             columns=2,
             object_fit="contain",  # the default, "cover", crops the image
             height="auto",

@@ -45,7 +45,9 @@ class MetricRow:
     label: str
     value: float
     n: int | None  # images it was measured on
-    measured_on: str  # "624 test images", "234 NORMAL test images", "1,046 validation images"
+    # of the held-out split the panel names: "624 images", "234 NORMAL images"; the threshold
+    # "1,046 validation images"
+    measured_on: str
     interval: tuple[float, float] | None = None
     method: str = ""  # "Wilson", "bootstrap", or why no interval is shown
     percent: bool = True
@@ -103,9 +105,9 @@ def _proportion(label: str, value: float, n: int, what: str) -> MetricRow:
 
 
 def _bootstrap(
-    label: str, value: float, ci: Any, n: int, split: str, smallest: int, percent: bool
+    label: str, value: float, ci: Any, n: int, smallest: int, percent: bool
 ) -> MetricRow:
-    measured = f"{n:,} {split} images"
+    measured = f"{n:,} images"
     if smallest < MIN_CLASS_IMAGES:
         why = f"too few images (a class has {smallest}) for a bootstrap interval"
         return MetricRow(label, value, n, measured, None, why, percent)
@@ -125,28 +127,24 @@ def headline(metrics: dict[str, Any]) -> Headline:
     stored = metrics.get("ci") if isinstance(metrics.get("ci"), dict) else {}
     rows: list[MetricRow] = []
     if (acc := _finite(metrics.get("test_accuracy"))) is not None and n:
-        rows.append(_proportion("Accuracy (most probable class)", acc, n, f"{split} images"))
+        rows.append(_proportion("Accuracy (most probable class)", acc, n, "images"))
     for key, label, percent in (
         ("balanced_accuracy", "Balanced accuracy", True),
         ("macro_f1", "Macro F1", False),
         ("roc_auc", "ROC AUC", False),
     ):
         if (value := _finite(metrics.get(key))) is not None and n:
-            rows.append(_bootstrap(label, value, stored.get(key), n, split, smallest, percent))
+            rows.append(_bootstrap(label, value, stored.get(key), n, smallest, percent))
     if (ece := _finite(metrics.get("ece"))) is not None and n:
         no_ci = "no interval computed"
         rows.append(
-            MetricRow(
-                "ECE (calibration error)", ece, n, f"{n:,} {split} images", None, no_ci, False
-            )
+            MetricRow("ECE (calibration error)", ece, n, f"{n:,} images", None, no_ci, False)
         )
-    rows += _operating_point(metrics, counts, split)
+    rows += _operating_point(metrics, counts)
     return Headline(split, rows, counts, too_small(counts, rows))
 
 
-def _operating_point(
-    metrics: dict[str, Any], counts: dict[str, int], split: str
-) -> list[MetricRow]:
+def _operating_point(metrics: dict[str, Any], counts: dict[str, int]) -> list[MetricRow]:
     """The threshold and the sensitivity and specificity there (binary transfer runs)."""
     names = metrics.get("class_names")
     point = metrics.get("operating_point")
@@ -163,7 +161,7 @@ def _operating_point(
         value = _finite(point.get(key))
         if value is not None and counts[cls]:
             label = f"{key.capitalize()} at threshold"
-            rows.append(_proportion(label, value, counts[cls], f"{cls} {split} images"))
+            rows.append(_proportion(label, value, counts[cls], f"{cls} images"))
     return rows
 
 
@@ -180,7 +178,8 @@ def too_small(counts: dict[str, int], rows: Sequence[MetricRow]) -> list[str]:
     ]
     if wide:
         warnings.append(
-            f"95% interval wider than {MAX_INTERVAL_WIDTH:.0%} points for: {', '.join(wide)}. "
+            f"95% interval wider than {MAX_INTERVAL_WIDTH * 100:.0f} percentage points for: "
+            f"{', '.join(wide)}. "
             "The test set is too small to pin these down."
         )
     return warnings
@@ -195,7 +194,8 @@ def headline_html(metrics: dict[str, Any] | None) -> str:
     if metrics is None:
         return '<p class="cnnlab-note">No readable metrics.json in this run directory.</p>'
     h = headline(metrics)
-    out = [f"<h3>Headline metrics (held-out <code>{html.escape(h.split)}</code> split)</h3>"]
+    split = html.escape(h.split)
+    out = [f"<h3>Headline metrics</h3><p>Measured once on the held-out split: {split}.</p>"]
     if h.warnings:
         items = "".join(f"<li>{html.escape(w)}</li>" for w in h.warnings)
         out.append(
