@@ -5,6 +5,7 @@ named inputs and outputs, and one structured record per file. The classifier is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -58,23 +59,34 @@ class StandIn:
         return rows, gallery
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory, e2e):
+class FashionStandIn(StandIn):
+    pipeline = "fmnist"
+
+
+@contextlib.contextmanager
+def serving(classifier, e2e):
+    """The real page of ``classifier`` on a free port of 127.0.0.1; yields a client of it."""
     from gradio_client import Client
 
     from cnnlab.serve import private_uploads
     from cnnlab.serve.app import build_app, launch
 
-    run = tmp_path_factory.mktemp("run")
-    (run / "metrics.json").write_text(json.dumps(SMALL_RUN))
     port = e2e.free_port()
     with private_uploads():
-        page = build_app(StandIn(run))
+        page = build_app(classifier)
         launch(page, "127.0.0.1", port, block=False)
         try:
             yield Client(f"http://127.0.0.1:{port}/", verbose=False)
         finally:
             page.close()
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory, e2e):
+    run = tmp_path_factory.mktemp("run")
+    (run / "metrics.json").write_text(json.dumps(SMALL_RUN))
+    with serving(StandIn(run), e2e) as client:
+        yield client
 
 
 SMALL_RUN = {  # the run of issue 26: 6 NORMAL test images, specificity 6 / 6
@@ -96,6 +108,14 @@ def test_the_api_has_named_inputs_and_outputs(client):
     assert [p["parameter_name"] for p in endpoint["parameters"]] == ["images"]
     assert [r["label"] for r in endpoint["returns"]] == ["predictions", "results_table", "gradcam"]
     assert list(api["named_endpoints"]) == ["/classify"]  # nothing else is exposed
+
+
+def test_a_fashion_mnist_page_names_its_invert_option(tmp_path, e2e):
+    with serving(FashionStandIn(tmp_path), e2e) as client:
+        api = client.view_api(print_info=False, return_format="dict")
+    parameters = api["named_endpoints"]["/classify"]["parameters"]
+    assert [p["parameter_name"] for p in parameters] == ["images", "invert"]
+    assert parameters[1]["parameter_default"] == "auto"
 
 
 def test_the_api_returns_a_structured_record_per_file(client, tmp_path):
