@@ -83,6 +83,23 @@ def test_each_result_names_its_score_kind_operating_point_and_borderline_flag(cl
     assert "uncalibrated model scores" in classifier.describe()
 
 
+def test_a_calibrated_checkpoint_is_labelled_calibrated(trained_run, tmp_path):
+    """A `--calibrate` run folds its temperature into best.pt's head and records it there."""
+    import shutil
+
+    from cnnlab.serve.transfer import TransferClassifier
+    from cnnlab.transfer import checkpoint as ckpt_io
+
+    run = tmp_path / "calibrated"
+    shutil.copytree(trained_run, run)
+    ckpt = ckpt_io.load(run)
+    ckpt.extra["temperature"] = 1.5
+    ckpt_io.save(ckpt, run / "best.pt")
+    classifier = TransferClassifier(run, device="cpu")
+    assert classifier.score_kind == "calibrated probability"
+    assert "calibrated probabilities: temperature scaling (T = 1.50)" in classifier.describe()
+
+
 def test_the_decision_follows_the_run_threshold_not_the_argmax(classifier, uploads):
     threshold = classifier.threshold
     assert threshold is not None  # a binary run chooses one on validation data
