@@ -52,6 +52,16 @@ def test_a_large_bright_region_is_not_a_marker():
     assert evidence_warning(image, heat_at(120, 120)) == ""
 
 
+def test_a_bright_patch_of_bone_is_not_a_marker_but_a_letter_on_dark_ground_is():
+    image = chest(marker=False)
+    image[60:160, 100:124] = 215  # the spine, brightest in small patches
+    image[100:108, 108:116] = 255
+    assert not bright_blobs(image).any()
+    assert evidence_warning(image, heat_at(104, 112)) == ""
+    image[MARKER] = 255
+    assert bright_blobs(image)[MARKER].all()
+
+
 def test_the_border_band_is_the_outer_tenth_of_each_side():
     band = border_band((100, 200))
     assert band[9, 100] and not band[10, 100] and band[50, 19] and not band[50, 20]
