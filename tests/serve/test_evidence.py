@@ -96,6 +96,11 @@ def test_a_fashion_mnist_run_gets_wilson_intervals_from_its_per_class_supports()
     assert headline(metrics).warnings == []
 
 
+def test_metrics_without_test_sizes_are_not_shown_as_measured():
+    h = headline({"test_accuracy": 0.9, "macro_f1": 0.9})
+    assert h.rows == [] and "stores no test size per class" in h.warnings[0]
+
+
 def test_absent_or_corrupt_metrics_are_said_not_fatal(tmp_path):
     assert read_metrics(tmp_path) is None
     (tmp_path / "metrics.json").write_text('{"test_accuracy": 0.9')  # truncated

@@ -167,6 +167,11 @@ def _operating_point(metrics: dict[str, Any], counts: dict[str, int]) -> list[Me
 
 def too_small(counts: dict[str, int], rows: Sequence[MetricRow]) -> list[str]:
     """Why this test set is too small to say anything (empty when it is not)."""
+    if not counts:
+        return [
+            "This run's metrics.json stores no test size per class, so no metric can be "
+            "shown with its test size and interval."
+        ]
     warnings = [
         f"Only {n} {cls} image{'' if n == 1 else 's'} in the test set (fewer than "
         f"{MIN_CLASS_IMAGES}): the figures for this class say little."
