@@ -52,7 +52,7 @@ class TransferClassifier:
         )
         if self.threshold is not None:
             text += (
-                f" Decision: {ckpt.class_names[1]} when its probability is at least "
+                f" Decision: {ckpt.class_names[1]} when its score is at least "
                 f"{self.threshold:.3f}, the operating threshold chosen on validation data."
             )
         return text + " " + score_note(self.score_kind, self.ece, self.temperature)
