@@ -1,6 +1,7 @@
-"""The Student-t confidence interval of a mean, shared by both pipelines: a study's seeds
-(:mod:`cnnlab.study.analysis.stats`) and a ``--folds K`` run's folds
-(:mod:`cnnlab.transfer.evaluation.crossval`).
+"""Confidence intervals shared by both pipelines: the Student-t interval of a mean (a study's
+seeds, :mod:`cnnlab.study.analysis.stats`; a ``--folds K`` run's folds,
+:mod:`cnnlab.transfer.evaluation.crossval`) and the Wilson score interval of a proportion
+(a sensitivity of 6 / 6 on the serve page, :mod:`cnnlab.serve.evidence`).
 
 A module of its own, on SciPy alone: the study's statistics also load statsmodels (seconds),
 which a transfer process that only summarises its folds does not need.
@@ -40,3 +41,18 @@ def t_interval(values: Sequence[float | None], confidence: float = 0.95) -> Inte
     std = float(x.std(ddof=1))
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
     return Interval(n, mean, std, mean - half, mean + half)
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
+    """The Wilson score interval of the proportion ``successes / n``; None for ``n == 0``.
+
+    Wilson, not a bootstrap: a bootstrap of 6 correct out of 6 resamples only 6 / 6 and gives
+    [1.000, 1.000], which reads as certain; Wilson gives [0.610, 1.000]. It keeps close to
+    its nominal coverage down to a handful of images, where the normal approximation fails.
+    """
+    if n <= 0:
+        return None
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be between 0 and n={n}, got {successes}")
+    ci = stats.binomtest(int(successes), int(n)).proportion_ci(confidence, method="wilson")
+    return float(ci.low), float(ci.high)

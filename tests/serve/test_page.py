@@ -3,10 +3,10 @@ the headline metrics, and one line (exit 2) for every bad start, before anything
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -16,9 +16,7 @@ from cnnlab.serve import page
 from cnnlab.serve.page import (
     ImageResult,
     check_port,
-    metrics_markdown,
     pipeline_of,
-    read_metrics,
     results_html,
     upload_problem,
 )
@@ -109,7 +107,8 @@ def test_the_result_table_escapes_file_names_and_shows_errors_in_place():
     assert '<td class="predicted">Trouser</td>' in table
     assert '<td class="probability">91.0%</td>' in table
     assert "Trouser 91.0%, Dress 5.0%" in table
-    assert '<td class="error" colspan="3">cannot read image notes.txt' in table
+    assert '<td class="error" colspan="4">cannot read image notes.txt' in table
+    assert '<td class="flags"></td>' in table  # nothing to be careful about
     assert "Decision" not in table  # only binary transfer models decide at a threshold
 
 
@@ -123,40 +122,13 @@ def test_an_empty_upload_asks_for_images():
     assert "Upload one or more images" in results_html([])
 
 
-def test_headline_metrics_show_what_the_run_measured(tmp_path):
-    metrics = {
-        "test_accuracy": 0.9123,
-        "balanced_accuracy": 0.9,
-        "macro_f1": 0.88,
-        "roc_auc": None,  # a class absent from the split: left out, not "None"
-        "evaluated_on": "val",
-        "threshold": 0.42,
-        "operating_point": {"sensitivity": 0.95, "specificity": 0.8},
-        "epochs_run": 1,
-        "n_train": 68,
-    }
-    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
-    text = metrics_markdown(read_metrics(tmp_path))
-    assert "`val` split" in text
-    assert "| Accuracy | 91.2% |" in text and "| Macro F1 | 0.880 |" in text
-    assert "| Operating threshold | 0.420 |" in text
-    assert "| Sensitivity at threshold | 95.0% |" in text
-    assert "ROC AUC" not in text
-    assert "1 epoch, 68 training images" in text
-
-
-def test_absent_or_corrupt_metrics_are_said_not_fatal(tmp_path):
-    assert read_metrics(tmp_path) is None
-    (tmp_path / "metrics.json").write_text('{"test_accuracy": 0.9')  # truncated
-    assert read_metrics(tmp_path) is None
-    assert "No readable metrics.json" in metrics_markdown(None)
-
-
 # -- the page handler -------------------------------------------------------------------------
 
 
 class RefusingClassifier:
     pipeline = "fmnist"
+    score_kind = "uncalibrated model score"
+    run_dir = Path("runs/k5")
 
     def classify(self, paths, *options):
         raise CnnlabError("invert must be auto, yes or no, got 'maybe'")
@@ -165,14 +137,17 @@ class RefusingClassifier:
 def test_the_handler_turns_user_errors_into_a_message_on_the_page(tmp_path):
     from cnnlab.serve.app import classify_uploads
 
-    table, overlays = classify_uploads(RefusingClassifier(), [str(tmp_path / "a.png")], "maybe")
+    refusing = RefusingClassifier()
+    answer, table, overlays = classify_uploads(refusing, None, [str(tmp_path / "a.png")], "maybe")
     assert '<td class="error"' in table and "invert must be auto" in table
     assert overlays == []
+    assert answer["images"][0]["error"] == "invert must be auto, yes or no, got 'maybe'"
+    assert answer["headline"] is None  # no metrics.json: said, not invented
     too_many = [str(tmp_path / f"{i}.png") for i in range(page.MAX_FILES + 1)]
-    table, _ = classify_uploads(RefusingClassifier(), too_many)
+    _, table, _ = classify_uploads(refusing, None, too_many)
     assert f"classify at most {page.MAX_FILES}" in table
-    table, _ = classify_uploads(RefusingClassifier(), None)  # Classify before any upload
-    assert "Upload one or more images" in table
+    answer, table, _ = classify_uploads(refusing, None, None)  # Classify before any upload
+    assert "Upload one or more images" in table and answer["images"] == []
 
 
 # -- the command: one line and exit 2, before any framework or server loads --------------------

@@ -58,11 +58,46 @@ def test_the_page_gives_what_transfer_predict_gives(classifier, trained_run, upl
         assert got.probability == pytest.approx(want["probability"], abs=1e-6)
         assert [(n, pytest.approx(p, abs=1e-6)) for n, p in got.top] == want["top_k"]
         assert got.decision.startswith(want["predicted_at_threshold"] + " (P(b) ")
-    # the overlays are the PNGs `transfer predict --cam` writes, pixel for pixel
-    for (overlay, caption), path in zip(overlays, uploads, strict=True):
+    # each image as the model sees it, then its overlay: the PNG `transfer predict --cam`
+    # writes, pixel for pixel
+    pairs = zip(overlays[0::2], overlays[1::2], uploads, strict=True)
+    for (seen, seen_caption), (overlay, caption), path in pairs:
         written = np.asarray(Image.open(tmp_path / "cams" / f"{tmp_path.name}_{path.stem}_cam.png"))
         assert np.array_equal(overlay, written)
+        assert seen.shape == overlay.shape and seen_caption == f"{path.name}: as the model sees it"
         assert caption.startswith(path.name + ": Grad-CAM of ")
+
+
+def test_each_result_names_its_score_kind_operating_point_and_borderline_flag(classifier, uploads):
+    from cnnlab.serve.evidence import BORDERLINE_MARGIN
+
+    results, _ = classifier.classify(uploads)
+    threshold = classifier.threshold
+    for r in results:
+        record = r.record()
+        assert record["score_kind"] == "uncalibrated model score"  # trained without --calibrate
+        assert record["operating_point"] == f"validation-chosen threshold {threshold:.3f}"
+        assert record["score_of"] == "b" and record["score"] == pytest.approx(dict(r.top)["b"])
+        assert record["label"] == r.decision.split()[0]
+        assert record["borderline"] == (abs(record["score"] - threshold) < BORDERLINE_MARGIN)
+    assert "uncalibrated model scores" in classifier.describe()
+
+
+def test_a_calibrated_checkpoint_is_labelled_calibrated(trained_run, tmp_path):
+    """A `--calibrate` run folds its temperature into best.pt's head and records it there."""
+    import shutil
+
+    from cnnlab.serve.transfer import TransferClassifier
+    from cnnlab.transfer import checkpoint as ckpt_io
+
+    run = tmp_path / "calibrated"
+    shutil.copytree(trained_run, run)
+    ckpt = ckpt_io.load(run)
+    ckpt.extra["temperature"] = 1.5
+    ckpt_io.save(ckpt, run / "best.pt")
+    classifier = TransferClassifier(run, device="cpu")
+    assert classifier.score_kind == "calibrated probability"
+    assert "calibrated probabilities: temperature scaling (T = 1.50)" in classifier.describe()
 
 
 def test_the_decision_follows_the_run_threshold_not_the_argmax(classifier, uploads):
@@ -88,7 +123,7 @@ def test_bad_uploads_become_error_rows_in_place(classifier, uploads, tmp_path):
     assert results[1].error == "" and results[1].predicted in ("a", "b")
     assert results[2].error.startswith("too small (4x4 px")
     assert results[3].error  # corrupt or unreadable, in the decoder's words
-    assert len(overlays) == 1  # only the readable image has a Grad-CAM
+    assert len(overlays) == 2  # only the readable image is shown, beside its Grad-CAM
 
 
 def test_only_unreadable_uploads_give_rows_and_no_overlays(classifier, tmp_path):
@@ -97,10 +132,20 @@ def test_only_unreadable_uploads_give_rows_and_no_overlays(classifier, tmp_path)
     assert [r.error for r in results] == ["not an image Pillow can read"] and overlays == []
 
 
+# the gallery's images: the size the browser draws them at, and how they are fitted
+DRAWN = """return Array.from(document.querySelectorAll('#cnnlab-cam img'))
+  .filter(i => i.complete && i.naturalWidth > 0)
+  .map(i => { const r = i.getBoundingClientRect();
+              return [r.width, r.height, getComputedStyle(i).objectFit]; })"""
+
+
 @pytest.mark.browser
 def test_an_uploaded_image_is_classified_on_the_page_as_on_the_command_line(
     trained_run, uploads, chromium, tmp_path
 ):
+    from gradio_client import Client, handle_file
+    from selenium.webdriver.support.ui import WebDriverWait
+
     e2e = load_e2e()
     image = uploads[-1]
     proc = cnnlab("transfer", "predict", trained_run, image)
@@ -111,21 +156,27 @@ def test_an_uploaded_image_is_classified_on_the_page_as_on_the_command_line(
     driver = chromium
     with e2e.served(trained_run, tmp_path / "serve.log") as url:
         rows = e2e.classify_on_page(driver, url, [image])
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        loaded_cams = (  # overlays the browser fetched and decoded
-            "return Array.from(document.querySelectorAll('#cnnlab-cam img'))"
-            ".filter(i => i.complete && i.naturalWidth > 0).length"
-        )
-        WebDriverWait(driver, 60).until(lambda d: d.execute_script(loaded_cams) > 0)
-        cams = driver.execute_script(loaded_cams)
+        WebDriverWait(driver, 60).until(lambda d: len(d.execute_script(DRAWN)) == 2)
+        drawn = driver.execute_script(DRAWN)
         headline = driver.find_element("id", "cnnlab-metrics").text
-    print("page rows:", rows)  # shown with -s: what the browser saw
+        intended = driver.find_element("id", "cnnlab-intended-use").text
+        api = Client(url, verbose=False).predict(
+            images=[handle_file(str(image))], api_name="/classify"
+        )
+    print("page rows:", rows, "| drawn:", drawn)  # shown with -s: what the browser saw
     assert rows[0]["file"] == image.name
     assert rows[0]["predicted"] == predicted
     assert float(rows[0]["probability"].rstrip("%")) / 100 == pytest.approx(
         float(probability), abs=6e-4
     )
     assert rows[0]["decision"].split()[0] in ("a", "b")
-    assert cams == 1
-    assert "Operating threshold" in headline
+    assert "not a diagnostic device" in intended.lower()
+    # the image and its Grad-CAM side by side, neither above 448 px nor cropped
+    assert [fit for _, _, fit in drawn] == ["contain", "contain"]
+    assert all(0 < w <= 448.5 and 0 < h <= 448.5 for w, h, _ in drawn)
+    # 16 test images (8 a class): every metric with its size, and the warning
+    assert "Operating threshold" in headline and "95% interval" in headline
+    assert "8 b images" in headline and "Test set too small" in headline
+    record = api[0]["images"][0]
+    assert record["file"] == image.name and record["label"] == rows[0]["decision"].split()[0]
+    assert record["most_probable"] == predicted

@@ -1,5 +1,6 @@
-"""What the serve page shows, without Gradio or a framework: results as HTML, the run's
-headline metrics, and the checks on a run directory, a port and each uploaded file.
+"""What the serve page shows, without Gradio or a framework: results as HTML and as records,
+and the checks on a run directory, a port and each uploaded file (the run's headline metrics
+and the rules for trusting them: :mod:`cnnlab.serve.evidence`).
 
 Kept free of TensorFlow, torch and Gradio so every rule here is tested in milliseconds.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cnnlab.errors import CnnlabError
+from cnnlab.serve.evidence import BORDERLINE_MARGIN
 
 Pipeline = Literal["fmnist", "transfer"]
 
@@ -32,11 +34,38 @@ class ImageResult:
     """One uploaded file: its prediction, or the reason it could not be classified."""
 
     name: str
-    predicted: str = ""
-    probability: float = 0.0
+    predicted: str = ""  # the most probable class
+    probability: float = 0.0  # its score
     top: list[tuple[str, float]] = field(default_factory=list)
-    decision: str = ""  # binary transfer models: the class at the run's operating threshold
+    decision: str = ""  # binary transfer models: the class at the run's threshold, with why
     error: str = ""
+    decided: str = ""  # that class alone
+    threshold: float | None = None
+    positive_class: str = ""  # the class whose score is compared with the threshold
+    positive_score: float | None = None
+    operating_point: str = ""  # "validation-chosen threshold 0.533", or "argmax"
+    score_kind: str = ""  # evidence.CALIBRATED or evidence.UNCALIBRATED
+    borderline: bool = False  # within evidence.BORDERLINE_MARGIN of the decision boundary
+    cam_warning: str = ""  # cam_check: the Grad-CAM evidence looks outside the body
+
+    def record(self) -> dict[str, Any]:
+        """What the page's API returns for this file: the same keys for every file."""
+        thresholded = self.threshold is not None and self.positive_score is not None
+        ok = not self.error
+        return {
+            "file": self.name,
+            "label": (self.decided or self.predicted) if ok else None,
+            "score": (self.positive_score if thresholded else self.probability) if ok else None,
+            "score_of": (self.positive_class if thresholded else self.predicted) if ok else None,
+            "score_kind": self.score_kind if ok else None,
+            "threshold": self.threshold,
+            "operating_point": self.operating_point if ok else None,
+            "borderline": self.borderline if ok else None,
+            "most_probable": self.predicted if ok else None,
+            "top": [{"class": c, "score": p} for c, p in self.top],
+            "cam_warning": self.cam_warning or None,
+            "error": self.error or None,
+        }
 
 
 def pipeline_of(run_dir: str | os.PathLike) -> Pipeline:
@@ -126,12 +155,26 @@ def read_uploads(
     return results, images, where
 
 
+def flags(r: ImageResult) -> str:
+    """What to be careful about with this result, in words ("" when nothing)."""
+    shown = []
+    if r.borderline:
+        where = "the threshold" if r.threshold is not None else "the next class"
+        shown.append(f"Borderline: within {BORDERLINE_MARGIN} of {where}; treat as uncertain.")
+    if r.cam_warning:
+        shown.append(f"Grad-CAM: {r.cam_warning}.")
+    return " ".join(shown)
+
+
 def results_html(results: Sequence[ImageResult]) -> str:
-    """A table: one row per file, its class, top-k and decision, or the error."""
+    """A table: one row per file, its class, score, top-k, decision and flags, or the error."""
     if not results:
         return '<p class="cnnlab-note">Upload one or more images, then press Classify.</p>'
     decisions = any(r.decision for r in results)
-    head = ["File", "Predicted", "Probability", "Top classes"] + (["Decision"] if decisions else [])
+    kind = next((r.score_kind for r in results if r.score_kind), "score")
+    head = ["File", "Predicted", kind.capitalize(), "Top classes"]
+    head += ["Decision"] if decisions else []
+    head += ["Flags"]
     rows = []
     for r in results:
         cells = [f'<td class="file">{html.escape(r.name)}</td>']
@@ -147,6 +190,7 @@ def results_html(results: Sequence[ImageResult]) -> str:
             ]
             if decisions:
                 cells.append(f'<td class="decision">{html.escape(r.decision)}</td>')
+            cells.append(f'<td class="flags">{html.escape(flags(r))}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     header = "".join(f"<th>{h}</th>" for h in head)
     return (
@@ -163,54 +207,3 @@ def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return metrics if isinstance(metrics, dict) else None
-
-
-def _number(value: Any, percent: bool) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return f"{value:.1%}" if percent else f"{value:.3f}"
-
-
-# (label, key path in metrics.json, shown as a percentage); rows whose key is absent are left out
-HEADLINE: list[tuple[str, tuple[str, ...], bool]] = [
-    ("Accuracy", ("test_accuracy",), True),
-    ("Balanced accuracy", ("balanced_accuracy",), True),
-    ("Macro F1", ("macro_f1",), False),
-    ("ROC AUC", ("roc_auc",), False),
-    ("ECE (calibration error)", ("ece",), False),
-    ("Operating threshold", ("threshold",), False),
-    ("Sensitivity at threshold", ("operating_point", "sensitivity"), True),
-    ("Specificity at threshold", ("operating_point", "specificity"), True),
-]
-
-
-def metrics_markdown(metrics: dict[str, Any] | None) -> str:
-    """The run's headline metrics as a Markdown table, naming the split they were measured on."""
-    if metrics is None:
-        return "_No readable metrics.json in this run directory._"
-    split = metrics.get("evaluated_on", "test")
-    lines = [
-        f"**Headline metrics** (held-out `{split}` split)",
-        "",
-        "| Metric | Value |",
-        "|---|---|",
-    ]
-    for label, keys, percent in HEADLINE:
-        value: Any = metrics
-        for key in keys:
-            value = value.get(key) if isinstance(value, dict) else None
-        shown = _number(value, percent)
-        if shown is not None:
-            lines.append(f"| {label} | {shown} |")
-    extra = [
-        f"{metrics[k]} {what}{'' if metrics[k] == 1 else 's'}"
-        for k, what in (
-            ("epochs_run", "epoch"),
-            ("train_images", "training image"),  # Fashion-MNIST
-            ("n_train", "training image"),  # transfer
-        )
-        if isinstance(metrics.get(k), int)
-    ]
-    if extra:
-        lines += ["", "Trained for " + ", ".join(extra) + "."]
-    return "\n".join(lines)

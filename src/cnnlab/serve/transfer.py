@@ -1,9 +1,11 @@
 """The serve page's classifier for a transfer run (PyTorch; imports torch and torchvision).
 
 Built from the functions behind ``cnnlab transfer predict`` (the checkpoint loader, the image
-decoder, ``predict_proba``, ``prediction_rows`` with the run's operating threshold, and
-``cam_overlays`` for ``--cam``), so the page and the command line agree file for file; the
-checkpoint is loaded once, when the server starts.
+decoder, ``predict_proba``, ``prediction_rows`` with the run's operating threshold, and the
+Grad-CAM of ``--cam``), so the page and the command line agree file for file; the
+checkpoint is loaded once, when the server starts. A checkpoint trained with ``--calibrate``
+has its temperature folded in (``extra["temperature"]``): its scores are calibrated
+probabilities, and the page says which kind it shows.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.serve.page import ImageResult, read_uploads
+from cnnlab import plots
+from cnnlab.serve.cam_check import evidence_warning
+from cnnlab.serve.evidence import CALIBRATED, UNCALIBRATED, borderline, score_note
+from cnnlab.serve.page import ImageResult, read_metrics, read_uploads
 from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.data.images import load_image
 from cnnlab.transfer.device import resolve_device
-from cnnlab.transfer.inference.predict import cam_overlays, predict_proba, prediction_rows
+from cnnlab.transfer.inference.predict import grad_cams, predict_proba, prediction_rows
+from cnnlab.transfer.results import ARGMAX, VALIDATION_THRESHOLD, point_label
 
 TOP_K = 3  # as `cnnlab transfer predict` lists by default
 
@@ -32,6 +38,10 @@ class TransferClassifier:
         self.model = self.ckpt.build_model()
         self.device, self.device_name = resolve_device(device)
         self.model.to(self.device)
+        self.temperature = self.ckpt.extra.get("temperature")  # folded into the weights
+        self.score_kind = UNCALIBRATED if self.temperature is None else CALIBRATED
+        metrics = read_metrics(run_dir) or {}
+        self.ece = metrics.get("ece") if isinstance(metrics.get("ece"), float) else None
 
     def describe(self) -> str:
         ckpt = self.ckpt
@@ -42,10 +52,10 @@ class TransferClassifier:
         )
         if self.threshold is not None:
             text += (
-                f" Decision: {ckpt.class_names[1]} when its probability is at least "
+                f" Decision: {ckpt.class_names[1]} when its score is at least "
                 f"{self.threshold:.3f}, the operating threshold chosen on validation data."
             )
-        return text
+        return text + " " + score_note(self.score_kind, self.ece, self.temperature)
 
     @property
     def threshold(self) -> float | None:
@@ -55,7 +65,8 @@ class TransferClassifier:
     def classify(
         self, paths: Sequence[str | os.PathLike]
     ) -> tuple[list[ImageResult], list[tuple[np.ndarray, str]]]:
-        """A result per file, in order, and a Grad-CAM overlay (with a caption) per image read."""
+        """A result per file, in order, and for each image read two gallery items: the image
+        as the model saw it and its Grad-CAM overlay, each with a caption."""
         # ValueError: the decoder's reason (unreadable, too small, corrupt)
         results, images, where = read_uploads(
             paths, lambda path: load_image(path, self.ckpt.image_size), (ValueError,)
@@ -70,15 +81,40 @@ class TransferClassifier:
         rows = prediction_rows(
             [results[i].name for i in where], proba, names, TOP_K, self.ckpt.threshold
         )
-        for i, p, row in zip(where, proba, rows, strict=True):
-            order = np.argsort(-p)[:TOP_K]
-            top = [(names[k], float(p[k])) for k in order]
-            results[i] = ImageResult(
-                results[i].name, row["predicted"], row["probability"], top, self._decision(row, p)
-            )
-        overlays = cam_overlays(self.model, self.ckpt, batch)
-        captions = [f"{results[i].name}: Grad-CAM of {results[i].predicted}" for i in where]
-        return results, list(zip(overlays, captions, strict=True))
+        cams = grad_cams(self.model, self.ckpt, batch)
+        gallery = []
+        for i, p, row, image, cam in zip(where, proba, rows, batch, cams, strict=True):
+            results[i] = self._result(results[i].name, p, row, evidence_warning(image, cam))
+            warned = f" (warning: {results[i].cam_warning})" if results[i].cam_warning else ""
+            gallery += [
+                (image, f"{results[i].name}: as the model sees it"),
+                (
+                    plots.gradcam_overlay(image, cam),
+                    f"{results[i].name}: Grad-CAM of {results[i].predicted}{warned}",
+                ),
+            ]
+        return results, gallery
+
+    def _result(self, name: str, p: np.ndarray, row: dict, cam_warning: str) -> ImageResult:
+        names = self.ckpt.class_names
+        order = np.argsort(-p)[:TOP_K]
+        threshold = self.threshold
+        point = ARGMAX if threshold is None else point_label(VALIDATION_THRESHOLD, threshold)
+        return ImageResult(
+            name,
+            row["predicted"],
+            row["probability"],
+            [(names[k], float(p[k])) for k in order],
+            self._decision(row, p),
+            decided=row.get("predicted_at_threshold", ""),
+            threshold=threshold,
+            positive_class=names[1] if threshold is not None else "",
+            positive_score=float(p[1]) if threshold is not None else None,
+            operating_point=point,
+            score_kind=self.score_kind,
+            borderline=borderline(p, threshold),
+            cam_warning=cam_warning,
+        )
 
     def _decision(self, row: dict, p: np.ndarray) -> str:
         if "predicted_at_threshold" not in row or self.threshold is None:

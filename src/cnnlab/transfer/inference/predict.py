@@ -169,16 +169,24 @@ def decision(p: np.ndarray, class_names: Sequence[str], threshold: float) -> str
     )
 
 
+def grad_cams(
+    model: nn.Module, ckpt: ckpt_io.Checkpoint, images: np.ndarray, batch_size: int = 16
+) -> list[np.ndarray]:
+    """The Grad-CAM map (H x W in [0, 1]) of each image's predicted class, batch by batch."""
+    layer = cam_layer(model)
+    cams: list[np.ndarray] = []
+    for start in range(0, len(images), batch_size):
+        cams += list(
+            grad_cam(model, layer, images[start : start + batch_size], ckpt.mean, ckpt.std)
+        )
+    return cams
+
+
 def cam_overlays(
     model: nn.Module, ckpt: ckpt_io.Checkpoint, images: np.ndarray, batch_size: int = 16
 ) -> list[np.ndarray]:
-    layer = cam_layer(model)
-    out = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
-        cams = grad_cam(model, layer, batch, ckpt.mean, ckpt.std)
-        out += [plots.gradcam_overlay(img, cam) for img, cam in zip(batch, cams, strict=True)]
-    return out
+    cams = grad_cams(model, ckpt, images, batch_size)
+    return [plots.gradcam_overlay(img, cam) for img, cam in zip(images, cams, strict=True)]
 
 
 def predict(
