@@ -26,7 +26,9 @@ MAX_PIXELS_HELP = (
 @dataclass(frozen=True)
 class TransferConfig(FrozenConfig):
     # model
-    arch: str = option("resnet18", "torchvision model name or efficientnet_lite0.")
+    arch: str = option(
+        "resnet18", "torchvision model name, or efficientnet_lite0, _lite1 or _lite2."
+    )
     weights: str = option("imagenet", "imagenet | none | PATH of a state-dict file.")
     image_size: int = option(224, "Images are resized to this square size (px).", ge=16, le=1024)
     strategy: str = option(
