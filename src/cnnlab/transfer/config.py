@@ -37,7 +37,8 @@ class TransferConfig(FrozenConfig):
     # augmentation
     augment: str = option(
         "basic",
-        "basic: random flips; strong: also crops, rotation, colour and erasing.",
+        "basic: random flips; strong: also crops, rotation, colour and erasing; radiograph: "
+        "crops, small affine, brightness/contrast/gamma, blur, noise, flips.",
         choices=AUGMENTS,
     )
     mixup: float = option(0.0, "MixUp alpha (0 = off).", ge=0, le=100)
