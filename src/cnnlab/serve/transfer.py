@@ -58,7 +58,9 @@ class TransferClassifier:
         """A result per file, in order, and a Grad-CAM overlay (with a caption) per image read."""
         # ValueError: the decoder's reason (unreadable, too small, corrupt)
         results, images, where = read_uploads(
-            paths, lambda path: load_image(path, self.ckpt.image_size), (ValueError,)
+            paths,
+            lambda path: load_image(path, self.ckpt.image_size, contrast=self.ckpt.contrast),
+            (ValueError,),
         )
         if not images:
             return results, []

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.configs import FrozenConfig, check_fields, invalid, option
+from cnnlab.transfer.data.contrast import CONTRASTS
 from cnnlab.transfer.training.transforms import AUGMENTS
 
 STRATEGIES = ("head", "partial", "full", "gradual")
@@ -40,6 +41,12 @@ class TransferConfig(FrozenConfig):
         "basic: random flips; strong: also crops, rotation, colour and erasing; radiograph: "
         "crops, small affine, brightness/contrast/gamma, blur, noise, flips.",
         choices=AUGMENTS,
+    )
+    contrast: str = option(
+        "none",
+        "Contrast normalisation of every image, in training and wherever the model is used "
+        "(stored in the checkpoint): clahe (8x8 tiles, clip 2) or equalize (global).",
+        choices=CONTRASTS,
     )
     mixup: float = option(0.0, "MixUp alpha (0 = off).", ge=0, le=100)
     cutmix: float = option(0.0, "CutMix alpha (0 = off).", ge=0, le=100)
