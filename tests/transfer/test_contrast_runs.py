@@ -42,6 +42,11 @@ def test_the_contrast_choice_round_trips_through_the_checkpoint_into_predict(cla
     assert not np.allclose(expected, unnormalised, atol=1e-4)  # the check can tell them apart
     predicted = np.array([r["probability"] for r in rows])
     assert predicted == pytest.approx(expected.max(1), abs=1e-5)
+    # and the serve page, through its own image reader
+    from cnnlab.serve.transfer import TransferClassifier
+
+    results, _ = TransferClassifier(run_dir, device="cpu").classify(files)
+    assert [r.probability for r in results] == pytest.approx(expected.max(1), abs=1e-5)
 
 
 def test_a_run_without_contrast_writes_a_version_1_checkpoint_as_before(run_dir):
