@@ -71,7 +71,8 @@ def fit(
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    train, classes = prepared.splits["train"], prepared.classes
+    train, val, classes = prepared.splits["train"], prepared.splits["val"], prepared.classes
+    pre = preprocessing(cfg.arch, cfg.image_size)
     model = build_model(cfg.arch, len(classes), cfg.weights, cfg.image_size).to(device)
     channels_last = cfg.channels_last and device.type != "mps"
     if channels_last:
@@ -95,19 +96,18 @@ def fit(
         cached = plan.probing(epochs.start) and cfg.cache_features and mix is None
         cached_any |= cached
         if cached:
+            mean, std = pre.mean, pre.std
             backbone = Backbone(
-                model, *_mean_std(cfg), device, channels_last, engine=cfg.engine, say=console.print
+                model, mean, std, device, channels_last, engine=cfg.engine, say=console.print
             )
             source: BatchSource = _cache_features(
                 cfg, backbone, prepared, sampler, generator, console, world
             )
         else:
-            pre = preprocessing(cfg.arch, cfg.image_size)
-            val = prepared.splits["val"]
             source = ImageSource(model, train, val, cfg, sampler, pre, device, channels_last, world)
         if cfg.strategy == "lp-ft":
             console.print(_phase_line(cfg, epochs))
-        stopped = run.phase(source, epochs, prepared.splits["val"].labels, classes)
+        stopped = run.phase(source, epochs, val.labels, classes)
         source.network = unwrap(source.network)
         if stopped:
             break
@@ -128,11 +128,6 @@ def fit(
         run.images_seen,
         cached_any,
     )
-
-
-def _mean_std(cfg: TransferConfig) -> tuple[Any, Any]:
-    pre = preprocessing(cfg.arch, cfg.image_size)
-    return pre.mean, pre.std
 
 
 def _phase_line(cfg: TransferConfig, epochs: range) -> str:
