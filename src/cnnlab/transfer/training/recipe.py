@@ -146,10 +146,10 @@ def make_optimizer(plan: Plan, cfg: TransferConfig, epoch: int = 0) -> torch.opt
     each stage at a lower rate, for ``lp-ft``'s fine-tuning the whole backbone at
     ``lr * backbone_lr_factor`` (discriminative learning rates: early layers hold general
     features worth keeping). Frozen BatchNorm parameters (``freeze_bn``) are in no group."""
-    backbone = [m for s in plan.stages for m in s] + plan.others
-    frozen = {id(p) for m in backbone for b in batch_norms(m) for p in b.parameters()}
-    if not plan.freeze_bn:
-        frozen = set()
+    frozen: set[int] = set()
+    if plan.freeze_bn:
+        backbone = [m for s in plan.stages for m in s] + plan.others
+        frozen = {id(p) for m in backbone for b in batch_norms(m) for p in b.parameters()}
     groups = [{"params": list(plan.head.parameters()), "lr": cfg.lr}]
     backbone_rate = cfg.lr * cfg.backbone_lr_factor if cfg.strategy == "lp-ft" else cfg.lr
     if not plan.probing(epoch) and plan.others:
