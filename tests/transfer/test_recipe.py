@@ -135,3 +135,14 @@ def test_mix_is_off_by_default_and_mixes_targets_when_on():
 )
 def test_better_compares_in_the_monitors_direction(monitor, value, best, expected):
     assert better(monitor, value, best) is expected
+
+
+def test_partial_on_efficientnet_lite_trains_its_last_blocks_not_only_the_1x1_conv():
+    model = build_model("efficientnet_lite0", 2, weights="none", image_size=32)
+    plan = make_plan(model, CFG.replace(arch="efficientnet_lite0", strategy="partial"))
+    plan.apply(model, 0)
+    trained = {
+        n.rsplit(".", 1)[0].split("._")[0] for n, p in model.named_parameters() if p.requires_grad
+    }
+    expected = {f"_blocks.{i}" for i in range(11, 16)} | {"_conv_head", "_bn1", "_fc"}
+    assert trained == expected

@@ -60,8 +60,8 @@ def test_train_writes_a_complete_run(trained_run):
     assert sum(map(sum, m["confusion_matrix"])) == 16
     history = _read_csv(trained_run / "history.csv")
     assert [int(r["epoch"]) for r in history] == [1, 2, 3, 4]
-    best = max(float(r["val_balanced_accuracy"]) for r in history)
-    assert float(history[m["best_epoch"] - 1]["val_balanced_accuracy"]) == best
+    best = min(float(r["val_loss"]) for r in history)  # --monitor loss, the default
+    assert float(history[m["best_epoch"] - 1]["val_loss"]) == best
     splits = _read_csv(trained_run / "splits.csv")
     assert len({r["path"] for r in splits}) == len(splits) == 80
     assert sum(r["split"] == "test" for r in splits) == 16

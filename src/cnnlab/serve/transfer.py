@@ -69,7 +69,9 @@ class TransferClassifier:
         as the model saw it and its Grad-CAM overlay, each with a caption."""
         # ValueError: the decoder's reason (unreadable, too small, corrupt)
         results, images, where = read_uploads(
-            paths, lambda path: load_image(path, self.ckpt.image_size), (ValueError,)
+            paths,
+            lambda path: load_image(path, self.ckpt.image_size, contrast=self.ckpt.contrast),
+            (ValueError,),
         )
         if not images:
             return results, []

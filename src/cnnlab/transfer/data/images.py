@@ -23,6 +23,7 @@ from cnnlab.data.image_files import (
     read_limited,
 )
 from cnnlab.errors import CnnlabError
+from cnnlab.transfer.data.contrast import normalize_contrast
 
 # Bump when decode() would give other pixels for the same file: the on-disk image cache
 # (image_cache.py) keys its entries by it, so older entries are decoded again, never reused.
@@ -104,7 +105,10 @@ def dhash(image: np.ndarray, hash_size: int = 16) -> np.ndarray:
     return np.packbits((px[:, 1:] > px[:, :-1]).flatten())
 
 
-def load_image(path: str | os.PathLike, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode one file, its size checked before it is read; any failure is an ImageRefused
-    (a ValueError) naming the reason."""
-    return decode(read_limited(path), size, max_pixels)
+def load_image(
+    path: str | os.PathLike, size: int, max_pixels: int = MAX_PIXELS, contrast: str = "none"
+) -> np.ndarray:
+    """Decode one file, its size checked before it is read, then normalise its contrast as
+    the model was trained (``data/contrast.py``); any failure is an ImageRefused (a
+    ValueError) naming the reason."""
+    return normalize_contrast(decode(read_limited(path), size, max_pixels), contrast)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import CnnlabError
+from cnnlab.transfer.data.contrast import normalize_contrast
 
 RELEASE_BYTES = 64 << 20  # read through a map between two releases of its pages
 CHUNK = 64  # images read at a time when iterating
@@ -74,13 +75,16 @@ def _reopen(path: Path, n: int, size: int, identity: tuple[int, int] | None) -> 
 class ImageRows:
     """Images of one split: row numbers into a mapped store. Indexing (an int, a slice, an
     index array) reads copies like a uint8 N x S x S x 3 array; ``take`` selects without
-    reading, so carving and deduplicating splits costs no image memory."""
+    reading, so carving and deduplicating splits costs no image memory. With ``contrast``
+    (``data/contrast.py``) every read comes back contrast-normalised: the store keeps the
+    decoded pixels, which runs with another normalisation share."""
 
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, mapped: MappedRows, rows: np.ndarray):
+    def __init__(self, mapped: MappedRows, rows: np.ndarray, contrast: str = "none"):
         self.mapped, self.rows = mapped, np.asarray(rows, dtype=np.int64)
+        self.contrast = contrast
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -90,12 +94,16 @@ class ImageRows:
         return len(self.rows)
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        return self.mapped.read(self.rows[key])
+        return normalize_contrast(self.mapped.read(self.rows[key]), self.contrast)
 
     def take(self, indices: Any, axis: int = 0) -> ImageRows:
         if axis != 0:
             raise ValueError("ImageRows selects whole images (axis 0) only")
-        return ImageRows(self.mapped, self.rows[np.asarray(indices, dtype=np.int64)])
+        rows = self.rows[np.asarray(indices, dtype=np.int64)]
+        return ImageRows(self.mapped, rows, self.contrast)
+
+    def with_contrast(self, contrast: str) -> ImageRows:
+        return ImageRows(self.mapped, self.rows, contrast)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for start in range(0, len(self), CHUNK):

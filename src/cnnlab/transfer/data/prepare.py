@@ -122,6 +122,7 @@ def prepare_data(
                 max_pixels=max_pixels,
                 cache_dir=cfg.cache_dir,
                 note=_note(console),
+                contrast=cfg.contrast,
             )
         D.require_every_class(loaded[name], classes)
     skipped: list[SkippedFile] = [

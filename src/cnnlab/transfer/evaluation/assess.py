@@ -197,6 +197,7 @@ def best_checkpoint(
         list(pre.mean),
         list(pre.std),
         result.best_state,
+        contrast=cfg.contrast,
         extra={
             "epoch": result.best_epoch,
             "monitor": cfg.monitor,

@@ -48,7 +48,11 @@ def export(
 
 
 def _export_onnx(model: nn.Module, ckpt: ckpt_io.Checkpoint, out: Path) -> None:
-    meta = {**ckpt.meta(), "input": "float32 NCHW, RGB scaled to [0, 1], then (x - mean) / std"}
+    meta = {
+        **ckpt.meta(),
+        "input": "float32 NCHW, RGB scaled to [0, 1], then (x - mean) / std"
+        + ("" if ckpt.contrast == "none" else f", after {ckpt.contrast} contrast on uint8"),
+    }
     metadata = {"cnnlab": json.dumps(meta), "class_names": json.dumps(ckpt.class_names)}
     export_onnx(model, ckpt.image_size, out, "logits", metadata)
 

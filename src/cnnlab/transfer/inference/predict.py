@@ -118,9 +118,10 @@ def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def load_images(
-    paths: Sequence[Path], size: int, max_pixels: int = MAX_PIXELS
+    paths: Sequence[Path], size: int, max_pixels: int = MAX_PIXELS, contrast: str = "none"
 ) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
-    """Decoded images of the readable files, and (path, reason) for the rest.
+    """Decoded images of the readable files (``contrast`` normalised, as the checkpoint
+    says), and (path, reason) for the rest.
 
     An image above ``max_pixels`` is refused, not listed: the limit is the user's setting, and
     a file beyond it is either an attack or needs a deliberately raised ``--max-pixels``.
@@ -128,7 +129,7 @@ def load_images(
     images, ok, failed = [], [], []
     for path in paths:
         try:
-            images.append(load_image(path, size, max_pixels))
+            images.append(load_image(path, size, max_pixels, contrast))
             ok.append(path)
         except ImageTooLarge as e:
             raise CnnlabError(f"refusing {path}: {e}") from None
@@ -220,7 +221,7 @@ def predict(
     dev, _ = resolve_device(device)
     require_engine(engine, dev)
     paths = list_images(inputs)
-    images, ok, failed = load_images(paths, ckpt.image_size, max_pixels)
+    images, ok, failed = load_images(paths, ckpt.image_size, max_pixels, ckpt.contrast)
     cams = [] if cam_dir is None else [cam_dir / f"{n}_cam.png" for n in _unique_stems(ok)]
     for cam in cams:
         check_output("--cam", cam, overwrite=overwrite, inputs=read)  # before the work
@@ -346,7 +347,7 @@ def evaluate(
         )
     files = list_class_files(data_dir, classes)
     files.labels = np.asarray([ckpt.class_names.index(classes[i]) for i in files.labels])
-    split = load_split(files, ckpt.image_size, max_pixels=max_pixels)
+    split = load_split(files, ckpt.image_size, max_pixels=max_pixels, contrast=ckpt.contrast)
     if not len(split):
         raise CnnlabError(f"no readable images in {data_dir}")
     model = ckpt.build_model().to(dev)

@@ -25,6 +25,7 @@ from cnnlab.transfer.training.distributed import World, unwrap
 
 if TYPE_CHECKING:
     from cnnlab.console import Advance
+    from cnnlab.transfer.training.averaging import Ema
     from cnnlab.transfer.training.batches import BatchSource
     from cnnlab.transfer.training.recipe import Mix
 
@@ -56,8 +57,10 @@ def train_one_epoch(
     mix: Mix | None = None,
     progress: Advance | None = None,
     world: World = World(),
+    ema: Ema | None = None,
 ) -> EpochStats:
-    """One pass over ``source.train_batches()``, stepping the scheduler once per batch.
+    """One pass over ``source.train_batches()``, stepping the scheduler (and updating the
+    weight average ``ema``) once per batch.
 
     Raises ``Diverged`` at the first NaN, infinite or exploded (> MAX_LOSS) loss (the mean over
     the processes' batches: every process raises at the same step).
@@ -75,6 +78,8 @@ def train_one_epoch(
         loss.backward()
         lr = optimizer.param_groups[0]["lr"]  # the rate this step used
         optimizer.step()
+        if ema is not None:
+            ema.update()
         if scheduler is not None:
             scheduler.step()
         value = float(loss.detach())  # read after the step, so the GPU queue keeps flowing
@@ -111,11 +116,16 @@ def probabilities(
 
 
 def evaluate(
-    source: BatchSource, labels: np.ndarray, class_names: Sequence[str], world: World = World()
+    source: BatchSource,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    world: World = World(),
+    network: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """``classification_metrics`` of ``source.network`` on the validation batches (this
-    process's share of them, gathered: every process gets the metrics of the whole split)."""
-    proba = probabilities(unwrap(source.network), source.val_batches())
+    """``classification_metrics`` of ``network`` (default ``source.network``; the weight
+    average's counterpart with ``--ema``) on the validation batches (this process's share of
+    them, gathered: every process gets the metrics of the whole split)."""
+    proba = probabilities(network or unwrap(source.network), source.val_batches())
     if world.active:
         part = torch.from_numpy(proba.reshape(len(proba), len(class_names)))
         proba = world.gather(part, len(labels)).numpy()

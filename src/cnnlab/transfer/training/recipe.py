@@ -2,6 +2,14 @@
 
 Each factory reads its knobs from ``TransferConfig`` and returns a plain torch object, as
 torchvision's ``references/classification`` does; the loop (``loop.py``) only calls them.
+
+``lp-ft`` (Kumar et al., ICLR 2022, "Fine-tuning can distort pretrained features") runs in
+two phases (``phases``): a linear probe, the backbone untouched (BatchNorm statistics
+included), then every layer, the backbone at ``backbone_lr_factor`` times the head's rate.
+A fresh head trained together with the backbone sends large, random gradients into the
+pretrained features in the first steps; a probed head does not, which is why LP-FT keeps
+the features that transfer under a shift of site. Each phase gets its own optimizer and
+schedule (warm-up included).
 """
 
 from __future__ import annotations
@@ -67,27 +75,44 @@ class Plan:
     others: list[nn.Module]  # modules owning parameters in neither the stages nor the head
     strategy: str
     every: int
+    probe_epochs: int = 0  # lp-ft: epochs of the linear probe
+    freeze_bn: bool = False
 
     def stages_trained(self, epoch: int) -> int:
         """How many stages (counted from the last) train in 0-based ``epoch``."""
         n = len(self.stages)
+        if self.strategy == "lp-ft":
+            return 0 if epoch < self.probe_epochs else n
         return {"head": 0, "partial": 1, "full": n}.get(self.strategy, min(n, epoch // self.every))
+
+    def probing(self, epoch: int) -> bool:
+        """Whether only the head trains in ``epoch`` (its backbone could be cached)."""
+        return self.strategy == "head" or (self.strategy == "lp-ft" and epoch < self.probe_epochs)
 
     def apply(self, model: nn.Module, epoch: int) -> None:
         """Set requires_grad and train/eval mode: frozen BatchNorm keeps ImageNet statistics."""
         k = self.stages_trained(epoch)
         trainable = [self.head] + [m for s in self.stages[len(self.stages) - k :] for m in s]
-        if self.strategy != "head":
+        if not self.probing(epoch):
             trainable += self.others
         for p in model.parameters():
             p.requires_grad_(False)
         model.eval()
-        if self.strategy == "full":
+        if k == len(self.stages):  # everything trains: modules in no stage too (dropout)
             model.train()
         for m in trainable:
             m.train()
             for p in m.parameters():
                 p.requires_grad_(True)
+        if self.freeze_bn:
+            for m in batch_norms(model):
+                m.eval()
+                for p in m.parameters():
+                    p.requires_grad_(False)
+
+
+def batch_norms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def make_plan(model: nn.Module, cfg: TransferConfig) -> Plan:
@@ -98,27 +123,45 @@ def make_plan(model: nn.Module, cfg: TransferConfig) -> Plan:
     others = [
         m for m in model.modules() if any(id(p) not in owned for p in m.parameters(recurse=False))
     ]
-    return Plan(head, stage_list, others, cfg.strategy, cfg.unfreeze_every)
+    return Plan(
+        head, stage_list, others, cfg.strategy, cfg.unfreeze_every, cfg.probe_epochs, cfg.freeze_bn
+    )
+
+
+def phases(cfg: TransferConfig) -> list[range]:
+    """The epochs of each phase, each with its own optimizer, schedule and batch source:
+    lp-ft's probe and fine-tuning; one phase for every other strategy."""
+    if cfg.strategy == "lp-ft":
+        return [range(cfg.probe_epochs), range(cfg.probe_epochs, cfg.epochs)]
+    return [range(cfg.epochs)]
 
 
 # -- optimisation -----------------------------------------------------------------------------
-def _params(modules: Iterable[nn.Module]) -> list[nn.Parameter]:
-    return [p for m in modules for p in m.parameters()]
+def _params(modules: Iterable[nn.Module], frozen: set[int] | None = None) -> list[nn.Parameter]:
+    return [p for m in modules for p in m.parameters() if id(p) not in (frozen or set())]
 
 
-def make_optimizer(plan: Plan, cfg: TransferConfig) -> torch.optim.Optimizer:
-    """Parameter groups: the head at ``lr``; for ``gradual`` each stage at a lower rate
-    (discriminative learning rates: early layers hold general features worth keeping)."""
+def make_optimizer(plan: Plan, cfg: TransferConfig, epoch: int = 0) -> torch.optim.Optimizer:
+    """Parameter groups for the phase holding ``epoch``: the head at ``lr``; for ``gradual``
+    each stage at a lower rate, for ``lp-ft``'s fine-tuning the whole backbone at
+    ``lr * backbone_lr_factor`` (discriminative learning rates: early layers hold general
+    features worth keeping). Frozen BatchNorm parameters (``freeze_bn``) are in no group."""
+    frozen: set[int] = set()
+    if plan.freeze_bn:
+        backbone = [m for s in plan.stages for m in s] + plan.others
+        frozen = {id(p) for m in backbone for b in batch_norms(m) for p in b.parameters()}
     groups = [{"params": list(plan.head.parameters()), "lr": cfg.lr}]
-    if cfg.strategy != "head" and plan.others:
-        groups.append({"params": _params(plan.others), "lr": cfg.lr})
+    backbone_rate = cfg.lr * cfg.backbone_lr_factor if cfg.strategy == "lp-ft" else cfg.lr
+    if not plan.probing(epoch) and plan.others:
+        groups.append({"params": _params(plan.others, frozen), "lr": backbone_rate})
     n = len(plan.stages)
     if cfg.strategy == "partial":
-        groups.append({"params": _params(plan.stages[-1]), "lr": cfg.lr})
-    elif cfg.strategy in ("full", "gradual"):
+        groups.append({"params": _params(plan.stages[-1], frozen), "lr": cfg.lr})
+    elif cfg.strategy in ("full", "gradual") or not plan.probing(epoch):
         for i, stage in enumerate(plan.stages):
             factor = cfg.lr_decay ** (n - i) if cfg.strategy == "gradual" else 1.0
-            groups.append({"params": _params(stage), "lr": cfg.lr * factor})
+            groups.append({"params": _params(stage, frozen), "lr": backbone_rate * factor})
+    groups = [g for g in groups if g["params"]]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             groups, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
@@ -130,16 +173,26 @@ def make_optimizer(plan: Plan, cfg: TransferConfig) -> torch.optim.Optimizer:
 def make_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TransferConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Stepped once per batch; None for a constant learning rate."""
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total_steps) / total_steps))
-        )
+    """Stepped once per batch; None for a constant learning rate without warm-up.
+
+    ``warmup``: the rate rises linearly over the first ``warmup * total_steps`` steps, so the
+    first, largest gradients (a head still far from fitting) cannot wreck pretrained
+    weights; Adam's early steps are also the noisiest (its moment estimates are young)."""
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total_steps
         )
-    return None
+    warm = max(1, round(cfg.warmup * total_steps)) if cfg.warmup > 0 else 0
+    if cfg.schedule == "constant" and not warm:
+        return None
+
+    def factor(t: int) -> float:
+        ramp = min(1.0, (t + 1) / warm) if warm else 1.0
+        if cfg.schedule != "cosine":
+            return ramp
+        return ramp * 0.5 * (1 + math.cos(math.pi * min(t, total_steps) / total_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def make_mix(cfg: TransferConfig, n_classes: int) -> Mix | None:

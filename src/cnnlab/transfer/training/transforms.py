@@ -19,7 +19,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-AUGMENTS = ("none", "basic", "strong")
+AUGMENTS = ("none", "basic", "strong", "radiograph")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -44,14 +44,80 @@ def train_transform(augment: str, image_size: int) -> Callable | None:
                 v2.RandomErasing(p=0.25, value=0),  # forces use of more than one region
             ]
         )
+    if augment == "radiograph":
+        return radiograph_transform(image_size)
     raise ValueError(f"unknown augment preset {augment!r}")
+
+
+def radiograph_transform(image_size: int) -> Callable:
+    """Variations a radiograph (or another grey medical image) plausibly has between sites:
+    field of view, positioning, exposure, detector sharpness and noise. Nothing that makes an
+    image no X-ray could show (solarize, posterize, hue), and grey stays grey (the noise is
+    the same in the three channels). Magnitudes fixed in advance, not tuned on any test set.
+    """
+    from torchvision.transforms import v2
+
+    return v2.Compose(
+        [
+            # field of view: >= 70% of the area, aspect within 10%: a lesion near the border
+            # survives and the anatomy keeps its proportions
+            v2.RandomResizedCrop(
+                image_size, scale=(0.7, 1.0), ratio=(0.9, 1 / 0.9), antialias=True
+            ),
+            # positioning: a patient is never exactly upright or centred; black fill, the
+            # background of a radiograph
+            v2.RandomAffine(degrees=10, translate=(0.06, 0.06), scale=(0.9, 1.1), fill=0),
+            v2.RandomHorizontalFlip(),
+            # exposure and processing differ by machine and site
+            v2.ColorJitter(brightness=0.2, contrast=0.2),
+            RandomGamma(0.8, 1.25),
+            # detectors differ in sharpness and noise
+            v2.RandomApply([v2.GaussianBlur(kernel_size=5, sigma=(0.1, 1.0))], p=0.2),
+            GreyNoise(0.03, p=0.3),
+        ]
+    )
+
+
+class RandomGamma:
+    """``x -> 255 (x / 255) ** gamma`` on uint8, gamma log-uniform in [low, high]: the
+    detector's response curve, which brightness and contrast (linear) do not reach."""
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        import torch
+        from torchvision.transforms.v2 import functional as F
+
+        u = float(torch.rand(()))
+        gamma = self.low * (self.high / self.low) ** u
+        return F.adjust_gamma(img, gamma)
+
+
+class GreyNoise:
+    """Gaussian noise of standard deviation up to ``sigma`` (of the full range) on uint8,
+    the same in every channel, with probability ``p``; rounded and clipped to [0, 255].
+    torchvision's GaussianNoise takes float images only, and adds colour noise to grey."""
+
+    def __init__(self, sigma: float, p: float):
+        self.sigma, self.p = sigma, p
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        if float(torch.rand(())) >= self.p:
+            return img
+        std = float(torch.rand(())) * self.sigma * 255
+        noise = torch.randn((1, *img.shape[-2:])) * std
+        return (img.float() + noise).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def view_count(augment: str, views: int) -> int:
     """How many augmented views of each image the frozen-backbone feature cache holds.
 
     ``basic`` has exactly two distinct views (as is and mirrored), so caching both is the
-    full augmentation, not an approximation; ``strong`` is sampled ``views`` times.
+    full augmentation, not an approximation; ``strong`` and ``radiograph`` are sampled
+    ``views`` times.
     """
     return {"none": 1, "basic": 2}.get(augment, max(1, views))
 
