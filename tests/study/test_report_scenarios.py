@@ -24,6 +24,7 @@ factors:
   regularization_small:
     kind: regularization
     levels: [none, dropout, augment]
+    reference: none
     baseline: {batch_size: 32}
     budget: {train_limit: 256, epochs: 8}
     regime: few images, many epochs, so that it overfits

@@ -114,7 +114,6 @@ def batch_part(rep: Report, a: StudyAnalysis, factor: Factor, folder: Path) -> N
             "s/epoch": f"{s.epoch_seconds.mean:.2f}",
             "steps to target": _reached(s.steps_to_target, s, "{:,.0f}"),
             "seconds to target": _reached(s.seconds_to_target, s, "{:.1f}"),
-            "test acc %": f"{s.accuracy.mean:.2f}",
         })  # fmt: skip
     rep.table(rows)
 

@@ -87,6 +87,11 @@ def takeaways_part(rep: Report, a: StudyAnalysis, meta: dict) -> None:
         )
     if lines:
         rep.bullets(lines)
+    else:
+        rep.paragraph(
+            "No takeaway yet: no level has completed beside its reference on a common seed "
+            "(where levels tune their learning rate, the sweeps run first)."
+        )
     base = a.cells.get("baseline=baseline")
     if base is not None and base.n:
         rep.paragraph(f"Baseline test accuracy: {ci(base.accuracy)} over {base.n} "
