@@ -107,11 +107,11 @@ def test_the_overfitting_lesson_says_a_smaller_gap_is_not_a_better_model():
         {"augment": (Interval(5, -2.72, 0.2, -2.89, -2.55), stats.WORSE),
          "dropout": (Interval(5, 0.12, 0.3, -0.27, 0.50), stats.UNRESOLVED)},
         spec, gap_augment=Interval(5, -8.27, 0.7, -9.16, -7.38),
-        gap_dropout=Interval(5, -0.5, 0.9, -1.6, 0.6),  # reaches zero: not claimed
+        gap_dropout=Interval(5, 3.78, 0.5, 3.10, 4.40),  # a level can widen it, too
         **{"f=none": _cell(11.42, 84.8), "f=augment": _cell(3.15, 82.05),
-           "f=dropout": _cell(10.9, 84.9)},
+           "f=dropout": _cell(15.2, 84.9)},
     )  # fmt: skip
-    head, augment = overfitting_lessons(a, spec.factor("f"))  # dropout's cut is not claimed
+    head, augment, dropout = overfitting_lessons(a, spec.factor("f"))
     assert "96.2% accurate on its own training images and 84.8% on validation" in head
     assert "a train-validation gap of 11.42 points [95% CI 10.42, 12.42]" in head
     assert augment.startswith(
@@ -120,6 +120,11 @@ def test_the_overfitting_lesson_says_a_smaller_gap_is_not_a_better_model():
         "accuracy fell from 96.2% to 85.2%"
     )
     assert "A smaller gap means less overfitting, not a better model" in augment
+    assert dropout.startswith("dropout widens the gap by 3.78 points [95% CI 3.10, 4.40] (to "
+                              "15.20)")  # fmt: skip
+    # a gap difference whose CI reaches zero is not claimed either way
+    a.comparisons[1].gap_diff = Interval(5, -0.5, 0.9, -1.6, 0.6)
+    assert len(overfitting_lessons(a, spec.factor("f"))) == 2
 
 
 def test_takeaways_and_contents_come_first_and_link_every_section(report):

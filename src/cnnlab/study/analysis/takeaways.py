@@ -95,6 +95,12 @@ def _sentence(title, best, versus, reference, diff, verdict, c: Comparison, marg
     return f"{head} came out ahead of {ref} by {_ci(diff)} ({verdict})."
 
 
+def gap_cuts(a: StudyAnalysis, factor: Factor) -> list[Comparison]:
+    """The factor's comparisons whose paired gap difference's 95% CI lies below zero."""
+    comps = [c for c in a.comparisons if c.factor == factor.name and c.gap_diff is not None]
+    return [c for c in comps if c.gap_diff.high < 0]  # nan bounds compare False: not claimed
+
+
 def overfitting_lessons(a: StudyAnalysis, factor: Factor) -> list[str]:
     """For a regularization factor measured on clean training images: how far the reference
     overfits, and each level whose paired gap difference excludes zero, with its accuracy."""
@@ -104,7 +110,7 @@ def overfitting_lessons(a: StudyAnalysis, factor: Factor) -> list[str]:
     if ref is None or not ref.n or not ref.clean_gap:
         return []
     comps = [c for c in a.comparisons if c.factor == factor.name and c.gap_diff is not None]
-    cut = [c for c in comps if c.gap_diff.high < 0]  # nan bounds compare False: not claimed
+    cut = gap_cuts(a, factor)
     ref_train = ref.gap.mean + ref.val_accuracy.mean
     lines = [
         f"Overfitting: without regularization ({factor.reference}) the network ends "
@@ -119,6 +125,11 @@ def overfitting_lessons(a: StudyAnalysis, factor: Factor) -> list[str]:
     ]  # fmt: skip
     for c in sorted(cut, key=lambda c: c.gap_diff.mean):
         lines.append(_gap_sentence(a, factor, c, ref_train))
+    for c in (c for c in comps if c.gap_diff.low > 0):
+        g, to = c.gap_diff, a.cells[f"{factor.name}={c.level}"].gap.mean
+        lines.append(f"{c.level} widens the gap by {g.mean:.2f} points [95% CI {g.low:.2f}, "
+                     f"{g.high:.2f}] (to {to:.2f}): it fits its training images even more "
+                     "closely than the reference.")  # fmt: skip
     return lines
 
 

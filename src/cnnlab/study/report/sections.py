@@ -18,7 +18,7 @@ import numpy as np
 from cnnlab import plots
 from cnnlab.report import Report
 from cnnlab.study.analysis import StudyAnalysis
-from cnnlab.study.analysis.takeaways import overfitting_lessons, takeaways
+from cnnlab.study.analysis.takeaways import gap_cuts, overfitting_lessons, takeaways
 from cnnlab.study.report.appendix import details_part, spec_part, test_sentences
 from cnnlab.study.report.scenarios import (
     batch_part,
@@ -119,7 +119,7 @@ def _overfitting_takeaway(a: StudyAnalysis) -> str:
         return ""
     factor = max(regs, key=lambda r: r[0])[1]
     lessons = overfitting_lessons(a, factor)
-    if len(lessons) < 2:
+    if not gap_cuts(a, factor):  # then lessons[1] would be a level that widens the gap
         return ""
     return f"Overfitting ({factor_titles(a.spec)[factor.name]}): {lessons[1]}"
 
@@ -133,7 +133,8 @@ def factor_section(rep, a: StudyAnalysis, records, factor: Factor, title: str, f
             rep.paragraph(t.sentence.removeprefix(f"{title}: "), css_class="conclusion")
     lessons = overfitting_lessons(a, factor)
     if lessons:
-        rep.paragraph(" ".join(lessons), css_class="conclusion")
+        rep.paragraph(lessons[0], css_class="conclusion")
+        rep.bullets(lessons[1:])
     tests = test_sentences(a, factor)  # in Appendix B: the body keeps the plain findings
     rep.bullets([x for x in a.conclusions.get(factor.name, []) if x not in tests])
     if a.spec.design != "ofat":

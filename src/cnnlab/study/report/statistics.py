@@ -161,11 +161,11 @@ def importance_part(rep: Report, a: StudyAnalysis, folder: Path) -> None:
         text += (f"; its interval overlaps that of {titles.get(ranked[1].term, ranked[1].term)}, "
                  "so their order is not settled")  # fmt: skip
     rep.paragraph(text + ".", css_class="conclusion")
-    path = plots.bars_by_level(
+    path = plots.intervals_by_label(
         [titles.get(i.term, i.term) for i in ranked], [i.spread for i in ranked],
-        folder / "importance.png", "spread of level means (points)",
+        [i.spread_low for i in ranked], [i.spread_high for i in ranked],
+        folder / "importance.png", "spread of level means (points of test accuracy)",
         "How far apart each factor's levels are (95% seed-bootstrap interval)",
-        lows=[i.spread_low for i in ranked], highs=[i.spread_high for i in ranked],
     )  # fmt: skip
     rep.image(
         path,
