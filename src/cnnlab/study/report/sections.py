@@ -66,10 +66,11 @@ def takeaways_part(rep: Report, a: StudyAnalysis, meta: dict) -> None:
     rep.heading("Takeaways")
     status = "complete" if a.complete == a.planned else "INCOMPLETE (still running or stopped)"
     design = "one factor at a time around a baseline" if spec.design == "ofat" else "factorial"
+    images = f"{b.train_limit:,}" if b.train_limit else "all 55,000"
     rep.paragraph(
         f"{a.complete} of {a.planned} planned trials completed ({status}). Design: {design}, "
-        f"{len(spec.seeds)} seeds; baseline budget: {b.train_limit or 'all 55,000'} training "
-        f"images, {b.epochs} epochs. Every accuracy is on the {meta.get('n_test', 10000):,} "
+        f"{len(spec.seeds)} seeds; baseline budget: {images} training images, {b.epochs} "
+        f"epochs. Every accuracy is on the {meta.get('n_test', 10000):,} "
         "test images, in percent; a difference is in points, with its 95% confidence interval "
         "in brackets."
     )
