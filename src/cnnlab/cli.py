@@ -89,12 +89,21 @@ def demo_command(
 
     if not single_run:
         preflight.fmnist_data(data_dir)  # before the study's workers load TensorFlow
-        from cnnlab.study import demo
+        from cnnlab.study import demo, load_spec
+        from cnnlab.study.report import check_report_out
+        from cnnlab.study.run import DEFAULT_WORKERS, default_threads
+        from cnnlab.study.storage import check_url
+        from cnnlab.study.terminal import print_plan, print_verdicts
 
+        spec = load_spec(profile=profile)
+        check_report_out(out or Path("reports") / spec.name, storage, overwrite)  # first
+        check_url(storage)
         print(f"demo: the `{profile}` study (storage {storage})")
+        print_plan(spec, DEFAULT_WORKERS, default_threads(DEFAULT_WORKERS))
         report = demo(
             profile=profile, storage=storage, out=out, data_dir=data_dir, overwrite=overwrite
         )
+        print_verdicts(storage, spec.name)
         print(f"report: {report}  (also report.md and results.csv beside it)")
         return
     from cnnlab.fmnist.config import preset

@@ -327,3 +327,28 @@ def heatmap(
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title)
     return save_figure(fig, path)
+
+
+def intervals_by_label(
+    labels: Sequence[str],
+    means: Sequence[float],
+    lows: Sequence[float],
+    highs: Sequence[float],
+    path: str | os.PathLike,
+    xlabel: str,
+    title: str,
+) -> Path:
+    """One row per label, first on top: its value as a dot with its interval as a line.
+    Horizontal, so that long labels (factors in words) read without rotation."""
+    y = np.arange(len(labels))[::-1]
+    means = np.asarray(means, dtype=float)
+    lows, highs = np.asarray(lows, dtype=float), np.asarray(highs, dtype=float)
+    err = np.nan_to_num(np.vstack([means - lows, highs - means]))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(labels) + 1.4))
+    ax.errorbar(means, y, xerr=err, fmt="o", color="#0a66c2", capsize=4)
+    ax.set_yticks(y, labels)
+    ax.set_xlabel(xlabel)
+    ax.set_xlim(left=0)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="x")
+    return save_figure(fig, path)

@@ -80,3 +80,21 @@ def test_bar_notes_are_drawn_above_their_bars(tmp_path, monkeypatch):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert drawn["notes"] == ["7.1 pts", ""]
     assert drawn["top"] > 0.99  # room above the tallest bar for its note
+
+
+def test_contents_link_every_section_by_the_anchor_github_gives_it():
+    rep = Report("t").heading("Takeaways").contents()
+    rep.heading("Kernel (filter) size").heading("Detail", 3).heading("Kernel (filter) size")
+    html = rep.to_html()
+    assert '<h2 id="kernel-filter-size">' in html and '<h2 id="kernel-filter-size-1">' in html
+    assert '<li><a href="#kernel-filter-size-1">Kernel (filter) size</a></li>' in html
+    assert 'href="#detail"' not in html  # level 2 only
+    md = rep.to_markdown()
+    assert "- [Takeaways](#takeaways)\n- [Kernel (filter) size](#kernel-filter-size)\n" in md
+
+
+def test_intervals_by_label_writes_a_png(tmp_path):
+    lows, highs = [1.5, 0.5], [2.5, float("nan")]  # a missing bound draws no whisker
+    path = plots.intervals_by_label(["a long factor name", "b"], [2.0, 1.0], lows, highs,
+                                    tmp_path / "i.png", "points", "t")  # fmt: skip
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -141,24 +141,40 @@ def test_report_files_and_sections(finished_fake_study, tmp_path):
     out = html.parent
     md = (out / "report.md").read_text()
     for section in (
-        "## Summary",
-        "## Factor: kernel_size",
-        "## Factor: regularization",
-        "## Factor: batch_size",
-        "## Factor: batch_size_scaled",
-        "## Factor: optimizer",
+        "## Takeaways",
+        "**Contents**",
+        "## Which factor matters most",
+        "## Every comparison",
+        "## Kernel (filter) size",
+        "## Regularization",
+        "## Batch size, fixed epochs, fixed LR",
+        "## Batch size, fixed epochs, LR scaled linearly + warm-up",
+        "## Optimizer",
         "Learning-rate sweep",
+        "## Appendix A: statistics behind the verdicts",
+        "## Appendix B: each level in detail",
+        "## Appendix C: the spec, its baseline and how to reproduce",
         "How to reproduce",
         "Machine and versions",
-        "## Methods",
-        "Which factor matters most",
+        "## Appendix D: methods",
     ):
         assert section in md, section  # fmt: skip
+    assert "## Factor:" not in md and "## Kernel_size" not in md  # headings in words
+    # the body reads as findings: statistics, config and spec come after every factor
+    appendix = md.index("## Appendix A")
+    assert md.index("## Optimizer") < appendix
+    for detail in (
+        "Holm p, study (family)",
+        "δ = 0.50",
+        "partial ω²",
+        "| field | baseline |",
+        "cnnlab study run",
+        "McNemar p per seed",
+    ):
+        assert md.index(detail) > appendix, detail  # fmt: skip
     assert "— worse: paired t, Holm-adjusted p" in md
-    assert "### What each change did" in md
     assert "Holm correction over every comparison of the study" in md
-    assert "δ = 0.50" in md and "partial ω²" in md
-    assert "| kernel_size | 7x7 vs 3x3 | -" in md and "| worse |" in md  # effect size first
+    assert "| Kernel (filter) size | 7x7 vs 3x3 | -" in md and "| worse |" in md  # effect first
     text = html.read_text()
     assert text.count("data:image/png;base64,") >= 16 and 'src="kernel' not in text
     rows = list(csv.DictReader((out / "results.csv").open()))

@@ -24,6 +24,7 @@ factors:
   regularization_small:
     kind: regularization
     levels: [none, dropout, augment]
+    reference: none
     baseline: {batch_size: 32}
     budget: {train_limit: 256, epochs: 8}
     regime: few images, many epochs, so that it overfits
@@ -82,7 +83,9 @@ def test_batch_sizes_are_compared_by_steps_and_seconds_to_the_target(study):
     assert (fixed.steps_per_epoch, fixed.steps) == (2, 8)  # 1,024 images, 4 epochs
     assert steps.steps == cells["batch_size_steps=128"].steps == 32  # equal steps: 16 epochs
     md = study["md"]
-    assert "### batch_size_steps: steps and seconds to 80% validation accuracy" in md
+    section = md[md.index("## Batch size, equal steps, fixed LR") :]
+    assert section.startswith("## Batch size, equal steps, fixed LR\n")  # in words
+    assert "### Steps and seconds to 80% validation accuracy" in section
     assert "| steps to target | seconds to target |" in md
     assert "(batch_sizes_steps_to_target.png)" in md and "(batch_sizes_accuracy.png)" in md
 
@@ -114,3 +117,18 @@ def test_optimizers_show_convergence_curves_and_whether_the_rate_is_bracketed(st
     for s in sweeps.values():
         assert s.statement() in md
         assert ("bracketed" in s.statement()) != ("EDGE" in s.statement())
+
+
+def test_the_overfitting_lesson_is_stated_with_the_gap_each_regularizer_cuts(study):
+    """The fake overfits without dropout or augmentation: the section and the takeaways say
+    by how much the gap shrinks, from the paired per-seed gap differences."""
+    a = study["analysis"]
+    by = {c.level: c for c in a.comparisons if c.factor == "regularization_small"}
+    dropout = by["dropout"].gap_diff
+    assert dropout.high < 0  # measured: the gap shrinks on every seed
+    none = a.cells["regularization_small=none"]
+    md = study["md"]
+    assert f"a train-validation gap of {none.gap.mean:.2f} points" in md
+    assert (f"dropout cuts the gap by {-dropout.mean:.2f} points [95% CI {-dropout.high:.2f}, "
+            f"{-dropout.low:.2f}]") in md  # fmt: skip
+    assert md.index("cuts the gap by") < md.index("**Contents**")  # a takeaway

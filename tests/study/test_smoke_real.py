@@ -39,18 +39,24 @@ def smoke(tmp_path_factory):
 
 def test_smoke_study_runs_every_trial_and_reports_every_section(smoke):
     from cnnlab.study import load_spec
+    from cnnlab.study.spec.words import factor_titles
 
-    planned = len(load_spec(profile="smoke").plan()[0])
-    assert f"{planned}/{planned} trials complete" in smoke["stdout"]
+    spec = load_spec(profile="smoke")
+    planned = len(spec.plan()[0])
+    out = smoke["stdout"]
+    assert f"{planned}/{planned} trials complete" in out
+    # the plan and its estimate before the trials, the verdicts after them
+    assert out.index("plan: study smoke") < out.index("total: ") < out.index("verdicts: study")
     md = (smoke["dir"] / "report.md").read_text()
+    titles = factor_titles(spec)
     for factor in ("kernel_size", "regularization", "regularization_small", "batch_size",
                    "batch_size_scaled", "batch_size_steps", "optimizer"):  # fmt: skip
-        assert f"## Factor: {factor}" in md
+        assert f"\n## {titles[factor]}\n" in md
         assert f"({factor}_accuracy.png)" in md and f"({factor}_curves.png)" in md
-        assert "Regime: " in md.split(f"## Factor: {factor}")[1].split("## ")[0]
+        assert "Regime: " in md.split(f"\n## {titles[factor]}\n")[1].split("## ")[0]
     assert "Learning-rate sweep" in md and "Keras backend tensorflow" in md
     assert "(regularization_small_gap.png)" in md and "(optimizer_convergence_seconds.png)" in md
-    assert "steps and seconds to" in md
+    assert "Steps and seconds to" in md
     assert f"{planned} of {planned} planned trials completed (complete)" in md
     rows = list(csv.DictReader((smoke["dir"] / "results.csv").open()))
     assert len(rows) == planned
@@ -85,4 +91,4 @@ def test_report_renders_in_headless_chromium(smoke, chromium):
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []
     headings = [h.text for h in driver.find_elements("tag name", "h2")]
-    assert "Summary" in headings and "Factor: optimizer" in headings
+    assert headings[0] == "Takeaways" and "Optimizer" in headings

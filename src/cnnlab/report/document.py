@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,9 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
 margin:2em auto;padding:0 1em;color:#1d1d1f;line-height:1.45}
 h1{border-bottom:2px solid #ddd;padding-bottom:.3em}h2{margin-top:2em;border-bottom:1px solid #eee}
-table{border-collapse:collapse;margin:1em 0;font-size:.9em}
-th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right}th{background:#f5f5f7}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em;max-width:100%}
+th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right;overflow-wrap:anywhere}
+th{background:#f5f5f7}nav ul{columns:2}
 td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}figcaption{color:#666;font-size:.85em}
 .conclusion{background:#f0f7ff;border-left:4px solid #0a66c2;padding:.5em 1em}
@@ -36,6 +38,25 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
     return [row(header), row(["---"] * len(header)), *map(row, rows)]
+
+
+def slug(text: str) -> str:
+    """A heading's anchor as GitHub writes it for Markdown (lower case, punctuation dropped,
+    spaces to hyphens), so the contents' links work in report.html and report.md alike."""
+    return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
+
+
+def _anchors(blocks: Sequence[tuple[str, Any]]) -> list[str]:
+    """The anchor of each heading in order; a repeated one gets ``-1``, ``-2``... (GitHub)."""
+    seen: dict[str, int] = {}
+    out = []
+    for kind, value in blocks:
+        if kind == "heading":
+            base = slug(value[1])
+            n = seen.get(base, 0)
+            seen[base] = n + 1
+            out.append(base if n == 0 else f"{base}-{n}")
+    return out
 
 
 def _cell(value: Any) -> str:
@@ -56,6 +77,19 @@ class Report:
     def paragraph(self, text: str, css_class: str | None = None) -> Report:
         self.blocks.append(("paragraph", (text, css_class)))
         return self
+
+    def contents(self, level: int = 2) -> Report:
+        """A table of contents here: a link to every heading of ``level``, before or after."""
+        self.blocks.append(("contents", level))
+        return self
+
+    def _toc(self, level: int) -> list[tuple[str, str]]:
+        headings = [v for k, v in self.blocks if k == "heading"]
+        return [
+            (text, anchor)
+            for (lv, text), anchor in zip(headings, _anchors(self.blocks), strict=True)
+            if lv == level
+        ]
 
     def bullets(self, items: Sequence[str]) -> Report:
         self.blocks.append(("bullets", list(items)))
@@ -85,10 +119,15 @@ class Report:
             f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>",
             f"<h1>{html.escape(self.title)}</h1>",
         ]
+        anchors = iter(_anchors(self.blocks))
         for kind, value in self.blocks:
             if kind == "heading":
                 level, text = value
-                out.append(f"<h{level}>{html.escape(text)}</h{level}>")
+                out.append(f'<h{level} id="{next(anchors)}">{html.escape(text)}</h{level}>')
+            elif kind == "contents":
+                links = "".join(f'<li><a href="#{a}">{html.escape(t)}</a></li>'
+                                for t, a in self._toc(value))  # fmt: skip
+                out.append(f"<nav><strong>Contents</strong><ul>{links}</ul></nav>")
             elif kind == "paragraph":
                 text, css = value
                 cls = f' class="{css}"' if css else ""
@@ -122,6 +161,9 @@ class Report:
             if kind == "heading":
                 level, text = value
                 out += ["#" * level + " " + text, ""]
+            elif kind == "contents":
+                out += ["**Contents**", ""]
+                out += [f"- [{t}](#{a})" for t, a in self._toc(value)] + [""]
             elif kind == "paragraph":
                 text, css = value
                 out += [("> " if css == "conclusion" else "") + text, ""]

@@ -84,7 +84,9 @@ def run(
     overwrite: bool = typer.Option(False, help="Replace a previous report in --report."),
 ) -> None:
     """Run or resume a study: every trial exactly once, across any number of such commands."""
-    from cnnlab.study.run import DEFAULT_WORKERS, run_study
+    from cnnlab.study import storage as st
+    from cnnlab.study.run import DEFAULT_WORKERS, default_threads, run_study
+    from cnnlab.study.terminal import print_plan, print_verdicts
 
     name = check_study_name(name, "--name") if name else None
     if report is not None:
@@ -92,15 +94,19 @@ def run(
 
         check_report_out(report, storage, overwrite)  # before the trials, not after them
     study_spec = _spec(spec, profile)
+    st.check_url(storage)  # a bad --storage is one line before the plan, too
     origin = {"profile": profile} if profile else {"file": str(spec)}
+    workers = workers or DEFAULT_WORKERS
+    print_plan(study_spec, workers, threads or default_threads(workers))
     summary = run_study(
-        study_spec, storage, name, workers or DEFAULT_WORKERS, threads=threads,
+        study_spec, storage, name, workers, threads=threads,
         data_dir=str(data_dir) if data_dir else None, origin=origin,
     )  # fmt: skip
     print(
         f"study {summary.name}: {summary.complete}/{summary.planned} trials complete "
         f"({summary.enqueued} queued by this run, {summary.wall_seconds:.0f} s)"
     )
+    print_verdicts(storage, summary.name)
     if report is not None:
         from cnnlab.study.report import write_report
 
@@ -120,13 +126,13 @@ def status(
     from rich.table import Table
 
     from cnnlab.study import storage as st
-    from cnnlab.study.run import _duration
     from cnnlab.study.spec.plan import planned_work
+    from cnnlab.study.terminal import duration
 
     study = _open_study(storage, name)
     p = st.study_progress(study, planned_work(st.stored_spec(study).plan()[0]))
     if p.running and p.eta_seconds is not None:
-        eta = _duration(p.eta_seconds)
+        eta = duration(p.eta_seconds)
     elif p.complete + p.failed >= p.total:
         eta = "done"
     else:
@@ -227,8 +233,9 @@ def plan(
 ) -> None:
     """Show the trials a spec would run, its training images and an estimated wall time."""
     from cnnlab.study import estimate
-    from cnnlab.study.run import DEFAULT_WORKERS, _duration, default_threads
+    from cnnlab.study.run import DEFAULT_WORKERS, default_threads
     from cnnlab.study.spec.plan import training_images
+    from cnnlab.study.terminal import estimate_line, total_line
 
     s = _spec(spec, profile)
     trials, cells = s.plan()
@@ -238,17 +245,10 @@ def plan(
     for cell in cells:
         images = training_images(by_key[cell.keys[0]].config)
         print(f"  {cell.name}: {len(cell.keys)} x {images:,} training images")
-    # a contract: tests and scripts parse this line
-    print(f"total: {len(trials)} trials, {estimate.total_images(trials)} training images")
+    print(total_line(trials))
     workers = workers or DEFAULT_WORKERS
     rate = estimate.throughput(default_threads(workers), workers, measure=measure)
     if rate is None:
         print("estimated wall time: not measured (--no-measure, and no cached measurement)")
         return
-    seconds = estimate.wall_seconds(trials, rate, workers)
-    source = f"cached in {estimate.cache_file()}" if rate.cached else "measured just now"
-    print(
-        f"estimated wall time: {_duration(seconds)} with {workers} workers, from "
-        f"{rate.train_rate(128):,.0f} training images/s per worker at batch size 128 "
-        f"({rate.key}; {source}); larger kernels and batch norm train slower"
-    )
+    print(estimate_line(trials, workers, rate))

@@ -27,6 +27,7 @@ from cnnlab.study.defaults import DEFAULT_STORAGE
 from cnnlab.study.spec import StudySpec
 from cnnlab.study.spec.plan import planned_work
 from cnnlab.study.storage.format import FAIL_REASON_ATTR
+from cnnlab.study.terminal import duration as _duration
 
 # Measured on the idle 2-core machine (docs/benchmarks.md, Study engine): the same 16 trials
 # took 111 s with two single-threaded workers and 141-147 s with one two-threaded worker
@@ -231,10 +232,3 @@ def _newly_finished(trials: list[FrozenTrial], seen: set[int]) -> list[str]:
             reason = t.system_attrs.get(FAIL_REASON_ATTR, "")
             lines.append(f"[red]failed[/] {label}: {reason}")
     return lines
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")

@@ -244,6 +244,13 @@ def _compare_factor(spec, factor: Factor, cells, records, labels) -> list[Compar
                 mcnemar=per_seed,
                 time_ratio=float(np.median(ratios)) if ratios else math.nan,
                 identical=cmp.identical,
+                gap_diff=stats.t_interval(
+                    [
+                        (generalization_gap(p[0].history) - generalization_gap(p[1].history))
+                        * POINTS
+                        for p in pairs
+                    ]
+                ),
             )  # fmt: skip
         )
     return out

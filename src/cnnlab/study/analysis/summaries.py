@@ -52,6 +52,8 @@ class Comparison:
     mcnemar: list[stats.McNemar]  # one per pair of trials (seed); never Holm-adjusted
     time_ratio: float  # median over seeds timed in one environment of seconds, level / reference
     identical: bool = False  # the same difference in every pair: no test possible
+    # level - reference of the train - validation gap at the last epoch, points, paired by seed
+    gap_diff: stats.Interval | None = None
     family: int = 0  # tested comparisons of the whole study: the Holm family of the verdicts
     factor_family: int = 0  # tested comparisons of this factor
     holm_pvalue: float = math.nan  # paired t, Holm-adjusted over the whole study (the verdict)

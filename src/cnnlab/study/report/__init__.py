@@ -1,57 +1,35 @@
 """``cnnlab study report``: report.html (self-contained), report.md and results.csv.
 
-A summary page (status, how to read the verdicts, every comparison with its verdict, factor
-importance, best config, baseline, how to reproduce, machine) and one section per factor:
-accuracy vs level with 95% intervals, overlaid learning curves, time cost, a table and the
-conclusion sentences computed in ``analysis/`` (``verdicts.py``).
+This module writes the files (and results.csv's rows); ``sections`` lays out the document a
+student reads: takeaways in plain words first, contents, which factor matters most, every
+comparison, one section per factor under its name in words, then the appendices
+(``statistics``: how verdicts are decided; ``appendix``: detail tables, the spec, machines).
+The sentences come from ``analysis/`` (``verdicts.py``, ``takeaways.py``), never by hand.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import yaml
-
-from cnnlab import plots
 from cnnlab.errors import CnnlabError
 from cnnlab.files import check_output, write_csv
-from cnnlab.machine import environment_info
-from cnnlab.report import Report
 from cnnlab.runs import run_directory
 from cnnlab.study import storage as st
 from cnnlab.study.analysis import (
     DEFAULT_MARGIN,
-    StudyAnalysis,
     analyse,
     curves,
     epochs_to_target,
     generalization_gap,
 )
-from cnnlab.study.report.scenarios import (
-    batch_part,
-    batch_plots,
-    factor_cells,
-    learning_curves_part,
-    optimizer_part,
-    regime_part,
-    sweep_part,
-)
-from cnnlab.study.report.statistics import (
-    ci,
-    fmt_p,
-    holm_text,
-    importance_part,
-    methods_part,
-    signed_ci,
-    verdicts_part,
-    wilcoxon_text,
-)
-from cnnlab.study.spec import Factor, StudySpec
+from cnnlab.study.report.appendix import csv_value, machines_part
+from cnnlab.study.report.sections import build_report
+from cnnlab.study.spec import StudySpec
+
+__all__ = ["build_report", "check_report_out", "machines_part", "results_rows", "write_report"]
 
 
 def write_report(
@@ -144,197 +122,6 @@ def results_rows(spec: StudySpec, records: dict[str, st.TrialRecord]) -> list[di
             "gap_on_clean_train": curves.has_clean_gap(r.history),
             "diverged": bool(m.get("diverged")), "environment": r.environment or "",
         }  # fmt: skip
-        row.update({f"config.{k}": _csv(v) for k, v in r.config.items()})
+        row.update({f"config.{k}": csv_value(v) for k, v in r.config.items()})
         rows.append(row)
     return rows
-
-
-def _csv(v: Any) -> Any:
-    return ",".join(map(str, v)) if isinstance(v, list) else v
-
-
-# -- the document --------------------------------------------------------------------------
-
-
-def build_report(analysis: StudyAnalysis, records, meta: dict, folder: Path) -> Report:
-    spec = analysis.spec
-    rep = Report(f"cnnlab study {meta['name']}: what changes a CNN on Fashion-MNIST")
-    _summary(rep, analysis, meta, folder)
-    for factor in spec.factors:
-        _factor_section(rep, analysis, records, factor, folder)
-    if spec.design == "factorial":
-        _factorial_section(rep, analysis, folder)
-    methods_part(rep, analysis, meta)
-    return rep
-
-
-def _summary(rep: Report, a: StudyAnalysis, meta: dict, folder: Path) -> None:
-    spec = a.spec
-    rep.heading("Summary")
-    status = "complete" if a.complete == a.planned else "INCOMPLETE (still running or stopped)"
-    b = spec.baseline
-    design = "one factor at a time around the baseline" if spec.design == "ofat" else "factorial"
-    rep.paragraph(
-        f"{a.complete} of {a.planned} planned trials completed ({status}). Design: {design}"
-        f"; {len(spec.seeds)} seeds ({', '.join(map(str, spec.seeds))}); training images: "
-        f"{b.train_limit or 'all (55,000)'}; {b.epochs} epochs; validation split {b.val_size} "
-        f"images (factors run in a regime of their own say so in their section); every "
-        f"accuracy is on the {meta.get('n_test', 10000):,} test images, in percent."
-    )
-    if spec.description:
-        rep.paragraph(spec.description)
-    verdicts_part(rep, a)
-    importance_part(rep, a, folder)
-    base = a.cells.get("baseline=baseline")
-    rep.heading("Baseline and best configuration", 3)
-    if base is not None and base.n:
-        rep.paragraph(
-            f"Baseline test accuracy: {ci(base.accuracy)} (mean [95% CI], "
-            f"{base.n} seed{'s' * (base.n != 1)})."
-        )
-    if a.best is not None:
-        rep.paragraph(
-            f"Best configuration by mean validation accuracy (among the factors run in the "
-            f"study's own regime: validation accuracies compare within one regime only): "
-            f"{a.best.cell.name} — validation "
-            f"{a.best.val_accuracy.mean:.2f}%, test {ci(a.best.accuracy)} over {a.best.n} "
-            f"seed{'s' * (a.best.n != 1)} (chosen on validation, so its test accuracy is an "
-            "unbiased estimate).",
-            css_class="conclusion",
-        )
-    rep.table(
-        [{"field": k, "baseline": _csv(v)} for k, v in spec.baseline.to_dict().items()
-         if k != "seed"]
-    )  # fmt: skip
-    rep.heading("How to reproduce", 3)
-    origin = meta.get("origin") or {}
-    source = f"--profile {origin['profile']}" if origin.get("profile") else "study.yaml"
-    rep.code(
-        f"cnnlab study run {source} --storage {meta['storage']} --name {meta['name']}\n"
-        f"cnnlab study report --storage {meta['storage']} --name {meta['name']} --out DIR"
-    )
-    rep.paragraph("The spec this study ran (study.yaml):")
-    rep.code(yaml.safe_dump(spec.source, sort_keys=False).strip())
-    machines_part(rep, meta)
-
-
-def machines_part(rep: Report, meta: dict) -> None:
-    """Each environment the workers ran in, with the trials it ran. Training times compare
-    within one environment only (a resumed study may run on another CPU)."""
-    rep.heading("Machine and versions", 3)
-    machines = meta.get("machines") or {"report": environment_info()}
-    ran: Counter = meta.get("machine_trials") or Counter()
-    for name, env in machines.items():
-        versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
-        count = ran.get(name, 0)
-        trials = f" Completed trials: {count}." if ran else ""
-        rep.paragraph(
-            f"{name}: {env.get('processor')}, {env.get('cpu_count')} CPUs, "
-            f"{env.get('platform')}, Python {env.get('python')}; {versions}; worker threads "
-            f"{env.get('threads', '?')}; Keras backend {env.get('backend', '?')}.{trials}"
-        )
-    if len(ran) > 1:
-        rep.paragraph(
-            f"The trials ran in {len(ran)} environments. Training times compare only "
-            "within one: each 'trained Nx faster/slower' pairs a level with its reference on "
-            "the seeds timed in the same environment, while the time columns, seconds per "
-            "epoch and seconds to target average over all of them."
-        )
-
-
-def _factor_section(rep, a: StudyAnalysis, records, factor: Factor, folder: Path) -> None:
-    rep.heading(f"Factor: {factor.name}")
-    if a.spec.design == "ofat":
-        regime_part(rep, a, factor)
-    for line in a.conclusions.get(factor.name, []):
-        rep.paragraph(line, css_class="conclusion")
-    if a.spec.design != "ofat":
-        return
-    cells = factor_cells(a, factor)
-    if not cells:
-        rep.paragraph("No completed trials for this factor yet.")
-        return
-    stem = factor.name.replace(" ", "_")
-    labels = [lv for lv, _ in cells]
-    ref = dict(cells).get(factor.reference)
-    path = plots.errorbar_by_level(
-        labels, [s.accuracy.mean for _, s in cells], [s.accuracy.low for _, s in cells],
-        [s.accuracy.high for _, s in cells], folder / f"{stem}_accuracy.png",
-        "test accuracy (%)", f"{factor.name}: test accuracy (mean, 95% CI)",
-        reference=ref.accuracy.mean if ref is not None else None,
-    )  # fmt: skip
-    rep.image(path, f"Test accuracy per {factor.name} level; dashed: reference {factor.reference}")
-    learning_curves_part(rep, a, records, factor, folder)
-    path = plots.bars_by_level(
-        labels, [s.train_seconds.mean for _, s in cells], folder / f"{stem}_time.png",
-        "training seconds", f"{factor.name}: training time per trial (mean, 95% CI)",
-        lows=[s.train_seconds.low for _, s in cells],
-        highs=[s.train_seconds.high for _, s in cells],
-    )  # fmt: skip
-    rep.image(path, "Training time (validation and test evaluation excluded)")
-    if factor.kind == "batch_size":
-        batch_part(rep, a, factor, folder)
-        batch_plots(rep, a, folder)
-    if factor.kind == "optimizer":
-        optimizer_part(rep, a, records, factor, folder)
-    if factor.lr_sweep is not None:  # any factor whose levels each tune their learning rate
-        sweep_part(rep, a, factor, folder)
-    comps = {c.level: c for c in a.comparisons if c.factor == factor.name}
-    rows = []
-    for lv, s in cells:
-        c = comps.get(lv)
-        rows.append({
-            "level": lv + (" (reference)" if lv == factor.reference else ""), "seeds": s.n,
-            "test acc % [95% CI]": ci(s.accuracy),
-            "diff vs ref [95% CI]": signed_ci(c.diff) if c else "",
-            "verdict": c.verdict if c else "",
-            "paired t p (Holm, family)": holm_text(c) if c else "",
-            "Wilcoxon p": wilcoxon_text(c) if c else "",
-            "McNemar p per seed": ", ".join(fmt_p(m.pvalue) for m in c.mcnemar) if c else "",
-            "macro-F1": ci(s.macro_f1, 4), "test loss": ci(s.loss, 3),
-            "train s": ci(s.train_seconds, 1), "s/epoch": ci(s.epoch_seconds, 2),
-            "gap clean train-val (pts)" if s.clean_gap else "gap train-val (pts)": ci(s.gap),
-            f"epochs to val {s.target:.0%}": (
-                f"{s.epochs_to_target:g} ({s.reached}/{s.n})" if s.reached
-                else f"not reached (0/{s.n})"
-            ),
-            "lr": f"{s.lr:.3g}" if s.lr else "", "params": s.params,
-            "diverged": f"{s.diverged}/{s.n}" if s.diverged else "",
-        })  # fmt: skip
-    rep.table(rows)
-
-
-def _factorial_section(rep, a: StudyAnalysis, folder: Path) -> None:
-    spec = a.spec
-    rep.heading("Factorial cells and interaction")
-    rows = []
-    for name, s in a.cells.items():
-        if s.n:
-            rows.append(
-                {
-                    "cell": name,
-                    "seeds": s.n,
-                    "test acc % [95% CI]": ci(s.accuracy),
-                    "val acc %": s.val_accuracy.mean,
-                    "train s": ci(s.train_seconds, 1),
-                }
-            )
-    rep.table(rows)
-    f1, f2 = spec.factors[0], spec.factors[1]
-    matrix = []
-    for lv1 in f1.levels:
-        row = []
-        for lv2 in f2.levels:
-            means = [
-                s.accuracy.mean for s in a.cells.values()
-                if s.n and dict(s.cell.levels).get(f1.name) == lv1.label
-                and dict(s.cell.levels).get(f2.name) == lv2.label
-            ]  # fmt: skip
-            row.append(float(np.mean(means)) if means else math.nan)
-        matrix.append(row)
-    path = plots.heatmap(
-        matrix, [lv.label for lv in f1.levels], [lv.label for lv in f2.levels],
-        folder / "interaction.png", f"Mean test accuracy (%): {f1.name} x {f2.name}",
-        xlabel=f2.name, ylabel=f1.name,
-    )  # fmt: skip
-    rep.image(path, "An interaction shows as rows that do not move in parallel")

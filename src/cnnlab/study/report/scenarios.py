@@ -8,7 +8,6 @@ scenario's extra evidence reads in one place.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from cnnlab.study.analysis import CellSummary, StudyAnalysis, curves
 from cnnlab.study.analysis.curves import POINTS
 from cnnlab.study.spec import Factor
 from cnnlab.study.spec.plan import steps_per_epoch, train_split
+from cnnlab.study.spec.words import describe_batch_factor
 
 _BUDGET_FIELDS = ("train_limit", "epochs", "val_size")
 
@@ -100,7 +100,7 @@ def batch_part(rep: Report, a: StudyAnalysis, factor: Factor, folder: Path) -> N
     if not cells:
         return
     target = a.spec.val_target_of(factor)
-    rep.heading(f"{factor.name}: steps and seconds to {target:.0%} validation accuracy", 3)
+    rep.heading(f"Steps and seconds to {target:.0%} validation accuracy", 3)
     rep.paragraph(
         "Shallue et al. (2019) compare batch sizes by the optimizer steps needed to reach a "
         "target; on a CPU the seconds to it are what a user waits for. Both are read at epoch "
@@ -114,7 +114,6 @@ def batch_part(rep: Report, a: StudyAnalysis, factor: Factor, folder: Path) -> N
             "s/epoch": f"{s.epoch_seconds.mean:.2f}",
             "steps to target": _reached(s.steps_to_target, s, "{:,.0f}"),
             "seconds to target": _reached(s.seconds_to_target, s, "{:.1f}"),
-            "test acc %": f"{s.accuracy.mean:.2f}",
         })  # fmt: skip
     rep.table(rows)
 
@@ -156,24 +155,6 @@ def batch_plots(rep: Report, a: StudyAnalysis, folder: Path) -> None:
                                     ylabel, title, logx=True)  # fmt: skip
             rep.image(path, f"{title}, every batch-size factor (a level that never reached the "
                       "target is left out)")  # fmt: skip
-
-
-def describe_batch_factor(f: Factor, base: TrainConfig) -> str:
-    """``fixed epochs, LR scaled linearly + warm-up``, ``equal steps, fixed LR``..."""
-    parts = ["equal steps" if any("epochs" in lv.overrides for lv in f.levels) else "fixed epochs"]
-    scaled = [
-        lv
-        for lv in f.levels
-        if "lr" in lv.overrides and lv.overrides["batch_size"] != base.batch_size
-    ]
-    if not scaled:
-        parts.append("fixed LR")
-    else:
-        lv = scaled[0]
-        ratio = lv.overrides["batch_size"] / base.batch_size
-        linear = math.isclose(lv.overrides["lr"], base.learning_rate * ratio)
-        parts.append(f"LR scaled {'linearly' if linear else 'with the square root'} + warm-up")
-    return ", ".join(parts)
 
 
 # -- optimizer -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 from cnnlab import plots
 from cnnlab.report import Report
 from cnnlab.study.analysis import StudyAnalysis, stats
+from cnnlab.study.spec.words import factor_titles
 
 
 def ci(i, digits: int = 2) -> str:
@@ -38,30 +39,66 @@ def fmt_p(p: float) -> str:
 
 
 def verdicts_part(rep: Report, a: StudyAnalysis) -> None:
-    rep.heading("What each change did", 3)
+    """Every comparison in four columns: what changed, by how much, the verdict."""
+    rep.heading("Every comparison")
     rep.paragraph(
-        "Each level is compared with its factor's reference level, paired by seed: the "
-        "difference in test accuracy (points) with its 95% confidence interval comes first, "
-        "then a verdict. better / worse: the paired t-test rejects 'no difference' after Holm "
-        "correction over every comparison of the study (the p corrected within the factor "
-        "alone is shown beside it). no difference detected: an equivalence test (two one-sided "
-        f"paired t-tests) rejects a difference of ±{a.margin:.2f} points or more (δ = "
-        f"{a.margin:.2f}, the smallest difference this report treats as worth a claim), Holm-"
-        "corrected over the study likewise. unresolved: neither; the last column gives the "
-        f"seeds a power calculation ({stats.POWER:.0%} power, at the observed spread of the "
-        "differences) says would settle it, with the range that the uncertainty of that spread "
-        "allows. no test possible: one seed, or the same difference in every seed."
+        "Each level against its factor's reference level, on the same seeds: the difference "
+        "in test accuracy (points) with its 95% confidence interval, then the verdict. "
+        "better / worse: the study can vouch for the difference; no difference detected: "
+        f"the two are within ±{a.margin:.2f} points of each other; unresolved: more seeds are "
+        "needed to tell; no test possible: one seed, or the same difference in every seed. "
+        "How the verdicts are decided (Holm correction, equivalence tests, the seeds a power "
+        "calculation asks for) is in Appendix A."
     )
     if not a.comparisons:
         return
+    titles = factor_titles(a.spec)
     rep.table([
-        {"factor": c.factor, "level vs reference": f"{c.level} vs {c.reference}",
-         "difference, points [95% CI]": signed_ci(c.diff), "verdict": c.verdict,
-         "seeds": c.n, "Holm p, study (family)": holm_text(c),
-         "Holm p, factor (family)": factor_holm_text(c),
-         "seeds to resolve [range]": _seeds(c)}
+        {"factor": titles.get(c.factor, c.factor), "level vs reference": f"{c.level} vs "
+         f"{c.reference}", "difference, points [95% CI]": signed_ci(c.diff),
+         "verdict": c.verdict}
         for c in a.comparisons
     ])  # fmt: skip
+
+
+def statistics_appendix(rep: Report, a: StudyAnalysis) -> None:
+    """How the verdicts are decided, every comparison's adjusted p-values and seeds needed,
+    and each factor's seed-blocked ANOVA."""
+    rep.heading("Appendix A: statistics behind the verdicts")
+    rep.paragraph(
+        "Each level is compared with its factor's reference level, paired by seed. better / "
+        "worse: the paired t-test rejects 'no difference' after Holm correction over every "
+        "comparison of the study (the p corrected within the factor alone is shown beside it). "
+        "no difference detected: an equivalence test (two one-sided paired t-tests, TOST) "
+        f"rejects a difference of ±{a.margin:.2f} points or more (δ = {a.margin:.2f}, the "
+        "smallest difference this report treats as worth a claim), Holm-corrected over the "
+        "study likewise. unresolved: neither; the last column gives the seeds a power "
+        f"calculation ({stats.POWER:.0%} power, at the observed spread of the differences) "
+        "says would settle it, with the range that the uncertainty of that spread allows."
+    )
+    titles = factor_titles(a.spec)
+    if a.comparisons:
+        rep.table([
+            {"factor": titles.get(c.factor, c.factor), "level": c.level, "seeds": c.n,
+             "Holm p, study (family)": holm_text(c),
+             "Holm p, factor (family)": factor_holm_text(c),
+             "TOST p, Holm": fmt_p(c.equivalence_pvalue), "seeds to resolve [range]": _seeds(c)}
+            for c in a.comparisons
+        ])  # fmt: skip
+    if a.importance:
+        rep.paragraph(
+            "Seed-blocked ANOVA per factor: the factor's test, and partial ω², the share of "
+            "variance it explains next to the seed noise (near 1 whenever an effect dwarfs that "
+            "noise, so it cannot rank factors: the ranking uses the spread of level means)."
+        )
+        rep.table([
+            {"factor": titles.get(i.term, i.term),
+             "partial ω²": "" if math.isnan(i.omega_squared) else i.omega_squared,
+             "F (df)": f"{i.f_statistic:.2f} ({i.df}, {i.df_error})"
+             if not math.isnan(i.f_statistic) else "",
+             "ANOVA p": fmt_p(i.pvalue), "seeds (blocks)": i.seeds}
+            for i in a.importance
+        ])  # fmt: skip
 
 
 def _seeds(c) -> str:
@@ -84,51 +121,64 @@ def factor_holm_text(c) -> str:
     return f"{fmt_p(p)} ({c.factor_family})" if not math.isnan(p) else ""
 
 
+DASHBOARD = (
+    "optuna-dashboard ranks parameters differently because it measures something else: its "
+    "importance is fANOVA, a random forest fitted to the validation accuracy of every trial "
+    "pooled (learning-rate sweeps and every regime included) over all sampled parameters, "
+    "so budget fields that separate those groups (epochs, training images) and any parameter "
+    "that varies across them rank high, while this ranking holds everything but one factor "
+    "at its baseline and measures how far apart that factor's levels are on the test set, "
+    "paired by seed."
+)
+
+
 def importance_part(rep: Report, a: StudyAnalysis, folder: Path) -> None:
     ranked = [i for i in a.importance if not math.isnan(i.spread)]
     if not a.importance:
         return
-    rep.heading("Which factor matters most", 3)
-    if ranked:
-        top = ranked[0]
-        rep.paragraph(
-            "Ranked by how far apart each factor's level means are (best minus worst, in "
-            "points of test accuracy), with a 95% interval from resampling seeds. "
-            f"{top.term} moves accuracy the most: its levels span {top.spread:.2f} points "
-            f"[{top.spread_low:.2f}, {top.spread_high:.2f}]. Partial ω² of the seed-blocked "
-            "ANOVA (in the table) is the share of variance a factor explains next to the seed "
-            "noise; it nears 1 for every factor whose effect dwarfs that noise, so it cannot "
-            "rank them. Optuna's dashboard ranks hyperparameters by fANOVA over all trials "
-            "pooled, sweeps and regimes included, so there budget fields (epochs, training "
-            "images) that separate regimes rank high: it answers another question.",
-            css_class="conclusion",
-        )
+    titles = factor_titles(a.spec)
+    rep.heading("Which factor matters most")
     if not ranked:
         rep.paragraph(
             "No factor-level figure yet: it needs every level of a factor on at least two "
             "common seeds."
         )
+        return
+    top, last = ranked[0], ranked[-1]
+    text = (
+        "Each factor's levels are compared by how far apart their mean test accuracies are "
+        "(best minus worst level, in points), with a 95% interval from resampling seeds. "
+        f"{titles.get(top.term, top.term)} moves accuracy the most: its levels span "
+        f"{top.spread:.2f} points [{top.spread_low:.2f}, {top.spread_high:.2f}]"
+    )
+    if len(ranked) > 1:
+        text += (
+            f"; {titles.get(last.term, last.term)} the least, {last.spread:.2f} points "
+            f"[{last.spread_low:.2f}, {last.spread_high:.2f}]"
+        )
+    overlap = len(ranked) > 1 and ranked[1].spread_high >= top.spread_low
+    if overlap:
+        text += (f"; its interval overlaps that of {titles.get(ranked[1].term, ranked[1].term)}, "
+                 "so their order is not settled")  # fmt: skip
+    rep.paragraph(text + ".", css_class="conclusion")
+    path = plots.intervals_by_label(
+        [titles.get(i.term, i.term) for i in ranked], [i.spread for i in ranked],
+        [i.spread_low for i in ranked], [i.spread_high for i in ranked],
+        folder / "importance.png", "spread of level means (points of test accuracy)",
+        "How far apart each factor's levels are (95% seed-bootstrap interval)",
+    )  # fmt: skip
+    rep.image(
+        path,
+        "Best minus worst level mean of test accuracy per factor, with its 95% interval",
+    )
     rep.table([
-        {"factor": i.term,
-         "spread of level means (points) [95% CI]": "" if math.isnan(i.spread)
+        {"factor": titles.get(i.term, i.term),
+         "spread of level means, points [95% CI]": "" if math.isnan(i.spread)
          else f"{i.spread:.2f} [{i.spread_low:.2f}, {i.spread_high:.2f}]",
-         "partial ω²": "" if math.isnan(i.omega_squared) else i.omega_squared,
-         "F (df)": f"{i.f_statistic:.2f} ({i.df}, {i.df_error})"
-         if not math.isnan(i.f_statistic) else "",
-         "ANOVA p": fmt_p(i.pvalue), "seeds (blocks)": i.seeds}
+         "seeds": i.seeds}
         for i in a.importance
     ])  # fmt: skip
-    if ranked:
-        path = plots.bars_by_level(
-            [i.term for i in ranked], [i.spread for i in ranked],
-            folder / "importance.png", "spread of level means (points)",
-            "How far apart each factor's levels are (95% seed-bootstrap interval)",
-            lows=[i.spread_low for i in ranked], highs=[i.spread_high for i in ranked],
-        )  # fmt: skip
-        rep.image(
-            path,
-            "Best minus worst level mean of test accuracy per factor, with its 95% interval",
-        )
+    rep.paragraph(DASHBOARD)
 
 
 def wilcoxon_text(c) -> str:
@@ -145,7 +195,7 @@ def families(a: StudyAnalysis) -> str:
 
 
 def methods_part(rep, a: StudyAnalysis, meta: dict) -> None:
-    rep.heading("Methods")
+    rep.heading("Appendix D: methods")
     rep.bullets([
         "Intervals: Student-t 95% confidence intervals over seeds (each seed changes the "
         "initialisation, the data order, the validation split and the training subset).",
