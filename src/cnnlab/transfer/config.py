@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.configs import FrozenConfig, check_fields, invalid, option
+from cnnlab.transfer.thresholds import POLICY_HELP, parse_policy
 from cnnlab.transfer.training.transforms import AUGMENTS
 
 STRATEGIES = ("head", "partial", "full", "gradual")
@@ -104,6 +105,7 @@ class TransferConfig(FrozenConfig):
     folds: int | None = option(
         None, "K-fold cross-validation: K trainings, each image tested once.", ge=2, le=20
     )
+    threshold_policy: str = option("youden", POLICY_HELP)
     calibrate: bool = option(
         False, "Fit temperature scaling on validation; the checkpoint applies it."
     )
@@ -133,6 +135,7 @@ def validate(c: TransferConfig) -> None:
     """The rules that relate fields; ``check_fields`` has checked each field on its own."""
     if c.weights not in ("imagenet", "none") and not _is_file(c.weights):
         invalid("weights", f"{c.weights!r} is neither imagenet, none nor an existing file")
+    parse_policy(c.threshold_policy)  # one line naming --threshold-policy
     if c.val_size + c.test_size >= 0.9:
         invalid("test_size", f"val + test must be < 0.9, got {c.val_size} + {c.test_size}")
     if c.group_regex is not None:

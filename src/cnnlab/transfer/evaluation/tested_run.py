@@ -8,7 +8,6 @@ named operating point (issue 24).
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 from cnnlab.errors import CnnlabError
 from cnnlab.metrics import binary_metrics
 from cnnlab.transfer.results import ARGMAX, VALIDATION_THRESHOLD
+from cnnlab.transfer.stored import read_scores
 
 # Every threshold-dependent number is stated at one named operating point, one table per
 # point, the deployed (validation-chosen) one first; no table mixes points (issue 24).
@@ -131,17 +131,12 @@ def load_run(run_dir: str | Path) -> TestedRun:
             bad = "config.json" if not isinstance(config, dict) else "metrics.json"
             raise CnnlabError(f"{run_dir / bad}: must hold a JSON object (edited by hand?)")
         classes = _class_names(run_dir, metrics.get("class_names"))
-        with found.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        rows = [r for r in rows if not r.get("error")]
-        labels = np.asarray([classes.index(r["true"]) for r in rows], dtype=np.int64)
-        proba = np.asarray([[float(r[f"p_{c}"]) for c in classes] for r in rows])
+        paths, labels, proba = read_scores(found, classes)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise CnnlabError(f"{run_dir}: unreadable run files ({type(e).__name__}: {e})") from e
-    if not rows:
+    if not paths:
         raise CnnlabError(f"{found} holds no predictions")
     _check_run_files(run_dir, config, metrics, found, proba)
-    paths = [r["path"] for r in rows]
     return TestedRun(run_dir.name, config, metrics, found.name, paths, labels, proba)
 
 
