@@ -259,3 +259,34 @@ def test_an_unknown_policy_at_train_is_one_line_and_writes_nothing(tmp_path, mak
         "--threshold-policy", "specificity=0", watch=(tmp_path,),
     )  # fmt: skip
     assert "invalid --threshold-policy" in line
+
+
+@pytest.mark.slow
+def test_compare_adds_the_ensemble_at_its_own_named_operating_points(runs):
+    from cnnlab.transfer.evaluation.compare import compare
+
+    _, val_labels, val_a = _proba(runs["a"] / "predictions_val.csv")
+    _, _, val_b = _proba(runs["b"] / "predictions_val.csv")
+    youden = choose("youden", val_labels, (val_a[:, 1] + val_b[:, 1]) / 2)
+    text = compare([runs["a"], runs["b"]], ensemble=True)
+    chosen = text.split("### Operating point: validation-chosen threshold")[1].split("###")[0]
+    assert f"| ensemble(a+b) | {youden:.3f} |" in chosen
+    text = compare([runs["a"], runs["c"]], ensemble=True)
+    assert (
+        "ensemble(a+c): the mean of the runs' probabilities; ensemble decides at the argmax" in text
+    )
+
+
+def test_the_serve_page_with_tta_gives_what_predict_tta_gives(run_dir, make_folders, tmp_path):
+    from cnnlab.serve.transfer import TransferClassifier
+
+    files = sorted((make_folders(tmp_path / "up", {"a": 2, "b": 2}) / "b").iterdir())
+    page = TransferClassifier(run_dir, device="cpu", tta=True)
+    results, _ = page.classify(files)
+    rows, _ = predict(run_dir, files, device="cpu", engine="torch", tta=True)
+    plain, _ = predict(run_dir, files, device="cpu", engine="torch")
+    for got, want, untouched in zip(results, rows, plain, strict=True):
+        assert got.probability == pytest.approx(want["probability"], abs=1e-6)
+        assert got.predicted == want["predicted"]
+        assert want["p_a"] != pytest.approx(untouched["p_a"], abs=1e-6)
+    assert "horizontal flip" in page.describe()

@@ -163,6 +163,9 @@ def compare(
     out: Path | None = typer.Option(None, "--out", help="Also write the Markdown to this file."),
     seed: int = typer.Option(0, help="Seed of the bootstrap resamples."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+    ensemble: bool = typer.Option(
+        False, "--ensemble", help="Add the mean of all runs' probabilities as one more run."
+    ),
 ) -> None:
     """Runs side by side, each against the first with paired bootstrap intervals."""
     from cnnlab.files import atomic_write_text, check_output
@@ -170,7 +173,7 @@ def compare(
 
     if out is not None:
         check_output("--out", out, overwrite=overwrite, inputs=[("a run", r) for r in run_dirs])
-    text = run(run_dirs, seed)
+    text = run(run_dirs, seed, ensemble)
     print(text, end="")
     if out is not None:
         atomic_write_text(out, text, overwrite)

@@ -30,18 +30,22 @@ from cnnlab.transfer.evaluation.tested_run import (
     POINTS,
     TestedRun,
     align,
+    ensemble_run,
     load_run,
 )
 from cnnlab.transfer.results import ARGMAX, MULTICLASS_NOTE, VALIDATION_THRESHOLD
 
 
-def compare(run_dirs: list[str | Path], seed: int = 0) -> str:
+def compare(run_dirs: list[str | Path], seed: int = 0, ensemble: bool = False) -> str:
     """The comparison as Markdown: the runs; one table per operating point (the validation-
     chosen threshold each run deploys, then the argmax) and one of threshold-free metrics;
-    then each run against the first, in tables of the same kinds."""
+    then each run against the first, in tables of the same kinds. ``ensemble``: the mean of
+    all runs' probabilities is one more run (``tested_run.ensemble_run``)."""
     if len(run_dirs) < 2:
         raise CnnlabError("compare needs two or more run directories")
     runs = align([load_run(d) for d in run_dirs])
+    if ensemble:
+        runs.append(ensemble_run(runs, run_dirs, seed))
     ref = runs[0]
     classes = ref.metrics["class_names"]
     counts = np.bincount(ref.labels, minlength=len(classes))
@@ -59,6 +63,9 @@ def compare(run_dirs: list[str | Path], seed: int = 0) -> str:
     ]
     if len(classes) > 2:
         lines += [f"{MULTICLASS_NOTE[0].upper()}{MULTICLASS_NOTE[1:]}.", ""]
+    if ensemble:
+        said = runs[-1].metrics["note"] or "threshold chosen on the runs' shared validation split"
+        lines += [f"{runs[-1].name}: the mean of the runs' probabilities; {said}.", ""]
     lines += ["### Runs", "", _runs_table(runs), ""]
     for point in points:
         lines += [f"### Operating point: {point}", "", _point_table(runs, point), ""]

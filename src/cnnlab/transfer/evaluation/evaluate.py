@@ -30,7 +30,7 @@ from cnnlab.transfer.inference.predict import (
     prediction_rows,
     unlabelled_images,
 )
-from cnnlab.transfer.inference.scoring import load_members, prepare_scorer
+from cnnlab.transfer.inference.scoring import deployed, load_members, prepare_scorer
 from cnnlab.transfer.results import EvaluationMetrics
 
 Source = str | os.PathLike
@@ -64,7 +64,9 @@ def evaluate(
         raise CnnlabError("an ensemble's evaluation belongs to none of its runs: give --out")
     max_pixels = check_max_pixels(max_pixels)
     ckpts = load_members(sources)
-    op = operating_point(sources, ckpts, threshold_policy)  # a bad policy fails here, first
+    op = operating_point(
+        sources, ckpts[0].class_names, deployed(ckpts), threshold_policy
+    )  # a bad policy fails here, first
     ckpt = ckpts[0]
     dev, _ = resolve_device(device)
     require_engine(engine, dev)

@@ -224,3 +224,37 @@ def align(runs: list[TestedRun]) -> list[TestedRun]:
             raise CnnlabError(f"{run.name} and {first.name} label the same images differently")
         run.paths, run.labels, run.proba = first.paths, first.labels, run.proba[order]
     return runs
+
+
+def ensemble_run(runs: list[TestedRun], run_dirs: list[str | Path], seed: int) -> TestedRun:
+    """The mean of aligned ``runs``' held-out probabilities as one more run: its threshold
+    chosen on their shared validation split (``operating.operating_point``), else the argmax
+    (``metrics["note"]`` says why)."""
+    from cnnlab.transfer.inference.operating import operating_point
+    from cnnlab.transfer.inference.predict import metrics_of  # numpy only; its module: torch
+
+    if any(run.cross_validation for run in runs):
+        raise CnnlabError(
+            "--ensemble averages one model per run: cross-validation runs (out-of-fold "
+            "predictions from K models) cannot be averaged"
+        )
+    ref, classes = runs[0], runs[0].metrics["class_names"]
+    proba = np.mean([run.proba for run in runs], axis=0)
+    deployed = [(run.threshold, run.config.get("threshold_policy")) for run in runs]
+    op = operating_point(run_dirs, classes, deployed)
+    metrics: dict[str, Any] = dict(metrics_of(ref.labels, proba, classes, op.threshold, seed))
+    if op.policy and "operating_point" in metrics:
+        metrics["operating_point"]["policy"] = op.policy
+    seconds = [run.metrics.get("train_seconds") for run in runs]
+    metrics |= {
+        "class_names": classes,
+        "threshold": op.threshold,
+        "threshold_policy": op.policy,
+        "train_seconds": sum(seconds) if all(map(_is_number, seconds)) else None,
+        "epochs_run": "–",
+        "best_epoch": "–",
+        "note": op.note,
+    }
+    config = {"arch": f"mean of {len(runs)} runs", "weights": "–", "strategy": "ensemble"}
+    name = "ensemble(" + "+".join(run.name for run in runs) + ")"
+    return TestedRun(name, config, metrics, ref.predictions, ref.paths, ref.labels, proba)

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.errors import CnnlabError
-from cnnlab.transfer.checkpoint import Checkpoint
 from cnnlab.transfer.stored import VALIDATION_SCORES, read_scores
 from cnnlab.transfer.thresholds import YOUDEN, choose, parse_policy
 
@@ -32,26 +31,29 @@ class Operating:
 
 
 def operating_point(
-    sources: Sequence[str | os.PathLike], ckpts: list[Checkpoint], policy: str | None = None
+    sources: Sequence[str | os.PathLike],
+    classes: list[str],
+    deployed: Sequence[tuple[float | None, str | None]],
+    policy: str | None = None,
 ) -> Operating:
-    """The threshold ``sources`` decide at, as the module docstring says."""
-    if len(ckpts[0].class_names) != 2:
+    """The threshold ``sources`` (runs with these ``classes``) decide at, as the module
+    docstring says; ``deployed``: each run's own (threshold, policy). Torch-free, so
+    ``transfer compare`` uses it too."""
+    if len(classes) != 2:
         return Operating(None, None)
     chosen = parse_policy(policy) if policy is not None else None
-    if chosen is None and len(ckpts) == 1:
-        ckpt = ckpts[0]
-        stored = ckpt.extra.get("threshold_policy", YOUDEN)  # runs before policies: Youden
-        return Operating(ckpt.threshold, stored if ckpt.threshold is not None else "argmax")
-    classes = ckpts[0].class_names  # every member's (load_members)
+    if chosen is None and len(sources) == 1:
+        threshold, stored = deployed[0]
+        return Operating(threshold, (stored or YOUDEN) if threshold is not None else "argmax")
     scored = [_validation(source, classes) for source in sources]
-    if len(ckpts) == 1 and scored[0] is None:
+    if len(sources) == 1 and scored[0] is None:
         raise CnnlabError(
             f"--threshold-policy: {sources[0]} holds no stored validation scores "
             f"({VALIDATION_SCORES}; runs trained before threshold policies have none): "
             "retrain it with --threshold-policy to choose its threshold another way"
         )
     if chosen is None:
-        policies = {str(c.extra.get("threshold_policy", YOUDEN)) for c in ckpts}
+        policies = {stored or YOUDEN for _, stored in deployed}
         chosen = parse_policy(policies.pop() if len(policies) == 1 else YOUDEN)
     missing = [str(s) for s, v in zip(sources, scored, strict=True) if v is None]
     if missing:
@@ -72,7 +74,7 @@ def operating_point(
         total += other_proba[order]
     if len(np.unique(labels)) < 2:
         return _argmax("the shared validation split holds one class only")
-    return Operating(choose(chosen, labels, total[:, 1] / len(ckpts)), str(chosen))
+    return Operating(choose(chosen, labels, total[:, 1] / len(sources)), str(chosen))
 
 
 def _argmax(why: str) -> Operating:
@@ -81,7 +83,7 @@ def _argmax(why: str) -> Operating:
 
 def _validation(source: str | os.PathLike, classes: list[str]):
     """(paths, labels, probabilities) of ``source``'s stored validation scores, or None."""
-    path = Path(source) / VALIDATION_SCORES
+    path = Path(source) / VALIDATION_SCORES  # runs before threshold policies: none
     if not path.is_file():
         return None
     try:

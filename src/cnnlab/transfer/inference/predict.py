@@ -24,7 +24,7 @@ from cnnlab.transfer.data.images import check_max_pixels, load_image
 from cnnlab.transfer.device import resolve_device
 from cnnlab.transfer.inference.engines import Say, require_engine, stderr_note
 from cnnlab.transfer.inference.operating import operating_point
-from cnnlab.transfer.inference.scoring import load_members, prepare_scorer
+from cnnlab.transfer.inference.scoring import deployed, load_members, prepare_scorer
 from cnnlab.transfer.models import cam_layer
 from cnnlab.transfer.results import ARGMAX, VALIDATION_THRESHOLD, inference_lines
 from cnnlab.transfer.training.batches import image_batches
@@ -221,8 +221,8 @@ def predict(
     if cam_dir is not None:
         cam_dir = check_output("--cam", cam_dir, directory=True, inputs=read)
     ckpts = load_members(sources)
-    op = operating_point(sources, ckpts, threshold_policy)
     ckpt = ckpts[0]
+    op = operating_point(sources, ckpt.class_names, deployed(ckpts), threshold_policy)
     dev, _ = resolve_device(device)
     require_engine(engine, dev)
     paths = list_images(inputs)

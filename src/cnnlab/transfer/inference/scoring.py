@@ -80,6 +80,11 @@ def load_members(sources: Sequence[str | os.PathLike]) -> list[ckpt_io.Checkpoin
     return ckpts
 
 
+def deployed(ckpts: list[ckpt_io.Checkpoint]) -> list[tuple[float | None, str | None]]:
+    """Each checkpoint's own (threshold, policy): runs before policies chose by Youden."""
+    return [(c.threshold, c.extra.get("threshold_policy")) for c in ckpts]
+
+
 @dataclass
 class Scorer:
     sources: list[str]
