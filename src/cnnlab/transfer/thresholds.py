@@ -42,12 +42,14 @@ class Policy:
         return self.kind if self.target is None else f"{self.kind}={self.target:g}"
 
     def describe(self) -> str:
-        """What the policy did, for a report: ``sensitivity >= 0.95 on validation``."""
+        """How it chose, after "chosen on the validation split": ``as the largest threshold
+        with sensitivity >= 0.95``."""
         if self.kind == YOUDEN:
-            return "Youden's J (sensitivity + specificity - 1) maximised on validation"
+            return "by maximising Youden's J (sensitivity + specificity - 1)"
         if self.kind == ARGMAX_POLICY:
-            return "the argmax (no threshold chosen)"
-        return f"{self.kind} >= {self.target:g} on validation"
+            return "as the argmax (no threshold)"
+        extreme = "largest" if self.kind == "sensitivity" else "smallest"
+        return f"as the {extreme} threshold with {self.kind} >= {self.target:g}"
 
 
 def parse_policy(text: str, flag: str = "--threshold-policy") -> Policy:

@@ -251,7 +251,7 @@ def results_section(r: Report, metrics: Mapping[str, Any]) -> None:
         text = f"At the {name}"
         if name.startswith(VALIDATION_THRESHOLD):
             text += (
-                f", {metrics['positive_class']} positive: chosen on the validation split by "
+                f", {metrics['positive_class']} positive: chosen on the validation split "
                 f"{parse_policy(block.get('policy', 'youden')).describe()}, never on the "
                 "held-out split; the decision best.pt deploys"
             )
