@@ -83,7 +83,7 @@ def trained_run(tmp_path_factory) -> Path:
     return run_dir
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_folders():
     """``make_folders(root, {"class": n, ...}, seed, fmt)`` writes synthetic class folders."""
     return write_class_folders

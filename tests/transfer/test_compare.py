@@ -189,7 +189,7 @@ def test_no_table_mixes_operating_points(pair):
 
 def test_tested_run_states_each_metric_at_the_point_asked(pair):
     from cnnlab.metrics import binary_metrics
-    from cnnlab.transfer.evaluation.compare import load_run
+    from cnnlab.transfer.evaluation.tested_run import load_run
     from cnnlab.transfer.results import ARGMAX, VALIDATION_THRESHOLD
 
     root, labels, weak, _ = pair

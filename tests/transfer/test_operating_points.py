@@ -126,3 +126,23 @@ def test_cross_validation_means_are_grouped_by_operating_point():
     multi = {k: v for k, v in binary.items() if k not in ("sensitivity", "specificity")}
     labels = [label for label, _ in groups(multi)]
     assert "at the argmax (multi-class: the only operating point)" in labels
+
+
+def test_the_policy_that_chose_the_threshold_is_named_beside_it():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 200)
+    p1 = np.clip(0.35 * labels + 0.8 * rng.random(200), 0, 1)
+    m = metrics_of(labels, np.c_[1 - p1, p1], ["N", "P"], 0.3, 0, "sensitivity=0.95")
+    assert m["operating_point"]["policy"] == "sensitivity=0.95"
+    out = io.StringIO()
+    print_summary(Console(file=out, width=1000), {**m, "evaluated_on": "test", "n_test": 200})
+    assert "at the validation-chosen threshold 0.300 (chosen on val: sensitivity=0.95)" in (
+        out.getvalue()
+    )
+    r = Report("t")
+    results_section(r, m)
+    said = "chosen on the validation split as the largest threshold with sensitivity >= 0.95"
+    assert said in r.to_markdown()
+    # the argmax policy chooses no threshold: one operating point, nothing to mix
+    m = metrics_of(labels, np.c_[1 - p1, p1], ["N", "P"], None, 0, "argmax")
+    assert "operating_point" not in m

@@ -31,9 +31,14 @@ from cnnlab.serve.page import check_port, pipeline_of
 __all__ = ["serve"]
 
 
-def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Check the run and the port, load the model once, then serve the page until Ctrl-C."""
+def serve(
+    run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 7860, tta: bool = False
+) -> None:
+    """Check the run and the port, load the model once, then serve the page until Ctrl-C.
+    ``tta``: a transfer run's test-time augmentation (``cnnlab.transfer.inference.scoring``)."""
     pipeline = pipeline_of(run_dir)
+    if tta and pipeline != "transfer":
+        raise CnnlabError("--tta is for transfer runs (cnnlab transfer train)")
     check_port(host, port)
     if importlib.util.find_spec("gradio") is None:
         raise CnnlabError("cnnlab serve needs Gradio: pip install 'cnnlab[serve]'")
@@ -42,7 +47,7 @@ def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 7860)
         from cnnlab.serve.fmnist import FmnistClassifier as Classifier
     else:
         from cnnlab.serve.transfer import TransferClassifier as Classifier
-    classifier = Classifier(run_dir)
+    classifier = Classifier(run_dir, tta=True) if tta else Classifier(run_dir)
     with private_uploads(), _sigterm_as_interrupt():
         from cnnlab.serve.app import build_app, launch
 

@@ -19,8 +19,11 @@ def serve_command(
         "127.0.0.1", help="Address to listen on; 0.0.0.0 exposes the page to the network."
     ),
     port: int = typer.Option(7860, help="Port to listen on."),
+    tta: bool = typer.Option(
+        False, "--tta", help="Transfer runs: average each image's and its flip's softmax."
+    ),
 ) -> None:
     """A web page that classifies uploaded images with a finished run (Ctrl-C stops it)."""
     from cnnlab.serve import serve
 
-    serve(run_dir, host, port)
+    serve(run_dir, host, port, tta)

@@ -23,7 +23,8 @@ from cnnlab.serve.page import ImageResult, read_metrics, read_uploads
 from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.data.images import load_image
 from cnnlab.transfer.device import resolve_device
-from cnnlab.transfer.inference.predict import grad_cams, predict_proba, prediction_rows
+from cnnlab.transfer.inference.predict import grad_cams, prediction_rows
+from cnnlab.transfer.inference.scoring import TTA, views_proba
 from cnnlab.transfer.results import ARGMAX, VALIDATION_THRESHOLD, point_label
 
 TOP_K = 3  # as `cnnlab transfer predict` lists by default
@@ -32,8 +33,9 @@ TOP_K = 3  # as `cnnlab transfer predict` lists by default
 class TransferClassifier:
     pipeline = "transfer"
 
-    def __init__(self, run_dir: str | os.PathLike, device: str = "auto"):
+    def __init__(self, run_dir: str | os.PathLike, device: str = "auto", tta: bool = False):
         self.run_dir = Path(run_dir)
+        self.tta = tta  # --tta: scoring.TTA, as `transfer predict --tta` does
         self.ckpt = ckpt_io.load(run_dir)  # a corrupt or foreign checkpoint fails here
         self.model = self.ckpt.build_model()
         self.device, self.device_name = resolve_device(device)
@@ -55,7 +57,8 @@ class TransferClassifier:
                 f" Decision: {ckpt.class_names[1]} when its score is at least "
                 f"{self.threshold:.3f}, the operating threshold chosen on validation data."
             )
-        return text + " " + score_note(self.score_kind, self.ece, self.temperature)
+        text += " " + score_note(self.score_kind, self.ece, self.temperature)
+        return text + (f" Test-time augmentation: {TTA}." if self.tta else "")
 
     @property
     def threshold(self) -> float | None:
@@ -77,9 +80,8 @@ class TransferClassifier:
             return results, []
         batch = np.stack(images)
         names = self.ckpt.class_names
-        proba = predict_proba(
-            self.model, batch, self.ckpt.mean, self.ckpt.std, self.device, channels_last=False
-        )
+        ckpt = self.ckpt
+        proba = views_proba(self.model, batch, ckpt.mean, ckpt.std, self.device, self.tta)
         rows = prediction_rows(
             [results[i].name for i in where], proba, names, TOP_K, self.ckpt.threshold
         )

@@ -10,11 +10,13 @@ The Python (notebook) API::
     result.checkpoint.class_names
     rows = transfer.predict(result, ["scan1.png", "more_scans/"])  # one dict per image
     transfer.evaluate(result, "data/held_out")                       # metrics on a folder
+    transfer.evaluate(["runs/a", "runs/b"], "data/held_out", out="ens", tta=True)  # ensemble
 
 ``predict`` and ``evaluate`` take a :class:`TransferResult`, a run directory or a checkpoint
-file. Importing this package loads no framework: torch is imported by the first call, so
-``cnnlab.transfer`` and ``cnnlab.fmnist`` can be imported side by side; only call one of them
-per process (TensorFlow and torchvision crash when both are loaded).
+file, or a list of them (an ensemble: the mean of their probabilities). Importing this
+package loads no framework: torch is imported by the first call, so ``cnnlab.transfer`` and
+``cnnlab.fmnist`` can be imported side by side; only call one of them per process
+(TensorFlow and torchvision crash when both are loaded).
 """
 
 from __future__ import annotations
@@ -97,8 +99,11 @@ def load(source: TransferResult | str | os.PathLike) -> Checkpoint:
     return read(_path(source))
 
 
+Source = TransferResult | str | os.PathLike
+
+
 def predict(
-    source: TransferResult | str | os.PathLike,
+    source: Source | Sequence[Source],
     images: Sequence[str | os.PathLike],
     *,
     out: str | os.PathLike | None = None,
@@ -108,26 +113,30 @@ def predict(
     max_pixels: int | None = None,
     engine: str = "auto",
     overwrite: bool = False,
+    tta: bool = False,
+    adapt_bn: str | os.PathLike | None = None,
+    threshold_policy: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per image file (folders are searched), as ``fmnist.predict`` gives
     (:mod:`cnnlab.predictions`): ``predicted``, ``probability``, ``p_<class>`` for every class,
     ``top_k`` pairs, and for two classes ``predicted_at_threshold`` and ``decision``. An
     unreadable file is a row with its ``error``. ``out``: also a CSV; ``cam``: Grad-CAM
-    overlays there (existing files are replaced only with ``overwrite``); ``max_pixels`` and
-    ``engine`` as the command's flags."""
+    overlays there (existing files are replaced only with ``overwrite``); ``max_pixels``,
+    ``engine``, ``tta``, ``adapt_bn`` (a folder) and ``threshold_policy`` as the command's
+    flags (docs/transfer.md)."""
     from cnnlab.transfer.inference.predict import predict as run
 
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     rows, _ = run(
-        _path(source), images, out, cam, top_k, device, max_pixels=max_pixels, engine=engine,
-        overwrite=overwrite,
+        _paths(source), images, out, cam, top_k, device, max_pixels=max_pixels, engine=engine,
+        overwrite=overwrite, tta=tta, adapt_bn=adapt_bn, threshold_policy=threshold_policy,
     )  # fmt: skip
     return rows
 
 
 def evaluate(
-    source: TransferResult | str | os.PathLike,
+    source: Source | Sequence[Source],
     data_dir: str | os.PathLike,
     *,
     out: str | os.PathLike | None = None,
@@ -135,12 +144,19 @@ def evaluate(
     overwrite: bool = False,
     max_pixels: int | None = None,
     engine: str = "auto",
+    tta: bool = False,
+    adapt_bn: str | os.PathLike | None = None,
+    threshold_policy: str | None = None,
 ) -> EvaluationMetrics:
-    """Metrics of the best checkpoint on a held-out folder of class folders; also written, with
-    predictions and plots, to ``out`` (default ``RUN_DIR/evaluations/<folder name>``)."""
-    from cnnlab.transfer.inference.predict import evaluate as run
+    """Metrics of the best checkpoint (or of several runs' mean) on a held-out folder of class
+    folders; also written, with predictions and plots, to ``out`` (default
+    ``RUN_DIR/evaluations/<folder name>``; an ensemble needs ``out``)."""
+    from cnnlab.transfer.evaluation.evaluate import evaluate as run
 
-    metrics, _ = run(_path(source), data_dir, out, device, overwrite, max_pixels, engine=engine)
+    metrics, _ = run(
+        _paths(source), data_dir, out, device, overwrite, max_pixels, engine=engine, tta=tta,
+        adapt_bn=adapt_bn, threshold_policy=threshold_policy,
+    )  # fmt: skip
     return metrics
 
 
@@ -175,5 +191,12 @@ def shift(
     return report
 
 
-def _path(source: TransferResult | str | os.PathLike) -> Path:
+def _path(source: Source) -> Path:
     return source.out if isinstance(source, TransferResult) else Path(source)
+
+
+def _paths(source: Source | Sequence[Source]) -> Path | list[Path]:
+    """One path, or a list of them for an ensemble (a str is one path, not a sequence)."""
+    if isinstance(source, TransferResult | str | os.PathLike):
+        return _path(source)
+    return [_path(s) for s in source]

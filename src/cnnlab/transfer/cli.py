@@ -27,6 +27,15 @@ Device = Literal[DEVICES]  # type: ignore[valid-type]
 Engine = Literal[ENGINES]  # type: ignore[valid-type]
 # the choices once, as `transfer train` shows its own (the help stays readable at 80 columns)
 DEVICE_CHOICES = f"[{'|'.join(DEVICES)}]"
+TTA_HELP = "Test-time augmentation: average the softmax of each image and its horizontal flip."
+ADAPT_HELP = (
+    "Opt-in site adaptation: re-estimate BatchNorm statistics on the unlabelled images under "
+    "DIR (any structure; no label read) before predicting; torch engine only."
+)
+POLICY_HELP = (
+    "Re-choose the two-class threshold on the run's stored validation scores: youden, "
+    "argmax, sensitivity=T or specificity=T (default: the run's own threshold)."
+)
 ENGINE_CHOICES = f"[{'|'.join(ENGINES)}]"
 
 
@@ -63,16 +72,24 @@ def predict(
     max_pixels: int | None = typer.Option(None, help=MAX_PIXELS_HELP),
     engine: Engine = typer.Option("auto", metavar=ENGINE_CHOICES, help=ENGINE_HELP),
     overwrite: bool = typer.Option(False, help="Replace an existing CSV or overlay."),
+    ensemble: list[Path] = typer.Option(
+        [], "--ensemble", metavar="RUN", help="Also this run: average the runs' probabilities."
+    ),
+    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
+    adapt_bn: Path | None = typer.Option(None, "--adapt-bn", metavar="DIR", help=ADAPT_HELP),
+    threshold_policy: str | None = typer.Option(None, metavar="POLICY", help=POLICY_HELP),
 ) -> None:
     """Class, probability per class and top-k for every image; unreadable files are listed."""
-    preflight.transfer_run(run_dir, inputs=images)  # before torch loads
+    for run in [run_dir, *ensemble]:
+        preflight.transfer_run(run, inputs=images)  # before torch loads
     from cnnlab.console import make_console
     from cnnlab.predictions import format_top
 
     console = make_console()
     rows = transfer.predict(
-        run_dir, images, out=out, cam=cam, top_k=top_k, device=device, max_pixels=max_pixels,
-        engine=engine, overwrite=overwrite,
+        [run_dir, *ensemble] if ensemble else run_dir, images, out=out, cam=cam, top_k=top_k,
+        device=device, max_pixels=max_pixels, engine=engine, overwrite=overwrite, tta=tta,
+        adapt_bn=adapt_bn, threshold_policy=threshold_policy,
     )  # fmt: skip
     failed = [(row["path"], row["error"]) for row in rows if row["error"]]
     for row in rows:
@@ -94,27 +111,43 @@ def predict(
 @app.command()
 @requires("transfer")
 def evaluate(
-    run_dir: Path = typer.Argument(..., help="Run directory (uses best.pt)."),
-    data_dir: Path = typer.Argument(..., help="Held-out folder with one folder per class."),
-    out: Path | None = typer.Option(None, "--out", help="Default RUN_DIR/evaluations/NAME."),
+    paths: list[Path] = typer.Argument(
+        ...,
+        metavar="RUN_DIR... DATA_DIR",
+        help="Run directories (best.pt; several: an ensemble averaging their probabilities), "
+        "then the held-out folder with one folder per class.",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Default RUN_DIR/evaluations/NAME (an ensemble needs --out)."
+    ),
     device: Device = typer.Option("auto", metavar=DEVICE_CHOICES, help=DEVICE_HELP),
     overwrite: bool = typer.Option(False, help="Replace an existing evaluation."),
     max_pixels: int | None = typer.Option(None, help=MAX_PIXELS_HELP),
     engine: Engine = typer.Option("auto", metavar=ENGINE_CHOICES, help=ENGINE_HELP),
+    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
+    adapt_bn: Path | None = typer.Option(None, "--adapt-bn", metavar="DIR", help=ADAPT_HELP),
+    threshold_policy: str | None = typer.Option(None, metavar="POLICY", help=POLICY_HELP),
 ) -> None:
-    """Metrics of a trained model on a held-out folder."""
-    preflight.transfer_run(run_dir, data_dir=data_dir)  # before torch loads
+    """Metrics of a trained model (or an ensemble of runs) on a held-out folder."""
+    from cnnlab.errors import CnnlabError
+
+    if len(paths) < 2:
+        raise CnnlabError("evaluate needs a run directory and a held-out folder")
+    *runs, data_dir = paths
+    for run in runs:
+        preflight.transfer_run(run, data_dir=data_dir)  # before torch loads
     from cnnlab.console import make_console
+    from cnnlab.transfer.evaluation.evaluate import evaluation_dir
     from cnnlab.transfer.evaluation.report import print_summary
-    from cnnlab.transfer.inference.predict import evaluation_dir
 
     metrics = transfer.evaluate(
-        run_dir, data_dir, out=out, device=device, overwrite=overwrite, max_pixels=max_pixels,
-        engine=engine,
+        runs if len(runs) > 1 else runs[0], data_dir, out=out, device=device,
+        overwrite=overwrite, max_pixels=max_pixels, engine=engine, tta=tta, adapt_bn=adapt_bn,
+        threshold_policy=threshold_policy,
     )  # fmt: skip
-    where = out or evaluation_dir(run_dir, data_dir)
+    where = out or evaluation_dir(runs[0], data_dir)
     console = make_console()
-    metrics["evaluated_on"] = str(data_dir)
+    metrics["evaluated_on"] = str(data_dir)  # type: ignore[typeddict-unknown-key]
     print_summary(console, metrics)
     console.print(
         f"{metrics['n_images']} images, {len(metrics['skipped'])} skipped; written to {where}"
@@ -130,6 +163,9 @@ def compare(
     out: Path | None = typer.Option(None, "--out", help="Also write the Markdown to this file."),
     seed: int = typer.Option(0, help="Seed of the bootstrap resamples."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+    ensemble: bool = typer.Option(
+        False, "--ensemble", help="Add the mean of all runs' probabilities as one more run."
+    ),
 ) -> None:
     """Runs side by side, each against the first with paired bootstrap intervals."""
     from cnnlab.files import atomic_write_text, check_output
@@ -137,7 +173,7 @@ def compare(
 
     if out is not None:
         check_output("--out", out, overwrite=overwrite, inputs=[("a run", r) for r in run_dirs])
-    text = run(run_dirs, seed)
+    text = run(run_dirs, seed, ensemble)
     print(text, end="")
     if out is not None:
         atomic_write_text(out, text, overwrite)

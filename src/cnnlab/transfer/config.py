@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cnnlab.configs import FrozenConfig, check_fields, invalid, option
 from cnnlab.transfer.data.contrast import CONTRASTS
+from cnnlab.transfer.thresholds import POLICY_HELP, parse_policy
 from cnnlab.transfer.training.transforms import AUGMENTS
 
 STRATEGIES = ("head", "partial", "full", "gradual", "lp-ft")
@@ -144,6 +145,7 @@ class TransferConfig(FrozenConfig):
     folds: int | None = option(
         None, "K-fold cross-validation: K trainings, each image tested once.", ge=2, le=20
     )
+    threshold_policy: str = option("youden", POLICY_HELP)
     calibrate: bool = option(
         False, "Fit temperature scaling on validation; the checkpoint applies it."
     )
@@ -180,6 +182,7 @@ def validate(c: TransferConfig) -> None:
         )
     if c.warmup > 0 and c.schedule == "onecycle":
         invalid("warmup", "onecycle warms up by itself; use --schedule cosine or constant")
+    parse_policy(c.threshold_policy)  # one line naming --threshold-policy
     if c.val_size + c.test_size >= 0.9:
         invalid("test_size", f"val + test must be < 0.9, got {c.val_size} + {c.test_size}")
     if c.group_regex is not None:

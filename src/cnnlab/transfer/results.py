@@ -40,6 +40,7 @@ class BinaryMetrics(TypedDict):
     class 1 >= threshold`` (the argmax is threshold 0.5), with bootstrap intervals."""
 
     name: NotRequired[str]  # ARGMAX or VALIDATION_THRESHOLD
+    policy: NotRequired[str]  # how VALIDATION_THRESHOLD was chosen: youden, sensitivity=0.95
     threshold: float
     sensitivity: float
     specificity: float
@@ -105,6 +106,7 @@ class RunMetrics(HeldOutMetrics):
     evaluated_on: str
     class_names: list[str]
     threshold: float | None
+    threshold_policy: NotRequired[str]  # youden, argmax, sensitivity=T, specificity=T
     calibration: Calibration | None
     best_epoch: int
     monitor: str
@@ -164,12 +166,34 @@ class SkippedImage(TypedDict):
     reason: str
 
 
+class Inference(TypedDict):
+    """How ``evaluate`` and ``predict`` computed their probabilities: the opt-ins in force."""
+
+    runs: list[str]  # one run, or an ensemble's members
+    ensemble: str | None  # "mean of the softmax of 3 runs"
+    tta: str | None  # scoring.TTA when --tta
+    adapted: str | None  # "adapted: BN re-estimated on N unlabelled images from DIR"
+    notes: list[str]  # e.g. why an ensemble decides at the argmax
+
+
+def inference_lines(record: Inference | None) -> list[str]:
+    """The opt-ins in force, one line each (none for a plain single run)."""
+    if not record:
+        return []
+    out = [f"ensemble: {record['ensemble']}"] if record["ensemble"] else []
+    out += [f"tta: {record['tta']}"] if record["tta"] else []
+    return out + ([record["adapted"]] if record["adapted"] else []) + list(record["notes"])
+
+
 class EvaluationMetrics(HeldOutMetrics):
     """``metrics.json`` of ``transfer evaluate`` on a held-out folder."""
 
     data_dir: str
     n_images: int
     skipped: list[SkippedImage]
+    threshold: float | None  # the operating threshold (None: the argmax decides)
+    threshold_policy: str | None  # how it was chosen on validation (None: multi-class)
+    inference: Inference
 
 
 class HistoryRow(TypedDict):
@@ -212,3 +236,6 @@ class Outcome:
     held: LoadedSplit
     proba: np.ndarray  # on ``held``, as the checkpoint predicts them
     proba_uncalibrated: np.ndarray | None  # on ``held`` before a temperature was applied
+    # on the validation split, as the checkpoint predicts them: what the threshold was chosen
+    # on, saved as predictions_val.csv so `transfer evaluate --threshold-policy` can re-choose
+    val_proba: np.ndarray | None = None

@@ -27,7 +27,6 @@ from cnnlab.files import write_csv, write_json
 from cnnlab.metrics import (
     at_temperature_bound,
     binary_metrics,
-    choose_threshold,
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
@@ -40,6 +39,7 @@ from cnnlab.transfer.inference.engines import Say, for_images, stderr_note
 from cnnlab.transfer.inference.predict import metrics_of, predict_proba, prediction_rows
 from cnnlab.transfer.models import preprocessing
 from cnnlab.transfer.results import Outcome
+from cnnlab.transfer.thresholds import YOUDEN, choose, parse_policy
 
 if TYPE_CHECKING:
     from cnnlab.transfer.config import TransferConfig
@@ -98,10 +98,15 @@ def assess(
             val_proba = temperature_scaled(val_before, temperature)
             proba = temperature_scaled(before, temperature)
     val_metrics = metrics_of(val.labels, val_proba, ckpt.class_names, None)
+    policy = parse_policy(cfg.threshold_policy)
     if len(prepared.classes) == 2 and len(np.unique(val.labels)) == 2:
-        ckpt.threshold = choose_threshold(val.labels, val_proba[:, 1])
-        _warn_if_uninformative(val.labels, val_proba[:, 1], ckpt, say)
-    held_metrics = metrics_of(held.labels, proba, ckpt.class_names, ckpt.threshold, cfg.seed)
+        ckpt.threshold = choose(policy, val.labels, val_proba[:, 1])
+        ckpt.extra["threshold_policy"] = str(policy)
+        if policy.kind == YOUDEN:
+            _warn_if_uninformative(val.labels, val_proba[:, 1], ckpt, say)
+    held_metrics = metrics_of(
+        held.labels, proba, ckpt.class_names, ckpt.threshold, cfg.seed, str(policy)
+    )
     if cfg.calibrate:
         calibration = {
             "temperature": temperature,
@@ -115,6 +120,7 @@ def assess(
         "evaluated_on": evaluated_on or name,
         "class_names": prepared.classes,
         "threshold": ckpt.threshold,
+        "threshold_policy": str(policy),
         "calibration": calibration,
         "best_epoch": result.best_epoch,
         "monitor": cfg.monitor,
@@ -136,7 +142,7 @@ def assess(
         },
     }
     applied = "temperature" in ckpt.extra
-    return Outcome(metrics, ckpt, split, held, proba, before if applied else None)
+    return Outcome(metrics, ckpt, split, held, proba, before if applied else None, val_proba)
 
 
 def _probabilities(
@@ -218,6 +224,11 @@ def write_outcome(
     write_json(run_dir / "metrics.json", outcome.metrics)
     rows = csv_rows(labelled_rows(outcome, prepared))
     write_csv(run_dir / f"predictions_{outcome.split}.csv", rows)
+    if outcome.split != "val" and outcome.val_proba is not None:
+        # the scores the threshold was chosen on: a later policy is re-chosen on them
+        val = prepared.splits["val"]
+        args = (val.paths, outcome.val_proba, val.labels, prepared.classes, outcome.ckpt.threshold)
+        write_csv(run_dir / "predictions_val.csv", csv_rows(true_rows(*args)))
     ckpt = outcome.ckpt
     ckpt_io.save(ckpt, run_dir / "best.pt")
     last = copy.copy(ckpt)  # the last epoch as trained: not calibrated
@@ -230,8 +241,15 @@ def write_outcome(
 
 def labelled_rows(outcome: Outcome, prepared: Prepared) -> list[dict[str, Any]]:
     """``prediction_rows`` of the held-out split, each with its true class."""
-    held, classes = outcome.held, prepared.classes
-    rows = prediction_rows(held.paths, outcome.proba, classes, 3, outcome.ckpt.threshold)
-    for row, label in zip(rows, held.labels, strict=True):
+    held, threshold = outcome.held, outcome.ckpt.threshold
+    return true_rows(held.paths, outcome.proba, held.labels, prepared.classes, threshold)
+
+
+def true_rows(
+    paths: list[str], proba: np.ndarray, labels: np.ndarray, classes: list[str], threshold
+) -> list[dict[str, Any]]:
+    """``prediction_rows`` of labelled images, each with its true class."""
+    rows = prediction_rows(paths, proba, classes, 3, threshold)
+    for row, label in zip(rows, labels, strict=True):
         row["true"] = classes[int(label)]
     return rows

@@ -16,8 +16,10 @@ from cnnlab.transfer.results import (
     THRESHOLD_DEPENDENT,
     THRESHOLD_FREE,
     VALIDATION_THRESHOLD,
+    inference_lines,
     point_label,
 )
+from cnnlab.transfer.thresholds import parse_policy
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -130,9 +132,12 @@ def print_summary(console: Console, m: Mapping[str, Any]) -> None:
     n = m.get("n_images") or m.get("n_test") or m.get("n_val")
     method = f"; 95% intervals: {m['ci_method']}" if m.get("ci_method") else ""
     console.print(f"{m['evaluated_on']}" + (f", {n} images" if n else "") + method)
+    for line in inference_lines(m.get("inference")):  # ensemble, --tta, --adapt-bn: said
+        console.print(line)
     console.print("  threshold-free: " + "  ".join(free_figures(m)))
     for name, block in operating_points(m):
-        chosen = " (chosen on val)" if name.startswith(VALIDATION_THRESHOLD) else ""
+        policy = f": {block['policy']}" if block.get("policy") else ""
+        chosen = f" (chosen on val{policy})" if name.startswith(VALIDATION_THRESHOLD) else ""
         console.print(f"  at the {name}{chosen}: " + "  ".join(point_figures(block)))
     if m.get("calibration"):
         c = m["calibration"]
@@ -246,8 +251,9 @@ def results_section(r: Report, metrics: Mapping[str, Any]) -> None:
         text = f"At the {name}"
         if name.startswith(VALIDATION_THRESHOLD):
             text += (
-                f", {metrics['positive_class']} positive: chosen on the validation split by "
-                "Youden's J, never on the held-out split; the decision best.pt deploys"
+                f", {metrics['positive_class']} positive: chosen on the validation split "
+                f"{parse_policy(block.get('policy', 'youden')).describe()}, never on the "
+                "held-out split; the decision best.pt deploys"
             )
         r.paragraph(text + ":")
         point_ci = block.get("ci") or {}

@@ -16,24 +16,24 @@ from cnnlab import plots
 from cnnlab.bootstrap import METHOD, N_RESAMPLES, bootstrap_ci, decision_ci
 from cnnlab.data.image_files import MAX_PIXELS, ImageTooLarge
 from cnnlab.errors import CnnlabError
-from cnnlab.files import check_output, output_errors, staged, write_csv, write_json
+from cnnlab.files import check_output, staged, write_csv
 from cnnlab.metrics import binary_metrics, contract_intervals, metrics_contract, pr_auc
 from cnnlab.predictions import csv_rows, prediction_row
-from cnnlab.runs import check_run_target, run_directory
 from cnnlab.transfer import checkpoint as ckpt_io
-from cnnlab.transfer.data.folders import class_folders, list_class_files, load_split
 from cnnlab.transfer.data.images import check_max_pixels, load_image
 from cnnlab.transfer.device import resolve_device
-from cnnlab.transfer.inference.engines import Say, for_images, require_engine, stderr_note
+from cnnlab.transfer.inference.engines import Say, require_engine, stderr_note
+from cnnlab.transfer.inference.operating import operating_point
+from cnnlab.transfer.inference.scoring import deployed, load_members, prepare_scorer
 from cnnlab.transfer.models import cam_layer
-from cnnlab.transfer.results import ARGMAX, VALIDATION_THRESHOLD
+from cnnlab.transfer.results import ARGMAX, VALIDATION_THRESHOLD, inference_lines
 from cnnlab.transfer.training.batches import image_batches
 from cnnlab.transfer.training.loop import probabilities
 from cnnlab.transfer.training.transforms import normalize, to_tensor_batch
 
 if TYPE_CHECKING:
     from cnnlab.console import Advance
-    from cnnlab.transfer.results import BinaryMetrics, EvaluationMetrics, HeldOutMetrics
+    from cnnlab.transfer.results import BinaryMetrics, HeldOutMetrics
 
 
 def predict_proba(
@@ -191,7 +191,7 @@ def cam_overlays(
 
 
 def predict(
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | Sequence[str | os.PathLike],
     inputs: Sequence[str | os.PathLike],
     out_csv: str | os.PathLike | None = None,
     cam_dir: str | os.PathLike | None = None,
@@ -202,22 +202,36 @@ def predict(
     engine: str = "auto",
     say: Say = stderr_note,
     overwrite: bool = False,
+    *,
+    tta: bool = False,
+    adapt_bn: str | os.PathLike | None = None,
+    threshold_policy: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     """Predict every image; unreadable files become rows with an ``error``, never a crash.
 
     The CSV and the Grad-CAM overlays are written together or not at all, never onto the
     model or an image, and replace existing files only with ``overwrite``. Probabilities come
     from ``engine`` (``engines.prepare``); Grad-CAM needs gradients and always runs in torch.
+    ``checkpoint`` may list several runs (an ensemble), ``tta``, ``adapt_bn`` and
+    ``threshold_policy`` as in ``evaluate``; the opt-ins in force are said (``say``) and are
+    each row's ``inference``.
     """
     if top_k < 1:
         raise CnnlabError(f"invalid --top-k: must be >= 1, got {top_k}")
+    sources = [checkpoint] if isinstance(checkpoint, str | os.PathLike) else list(checkpoint)
+    if cam_dir is not None and len(sources) > 1:
+        raise CnnlabError("--cam shows one network's evidence: not available for an ensemble")
     max_pixels = check_max_pixels(max_pixels)
-    read = [("the model", checkpoint), *(("an image input", p) for p in inputs)]
+    read = [*(("the model", s) for s in sources), *(("an image input", p) for p in inputs)]
+    if adapt_bn is not None:
+        read.append(("the --adapt-bn folder", adapt_bn))
     if out_csv is not None:
         out_csv = check_output("--out", out_csv, overwrite=overwrite, inputs=read)
     if cam_dir is not None:
         cam_dir = check_output("--cam", cam_dir, directory=True, inputs=read)
-    ckpt = ckpt_io.load(checkpoint)
+    ckpts = load_members(sources)
+    ckpt = ckpts[0]
+    op = operating_point(sources, ckpt.class_names, deployed(ckpts), threshold_policy)
     dev, _ = resolve_device(device)
     require_engine(engine, dev)
     paths = list_images(inputs)
@@ -225,14 +239,22 @@ def predict(
     cams = [] if cam_dir is None else [cam_dir / f"{n}_cam.png" for n in _unique_stems(ok)]
     for cam in cams:
         check_output("--cam", cam, overwrite=overwrite, inputs=read)  # before the work
-    model = ckpt.build_model().to(dev)
-    network = for_images(model, images, ckpt.mean, ckpt.std, dev, engine, say).network
-    proba = predict_proba(
-        network, images, ckpt.mean, ckpt.std, dev, channels_last=False, progress=progress
-    )
-    rows = prediction_rows(ok, proba, ckpt.class_names, top_k, ckpt.threshold)
+    adapt = unlabelled_images(adapt_bn, ckpt.image_size, max_pixels, ckpt.contrast)
+    scorer = prepare_scorer(sources, ckpts, dev, engine, images, tta, adapt, say)
+    scorer.notes += [op.note] if op.note else []
+    proba = scorer.proba(images, progress)
+    rows = prediction_rows(ok, proba, ckpt.class_names, top_k, op.threshold)
+    lines = inference_lines(scorer.record())
+    for line in lines:
+        say(line)
+    for row in rows if lines else []:
+        row["inference"] = "; ".join(lines)
     rows += [{"path": str(p), "error": why} for p, why in failed]
-    overlays = cam_overlays(model, ckpt, images) if cam_dir is not None and len(images) else []
+    overlays = []
+    if cam_dir is not None and len(images):
+        # an adapted model is the one that predicted: its maps, not best.pt's
+        model = scorer.networks[0] if adapt is not None else ckpt.build_model().to(dev)
+        overlays = cam_overlays(model, ckpt, images)
     shown = " and ".join(str(p) for p in (out_csv, cam_dir) if p)
     with staged(shown, overwrite) as stage:
         if out_csv is not None:
@@ -240,6 +262,19 @@ def predict(
         for cam, overlay in zip(cams, overlays, strict=True):
             plots.save_image(overlay, stage(cam))
     return rows, failed
+
+
+def unlabelled_images(
+    folder: str | os.PathLike | None, size: int, max_pixels: int, contrast: str = "none"
+) -> tuple[np.ndarray, str | os.PathLike] | None:
+    """(the readable images under ``folder``, ``folder``) for ``--adapt-bn``: every file,
+    whatever the folder's structure; no label is read."""
+    if folder is None:
+        return None
+    if not Path(folder).is_dir():
+        raise CnnlabError(f"--adapt-bn: not a folder: {folder}")
+    images, _, _ = load_images(list_images([folder]), size, max_pixels, contrast)
+    return images, folder
 
 
 def _unique_stems(paths: Sequence[Path]) -> list[str]:
@@ -256,30 +291,18 @@ def _unique_stems(paths: Sequence[Path]) -> list[str]:
 # -- evaluate -----------------------------------------------------------------------------
 
 
-def evaluate_arrays(
-    model: nn.Module,
-    ckpt: ckpt_io.Checkpoint,
-    images: np.ndarray,
-    labels: np.ndarray,
-    device: torch.device | str,
-    ci_seed: int | None = None,
-) -> tuple[HeldOutMetrics, np.ndarray]:
-    """``metrics.json``-style metrics (plus the binary operating point) and probabilities;
-    with ``ci_seed``, also bootstrap 95% intervals (``ci``) drawn with that seed."""
-    proba = predict_proba(model, images, ckpt.mean, ckpt.std, device, channels_last=False)
-    return metrics_of(labels, proba, ckpt.class_names, ckpt.threshold, ci_seed), proba
-
-
 def metrics_of(
     labels: np.ndarray,
     proba: np.ndarray,
     class_names: Sequence[str],
     threshold: float | None,
     ci_seed: int | None = None,
+    policy: str | None = None,
 ) -> HeldOutMetrics:
     """Held-out metrics: threshold-free ones once, every threshold-dependent one at a named
     operating point (two classes: ``at_argmax`` and ``operating_point``, the validation-chosen
-    ``threshold``; the top-level accuracy, balanced accuracy, macro-F1 are the argmax's)."""
+    ``threshold``, chosen by ``policy`` (``cnnlab.transfer.thresholds``); the top-level
+    accuracy, balanced accuracy, macro-F1 are the argmax's)."""
     metrics = cast("HeldOutMetrics", metrics_contract(labels, proba, class_names))
     metrics["pr_auc"] = pr_auc(labels, proba)
     metrics["threshold_dependent_at"] = ARGMAX
@@ -292,6 +315,8 @@ def metrics_of(
         metrics["at_argmax"] = _point(labels, proba[:, 1], 0.5, ARGMAX, ci_seed)
         if threshold is not None:
             point = _point(labels, proba[:, 1], threshold, VALIDATION_THRESHOLD, ci_seed)
+            if policy is not None:
+                point["policy"] = policy
             metrics["operating_point"] = point
     return metrics
 
@@ -307,75 +332,3 @@ def _point(
         intervals = decision_ci(labels, decided, seed=ci_seed)  # under the block's own keys
         point["ci"] = {k: None if v is None else [v[0], v[1]] for k, v in intervals.items()}
     return point
-
-
-def evaluate(
-    run_dir: str | os.PathLike,
-    data_dir: str | os.PathLike,
-    out: str | os.PathLike | None = None,
-    device: str = "cpu",
-    overwrite: bool = False,
-    max_pixels: int | None = None,
-    engine: str = "auto",
-    say: Say = stderr_note,
-) -> tuple[EvaluationMetrics, Path]:
-    """Metrics of the run's best checkpoint on a held-out folder of class folders.
-
-    Results go to ``out`` (default ``RUN_DIR/evaluations/<folder name>``): metrics.json,
-    predictions.csv, confusion_matrix.png, roc.png, precision_recall.png, reliability.png.
-    Unreadable images, and images above ``max_pixels``, are skipped and listed in
-    metrics.json; intervals are bootstrap 95% intervals (seed 0). Probabilities come from
-    ``engine`` (``engines.prepare``).
-    """
-    max_pixels = check_max_pixels(max_pixels)
-    ckpt = ckpt_io.load(run_dir)
-    dev, _ = resolve_device(device)
-    require_engine(engine, dev)
-    data_dir = Path(data_dir)
-    out = Path(out or Path(run_dir) / "evaluations" / data_dir.name)
-    # a run directory: its evaluations/ may be written, the run itself never replaced
-    model_file = Path(run_dir) / "best.pt" if Path(run_dir).is_dir() else Path(run_dir)
-    run = model_file.parent
-    read = {"the data folder": data_dir, "the model": model_file}
-    check_run_target(out, overwrite, inputs=read, runs=[run])  # before images and ONNX export
-    classes = class_folders(data_dir)
-    unknown = [c for c in classes if c not in ckpt.class_names]
-    if not classes or unknown:
-        raise CnnlabError(
-            f"{data_dir} must hold class folders named like the model's classes "
-            f"({', '.join(ckpt.class_names)}); found {', '.join(classes) or 'none'}"
-        )
-    files = list_class_files(data_dir, classes)
-    files.labels = np.asarray([ckpt.class_names.index(classes[i]) for i in files.labels])
-    split = load_split(files, ckpt.image_size, max_pixels=max_pixels, contrast=ckpt.contrast)
-    if not len(split):
-        raise CnnlabError(f"no readable images in {data_dir}")
-    model = ckpt.build_model().to(dev)
-    network = for_images(model, split.images, ckpt.mean, ckpt.std, dev, engine, say).network
-    claim = run_directory(out, overwrite, inputs=read, runs=[run])
-    with output_errors(out), claim as tmp:
-        held, proba = evaluate_arrays(network, ckpt, split.images, split.labels, dev, ci_seed=0)
-        metrics: EvaluationMetrics = {
-            **held,
-            "data_dir": str(data_dir),
-            "n_images": len(split),
-            "skipped": [{"path": p, "reason": r} for p, r in split.skipped],
-        }
-        write_json(tmp / "metrics.json", metrics)
-        rows = prediction_rows(split.paths, proba, ckpt.class_names, 3, ckpt.threshold)
-        for row, label in zip(rows, split.labels, strict=True):
-            row["true"] = ckpt.class_names[int(label)]
-        write_csv(tmp / "predictions.csv", csv_rows(rows))
-        plots.confusion_matrix(
-            metrics["confusion_matrix"], ckpt.class_names, tmp / "confusion_matrix.png"
-        )
-        plots.roc_curves(split.labels, proba, ckpt.class_names, tmp / "roc.png")
-        names = ckpt.class_names
-        plots.precision_recall_curves(split.labels, proba, names, tmp / "precision_recall.png")
-        plots.reliability_diagram(split.labels, {"model": proba}, tmp / "reliability.png")
-    return metrics, out
-
-
-def evaluation_dir(run_dir: str | os.PathLike, data_dir: str | os.PathLike) -> Path:
-    """Where ``evaluate`` writes without ``out``: ``RUN_DIR/evaluations/<folder name>``."""
-    return Path(run_dir) / "evaluations" / Path(data_dir).name
