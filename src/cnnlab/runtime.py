@@ -8,8 +8,9 @@ before TensorFlow starts its pools, and a command names the install extra it is 
 
 ``pip install cnnlab`` installs the core only (CLI, study storage and analysis, reports); each
 pipeline's framework is an extra (pyproject.toml): ``keras`` is TensorFlow with Keras (no
-torch), ``transfer`` is PyTorch with torchvision (no TensorFlow), ``serve`` is Gradio. Installing
-both frameworks costs gigabytes a user of one half never runs (docs/install.md, Sizes).
+torch), ``transfer`` is PyTorch with torchvision (no TensorFlow), ``serve`` is Gradio,
+``tracking`` is MLflow (``--mlflow``). Installing both frameworks costs gigabytes a user of one
+half never runs (docs/install.md, Sizes).
 
 A command declares the extras it uses with :func:`requires`. It checks that the headline modules
 are installed before the command starts (a study's workers would otherwise each fail on their
@@ -69,6 +70,7 @@ EXTRAS = {
         ),
     ),
     "serve": Extra("cnnlab serve needs Gradio", ("gradio",), ("gradio",)),
+    "tracking": Extra("--mlflow needs MLflow", ("mlflow",), ("mlflow",)),
 }
 
 
