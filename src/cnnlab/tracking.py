@@ -154,6 +154,7 @@ class Tracker:
         self, client: Any = None, run_id: str = "", uri: str = "", model_file: str | None = None
     ):
         self._client, self.run_id, self.uri, self._model_file = client, run_id, uri, model_file
+        self._per_epoch: set[str] = set()  # the history's columns, each a curve already
 
     @property
     def active(self) -> bool:
@@ -163,13 +164,17 @@ class Tracker:
         """One ``history.csv`` row, at step ``row["epoch"]``."""
         step = int(row["epoch"])
         values = {k: v for k, v in numbers(row).items() if k != "epoch"}
+        self._per_epoch |= set(values)
         self._safely("an epoch's metrics", lambda: self._log_metrics(values, step))
 
     def finish(
         self, metrics: Mapping[str, Any], run_dir: str | os.PathLike | None, say: Say = None
     ) -> None:
-        """The final metrics, then the run directory's files (once it is complete)."""
-        self._safely("the final metrics", lambda: self._log_metrics(numbers(metrics), 0))
+        """The final metrics, then the run directory's files (once it is complete). A number
+        named as a history column (Fashion-MNIST's ``val_accuracy``: the last epoch's) is left
+        to that column's curve, which it would otherwise extend by a point at step 0."""
+        final = {k: v for k, v in numbers(metrics).items() if k not in self._per_epoch}
+        self._safely("the final metrics", lambda: self._log_metrics(final, 0))
         if run_dir is not None:
             for path in run_files(Path(run_dir), self._model_file):
                 self._safely(f"the file {path.name}", lambda p=path: self._artifact(p, run_dir))
@@ -197,7 +202,9 @@ class Tracker:
         try:
             call()
         except Exception as e:  # tracking is a copy: never worth the run
-            self._client = None
+            client, self._client = self._client, None
+            with contextlib.suppress(Exception):  # said FAILED if the store still answers
+                client.set_terminated(self.run_id, "FAILED")
             print(
                 f"warning: MLflow tracking stopped ({what}: {_first_line(e)}); "
                 "the run goes on, its run directory keeps everything",

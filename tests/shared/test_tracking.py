@@ -23,6 +23,7 @@ HISTORY = [
 ]
 METRICS = {
     "test_accuracy": 0.7,
+    "val_accuracy": 0.7,  # also a history column: its curve keeps one point per epoch
     "roc_auc": 0.8,
     "ppv": float("nan"),
     "class_names": ["a", "b"],
@@ -109,6 +110,7 @@ def test_the_model_file_is_logged_only_when_asked(store, tmp_path):
 def test_the_final_metrics_are_the_finite_numbers_of_metrics_json_flattened():
     assert numbers(METRICS) == {
         "test_accuracy": 0.7,
+        "val_accuracy": 0.7,
         "roc_auc": 0.8,
         "ci.test_accuracy.low": 0.6,
         "ci.test_accuracy.high": 0.8,
@@ -184,6 +186,7 @@ def test_a_failure_while_logging_warns_once_and_stops_the_tracking(store, capsys
         t.log_epoch(HISTORY[1])  # nothing more: neither a second warning nor an exception
         t.finish(METRICS, None)
         assert not t.active
+    assert client(store).get_run(t.run_id).info.status == "FAILED"  # not left RUNNING
     err = capsys.readouterr().err
     assert err.count("warning: MLflow tracking stopped") == 1, err
     assert "No space left on device" in err and "run directory keeps everything" in err
