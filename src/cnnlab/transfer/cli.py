@@ -156,8 +156,10 @@ def export(
     verify: bool = typer.Option(True, help="Compare ONNX outputs with PyTorch (onnxruntime)."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
 ) -> None:
-    """Export the model as ONNX or safetensors."""
+    """Export the model as ONNX or safetensors, with its model card (FILE.card.md) beside it."""
     preflight.transfer_run(run_dir)  # before torch loads
+    from cnnlab.transfer.inference.card import card_path
     from cnnlab.transfer.inference.export import export as run
 
-    print(f"exported to {run(run_dir, out, verify, overwrite)}")
+    written = run(run_dir, out, verify, overwrite)
+    print(f"exported to {written}; model card: {card_path(written)}")
