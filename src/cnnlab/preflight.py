@@ -113,7 +113,7 @@ def transfer_train(
     if not Path(data_dir).is_dir():
         raise CnnlabError(f"data folder not found: {data_dir}")
     check_run_target(out, overwrite, inputs={"the data folder": data_dir})
-    check(mlflow, out)
+    check(mlflow, out, {"the data folder": data_dir})
 
 
 def transfer_run(

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -49,6 +49,9 @@ import typer
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
+
+if TYPE_CHECKING:
+    from cnnlab.files import Inputs
 
 DEFAULT_STORE = "mlruns"  # a folder in the current directory, as MLflow's own tools default to
 EXPERIMENTS = {"fmnist": "cnnlab-fmnist", "transfer": "cnnlab-transfer"}
@@ -93,16 +96,23 @@ class Mlflow:
         return f"sqlite:///{folder / 'mlflow.db'}" if folder else self.given
 
     @property
+    def database(self) -> Path | None:
+        """The SQLite file of a local store (None: a file store, a server, a database
+        elsewhere)."""
+        if folder := self.plain_folder():
+            return folder / "mlflow.db"
+        uri = self.given
+        if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
+            return Path(uri.removeprefix("sqlite:///")).absolute()
+        return None
+
+    @property
     def folder(self) -> Path | None:
         """The local folder the store writes into (None: a server or database elsewhere)."""
+        if database := self.database:
+            return database.parent
         uri = self.given
-        if folder := self.plain_folder():
-            return folder
-        if uri.startswith("file:"):
-            return Path(url2pathname(urlparse(uri).path))
-        if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
-            return Path(uri.removeprefix("sqlite:///")).absolute().parent
-        return None
+        return Path(url2pathname(urlparse(uri).path)) if uri.startswith("file:") else None
 
     def plain_folder(self) -> Path | None:
         """The folder ``uri`` names when it is one, not a URI: a store laid out by cnnlab."""
@@ -133,16 +143,26 @@ def setting(value: Mlflow | str | os.PathLike | bool | None) -> Mlflow | None:
     raise CnnlabError(f"mlflow must be True, a folder or tracking URI, got {value!r}")
 
 
-def check(target: Mlflow | None, out: str | os.PathLike | None) -> None:
-    """Before any framework loads: MLflow is installed, and a local store can be written
-    (never inside the run directory ``out``)."""
+def check(
+    target: Mlflow | None,
+    out: str | os.PathLike | None,
+    inputs: Inputs = {},  # noqa: B006  (read only)
+) -> None:
+    """Before any framework loads: MLflow is installed, and a local store can be written,
+    never inside the run directory ``out`` nor an input (``{label: path}``, the data folder).
+    A SQLite store is checked as its database file: beside ``out`` in the current directory,
+    as ``sqlite:///mlflow.db`` (MLflow's own default) puts it, is fine."""
     if target is None:
         return
+    from cnnlab.files import check_output
     from cnnlab.runs import log_folder
     from cnnlab.runtime import require
 
     require("tracking")
-    if target.folder is not None:
+    named = {"the run directory --out": out, **inputs}
+    if target.database is not None:
+        check_output("--mlflow-uri", target.database, overwrite=True, inputs=named)
+    elif target.folder is not None:  # a file store writes everywhere in its folder
         log_folder("--mlflow-uri", target.folder, out)
 
 

@@ -230,3 +230,21 @@ def test_an_unusable_store_folder_is_one_line_before_training(tmp_path, capsys, 
     assert code == 2 and len(lines) == 1, err
     assert lines[0].startswith(f"cnnlab: error: --mlflow-uri {where.format(tmp=tmp_path)}")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_store_inside_the_data_folder_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    code, _, err = call_main(
+        capsys, "transfer", "train", tmp_path / "data", "--out", tmp_path / "run",
+        "--mlflow-uri", tmp_path / "data" / "mlruns",
+    )  # fmt: skip
+    assert code == 2 and "lies inside the data folder" in err, err
+    assert list((tmp_path / "data").iterdir()) == []  # no class folder "mlruns" appeared
+
+
+def test_mlflows_own_default_beside_the_run_directory_is_accepted(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tracking.check(Mlflow("sqlite:///mlflow.db"), "runs/r")  # the database is beside --out
+    tracking.check(Mlflow(), "runs/r")
+    with pytest.raises(CnnlabError, match="lies inside the run directory --out"):
+        tracking.check(Mlflow("sqlite:///runs/r/mlflow.db"), "runs/r")

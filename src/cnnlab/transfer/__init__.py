@@ -80,7 +80,7 @@ def train(
     from cnnlab.tracking import check, setting
 
     tracked = setting(mlflow)
-    check(tracked, out)  # MLflow installed, its folder writable: before torch loads
+    check(tracked, out, {"the data folder": data_dir})  # before torch loads
     from cnnlab.console import make_console
     from cnnlab.transfer.pipeline import train as run
 
