@@ -59,6 +59,7 @@ MODEL_FILES = {"fmnist": "model.keras", "transfer": "best.pt"}
 MODEL_SUFFIXES = (".keras", ".pt", ".safetensors", ".onnx")  # never logged unless asked
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # two letters at least: C:\ is a path
 _BATCH = 100  # MLflow's limit on params per log_batch call
+Say = Callable[[str], object] | None  # where the run's MLflow id is printed
 
 # The options of both `train` commands, declared once.
 MLFLOW_OPTION = typer.Option(
@@ -233,9 +234,6 @@ class Tracker:
             )
 
 
-Say = Callable[[str], object] | None
-
-
 def start(
     target: Mlflow,
     pipeline: str,
@@ -257,10 +255,10 @@ def start(
     all_tags = {"cnnlab.pipeline": pipeline, "cnnlab.version": __version__, **tags}
     all_tags = {key: str(value) for key, value in all_tags.items() if value is not None}
     with _quiet_mlflow():
-        from mlflow import MlflowClient
-        from mlflow.entities import Param
+        try:  # a broken install (a dependency of mlflow missing) is one line too
+            from mlflow import MlflowClient
+            from mlflow.entities import Param
 
-        try:
             if target.folder is not None:
                 target.folder.mkdir(parents=True, exist_ok=True)
             client = MlflowClient(tracking_uri=uri)
