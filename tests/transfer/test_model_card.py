@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cnnlab.transfer.checkpoint import load
 from cnnlab.transfer.inference.card import card_path
 from cnnlab_testing import call_main
 
@@ -99,6 +100,7 @@ def test_a_safetensors_export_gets_its_own_card_in_the_same_folder(run, tmp_path
         "m.onnx.card.md", "m.safetensors.card.md"
     }  # fmt: skip
     assert "safetensors" in card_path(tmp_path / "m.safetensors").read_text()
+    assert load(tmp_path / "m.safetensors").threshold == 0.4321  # the model itself is intact
 
 
 def test_a_checkpoint_without_its_run_gets_a_card_that_says_so(run, tmp_path, capsys):

@@ -42,7 +42,7 @@ def export(
     with staged(out, overwrite) as stage:  # verified before it replaces anything at ``out``
         written = stage(out)
         if out.suffix == ".safetensors":
-            ckpt_io.save(ckpt, written)
+            ckpt_io.save(ckpt, written, suffix=out.suffix)  # ``written`` ends .staged
         else:
             model = ckpt.build_model()
             _export_onnx(model, ckpt, written)
