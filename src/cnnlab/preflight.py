@@ -13,8 +13,12 @@ import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnnlab.errors import CnnlabError
+
+if TYPE_CHECKING:
+    from cnnlab.tracking import Mlflow
 
 
 def checkpoint_path(path: str | os.PathLike) -> Path:
@@ -41,6 +45,14 @@ def tensorboard_installed(tensorboard: str | os.PathLike | None, extra: str) -> 
         raise missing_extra_error(extra, TENSORBOARD)
 
 
+def mlflow_installed(mlflow: Mlflow | None) -> None:
+    """``--mlflow`` needs MLflow: said first, as an install problem."""
+    from cnnlab.runtime import require
+
+    if mlflow is not None:
+        require("tracking")
+
+
 def fmnist_data(data_dir: str | os.PathLike | None) -> None:
     """A data folder the user named (``--data-dir``, ``$CNNLAB_DATA_DIR``) exists."""
     from cnnlab.data.fashion_mnist import check_named_folder
@@ -53,16 +65,20 @@ def fmnist_train(
     overwrite: bool,
     data_dir: str | os.PathLike | None,
     tensorboard: str | os.PathLike | None = None,
+    mlflow: Mlflow | None = None,
 ) -> None:
     """``cnnlab train``: the run directory ``out`` may be written, a named data folder exists."""
     from cnnlab.runs import check_run_target
+    from cnnlab.tracking import check
 
     tensorboard_installed(tensorboard, "keras")
+    mlflow_installed(mlflow)
     check_run_target(out, overwrite)
     if tensorboard is not None:  # a folder that cannot be made is news before the data is
         from cnnlab.tensorboard import prepare_log_dir
 
         prepare_log_dir(tensorboard, out)
+    check(mlflow, out)
     fmnist_data(data_dir)
 
 
@@ -85,14 +101,19 @@ def transfer_train(
     out: str | os.PathLike,
     overwrite: bool,
     tensorboard: str | os.PathLike | None = None,
+    mlflow: Mlflow | None = None,
 ) -> None:
-    """``cnnlab transfer train``: the data folder first, then ``--out`` as the run will claim it."""
+    """``cnnlab transfer train``: the data folder first, then ``--out`` as the run will claim
+    it, then the MLflow store."""
     from cnnlab.runs import check_run_target
+    from cnnlab.tracking import check
 
     tensorboard_installed(tensorboard, "transfer")
+    mlflow_installed(mlflow)
     if not Path(data_dir).is_dir():
         raise CnnlabError(f"data folder not found: {data_dir}")
     check_run_target(out, overwrite, inputs={"the data folder": data_dir})
+    check(mlflow, out, {"the data folder": data_dir})
 
 
 def transfer_run(

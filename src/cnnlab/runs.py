@@ -30,6 +30,7 @@ import re
 import secrets
 import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,25 @@ def check_run_target(
     _refuse(target, str(out), overwrite)
     check_output("--out", out, directory=True, inputs=inputs, runs=runs)
     return target
+
+
+def log_folder(option: str, path: str | os.PathLike, out: str | os.PathLike | None) -> Path:
+    """A folder a tool writes to while a run trains (``--tensorboard DIR``, an MLflow store):
+    made (with its parents) and a file written in it now, so an unusable one fails in one line
+    before training, not after. Never inside the run directory ``out``: a folder made there
+    before the run would block every rerun."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise CnnlabError(f"{option} {path}: not a folder")
+    inputs = {} if out is None else {"the run directory --out": out}
+    check_output(option, path, directory=True, inputs=inputs)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise CnnlabError(f"{option} {path}: cannot write there ({e.strerror or e})") from None
+    return path
 
 
 @contextlib.contextmanager

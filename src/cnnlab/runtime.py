@@ -8,8 +8,9 @@ before TensorFlow starts its pools, and a command names the install extra it is 
 
 ``pip install cnnlab`` installs the core only (CLI, study storage and analysis, reports); each
 pipeline's framework is an extra (pyproject.toml): ``keras`` is TensorFlow with Keras (no
-torch), ``transfer`` is PyTorch with torchvision (no TensorFlow), ``serve`` is Gradio. Installing
-both frameworks costs gigabytes a user of one half never runs (docs/install.md, Sizes).
+torch), ``transfer`` is PyTorch with torchvision (no TensorFlow), ``serve`` is Gradio,
+``tracking`` is MLflow (``--mlflow``). Installing both frameworks costs gigabytes a user of one
+half never runs (docs/install.md, Sizes).
 
 A command declares the extras it uses with :func:`requires`. It checks that the headline modules
 are installed before the command starts (a study's workers would otherwise each fail on their
@@ -74,6 +75,7 @@ EXTRAS = {
     # asked for by the image decoder when it meets a DICOM file (cnnlab.data.dicom), not
     # before a command: a folder of PNGs needs no pydicom
     "dicom": Extra("reading DICOM files needs pydicom", ("pydicom",), ("pydicom",)),
+    "tracking": Extra("--mlflow needs MLflow", ("mlflow",), ("mlflow",)),
 }
 
 

@@ -23,28 +23,14 @@ import numpy as np
 from PIL import Image
 
 from cnnlab import plots
-from cnnlab.errors import CnnlabError
-from cnnlab.files import check_output
+from cnnlab.runs import log_folder
 
 MISTAKES_SHOWN = 24  # three rows of plots.image_grid: enough to see what is confused with what
 
 
 def prepare_log_dir(path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Create ``path`` (with its parents) and check that a file can be written in it, so an
-    unusable ``--tensorboard`` fails in one line before training, not after. Never inside the
-    run directory ``out``: a folder made there before the run would block every rerun."""
-    path = Path(path).expanduser()
-    if path.exists() and not path.is_dir():
-        raise CnnlabError(f"--tensorboard {path}: not a folder")
-    inputs = {} if out is None else {"the run directory --out": out}
-    check_output("--tensorboard", path, directory=True, inputs=inputs)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        raise CnnlabError(f"--tensorboard {path}: cannot write there ({e.strerror or e})") from None
-    return path
+    """``--tensorboard DIR`` created and checked before training (``runs.log_folder``)."""
+    return log_folder("--tensorboard", path, out)
 
 
 def mistakes_image(

@@ -117,7 +117,7 @@ def test_the_keras_extra_installs_the_tensorflow_that_has_wheels_for_the_machine
 
 def test_all_is_every_user_extra_and_make_installs_it_with_the_test_tools():
     extras = project()["optional-dependencies"]
-    assert extras["all"] == ["cnnlab[keras,transfer,serve,dicom]"]
+    assert extras["all"] == ["cnnlab[keras,transfer,serve,dicom,tracking]"]
     assert "gradio" not in names(extras["dev"])  # dev is test tools only
     assert "-e '.[all,dev]'" in (ROOT / "Makefile").read_text()
 
@@ -201,8 +201,24 @@ def test_tensorboard_missing_is_named_before_training(tmp_path, args, extra):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--preset", "tutorial", "--data-dir", "{tmp}/none"],
+        ["transfer", "train", "{tmp}/none", "--weights", "none"],
+    ],
+    ids=["fmnist", "transfer"],
+)
+@pytest.mark.parametrize("flag", [["--mlflow"], ["--mlflow-uri", "{tmp}/mlruns"]])
+def test_mlflow_missing_is_named_before_anything_else(tmp_path, args, flag):
+    given = [a.format(tmp=tmp_path) for a in [*args, "--out", "{tmp}/run", *flag]]
+    line = one_error_line(without("mlflow", *given))
+    assert line == "cnnlab: error: --mlflow needs MLflow: pip install 'cnnlab[tracking]'"
+    assert list(tmp_path.iterdir()) == []  # no run directory, no store, no data looked at
+
+
 def test_help_and_the_core_commands_work_without_any_framework():
-    absent = "tensorflow,keras,torch,torchvision,gradio,tensorboard"
+    absent = "tensorflow,keras,torch,torchvision,gradio,tensorboard,mlflow"
     assert without(absent, "--help").returncode == 0
     result = without(absent, "study", "plan", "--profile", "smoke")
     assert result.returncode == 0, result.stderr

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from cnnlab.fmnist.result import TrainResult
+    from cnnlab.tracking import Mlflow
 
     Source = TrainResult | str | os.PathLike | keras.Model
 
@@ -67,6 +68,7 @@ def train(
     progress: bool = True,
     threads: int | None = None,
     tensorboard: str | os.PathLike | None = None,
+    mlflow: Mlflow | str | os.PathLike | bool | None = None,
     **fields: Any,
 ) -> TrainResult:
     """Train a preset (``"tutorial"``, ``"fast"``, ``"strong"``) or a :class:`TrainConfig`, with
@@ -76,9 +78,14 @@ def train(
     Returns the :class:`TrainResult`: ``model`` (the trained ``keras.Model``), ``metrics``
     (measured once on the 10,000 test images), ``history``, ``config``. With ``out``, the run
     directory is written there too (config, history, metrics, ``model.keras``, plots, report).
-    ``threads``: CPU threads for the math (default: all cores).
+    ``threads``: CPU threads for the math (default: all cores). ``mlflow``: track the run in
+    MLflow (True: the ``mlruns`` folder; or a folder, a tracking URI, a ``tracking.Mlflow``).
     """
     resolved = resolve_config(config, **fields)  # checked before TensorFlow is imported
+    from cnnlab.tracking import check, setting
+
+    tracked = setting(mlflow)
+    check(tracked, out)  # MLflow installed, its folder writable: before TensorFlow loads
     from cnnlab.runtime import configure_threads
 
     configure_threads(threads)  # before TensorFlow starts its pools
@@ -86,7 +93,7 @@ def train(
 
     return run(
         resolved, out=out, data_dir=data_dir, progress=progress, overwrite=overwrite,
-        tensorboard=tensorboard,
+        tensorboard=tensorboard, mlflow=tracked,
     )  # fmt: skip
 
 

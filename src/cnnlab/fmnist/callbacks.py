@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -34,11 +35,13 @@ def current_lr(model) -> float:
 class EpochClock(keras.callbacks.Callback):
     """Times the training part of each epoch (validation excluded) and keeps the history rows
     (epoch, train/val loss and accuracy, lr, seconds). Put it first in the callback list, so
-    work done by later callbacks at the end of an epoch is not counted either."""
+    work done by later callbacks at the end of an epoch is not counted either. ``on_epoch`` is
+    called with each row as it is recorded (MLflow tracking, for one)."""
 
-    def __init__(self):
+    def __init__(self, on_epoch: Callable[[EpochRecord], None] | None = None):
         super().__init__()
         self.history: list[EpochRecord] = []
+        self._on_epoch = on_epoch
         self._start = 0.0
         self._seconds: float | None = None
 
@@ -66,6 +69,8 @@ class EpochClock(keras.callbacks.Callback):
         if CleanTrainAccuracy.KEY in logs:  # written by a CleanTrainAccuracy placed before
             row[CleanTrainAccuracy.KEY] = float(logs[CleanTrainAccuracy.KEY])
         self.history.append(row)
+        if self._on_epoch is not None:
+            self._on_epoch(row)
 
     @property
     def train_seconds(self) -> float:

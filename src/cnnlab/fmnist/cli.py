@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import typer
 
-from cnnlab import fmnist, preflight
+from cnnlab import fmnist, preflight, tracking
 from cnnlab.configs import config_options
 from cnnlab.fmnist.config import PRESETS, TrainConfig
 from cnnlab.runtime import requires
@@ -60,13 +60,17 @@ def train_command(
     tensorboard: Path | None = typer.Option(
         None, metavar="DIR", help="Also write TensorBoard logs to DIR (docs/fmnist.md)."
     ),
+    mlflow: bool = tracking.MLFLOW_OPTION,
+    mlflow_uri: str | None = tracking.MLFLOW_URI_OPTION,
+    mlflow_log_model: bool = tracking.MLFLOW_LOG_MODEL_OPTION,
 ) -> None:
     """Train a CNN on Fashion-MNIST and write a run directory with metrics, plots and report."""
     out = out or Path("runs") / f"{preset}-{stamp()}"
-    preflight.fmnist_train(out, overwrite, data_dir, tensorboard)  # before TensorFlow loads
+    tracked = tracking.options(mlflow, mlflow_uri, mlflow_log_model)
+    preflight.fmnist_train(out, overwrite, data_dir, tensorboard, tracked)  # before TensorFlow
     result = fmnist.train(
         preset, out=out, data_dir=data_dir, progress=progress, overwrite=overwrite,
-        threads=threads, tensorboard=tensorboard, **config_fields,
+        threads=threads, tensorboard=tensorboard, mlflow=tracked, **config_fields,
     )  # fmt: skip
     print(fmnist_summary(result))
     print(f"run directory: {out}  (report: {out / 'report.html'})")

@@ -15,7 +15,7 @@ from cnnlab.fmnist import framework  # noqa: F401
 import contextlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,10 @@ from cnnlab.fmnist.callbacks import CleanTrainAccuracy, EpochClock, RichProgress
 from cnnlab.fmnist.config import TrainConfig
 from cnnlab.fmnist.model import build_model, predict_proba, tta_views
 from cnnlab.fmnist.optim import make_optimizer
-from cnnlab.fmnist.result import TrainMetrics, TrainResult
+from cnnlab.fmnist.result import EpochRecord, TrainMetrics, TrainResult
 from cnnlab.metrics import metrics_contract
 from cnnlab.runs import run_directory
+from cnnlab.tracking import Mlflow, tracked
 
 __all__ = ["Splits", "TrainResult", "compile_model", "fit_inputs", "make_splits", "train"]
 
@@ -150,6 +151,7 @@ def train(
     deterministic: bool = True,
     tensorboard: str | os.PathLike | None = None,
     clean_train_images: int = 0,
+    mlflow: Mlflow | None = None,
 ) -> TrainResult:
     """Train ``config`` and evaluate once on the test set; the result holds the trained model.
 
@@ -159,6 +161,8 @@ def train(
     as training time). ``tensorboard`` is a folder for TensorBoard logs (fmnist/tensorboard.py).
     ``clean_train_images``: also record ``clean_train_accuracy`` per
     epoch, on that many training images in inference mode (:class:`CleanTrainAccuracy`).
+    ``mlflow``: track the run in MLflow (cnnlab/tracking.py); its run starts before the run
+    directory is claimed and gets the files once the directory is complete.
     """
     board = None
     if tensorboard is not None:  # checked (and created) before anything else
@@ -166,21 +170,27 @@ def train(
 
         board = TensorBoard(tensorboard, out=out)
         callbacks = [*callbacks, board]
-    # Claim the run directory first, so a bad or busy --out fails now, not after training.
-    target = run_directory(out, overwrite=overwrite) if out is not None else None
-    with target if target is not None else contextlib.nullcontext() as tmp:
-        if data is None:
-            data = load_fashion_mnist(data_dir, progress=progress)
-        log = Path(tmp) / "train.log" if tmp is not None and progress else None
-        result, model = _fit(
-            config, data, progress, callbacks, deterministic, clean_train_images, log
-        )
-        if board is not None:
-            board.write_mistakes(
-                data.x_test, data.y_test, result.test_proba, len(result.history) - 1
-            )
-        if tmp is not None:
-            write_run(tmp, result, model, data, name=Path(out).name)
+    tags = {"cnnlab.run_dir": os.path.abspath(out) if out is not None else None,
+            "cnnlab.data_dir": data_dir}  # fmt: skip
+    name = Path(out).name if out is not None else None
+    with tracked(mlflow, "fmnist", run_name=name, params=config.to_dict(), tags=tags) as tracker:
+        # Claim the run directory first, so a bad or busy --out fails now, not after training.
+        target = run_directory(out, overwrite=overwrite) if out is not None else None
+        with target if target is not None else contextlib.nullcontext() as tmp:
+            if data is None:
+                data = load_fashion_mnist(data_dir, progress=progress)
+            log = Path(tmp) / "train.log" if tmp is not None and progress else None
+            result, model = _fit(
+                config, data, progress, callbacks, deterministic, clean_train_images, log,
+                on_epoch=tracker.log_epoch,
+            )  # fmt: skip
+            if board is not None:
+                board.write_mistakes(
+                    data.x_test, data.y_test, result.test_proba, len(result.history) - 1
+                )
+            if tmp is not None:
+                write_run(tmp, result, model, data, name=Path(out).name)
+        tracker.finish(result.metrics, out, say=print)
     result.model = model
     if out is not None:
         result.out = Path(out)
@@ -195,13 +205,14 @@ def _fit(
     deterministic: bool,
     clean_train_images: int = 0,
     log: Path | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> tuple[TrainResult, keras.Model]:
     backend.seed_everything(config.seed, deterministic=deterministic)
     s = make_splits(config, data)
     steps = math.ceil(len(s.x_train) / config.batch_size)
     model = compile_model(config, steps)
 
-    clock, divergence = EpochClock(), StopOnDivergence()
+    clock, divergence = EpochClock(on_epoch), StopOnDivergence()
     callbacks: list[keras.callbacks.Callback] = [clock, divergence]
     if clean_train_images:  # before the clock, which records what it measures
         clean = CleanTrainAccuracy.subset(s.x_train, s.y_train, clean_train_images, config.seed)

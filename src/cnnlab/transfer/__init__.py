@@ -32,6 +32,7 @@ from cnnlab.transfer.config import TransferConfig
 if TYPE_CHECKING:
     from torch import nn
 
+    from cnnlab.tracking import Mlflow
     from cnnlab.transfer.checkpoint import Checkpoint
     from cnnlab.transfer.evaluation.shift import ShiftReport
     from cnnlab.transfer.results import (
@@ -69,19 +70,26 @@ def train(
     overwrite: bool = False,
     quiet: bool = False,
     tensorboard: str | os.PathLike | None = None,
+    mlflow: Mlflow | str | os.PathLike | bool | None = None,
     **fields: Any,
 ) -> TransferResult:
     """Fine-tune on ``data_dir`` (one folder per class, or train/ (+ val/, test/)) and write the
     run directory ``out``; ``config`` (default :class:`TransferConfig`) with the config
-    ``fields`` given changed (``epochs=3``, ``arch="efficientnet_b0"``, ...)."""
+    ``fields`` given changed (``epochs=3``, ``arch="efficientnet_b0"``, ...). ``mlflow``: track
+    the run in MLflow (True: the ``mlruns`` folder; or a folder, a tracking URI, a
+    ``tracking.Mlflow``)."""
     base = config if config is not None else TransferConfig()
     resolved = TransferConfig.from_dict({**base.to_dict(), **fields})  # checked before torch
+    from cnnlab.tracking import check, setting
+
+    tracked = setting(mlflow)
+    check(tracked, out, {"the data folder": data_dir})  # before torch loads
     from cnnlab.console import make_console
     from cnnlab.transfer.pipeline import train as run
 
     run_dir, metrics = run(
         data_dir, out, resolved, overwrite=overwrite, console=make_console(quiet),
-        tensorboard=tensorboard,
+        tensorboard=tensorboard, mlflow=tracked,
     )  # fmt: skip
     if metrics is None:  # a torchrun process other than rank 0: rank 0 writes the run
         return TransferResult(run_dir, metrics, None, None)  # type: ignore[arg-type]

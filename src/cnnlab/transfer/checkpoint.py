@@ -92,10 +92,14 @@ def head_name_of(state_dict: dict[str, torch.Tensor]) -> str | None:
     return heads[-1] if heads else None
 
 
-def save(ckpt: Checkpoint, path: str | os.PathLike, overwrite: bool = True) -> Path:
+def save(
+    ckpt: Checkpoint, path: str | os.PathLike, overwrite: bool = True, suffix: str | None = None
+) -> Path:
+    """Write ``ckpt`` as ``suffix`` (default: ``path``'s own; a staged temporary name has
+    another) says: ``.safetensors``, else a ``.pt`` file."""
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()}
-    if path.suffix == ".safetensors":
+    if (suffix or path.suffix) == ".safetensors":
         data = safetensors.torch.save(state, metadata={"cnnlab": json.dumps(ckpt.meta())})
     else:
         buf = io.BytesIO()

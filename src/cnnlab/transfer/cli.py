@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import typer
 
-from cnnlab import preflight, transfer
+from cnnlab import preflight, tracking, transfer
 from cnnlab.configs import config_options
 from cnnlab.runtime import requires
 from cnnlab.transfer.config import DEVICES, ENGINES, MAX_PIXELS_HELP, TransferConfig
@@ -52,12 +52,17 @@ def train(
     tensorboard: Path | None = typer.Option(
         None, metavar="DIR", help="Also write TensorBoard logs to DIR (docs/transfer.md)."
     ),
+    mlflow: bool = tracking.MLFLOW_OPTION,
+    mlflow_uri: str | None = tracking.MLFLOW_URI_OPTION,
+    mlflow_log_model: bool = tracking.MLFLOW_LOG_MODEL_OPTION,
 ) -> None:
     """Fine-tune a pretrained CNN on an image folder and write a run directory."""
-    preflight.transfer_train(data_dir, out, overwrite, tensorboard)  # before torch loads
+    tracked = tracking.options(mlflow, mlflow_uri, mlflow_log_model)
+    preflight.transfer_train(data_dir, out, overwrite, tensorboard, tracked)  # before torch
     transfer.train(
-        data_dir, out, overwrite=overwrite, quiet=quiet, tensorboard=tensorboard, **config_fields
-    )
+        data_dir, out, overwrite=overwrite, quiet=quiet, tensorboard=tensorboard, mlflow=tracked,
+        **config_fields,
+    )  # fmt: skip
 
 
 @app.command()
@@ -211,8 +216,10 @@ def export(
     verify: bool = typer.Option(True, help="Compare ONNX outputs with PyTorch (onnxruntime)."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
 ) -> None:
-    """Export the model as ONNX or safetensors."""
+    """Export the model as ONNX or safetensors, with its model card (FILE.card.md) beside it."""
     preflight.transfer_run(run_dir)  # before torch loads
+    from cnnlab.transfer.inference.card import card_path
     from cnnlab.transfer.inference.export import export as run
 
-    print(f"exported to {run(run_dir, out, verify, overwrite)}")
+    written = run(run_dir, out, verify, overwrite)
+    print(f"exported to {written}; model card: {card_path(written)}")

@@ -23,6 +23,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.files import check_output, output_errors, write_csv, write_json
 from cnnlab.machine import environment_info
 from cnnlab.runs import run_directory
+from cnnlab.tracking import Mlflow, Tracker, tracked
 from cnnlab.transfer.data.prepare import Prepared, prepare_data
 from cnnlab.transfer.device import resolve_device
 from cnnlab.transfer.evaluation.assess import assess, write_outcome
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from cnnlab.transfer.config import TransferConfig
-    from cnnlab.transfer.results import CrossValMetrics, RunMetrics
+    from cnnlab.transfer.results import CrossValMetrics, HistoryRow, RunMetrics
     from cnnlab.transfer.training.distributed import World
     from cnnlab.transfer.training.tensorboard import TransferBoard
 
@@ -50,13 +51,15 @@ def train(
     overwrite: bool = False,
     console: Console | None = None,
     tensorboard: str | os.PathLike | None = None,
+    mlflow: Mlflow | None = None,
 ) -> tuple[Path, RunMetrics | CrossValMetrics | None]:
     """Train and write a complete run directory; returns (run_dir, metrics).
 
     With ``cfg.folds`` the run is a cross-validation (``crossval.py``): one directory, a
     ``fold_k/`` per fold, the summary's metrics. Under torchrun only rank 0 writes and gets
     the metrics; the other processes get None. ``tensorboard`` is a folder for TensorBoard
-    logs (transfer/training/tensorboard.py)."""
+    logs (transfer/training/tensorboard.py); ``mlflow`` tracks the run in MLflow (rank 0;
+    cnnlab/tracking.py)."""
     console = console or make_console()
     if not Path(data_dir).is_dir():  # first: a missing folder, not a weights download, is news
         raise CnnlabError(f"data folder not found: {data_dir}")
@@ -79,9 +82,15 @@ def train(
             from cnnlab.transfer.training.tensorboard import TransferBoard
 
             board = TransferBoard(tensorboard, out=out)
-        return _lead(
-            data_dir, out, cfg, overwrite, console, device, world.describe(described), world, board
-        )
+        tags = {"cnnlab.run_dir": os.path.abspath(out), "cnnlab.data_dir": data_dir}
+        params = cfg.to_dict()
+        with tracked(mlflow, "transfer", run_name=Path(out).name, params=params, tags=tags) as t:
+            run = _lead(
+                data_dir, out, cfg, overwrite, console, device, world.describe(described), world,
+                board, t,
+            )  # fmt: skip
+            t.finish(run[1], out, say=console.print)
+        return run
 
 
 def _follow(data_dir: str | os.PathLike, cfg: TransferConfig, device: torch.device, world: World):
@@ -102,6 +111,7 @@ def _lead(
     described: str,
     world: World,
     board: TransferBoard | None = None,
+    tracker: Tracker = Tracker(),
 ) -> tuple[Path, RunMetrics | CrossValMetrics]:
     """The one process that writes: data -> fit -> assessment -> the run directory."""
     claim = run_directory(out, overwrite=overwrite, inputs={"the data folder": data_dir})
@@ -121,7 +131,7 @@ def _lead(
                 tmp, cfg, prepared, device, described, console
             )
         else:
-            metrics = _single(tmp, cfg, prepared, device, described, console, world, board)
+            metrics = _single(tmp, cfg, prepared, device, described, console, world, board, tracker)
     console.print(f"run written to {out}")
     return Path(out), metrics
 
@@ -135,9 +145,15 @@ def _single(
     console: Console,
     world: World,
     board: TransferBoard | None = None,
+    tracker: Tracker = Tracker(),
 ) -> RunMetrics:
     """One training, assessed on the held-out split (``assess``)."""
-    on_epoch = board.log_epoch if board is not None else None
+
+    def on_epoch(row: HistoryRow) -> None:
+        if board is not None:
+            board.log_epoch(row)
+        tracker.log_epoch(row)
+
     result = fit(cfg, prepared, device, console, world, on_epoch=on_epoch)
     write_csv(tmp / "history.csv", result.history)
     outcome = assess(cfg, prepared, result, device, described, say=console.print)

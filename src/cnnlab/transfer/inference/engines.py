@@ -38,7 +38,7 @@ from torch import nn
 from cnnlab.caches import cache_root
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer.config import ENGINES
-from cnnlab.transfer.inference.export import export_onnx
+from cnnlab.transfer.inference.graph import export_onnx
 from cnnlab.transfer.training.transforms import normalize, to_tensor_batch
 
 Say = Callable[[str], None]
