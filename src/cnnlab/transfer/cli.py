@@ -47,8 +47,9 @@ def train(
     """Fine-tune a pretrained CNN on an image folder and write a run directory."""
     preflight.transfer_train(data_dir, out, overwrite, tensorboard)  # before torch loads
     transfer.train(
-        data_dir, out, overwrite=overwrite, quiet=quiet, tensorboard=tensorboard, **config_fields
-    )
+        out=out, data_dir=data_dir, overwrite=overwrite, progress=not quiet,
+        tensorboard=tensorboard, **config_fields,
+    )  # fmt: skip
 
 
 @app.command()

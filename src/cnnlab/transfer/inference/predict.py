@@ -18,7 +18,7 @@ from cnnlab.data.image_files import MAX_PIXELS, ImageTooLarge
 from cnnlab.errors import CnnlabError
 from cnnlab.files import check_output, output_errors, staged, write_csv, write_json
 from cnnlab.metrics import binary_metrics, contract_intervals, metrics_contract, pr_auc
-from cnnlab.predictions import csv_rows, prediction_row
+from cnnlab.predictions import csv_rows, prediction_row, unreadable_row
 from cnnlab.runs import check_run_target, run_directory
 from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.data.folders import class_folders, list_class_files, load_split
@@ -222,7 +222,7 @@ def predict(
         network, images, ckpt.mean, ckpt.std, dev, channels_last=False, progress=progress
     )
     rows = prediction_rows(ok, proba, ckpt.class_names, top_k, ckpt.threshold)
-    rows += [{"path": str(p), "error": why} for p, why in failed]
+    rows += [unreadable_row(p, why, ckpt.class_names) for p, why in failed]
     overlays = cam_overlays(model, ckpt, images) if cam_dir is not None and len(images) else []
     shown = " and ".join(str(p) for p in (out_csv, cam_dir) if p)
     with staged(shown, overwrite) as stage:
