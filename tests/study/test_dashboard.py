@@ -137,6 +137,7 @@ def _request(port: int, method: str, path: str, **headers: str) -> int:
         conn.close()
 
 
+@pytest.mark.slow
 def test_a_foreign_host_or_origin_is_refused_and_the_dashboard_is_read_only(
     dashboard, study_url, tmp_path
 ):
