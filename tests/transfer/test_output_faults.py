@@ -194,6 +194,7 @@ def test_every_output_file_follows_the_umask(tmp_path, run_dir, images):
 # -- Ctrl-C ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, make_folders):
     """Repro 12: Typer turned Ctrl-C into a silent exit 130."""
     data = make_folders(tmp_path / "data", {"a": 6, "b": 6})
