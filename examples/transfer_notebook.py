@@ -25,8 +25,8 @@ args = parser.parse_args()
 
 # 1. Fine-tune: the default config (resnet18, head only) with some fields changed.
 result = transfer.train(
-    args.images, args.out, weights=args.weights, image_size=args.image_size,
-    epochs=args.epochs, limit=args.limit, device="cpu", quiet=True,
+    out=args.out, data_dir=args.images, progress=False, weights=args.weights,
+    image_size=args.image_size, epochs=args.epochs, limit=args.limit, device="cpu",
 )  # fmt: skip
 m = result.metrics
 print(f"{m['evaluated_on']}: balanced accuracy {m['balanced_accuracy']:.3f}, AUC {m['roc_auc']}")

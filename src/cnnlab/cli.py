@@ -1,16 +1,17 @@
-"""The ``cnnlab`` command: thin parsing over library functions, and ``demo``, which tours
-both the Fashion-MNIST pipeline and the study engine (so it belongs to neither).
+"""The ``cnnlab`` command: thin parsing over library functions.
 
-Every sub-command module imports its heavy framework (TensorFlow, torch) inside the command
-functions, after ``cnnlab.preflight`` has checked its arguments and paths, so ``cnnlab --help``
-and error paths stay fast. The root options: ``--verbose``
-(the frameworks' own log lines) and shell completion (``--install-completion``).
+Each sub-command's module is imported when that command runs (or its help is shown):
+``cnnlab --version`` and ``cnnlab --help`` load none of them, and every sub-command module
+imports its heavy framework (TensorFlow, torch) inside the command functions, after
+``cnnlab.preflight`` has checked its arguments and paths, so error paths stay fast too. The
+root options: ``--verbose`` (the frameworks' own log lines) and shell completion
+(``--install-completion``).
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from typing import Any
 
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
@@ -22,23 +23,96 @@ def interrupted() -> None:
 
 try:  # Ctrl-C while the command line loads (seconds, with TensorFlow) is the same one line
     import typer
+    from typer.core import TyperGroup
 
     try:  # Typer >= 0.20 vendors Click; older releases depend on it
         from typer._click.exceptions import ClickException as _ClickException
+        from typer._click.utils import make_default_short_help
     except ImportError:  # pragma: no cover
         from click.exceptions import ClickException as _ClickException
+        from click.utils import make_default_short_help
 
     from cnnlab.errors import CnnlabError
-    from cnnlab.fmnist.cli import choices, fmnist_summary, stamp
-    from cnnlab.fmnist.cli import register as register_fmnist
-    from cnnlab.runtime import quiet_framework_logs, requires
-    from cnnlab.serve.cli import serve_command
-    from cnnlab.study.cli import Profile
-    from cnnlab.study.cli import app as study_app
-    from cnnlab.study.defaults import DEFAULT_STORAGE
-    from cnnlab.transfer.cli import app as transfer_app
+    from cnnlab.runtime import quiet_framework_logs
 except KeyboardInterrupt:
     interrupted()
+
+# name: (module, attribute: a command function or a Typer app, the line `cnnlab --help` shows).
+# Importing them all took most of `cnnlab --version`'s time; a test checks each line against
+# the command's own help.
+COMMANDS = {
+    "train": (
+        "cnnlab.fmnist.cli", "train_command",
+        "Train a CNN on Fashion-MNIST and write a run directory with metrics, plots and report.",
+    ),
+    "evaluate": (
+        "cnnlab.fmnist.cli", "evaluate_command",
+        "Re-evaluate a saved model on the 10,000 test images.",
+    ),
+    "predict": (
+        "cnnlab.fmnist.cli", "predict_command",
+        "Classify image files with a trained model (resized to 28x28 grayscale).",
+    ),
+    "demo": (
+        "cnnlab.demo", "demo_command",
+        "Quick tour: the `quick` study of kernel size, regularization, batch size and optimizer"
+        " (resumed if interrupted), then its report.",
+    ),
+    "study": ("cnnlab.study.cli", "app", "Repeated, analysed experiments on Fashion-MNIST."),
+    "transfer": ("cnnlab.transfer.cli", "app", "Fine-tune pretrained CNNs on image folders."),
+    "serve": (
+        "cnnlab.serve.cli", "serve_command",
+        "A web page that classifies uploaded images with a finished run (Ctrl-C stops it).",
+    ),
+}  # fmt: skip
+
+
+def load_command(name: str) -> Any:
+    """The Click command of ``COMMANDS[name]``, its module imported now."""
+    import importlib
+
+    module, attribute, short_help = COMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        group = typer.main.get_group(target)
+        group.help = group.help or short_help
+        return group
+    one = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+    one.command(name)(target)
+    return typer.main.get_command(one)
+
+
+class _LazyCommands(TyperGroup):
+    """The root group: ``COMMANDS`` join it on first use; the help lists their lines."""
+
+    def list_commands(self, ctx) -> list[str]:
+        # in Typer's order: the commands, then the groups (their attribute is a Typer `app`)
+        groups = [n for n, (_, attribute, _) in COMMANDS.items() if attribute == "app"]
+        defined_here = [n for n in super().list_commands(ctx) if n not in COMMANDS]
+        return [*(n for n in COMMANDS if n not in groups), *defined_here, *groups]
+
+    def get_command(self, ctx, cmd_name: str):
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx, args: list[str]):
+        if args and args[0] not in self.list_commands(ctx):  # a typo: Typer's "Did you mean"
+            for name in COMMANDS:  # looks among the loaded commands only
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx, formatter) -> None:
+        """Click's own listing, from ``COMMANDS`` for a command not imported yet."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))  # as Click computes it
+        rows = [
+            (n, self.commands[n].get_short_help_str(limit) if n in self.commands
+             else make_default_short_help(COMMANDS[n][2], limit)) for n in names
+        ]  # fmt: skip
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
 
 app = typer.Typer(
     name="cnnlab",
@@ -46,6 +120,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=_LazyCommands,
 )
 
 
@@ -68,64 +143,6 @@ def root(
 ) -> None:
     """Understand what makes a CNN work; fine-tune pretrained CNNs on medical images."""
     quiet_framework_logs(verbose)  # before any command imports TensorFlow
-
-
-@requires("keras")
-def demo_command(
-    single_run: bool = typer.Option(
-        False, "--single-run", help="Train one `fast` model instead of running the quick study."
-    ),
-    profile: Profile = typer.Option("quick", metavar=choices(Profile), help="Study profile."),
-    storage: str = typer.Option(DEFAULT_STORAGE, help="Optuna storage URL of the study."),
-    out: Path | None = typer.Option(None, help="Report (or run) directory."),
-    data_dir: Path | None = typer.Option(None, help="Folder with the Fashion-MNIST .gz files."),
-    epochs: int = typer.Option(4, help="Epochs of the --single-run demo."),
-    train_limit: int = typer.Option(20000, help="Training images of the --single-run demo."),
-    overwrite: bool = typer.Option(False, help="Replace a previous report in --out."),
-) -> None:
-    """Quick tour: the `quick` study of kernel size, regularization, batch size and optimizer
-    (resumed if interrupted), then its report. `--single-run` trains one `fast` model instead."""
-    from cnnlab import preflight
-
-    if not single_run:
-        preflight.fmnist_data(data_dir)  # before the study's workers load TensorFlow
-        from cnnlab.study import demo, load_spec
-        from cnnlab.study.report import check_report_out
-        from cnnlab.study.run import DEFAULT_WORKERS, default_threads
-        from cnnlab.study.storage import check_url
-        from cnnlab.study.terminal import print_plan, print_verdicts
-
-        spec = load_spec(profile=profile)
-        check_report_out(out or Path("reports") / spec.name, storage, overwrite)  # first
-        check_url(storage)
-        print(f"demo: the `{profile}` study (storage {storage})")
-        print_plan(spec, DEFAULT_WORKERS, default_threads(DEFAULT_WORKERS))
-        report = demo(
-            profile=profile, storage=storage, out=out, data_dir=data_dir, overwrite=overwrite
-        )
-        print_verdicts(storage, spec.name)
-        print(f"report: {report}  (also report.md and results.csv beside it)")
-        return
-    from cnnlab.fmnist.config import preset
-
-    config = preset("fast").replace(epochs=epochs, train_limit=train_limit)
-    out = out or Path("runs") / f"demo-{stamp()}"
-    preflight.fmnist_train(out, overwrite, data_dir)
-    from cnnlab.fmnist.training import train
-
-    print(f"demo: the `fast` preset on {train_limit} training images for {epochs} epochs")
-    result = train(config, out=out, data_dir=data_dir)
-    print(fmnist_summary(result))
-    print(f"run directory: {out}")
-    print(f"report:        {out / 'report.html'}  (also report.md)")
-    print(f"next: cnnlab evaluate {out}   |   cnnlab predict {out} IMAGE...")
-
-
-register_fmnist(app)
-app.command("demo")(demo_command)
-app.add_typer(study_app, name="study", help="Repeated, analysed experiments on Fashion-MNIST.")
-app.add_typer(transfer_app, name="transfer", help="Fine-tune pretrained CNNs on image folders.")
-app.command("serve")(serve_command)
 
 
 @app.command("doctor")

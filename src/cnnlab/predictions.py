@@ -3,9 +3,10 @@
 ``fmnist.predict`` and ``transfer.predict`` hand back a list of these dicts (a notebook reads
 the same keys from either): ``path``, ``predicted``, ``probability``, ``p_<class>`` for every
 class, ``top_k`` (the likeliest classes as ``(class, probability)`` pairs, likeliest first)
-and ``error`` (empty, or why the file could not be read). A pipeline may add keys of its own
-(``transfer``'s two-class decision at the operating threshold). In a CSV, ``top_k`` is written
-as ``class:probability`` pairs joined by ``"; "`` (:func:`csv_rows`).
+and ``error`` (empty, or why the file could not be read: :func:`unreadable_row`, whose numbers
+are None). A pipeline may add keys of its own (``transfer``'s two-class decision at the
+operating threshold). In a CSV, ``top_k`` is written as ``class:probability`` pairs joined by
+``"; "`` (:func:`csv_rows`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,18 @@ def prediction_row(
         **{f"p_{name}": float(v) for name, v in zip(class_names, p, strict=True)},
         "top_k": [(class_names[int(i)], float(p[i])) for i in order],
         "error": "",
+    }
+
+
+def unreadable_row(path: Any, error: str, class_names: Sequence[str]) -> dict[str, Any]:
+    """The row of an image that could not be read: the same keys, no numbers, and why."""
+    return {
+        "path": str(path),
+        "predicted": None,
+        "probability": None,
+        **{f"p_{name}": None for name in class_names},
+        "top_k": [],
+        "error": error,
     }
 
 

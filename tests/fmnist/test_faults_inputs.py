@@ -72,15 +72,19 @@ def folder(tmp_path: Path, malformed) -> Path:
     return tmp_path
 
 
+SLOW = pytest.mark.slow  # a process each: one kind stays in `make test-fast`
+
+
 @pytest.mark.parametrize(
     ("name", "fragments"),
     [
         ("wide.png", ["wide.png", "20000x1 px", "aspect ratio"]),  # repro 5: 4.2 GB
-        ("line.png", ["line.png", "1000000x1 px"]),  # repro 5: a traceback
-        ("huge.png", ["huge.png", "larger than 320 MiB"]),  # repro 6
-        ("bad.qoi", ["bad.qoi", "IndexError"]),  # repro 8
-        ("bad.dds", ["bad.dds", "NotImplementedError"]),  # repro 8
-        ("cut.tif", ["cut.tif", "not an image Pillow can read"]),  # and no raw warning line
+        pytest.param("line.png", ["line.png", "1000000x1 px"], marks=SLOW),  # repro 5: a traceback
+        pytest.param("huge.png", ["huge.png", "larger than 320 MiB"], marks=SLOW),  # repro 6
+        pytest.param("bad.qoi", ["bad.qoi", "IndexError"], marks=SLOW),  # repro 8
+        pytest.param("bad.dds", ["bad.dds", "NotImplementedError"], marks=SLOW),  # repro 8
+        # and no raw warning line
+        pytest.param("cut.tif", ["cut.tif", "not an image Pillow can read"], marks=SLOW),
     ],
 )
 def test_an_image_beyond_the_limits_is_one_line_with_bounded_memory(folder, name, fragments):

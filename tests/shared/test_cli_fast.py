@@ -103,3 +103,35 @@ def test_help_at_80_columns_shows_every_option_name_whole(command):
     assert "…" not in text
     assert all(len(line) <= 80 for line in text.splitlines())
     assert "<bool>" not in text
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"]])
+def test_version_and_help_import_no_sub_command_module(args):
+    from cnnlab.cli import COMMANDS
+
+    modules = sorted({module for module, _, _ in COMMANDS.values()})
+    code = (
+        "import sys\nfrom cnnlab.cli import main\ntry:\n    main(sys.argv[1:])\n"
+        f"finally:\n    print([m for m in {modules!r} if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], env=cnnlab_env(), capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+
+
+def test_the_help_lists_each_command_as_its_own_help_says():
+    """The lines `cnnlab --help` shows before any sub-command module is imported are the
+    lines the commands give once imported."""
+    import typer
+
+    from cnnlab.cli import COMMANDS, app
+
+    group = typer.main.get_group(app)
+    ctx = group.make_context("cnnlab", ["--help"], resilient_parsing=True)
+    before = group.get_help(ctx)
+    for name in COMMANDS:
+        group.get_command(ctx, name)
+    assert set(COMMANDS) <= set(group.commands)
+    assert group.get_help(ctx) == before

@@ -78,9 +78,10 @@ def options_with_fixed_values() -> list[tuple[list[str], str, list[str]]]:
     found = []
 
     def walk(command, path: list[str]) -> None:
-        for name, sub in getattr(command, "commands", {}).items():
-            walk(sub, [*path, name])
-        if getattr(command, "commands", None):
+        names = command.list_commands(None) if hasattr(command, "list_commands") else []
+        for name in names:  # get_command imports a sub-command's module (cnnlab.cli.COMMANDS)
+            walk(command.get_command(None, name), [*path, name])
+        if names:
             return
         ctx = command.make_context(" ".join(["cnnlab", *path]), [], resilient_parsing=True)
         for param in command.params:

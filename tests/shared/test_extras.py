@@ -225,6 +225,7 @@ def test_help_and_the_core_commands_work_without_any_framework():
     assert "distinct trials" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("absent", "modules"),
     [

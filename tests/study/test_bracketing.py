@@ -30,6 +30,7 @@ def _run(tmp_path, fake_trainer, extend):
     return spec, records, analyse(spec, records, st.stored_test_labels(study))
 
 
+@pytest.mark.slow
 def test_the_grid_is_extended_until_the_best_rate_is_interior(tmp_path, fake_trainer):
     spec, records, a = _run(tmp_path, fake_trainer, extend=2)
     sweep = a.sweeps["optimizer"]["sgd"]
@@ -47,6 +48,7 @@ def test_the_grid_is_extended_until_the_best_rate_is_interior(tmp_path, fake_tra
     assert spec.factor("optimizer").lr_sweep.seeds == (2, 3)
 
 
+@pytest.mark.slow
 def test_at_the_cap_the_report_says_the_best_rate_is_at_the_edge(tmp_path, fake_trainer):
     _, records, a = _run(tmp_path, fake_trainer, extend=1)
     sweep = a.sweeps["optimizer"]["sgd"]

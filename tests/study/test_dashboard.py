@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,46 @@ def study_url(tmp_path, small_spec):
     return url
 
 
+@dataclass
+class Served:
+    port: int
+    line: str  # the first line the command printed (its address)
+    proc: subprocess.Popen
+
+
+@pytest.fixture
+def dashboard():
+    """``with dashboard(url, cwd, *options, background=False) as served:`` runs the dashboard
+    command on a free loopback port until the block ends, then stops it as Ctrl-C does.
+    ``background``: started as a shell's ``cmd &`` is, with SIGINT ignored."""
+
+    @contextlib.contextmanager
+    def serve(url: str, cwd: Path, *options: str, background: bool = False):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cnnlab", "study", "dashboard", "--storage", url,
+             "--port", "0", *options],
+            cwd=cwd, env=cnnlab_env(path=[HERE]), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+            preexec_fn=_as_a_background_job if background else None,
+        )  # fmt: skip
+        try:
+            line = _first_line(proc, START_TIMEOUT)
+            match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+            assert match, (line, proc.poll())
+            yield Served(int(match.group(1)), line, proc)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+
+    return serve
+
+
 def _first_line(proc: subprocess.Popen, timeout: float) -> str:
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
@@ -49,35 +90,16 @@ def _as_a_background_job() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to `cmd &` without job control
 
 
-def test_the_dashboard_serves_the_storage_on_loopback(study_url, tmp_path):
+def test_the_dashboard_serves_the_storage_on_loopback(dashboard, study_url, tmp_path):
     # Started as a background job would be, SIGINT ignored: Ctrl-C/`kill -INT` must still stop it.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cnnlab", "study", "dashboard", "--storage", study_url,
-         "--port", "0"],
-        cwd=tmp_path, env=cnnlab_env(path=[HERE]), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-        preexec_fn=_as_a_background_job,
-    )  # fmt: skip
-    try:
-        line = _first_line(proc, START_TIMEOUT)
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert match, (line, proc.poll())
-        base = f"http://127.0.0.1:{match.group(1)}"
+    with dashboard(study_url, tmp_path, background=True) as served:
+        base = f"http://127.0.0.1:{served.port}"
         with urllib.request.urlopen(f"{base}/", timeout=30) as page:
             assert page.status == 200
             assert b"<html" in page.read().lower()
         with urllib.request.urlopen(f"{base}/api/studies", timeout=30) as api:
             assert '"small"' in api.read().decode()  # the study in the storage it was given
-    finally:
-        proc.send_signal(signal.SIGINT)  # Ctrl-C: the command stops cleanly
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-    assert proc.returncode == 0
+    assert served.proc.returncode == 0  # Ctrl-C: the command stops cleanly
 
 
 def test_a_missing_storage_file_is_one_line_and_nothing_is_created(run_cli, tmp_path):
@@ -103,30 +125,6 @@ def test_only_loopback_addresses_count_as_private():
     assert not any(map(is_loopback, ["0.0.0.0", "192.168.1.5", "::", "example.org"]))
 
 
-@contextlib.contextmanager
-def _dashboard(url: str, cwd: Path, *options: str):
-    """The dashboard command serving ``url`` on a free loopback port: yields the port."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cnnlab", "study", "dashboard", "--storage", url, "--port", "0",
-         *options],
-        cwd=cwd, env=cnnlab_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        line = _first_line(proc, START_TIMEOUT)
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert match, (line, proc.poll())
-        yield int(match.group(1)), line
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-
-
 def _request(port: int, method: str, path: str, **headers: str) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
@@ -139,12 +137,16 @@ def _request(port: int, method: str, path: str, **headers: str) -> int:
         conn.close()
 
 
-def test_a_foreign_host_or_origin_is_refused_and_the_dashboard_is_read_only(study_url, tmp_path):
+@pytest.mark.slow
+def test_a_foreign_host_or_origin_is_refused_and_the_dashboard_is_read_only(
+    dashboard, study_url, tmp_path
+):
     """Issue 27, repro 4: DNS rebinding (a page of attacker.example resolving to 127.0.0.1)
     deleted a study. Now foreign Host/Origin get 403, and writes need --allow-writes."""
     db = Path(study_url.removeprefix("sqlite:///"))
-    with _dashboard(study_url, tmp_path) as (port, line):
-        assert "read-only" in line
+    with dashboard(study_url, tmp_path) as served:
+        port = served.port
+        assert "read-only" in served.line
         own = f"127.0.0.1:{port}"
         assert _request(port, "GET", "/api/studies", Host=f"attacker.example:{port}") == 403
         assert _request(port, "DELETE", "/api/studies/1", Host=f"attacker.example:{port}") == 403
@@ -153,7 +155,8 @@ def test_a_foreign_host_or_origin_is_refused_and_the_dashboard_is_read_only(stud
         assert _request(port, "GET", "/api/studies", Host=own, Origin=f"http://{own}") == 200
         assert _request(port, "DELETE", "/api/studies/1", Host=own) == 405  # read-only
     assert st.study_names(st.open_storage(study_url)) == ["small"]
-    with _dashboard(study_url, tmp_path, "--allow-writes") as (port, _):
+    with dashboard(study_url, tmp_path, "--allow-writes") as served:
+        port = served.port
         assert _request(port, "DELETE", "/api/studies/1", Host=f"evil.test:{port}") == 403
         assert st.study_names(st.open_storage(study_url)) == ["small"]
         assert _request(port, "DELETE", "/api/studies/1", Host=f"127.0.0.1:{port}") == 204

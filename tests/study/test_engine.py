@@ -90,6 +90,7 @@ def test_an_existing_study_with_another_spec_is_refused(finished_fake_study):
         st.prepare_study(url, st.open_storage(url), "fake", load_spec(profile="smoke"))
 
 
+@pytest.mark.slow
 def test_a_failed_trial_is_reported_and_retried_by_the_next_run(tmp_path, fake_trainer,
                                                                  small_spec):  # fmt: skip
     url = f"sqlite:///{tmp_path}/s.db"
@@ -101,6 +102,7 @@ def test_a_failed_trial_is_reported_and_retried_by_the_next_run(tmp_path, fake_t
     assert_each_trial_complete_once(url, "small", spec)
 
 
+@pytest.mark.slow
 def test_missing_data_stops_the_run_with_the_workers_message(tmp_path, fake_trainer,
                                                              small_spec):  # fmt: skip
     with pytest.raises(CnnlabError, match=r"incomplete.*Fashion-MNIST not found \(fake\)"):
@@ -309,6 +311,7 @@ factors:
 """
 
 
+@pytest.mark.slow
 def test_queued_trials_an_older_plan_held_are_superseded_and_never_run(
     tmp_path, fake_env, fake_trainer, run_cli
 ):

@@ -247,18 +247,20 @@ def test_report_never_replaces_a_folder_of_other_files(finished_fake_study, tmp_
     assert again == first
 
 
-def test_study_report_without_overwrite_keeps_the_previous_report(finished_fake_study, tmp_path):
-    from cnnlab_testing import cnnlab
+def test_study_report_without_overwrite_keeps_the_previous_report(
+    finished_fake_study, tmp_path, capsys
+):
+    from cnnlab_testing import call_main  # in this process: start-up is not what is tested
 
     out = tmp_path / "rep"
     args = ("study", "report", "--storage", finished_fake_study["url"], "--out", str(out))
-    assert cnnlab(*args).returncode == 0
+    assert call_main(capsys, *args).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    done = cnnlab(*args)
+    done = call_main(capsys, *args)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "holds a previous report; add --overwrite" in done.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert cnnlab(*args, "--overwrite").returncode == 0
+    assert call_main(capsys, *args, "--overwrite").returncode == 0
 
 
 def test_the_storage_stays_readable_by_optuna_dashboard(finished_fake_study):
@@ -288,6 +290,7 @@ def test_the_storage_stays_readable_by_optuna_dashboard(finished_fake_study):
     assert get(f"/api/studies/{study['study_id']}/param_importances")["param_importances"]
 
 
+@pytest.mark.slow
 def test_a_factorial_study_reports_cells_and_interactions(tmp_path, fake_env):
     from cnnlab.study import run_study
     from cnnlab.study.spec import parse_spec

@@ -13,6 +13,8 @@ from cnnlab.study import storage as st
 from cnnlab.study.analysis import analyse
 from cnnlab.study.report import write_report
 
+pytestmark = pytest.mark.slow  # the module fixture runs a whole two-worker study
+
 SPEC = """
 name: scen
 seeds: 3

@@ -3,6 +3,7 @@ plannable, or raises CnnlabError with one line. No other exception may escape.""
 
 import math
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -165,6 +166,7 @@ def _check(data):
     assert spec_from_source(spec.source).digest == spec.digest  # what a study stores reloads
 
 
+@pytest.mark.slow
 @FUZZ
 @given(specs)
 def test_random_specs_parse_or_fail_with_one_cnnlab_error(data):
@@ -177,6 +179,7 @@ def test_any_value_as_a_whole_spec_fails_cleanly(data):
     _check(data)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(specs, st.sampled_from(["yaml", "toml"]))
 def test_spec_text_round_trip_through_the_file_parser(data, fmt):

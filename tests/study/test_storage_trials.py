@@ -64,6 +64,7 @@ def _enqueue_old_format(url, name, spec):
     return study
 
 
+@pytest.mark.slow
 def test_a_study_stored_with_the_seed_as_a_param_resumes_and_reads_back(
     small_spec, tmp_path, fake_env
 ):

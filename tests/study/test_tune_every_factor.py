@@ -117,6 +117,7 @@ factors:
 """
 
 
+@pytest.mark.slow
 def test_the_engine_trains_each_tuned_level_at_its_own_sweeps_choice(tmp_path, fake_env):
     from cnnlab.study import load_spec, run_study
     from cnnlab.study import storage as st

@@ -58,8 +58,10 @@ def built_config(monkeypatch, tmp_path):
     """The config `cnnlab transfer train DATA --out OUT ARGS` builds; stops before training."""
     seen: list[TransferConfig] = []
 
-    def record(data_dir, out, config=None, *, overwrite, quiet, tensorboard, **fields):
-        seen.append(TransferConfig(**fields))
+    def record(config=None, *, threads=None, **fields):  # out, data_dir, ... in fields
+        for argument in ("out", "data_dir", "overwrite", "progress", "tensorboard"):
+            del fields[argument]
+        seen.append(TransferConfig(threads=threads, **fields))
         raise CnnlabError("recorded")
 
     monkeypatch.setattr(transfer, "train", record)

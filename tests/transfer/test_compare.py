@@ -114,6 +114,7 @@ def test_out_writes_what_is_printed_and_refuses_a_directory(pair, capsys):
     assert e.value.code == 2 and "is a directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_trained_run_compared_with_itself_differs_by_nothing(trained_run):
     text = compare([trained_run, trained_run])
     differences = text.split("Each run minus")[1]

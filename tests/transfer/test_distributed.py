@@ -6,12 +6,14 @@ each), as CI does; the rest check the pieces without starting processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ import torch
 
 from cnnlab.console import make_console
 from cnnlab.errors import CnnlabError
+from cnnlab.transfer import pipeline
 from cnnlab.transfer.config import TransferConfig
 from cnnlab.transfer.pipeline import train
 from cnnlab.transfer.training import distributed
@@ -186,6 +189,44 @@ def test_balanced_shares_are_disjoint_parts_of_one_class_balanced_draw():
     assert list(again) == draws[0]  # every process draws the same permutation
     again.set_epoch(1)
     assert list(again) != draws[0]  # and a new one each epoch
+
+
+@dataclass(frozen=True)
+class Told(World):
+    """A world whose broadcast from rank 0 is recorded (``said``) and, in another rank,
+    answered with ``answer``: the hand-over of ``claim`` without a process group."""
+
+    said: list[bool] = field(default_factory=list)
+    answer: bool = True
+
+    def main_says(self, ok: bool = True) -> bool:
+        self.said.append(ok)
+        return ok if self.is_main else self.answer
+
+
+@contextlib.contextmanager
+def _taken_out():
+    raise CnnlabError("--out taken")
+    yield
+
+
+def test_rank_0_tells_the_others_whether_it_could_claim_the_run():
+    world = Told()
+    with pytest.raises(CnnlabError, match="--out taken"), world.claim(_taken_out()):
+        pass
+    with world.claim(contextlib.nullcontext("run")) as claimed:
+        assert claimed == "run"
+    assert world.said == [False, True]
+
+
+def test_a_process_told_that_rank_0_could_not_start_stops_with_one_line(tmp_path):
+    # preflight refuses what it can see in every rank; this is for what only rank 0 meets
+    # (a directory that appears, or a disk that fails, after the check)
+    world = Told(rank=1, size=2, answer=False)
+    cfg = TransferConfig(weights="none", image_size=32)
+    with pytest.raises(CnnlabError, match="rank 0 could not start the run"):
+        pipeline._follow(tmp_path / "never read", cfg, torch.device("cpu"), world)
+    assert world.said == [True]
 
 
 def test_a_single_process_world_changes_nothing():

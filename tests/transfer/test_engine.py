@@ -221,6 +221,7 @@ def test_outputs_that_disagree_with_torch_fall_back_and_drop_the_export(monkeypa
     assert list(own_cache.glob("*.onnx")) == []  # not reused by the next run
 
 
+@pytest.mark.slow
 def test_engine_torch_never_imports_onnxruntime(run, tmp_path):
     run_dir, data = run
     script = f"""

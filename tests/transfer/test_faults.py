@@ -26,6 +26,7 @@ from cnnlab.transfer.models import build_model
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parents[1] / "src"
 TINY = ["--weights", "none", "--image-size", "32", "--epochs", "2", "--batch-size", "8"]
+SLOW = pytest.mark.slow  # a torch process per case: one case of each kind stays in test-fast
 
 
 def cnnlab(*args: str | Path, full_disk_after: int | None = None) -> subprocess.CompletedProcess:
@@ -94,7 +95,7 @@ def images(tmp_path, make_folders) -> Path:
 # -- decompression bombs ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("side", [20000, 12000])
+@pytest.mark.parametrize("side", [20000, pytest.param(12000, marks=SLOW)])
 def test_predict_refuses_an_image_above_the_pixel_limit_before_decoding(tmp_path, run_dir, side):
     assert side * side > MAX_PIXELS  # 12000 squared: only Pillow's warning range, until now
     bomb = blank_png(tmp_path / "bomb.png", side, side)
@@ -192,7 +193,7 @@ def test_evaluate_on_a_full_disk_leaves_no_partial_evaluation(tmp_path, run_dir,
 # -- predict options --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("top_k", ["0", "-2"])
+@pytest.mark.parametrize("top_k", ["0", pytest.param("-2", marks=SLOW)])
 def test_predict_refuses_a_top_k_below_one(tmp_path, run_dir, images, top_k):
     line = refused_without_a_trace(
         "predict", run_dir, images, "--top-k", top_k, "--out", tmp_path / "p.csv",
@@ -243,9 +244,9 @@ def _edited_checkpoint(run_dir: Path, path: Path, **meta) -> Path:
     [
         ("image_size", 10**9),
         ("std", [0.25, 0.0, 0.25]),  # divides by zero: NaN probabilities, exit 0, until now
-        ("mean", [0.5, 0.5]),
-        ("mean", [0.5, float("nan"), 0.5]),
-        ("std", [0.25, float("inf"), 0.25]),
+        pytest.param("mean", [0.5, 0.5], marks=SLOW),
+        pytest.param("mean", [0.5, float("nan"), 0.5], marks=SLOW),
+        pytest.param("std", [0.25, float("inf"), 0.25], marks=SLOW),
     ],
 )
 def test_checkpoint_preprocessing_is_validated_on_load(tmp_path, run_dir, images, field, value):

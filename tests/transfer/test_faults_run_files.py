@@ -189,6 +189,7 @@ def test_a_csv_named_best_pt_is_called_what_it_is(tmp_path, make_folders):
 # -- the image cache on a full disk -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_full_image_cache_disk_names_the_cache_and_keeps_only_complete_entries(
     tmp_path, make_folders
 ):

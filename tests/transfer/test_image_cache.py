@@ -240,6 +240,7 @@ print(len(calls), len(loaded), int(loaded.images[:].sum()))
 """
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_decode_each_image_once_and_agree(folder, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     cmd = [sys.executable, "-c", textwrap.dedent(LOADER), str(folder), str(tmp_path / "cache")]

@@ -35,8 +35,8 @@ def test_train_with_folds_returns_every_fold_and_no_single_model(make_folders, t
     instead of failing to load it."""
     data = make_folders(tmp_path / "data", {"a": 12, "b": 12}, seed=3)
     result = transfer.train(
-        data, tmp_path / "run", folds=2, weights="none", arch="resnet18", image_size=32,
-        epochs=1, batch_size=8, val_size=0.25, quiet=True,
+        out=tmp_path / "run", data_dir=data, progress=False, folds=2, weights="none",
+        arch="resnet18", image_size=32, epochs=1, batch_size=8, val_size=0.25,
     )  # fmt: skip
     assert result.checkpoint is None and result.model is None
     assert [f["fold"] for f in result.folds] == [1, 2]
@@ -44,9 +44,30 @@ def test_train_with_folds_returns_every_fold_and_no_single_model(make_folders, t
     assert result.folds == read_json(result.out / "metrics.json", "metrics")["per_fold"]
 
 
+def test_train_returns_one_history_row_per_epoch_run(make_folders, tmp_path):
+    data = make_folders(tmp_path / "data", {"a": 12, "b": 12}, seed=3)
+    result = transfer.train(
+        out=tmp_path / "run", data_dir=data, progress=False, weights="none", image_size=32,
+        epochs=2, batch_size=8, val_size=0.25, test_size=0.25,
+    )  # fmt: skip
+    assert (
+        [row["epoch"] for row in result.history]
+        == [1, 2]
+        == list(range(1, result.metrics["epochs_run"] + 1))
+    )
+    first = result.history[0]
+    assert isinstance(first["train_loss"], float) and isinstance(first["stages_trained"], int)
+
+
+def test_the_images_as_the_first_argument_are_one_error_naming_data_dir(tmp_path):
+    with pytest.raises(CnnlabError, match="data_dir="):
+        transfer.train(tmp_path, out=tmp_path / "run", data_dir=tmp_path)  # type: ignore[arg-type]
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_field_that_does_not_exist_is_one_error_before_anything_runs(tmp_path):
     with pytest.raises(CnnlabError, match="unknown config field"):
-        transfer.train(tmp_path, tmp_path / "run", epoch=3)
+        transfer.train(out=tmp_path / "run", data_dir=tmp_path, epoch=3)
     assert not (tmp_path / "run").exists()
 
 

@@ -40,6 +40,7 @@ def cnnlab_in(cwd: Path, *args, **popen) -> subprocess.CompletedProcess:
 # -- data loss: an output onto an input --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_predict_never_writes_onto_the_model_it_reads(tmp_path, run_dir, images):
     for out in (run_dir / "best.pt", run_dir / "predictions.csv"):
         for extra in ((), ("--overwrite",)):
@@ -112,6 +113,7 @@ def test_evaluate_refuses_an_existing_out_before_the_onnx_export(tmp_path, run_d
     assert (set(cache.glob("*.onnx")) if cache.is_dir() else set()) == exported
 
 
+@pytest.mark.slow
 def test_export_replaces_a_file_only_with_overwrite_and_never_the_model(tmp_path, run_dir):
     model = tmp_path / "model.safetensors"
     assert cnnlab("export", run_dir, "--out", model).returncode == 0
@@ -194,6 +196,7 @@ def test_every_output_file_follows_the_umask(tmp_path, run_dir, images):
 # -- Ctrl-C ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, make_folders):
     """Repro 12: Typer turned Ctrl-C into a silent exit 130."""
     data = make_folders(tmp_path / "data", {"a": 6, "b": 6})

@@ -4,8 +4,9 @@ The Python (notebook) API::
 
     from cnnlab import transfer
 
-    result = transfer.train("data/chest_xray", "runs/xray", epochs=3, image_size=160)
+    result = transfer.train(data_dir="data/chest_xray", out="runs/xray", epochs=3, image_size=160)
     result.metrics["balanced_accuracy"], result.metrics["operating_point"]
+    result.history                # one row per epoch (history.csv), as fmnist.train gives
     result.model                  # the best checkpoint's torch.nn.Module, in eval mode
     result.checkpoint.class_names
     rows = transfer.predict(result, ["scan1.png", "more_scans/"])  # one dict per image
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from cnnlab.errors import CnnlabError
 from cnnlab.transfer.config import TransferConfig
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
         CrossValMetrics,
         EvaluationMetrics,
         FoldMetrics,
+        HistoryRow,
         RunMetrics,
     )
 
@@ -49,35 +52,44 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 
 @dataclass
 class TransferResult:
-    """What :func:`train` returns: the run directory, its metrics and its best model.
+    """What :func:`train` returns, as ``fmnist.train`` does: the model, its metrics, the
+    per-epoch history, and the run directory.
 
     A ``folds=K`` run trains K models and keeps none to deploy: ``checkpoint`` and ``model``
-    are None, ``metrics`` are the means over folds and ``folds`` each fold's metrics."""
+    are None, ``history`` is empty (each fold's is in ``fold_k/history.csv``), ``metrics`` are
+    the means over folds and ``folds`` each fold's metrics."""
 
     out: Path  # the run directory: best.pt, last.pt, metrics.json, report.html, ...
     metrics: RunMetrics | CrossValMetrics  # of metrics.json: on the test split if there is
     # one, else validation; with folds, the means over folds
     checkpoint: Checkpoint | None = field(repr=False)  # best.pt: classes, threshold, ...
     model: nn.Module | None = field(repr=False)  # the best epoch's network, eval mode, CPU
+    history: list[HistoryRow] = field(default_factory=list, repr=False)  # one row per epoch run
     folds: list[FoldMetrics] = field(default_factory=list)  # a folds=K run: one per fold
 
 
 def train(
-    data_dir: str | os.PathLike,
-    out: str | os.PathLike,
     config: TransferConfig | None = None,
     *,
+    out: str | os.PathLike,
+    data_dir: str | os.PathLike,
     overwrite: bool = False,
-    quiet: bool = False,
+    progress: bool = True,
+    threads: int | None = None,
     tensorboard: str | os.PathLike | None = None,
     mlflow: Mlflow | str | os.PathLike | bool | None = None,
     **fields: Any,
 ) -> TransferResult:
     """Fine-tune on ``data_dir`` (one folder per class, or train/ (+ val/, test/)) and write the
     run directory ``out``; ``config`` (default :class:`TransferConfig`) with the config
-    ``fields`` given changed (``epochs=3``, ``arch="efficientnet_b0"``, ...). ``mlflow``: track
-    the run in MLflow (True: the ``mlruns`` folder; or a folder, a tracking URI, a
-    ``tracking.Mlflow``)."""
+    ``fields`` given changed (``epochs=3``, ``arch="efficientnet_b0"``, ...). The arguments are
+    ``fmnist.train``'s: ``progress=False`` prints nothing but errors, ``threads`` sets the
+    config's torch CPU threads; ``mlflow``: track the run in MLflow (True: the ``mlruns``
+    folder; or a folder, a tracking URI, a ``tracking.Mlflow``)."""
+    if not isinstance(config, TransferConfig | None):  # the old order put the images first
+        raise CnnlabError("transfer.train takes a TransferConfig; name the images data_dir=")
+    if threads is not None:
+        fields["threads"] = threads
     base = config if config is not None else TransferConfig()
     resolved = TransferConfig.from_dict({**base.to_dict(), **fields})  # checked before torch
     from cnnlab.tracking import check, setting
@@ -86,17 +98,19 @@ def train(
     check(tracked, out, {"the data folder": data_dir})  # before torch loads
     from cnnlab.console import make_console
     from cnnlab.transfer.pipeline import train as run
+    from cnnlab.transfer.results import read_history
 
     run_dir, metrics = run(
-        data_dir, out, resolved, overwrite=overwrite, console=make_console(quiet),
+        data_dir, out, resolved, overwrite=overwrite, console=make_console(not progress),
         tensorboard=tensorboard, mlflow=tracked,
     )  # fmt: skip
     if metrics is None:  # a torchrun process other than rank 0: rank 0 writes the run
         return TransferResult(run_dir, metrics, None, None)  # type: ignore[arg-type]
     if resolved.folds:  # cross-validation writes no best.pt: there is no one model
-        return TransferResult(run_dir, metrics, None, None, list(metrics["per_fold"]))
+        return TransferResult(run_dir, metrics, None, None, folds=list(metrics["per_fold"]))
     checkpoint = load(run_dir)
-    return TransferResult(run_dir, metrics, checkpoint, checkpoint.build_model())
+    history = read_history(run_dir / "history.csv")
+    return TransferResult(run_dir, metrics, checkpoint, checkpoint.build_model(), history)
 
 
 def load(source: TransferResult | str | os.PathLike) -> Checkpoint:

@@ -60,8 +60,8 @@ def train(
     tracked = tracking.options(mlflow, mlflow_uri, mlflow_log_model)
     preflight.transfer_train(data_dir, out, overwrite, tensorboard, tracked)  # before torch
     transfer.train(
-        data_dir, out, overwrite=overwrite, quiet=quiet, tensorboard=tensorboard, mlflow=tracked,
-        **config_fields,
+        out=out, data_dir=data_dir, overwrite=overwrite, progress=not quiet,
+        tensorboard=tensorboard, mlflow=tracked, **config_fields,
     )  # fmt: skip
 
 

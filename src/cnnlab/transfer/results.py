@@ -6,8 +6,10 @@ TypedDicts, not classes, for everything saved as JSON: they are plain dicts at r
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NotRequired, TypedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, NotRequired, TypedDict, cast
 
 from cnnlab.metrics import ContractMetrics
 
@@ -212,6 +214,24 @@ class HistoryRow(TypedDict):
     stages_trained: int
     train_seconds: float  # the training steps alone
     seconds: float  # including validation
+
+
+def read_history(path: Path) -> list[HistoryRow]:
+    """The rows of a run's ``history.csv`` with their numbers back (an empty cell: None).
+    ``csv`` writes a float as its repr, so every value reads back exactly."""
+    with open(path, newline="") as f:
+        return [
+            cast(HistoryRow, {k: _number(v) for k, v in row.items()}) for row in csv.DictReader(f)
+        ]
+
+
+def _number(text: str) -> int | float | str | None:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text or None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from cnnlab.data.image_files import MAX_PIXELS, ImageTooLarge
 from cnnlab.errors import CnnlabError
 from cnnlab.files import check_output, staged, write_csv
 from cnnlab.metrics import binary_metrics, contract_intervals, metrics_contract, pr_auc
-from cnnlab.predictions import csv_rows, prediction_row
+from cnnlab.predictions import csv_rows, prediction_row, unreadable_row
 from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.data.images import check_max_pixels, load_image
 from cnnlab.transfer.device import resolve_device
@@ -249,7 +249,7 @@ def predict(
         say(line)
     for row in rows if lines else []:
         row["inference"] = "; ".join(lines)
-    rows += [{"path": str(p), "error": why} for p, why in failed]
+    rows += [unreadable_row(p, why, ckpt.class_names) for p, why in failed]
     overlays = []
     if cam_dir is not None and len(images):
         # an adapted model is the one that predicted: its maps, not best.pt's
