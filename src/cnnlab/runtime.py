@@ -188,8 +188,22 @@ def quiet_framework_logs(verbose: bool = False) -> None:
     before TensorFlow is imported (it reads the variable once). Real failures still reach the
     user as Python exceptions. ``verbose`` leaves the variable as the user set it.
     """
+    global _LOG_LEVEL_CHOSEN
+    _LOG_LEVEL_CHOSEN = True
     if not verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+
+_LOG_LEVEL_CHOSEN = False  # the command line has decided (quiet, or --verbose)
+
+
+def quiet_logs_by_default() -> None:
+    """The Python API's quiet (``cnnlab.fmnist`` in a notebook): TensorFlow's C++ lines stay off,
+    as on the command line, unless the user set ``TF_CPP_MIN_LOG_LEVEL`` themselves or the
+    command line already chose (``--verbose``). Without it a notebook shows the absl, oneDNN
+    and "E0000 ... use_unbounded_threadpool" lines in red (issue 26)."""
+    if not _LOG_LEVEL_CHOSEN:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _keras_uses_tensorflow() -> bool:

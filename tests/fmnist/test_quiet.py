@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +75,30 @@ def test_tensorflow_log_level_is_quiet_unless_verbose(given, verbose, expected, 
         [*(["--verbose"] if verbose else []), "study", "plan", "--profile", "smoke", "--no-measure"]
     )
     assert os.environ.get("TF_CPP_MIN_LOG_LEVEL") == expected
+
+
+NOTEBOOK = """
+import sys
+from cnnlab import fmnist
+result = fmnist.train("tutorial", out=sys.argv[1], progress=False, train_limit=100,
+                      val_size=100, epochs=1)
+rows = fmnist.predict(result, [sys.argv[2]])
+print("predicted", rows[0]["predicted"])
+"""
+
+
+@pytest.mark.slow
+def test_the_python_api_is_as_quiet_as_the_command_line(tmp_path, fashion, garment):
+    """A notebook calling fmnist.* sees no absl, oneDNN or E0000 NodeDef line (issue 26)."""
+    script = tmp_path / "notebook.py"
+    script.write_text(NOTEBOOK)
+    from cnnlab_testing import cnnlab_env
+
+    env = cnnlab_env(unset=["TF_CPP_MIN_LOG_LEVEL"])
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "run"), str(garment)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+    assert result.stdout.startswith("predicted ") and len(result.stdout.splitlines()) == 1

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from cnnlab.fmnist.config import PRESETS, TrainConfig, preset, resolve_config
+from cnnlab.runtime import quiet_logs_by_default
 
 if TYPE_CHECKING:
     import keras
@@ -81,6 +82,7 @@ def train(
     ``threads``: CPU threads for the math (default: all cores). ``mlflow``: track the run in
     MLflow (True: the ``mlruns`` folder; or a folder, a tracking URI, a ``tracking.Mlflow``).
     """
+    quiet_logs_by_default()  # before anything loads TensorFlow
     resolved = resolve_config(config, **fields)  # checked before TensorFlow is imported
     from cnnlab.tracking import check, setting
 
@@ -99,6 +101,7 @@ def train(
 
 def load_model(run_dir: str | os.PathLike) -> keras.Model:
     """The ``model.keras`` of a run directory (loaded safely; a bad file is one CnnlabError)."""
+    quiet_logs_by_default()  # before anything loads TensorFlow
     from cnnlab.fmnist.inference import load_model as load
 
     return load(run_dir)
@@ -107,6 +110,7 @@ def load_model(run_dir: str | os.PathLike) -> keras.Model:
 def predict_proba(source: Source, x: Any) -> np.ndarray:
     """Class probabilities (N, 10) of raw images ``x`` (N, 28, 28) or (N, 28, 28, 1), pixel
     values 0..255 as in Fashion-MNIST, with the test-time augmentation of the run or result."""
+    quiet_logs_by_default()  # before anything loads TensorFlow
     from cnnlab.fmnist.inference import probabilities
 
     return probabilities(source, x)
@@ -121,6 +125,7 @@ def predict(
     """One row per image file, as ``transfer.predict`` gives (:mod:`cnnlab.predictions`):
     ``predicted``, ``probability``, ``p_<class>``, ``top_k`` pairs. Any size, colour or format;
     ``invert`` as ``cnnlab predict --invert``. All files are read first."""
+    quiet_logs_by_default()  # before anything loads TensorFlow
     from cnnlab.fmnist.inference import predict as run
 
     return run(source, images, invert, top_k)
@@ -129,6 +134,7 @@ def predict(
 def evaluate(source: Source, data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Metrics on the 10,000 test images: the keys of ``metrics.json``'s test metrics
     (``test_accuracy``, ``balanced_accuracy``, ``macro_f1``, ``ece``, ``per_class``, ...)."""
+    quiet_logs_by_default()  # before anything loads TensorFlow
     from cnnlab.fmnist.inference import evaluate as run
 
     return run(source, data_dir)
