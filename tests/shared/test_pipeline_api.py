@@ -16,7 +16,8 @@ def _shape(function) -> list[tuple[str, inspect._ParameterKind]]:
 def test_both_trains_take_the_same_arguments_in_the_same_order():
     assert _shape(fmnist.train) == _shape(transfer.train)
     assert [name for name, _ in _shape(fmnist.train)] == [
-        "config", "out", "data_dir", "overwrite", "progress", "threads", "tensorboard", "fields",
+        "config", "out", "data_dir", "overwrite", "progress", "threads", "tensorboard",
+        "mlflow", "fields",
     ]  # fmt: skip
 
 

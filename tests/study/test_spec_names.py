@@ -66,8 +66,11 @@ def test_study_run_prints_a_quoted_next_command(tmp_path, monkeypatch):
 
     summary = SimpleNamespace(name="small", complete=6, planned=6, enqueued=6, wall_seconds=1.0)
     monkeypatch.setattr(run_module, "run_study", lambda *a, **k: summary)
+    # nothing ran, so there are no verdicts to read back (tests/study/test_cli_plan_verdicts.py)
+    monkeypatch.setattr("cnnlab.study.terminal.print_verdicts", lambda *a, **k: None)
     spec = tmp_path / "small.yaml"
     spec.write_text(SPEC)
+    (tmp_path / "my dir;x").mkdir()  # study run checks --storage's folder before the plan
     storage = f"sqlite:///{tmp_path}/my dir;x/s.db"
     result = CliRunner().invoke(app, ["run", str(spec), "--storage", storage])
     assert result.exit_code == 0, result.output
