@@ -59,7 +59,7 @@ def built_config(monkeypatch, tmp_path):
     seen: list[TransferConfig] = []
 
     def record(config=None, *, threads=None, **fields):  # out, data_dir, ... in fields
-        for argument in ("out", "data_dir", "overwrite", "progress", "tensorboard"):
+        for argument in ("out", "data_dir", "overwrite", "progress", "tensorboard", "mlflow"):
             del fields[argument]
         seen.append(TransferConfig(threads=threads, **fields))
         raise CnnlabError("recorded")
