@@ -3,6 +3,8 @@
 
 - ``cnnlab(*args)``: the command line in its own process, running this checkout's code;
 - ``call_main(capsys, *args)``: the same in this process (faster; no start-up to test);
+- ``cli_error_line(capsys, *args)``: the one error line of a refused command (exit 2);
+- ``assert_epochs_tracked(...)``: a run's history.csv logged to MLflow epoch by epoch;
 - ``headless_chromium()``: the one Chromium set-up of the browser tests.
 """
 
@@ -76,6 +78,28 @@ def call_main(capsys, *args) -> CliResult:
         code = e.code if isinstance(e.code, int) else 1
     out, err = capsys.readouterr()
     return CliResult(code, out, err)
+
+
+def cli_error_line(capsys, *args) -> str:
+    """``call_main(capsys, *args)`` refused as the contract says: exit 2 and one
+    ``cnnlab: error:`` line on stderr, which is returned."""
+    code, _, err = call_main(capsys, *args)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("cnnlab: error: "), err
+    return lines[0]
+
+
+def assert_epochs_tracked(client, run_id: str, run_dir: Path, epochs: int) -> None:
+    """Each per-epoch column of the run's history.csv is one MLflow metric with one value per
+    epoch, at steps 1..epochs, equal to the CSV's."""
+    import csv
+
+    with (run_dir / "history.csv").open() as f:
+        history = list(csv.DictReader(f))
+    for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
+        logged = client.get_metric_history(run_id, name)
+        assert [m.step for m in logged] == list(range(1, epochs + 1)), name
+        assert [m.value for m in logged] == pytest.approx([float(r[name]) for r in history])
 
 
 @contextlib.contextmanager

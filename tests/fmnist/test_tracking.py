@@ -3,7 +3,6 @@ metrics and the run files, read back with MLflow's own client from the store in 
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from cnnlab.cli import main
+from cnnlab_testing import assert_epochs_tracked
 
 EPOCHS = 2
 
@@ -36,12 +36,7 @@ def test_the_config_is_the_params_and_each_epoch_is_one_step(tracked):
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "run"
     assert run.data.params["epochs"] == str(EPOCHS) and run.data.params["train_limit"] == "1000"
-    with (run_dir / "history.csv").open() as f:
-        history = list(csv.DictReader(f))
-    for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
-        logged = client.get_metric_history(run_id, name)
-        assert [m.step for m in logged] == list(range(1, EPOCHS + 1)), name
-        assert [m.value for m in logged] == pytest.approx([float(r[name]) for r in history])
+    assert_epochs_tracked(client, run_id, run_dir, EPOCHS)
 
 
 @pytest.mark.slow

@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.cli import main
 from cnnlab.console import make_console
 from cnnlab.transfer.config import TransferConfig
 from cnnlab.transfer.models import build_model
 from cnnlab.transfer.pipeline import train
 from cnnlab.transfer.training.averaging import Ema, ema_decay
 from cnnlab.transfer.training.recipe import batch_norms, make_optimizer, make_plan, make_scheduler
+from cnnlab_testing import cli_error_line
 
 CFG = TransferConfig(weights="none", image_size=32)
 LPFT = CFG.replace(
@@ -143,11 +143,7 @@ def test_a_tiny_lp_ft_run_probes_then_fine_tunes_with_ema(tmp_path, make_folders
 
 
 def _cli_error(args, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(args)
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert exit_.value.code == 2 and len(lines) == 1 and lines[0].startswith("cnnlab: error: ")
-    return lines[0]
+    return cli_error_line(capsys, *args)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ metrics and the run files, read back with MLflow's own client from the default s
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from cnnlab.cli import main
+from cnnlab_testing import assert_epochs_tracked
 
 EPOCHS = 2
 OPTIONS = ["--weights", "none", "--image-size", "32", "--epochs", str(EPOCHS), "--quiet"]
@@ -45,12 +45,7 @@ def test_the_config_is_the_params_and_each_epoch_is_one_step(tracked):
     config = json.loads((run_dir / "config.json").read_text())
     assert run.data.params["epochs"] == str(EPOCHS) and set(run.data.params) == set(config)
     assert run.data.tags["cnnlab.run_dir"] == str(run_dir.resolve())
-    with (run_dir / "history.csv").open() as f:
-        history = list(csv.DictReader(f))
-    for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
-        logged = client.get_metric_history(run_id, name)
-        assert [m.step for m in logged] == list(range(1, EPOCHS + 1)), name
-        assert [m.value for m in logged] == pytest.approx([float(r[name]) for r in history])
+    assert_epochs_tracked(client, run_id, run_dir, EPOCHS)
 
 
 def test_the_final_metrics_carry_their_intervals_at_the_named_operating_point(tracked):

@@ -14,6 +14,7 @@ from cnnlab.transfer import checkpoint as C
 from cnnlab.transfer.config import TransferConfig
 from cnnlab.transfer.models import build_model
 from cnnlab.transfer.pipeline import train
+from cnnlab_testing import cli_error_line
 
 CFG = TransferConfig(weights="none", image_size=32)
 
@@ -119,11 +120,7 @@ def test_gradual_strong_mixup_cutmix_and_early_stopping_run(tmp_path, make_folde
 
 
 def _cli_error(args, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(args)
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert exit_.value.code == 2 and len(lines) == 1 and lines[0].startswith("cnnlab: error: ")
-    return lines[0]
+    return cli_error_line(capsys, *args)
 
 
 @pytest.mark.parametrize(

@@ -201,7 +201,7 @@ def shift(
     overwrite: bool = typer.Option(False, help="Replace existing --out/--json files."),
 ) -> None:
     """Can whole-image statistics predict the class, and does the test site differ?"""
-    preflight.transfer_shift(data_dir, test, [("--out", out), ("--json", json_out)], overwrite)
+    # transfer.shift checks the folders and outputs first; it loads no torch
     transfer.shift(
         data_dir, test=test, image_size=image_size, group_regex=group_regex, seed=seed,
         out=out, json_out=json_out, overwrite=overwrite,
