@@ -3,6 +3,8 @@
 
 - ``cnnlab(*args)``: the command line in its own process, running this checkout's code;
 - ``call_main(capsys, *args)``: the same in this process (faster; no start-up to test);
+- ``run_main(*args, cwd=..., umask=...)``: the same in this process without ``capsys``, with
+  what a child's stderr would also show (Python warnings, unhandled log records, a traceback);
 - ``cli_error_line(capsys, *args)``: the one error line of a refused command (exit 2);
 - ``assert_epochs_tracked(...)``: a run's history.csv logged to MLflow epoch by epoch;
 - ``headless_chromium()``: the one Chromium set-up of the browser tests.
@@ -78,6 +80,76 @@ def call_main(capsys, *args) -> CliResult:
         code = e.code if isinstance(e.code, int) else 1
     out, err = capsys.readouterr()
     return CliResult(code, out, err)
+
+
+_DEFAULT_WARNINGS = (  # the filters of a fresh interpreter (``python -W`` unset): what it prints
+    ("ignore", DeprecationWarning),
+    ("ignore", PendingDeprecationWarning),
+    ("ignore", ImportWarning),
+    ("ignore", ResourceWarning),
+)
+
+
+def run_main(
+    *args,
+    cwd: str | Path | None = None,
+    umask: int | None = None,
+    patches: Mapping[str, object] | None = None,
+) -> CliResult:
+    """``cnnlab ARGS`` through ``cnnlab.cli.main`` in this process, as a child would see it.
+
+    Seconds instead of a fresh process's torch/TensorFlow start-up each, with the same stderr
+    a child would show: Python warnings are printed there as a fresh interpreter prints them
+    (once per place, Deprecation/Import/Resource warnings ignored), log records no handler
+    takes go there (``logging.lastResort``), and an uncaught exception is a traceback and exit
+    code 1. ``cwd`` and ``umask`` hold during the call only; so do the environment and
+    ``patches`` (``{"module.attr": replacement}``, e.g. ``{"os.fsync": full}``), restored after.
+    """
+    import io
+    import logging
+    import traceback
+    import warnings
+
+    from cnnlab.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handlers, last_resort = root.handlers[:], logging.lastResort
+    old_cwd, old_env = os.getcwd(), dict(os.environ)
+    old_mask = os.umask(umask) if umask is not None else None
+    code = 0
+    with contextlib.ExitStack() as stack, warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        warnings.simplefilter("default")
+        for action, category in _DEFAULT_WARNINGS:
+            warnings.filterwarnings(action, category=category)
+        mp = stack.enter_context(pytest.MonkeyPatch.context())
+        for target, value in (patches or {}).items():
+            mp.setattr(target, value)
+        stack.enter_context(contextlib.redirect_stdout(out))
+        stack.enter_context(contextlib.redirect_stderr(err))
+        root.handlers = [h for h in handlers if type(h).__module__.split(".")[0] != "_pytest"]
+        logging.lastResort = logging.StreamHandler(err)
+        logging.lastResort.setLevel(logging.WARNING)
+        try:
+            if cwd is not None:
+                os.chdir(cwd)
+            main([str(a) for a in args])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:  # what an uncaught exception prints in a child
+            err.write(traceback.format_exc())
+            code = 1
+        finally:
+            os.chdir(old_cwd)
+            os.environ.clear()
+            os.environ.update(old_env)
+            if old_mask is not None:
+                os.umask(old_mask)
+            root.handlers, logging.lastResort = handlers, last_resort
+    for w in caught:
+        err.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line))
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 def cli_error_line(capsys, *args) -> str:

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-import cnnlab as cnnlab_package
 from cnnlab import transfer
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.transfer.config import MONITORS, STRATEGIES, TransferConfig
+from cnnlab_testing import CliResult, run_main
 
 
-def cnnlab(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    """``cnnlab ARGS`` in a fresh process running the code under test, from any directory."""
-    src = str(Path(cnnlab_package.__file__).parents[1])
-    path = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "COLUMNS": "250", "PYTHONPATH": path}
-    return subprocess.run(
-        [sys.executable, "-m", "cnnlab", *args],
-        capture_output=True, text=True, timeout=60, cwd=cwd, env=env,
-    )  # fmt: skip
+def cnnlab(*args: str, cwd=None) -> CliResult:
+    """``cnnlab ARGS`` in this process as a child would see it (``run_main``), from ``cwd``."""
+    return run_main(*args, cwd=cwd)
 
 
 @pytest.mark.parametrize(
@@ -47,7 +36,8 @@ def test_out_of_range_values_are_one_line_naming_the_flag(flags, message, folder
     assert not (tmp_path / "run").exists()
 
 
-def test_help_lists_the_choices_and_defaults():
+def test_help_lists_the_choices_and_defaults(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # one line per option
     out = cnnlab("transfer", "train", "--help").stdout
     assert f"[{'|'.join(STRATEGIES)}]" in out and f"[{'|'.join(MONITORS)}]" in out
     assert "[adam|adamw|sgd]" in out and "[default: 224]" in out

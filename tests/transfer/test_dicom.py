@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnlab_testing import cnnlab, cnnlab_env
+from cnnlab_testing import CliResult
+from cnnlab_testing import run_main as cnnlab  # in this process, as a child would see it
 from dicom_files import dicom_bytes, ramp, write_dicom
 
-MISSING = Path(__file__).parents[1] / "shared" / "missing_modules.py"
 TINY = ["--weights", "none", "--image-size", "32", "--epochs", "1", "--batch-size", "8"]
 
 
@@ -86,7 +86,7 @@ def test_predict_lists_an_unusable_dcm_and_predicts_the_rest(run_dir, tmp_path):
     assert rows["report.dcm"]["error"] == "DICOM file without pixel data"
 
 
-def one_line(result: subprocess.CompletedProcess) -> str:
+def one_line(result: CliResult | subprocess.CompletedProcess) -> str:
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cnnlab: error: "), result.stderr[-2000:]
@@ -101,11 +101,14 @@ def test_predict_refuses_a_dcm_beyond_the_limits_in_one_line_without_decoding(ru
     assert not (tmp_path / "p.csv").exists()
 
 
-def without_pydicom(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(MISSING), "pydicom", *map(str, args)],
-        capture_output=True, text=True, timeout=300, env=cnnlab_env(),
-    )  # fmt: skip
+def without_pydicom(*args) -> CliResult:
+    """``cnnlab ARGS`` (in this process) as if pydicom were not installed: ``import pydicom``
+    raises the ModuleNotFoundError of a package never installed (tests/shared/test_extras.py
+    hides whole extras from a child process the same way)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in [m for m in sys.modules if m.partition(".")[0] == "pydicom"] + ["pydicom"]:
+            mp.setitem(sys.modules, name, None)
+        return cnnlab(*args)
 
 
 NO_PYDICOM = "cnnlab: error: reading DICOM files needs pydicom: pip install 'cnnlab[dicom]'"

@@ -1,18 +1,18 @@
 """Fault injection (issue 16): every bad input or failing disk ends ``cnnlab transfer`` in one
 line, and leaves the disk as it found it.
 
-Each case runs the real CLI in a subprocess and checks the contract: exit code 2, exactly one
+Each case runs the real CLI (in this process, as a child would see it: ``run_main``) and
+checks the contract: exit code 2, exactly one
 ``cnnlab: error:`` line on stderr, no traceback, and every file and folder under the watched
 directories byte-identical afterwards (nothing changed, nothing half-written left behind).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import struct
-import subprocess
-import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -22,6 +22,7 @@ import torch
 
 from cnnlab.transfer.data.images import MAX_PIXELS
 from cnnlab.transfer.models import build_model
+from cnnlab_testing import CliResult, run_main
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parents[1] / "src"
@@ -29,15 +30,27 @@ TINY = ["--weights", "none", "--image-size", "32", "--epochs", "2", "--batch-siz
 SLOW = pytest.mark.slow  # a torch process per case: one case of each kind stays in test-fast
 
 
-def cnnlab(*args: str | Path, full_disk_after: int | None = None) -> subprocess.CompletedProcess:
-    """``cnnlab transfer ARGS`` in a fresh process; with ``full_disk_after`` N, the disk is
-    full after N written files (see full_disk.py)."""
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    start = (
-        ["-m", "cnnlab"] if full_disk_after is None else [HERE / "full_disk.py", full_disk_after]
-    )
-    cmd = [sys.executable, *map(str, start), "transfer", *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+def full_disk(after: int):
+    """An ``os.fsync`` for a disk that fills up: the first ``after`` calls succeed, every later
+    one fails with ENOSPC. Every cnnlab file write (``files.atomic_write_bytes``) fsyncs before
+    its rename, so the disk fills after exactly ``after`` complete files, wherever the command
+    is at that moment."""
+    real, left = os.fsync, [after]
+
+    def fsync(fd: int) -> None:
+        if left[0] <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        left[0] -= 1
+        real(fd)
+
+    return fsync
+
+
+def cnnlab(*args: str | Path, full_disk_after: int | None = None) -> CliResult:
+    """``cnnlab transfer ARGS`` in this process, seen as a child would see it (``run_main``);
+    with ``full_disk_after`` N, the disk is full after N written files."""
+    patches = {} if full_disk_after is None else {"os.fsync": full_disk(full_disk_after)}
+    return run_main("transfer", *args, patches=patches)
 
 
 def snapshot(*roots: Path) -> dict[str, bytes | None]:
@@ -52,7 +65,7 @@ def snapshot(*roots: Path) -> dict[str, bytes | None]:
     return seen
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess) -> str:
+def assert_one_line_error(result: CliResult) -> str:
     lines = result.stderr.splitlines()
     assert result.returncode == 2, result.stderr
     assert len(lines) == 1, result.stderr

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cnnlab_testing import run_main
+
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 TINY = ["--weights", "none", "--image-size", "32", "--epochs", "1", "--batch-size", "8"]
 RSS_BOUND_MB = 1536  # torch alone takes about 0.5 GB
@@ -61,6 +63,14 @@ def sparse_terabyte(path: Path) -> Path:
     return path
 
 
+def in_process(*args) -> dict:
+    """``cnnlab transfer ARGS`` in this process, as a child would see it (``run_main``), in the
+    shape ``transfer`` returns, less the peak RSS (a process's peak includes every earlier
+    test's)."""
+    code, out, err = run_main("transfer", *args)
+    return {"rc": code, "stdout": out, "stderr": err}
+
+
 @pytest.mark.parametrize(
     ("make", "fragments"),
     [
@@ -77,10 +87,17 @@ def test_predict_refuses_a_file_beyond_the_limits_in_one_line(
     image.parent.mkdir()
     make(malformed, image)
     before = snapshot(tmp_path, run_dir)
-    result = transfer("predict", run_dir, image, "--out", tmp_path / "predictions.csv")
+    result = in_process("predict", run_dir, image, "--out", tmp_path / "predictions.csv")
     one_line_error(result, "image.png", *fragments)
-    assert result["peak_mb"] < RSS_BOUND_MB, result
     assert snapshot(tmp_path, run_dir) == before
+
+
+def test_a_sparse_terabyte_is_refused_within_the_memory_bound(tmp_path, run_dir):
+    """Repro 6 read the whole file first (MemoryError): measured in a process of its own."""
+    image = sparse_terabyte(tmp_path / "image.png")
+    result = transfer("predict", run_dir, image, "--out", tmp_path / "predictions.csv")
+    one_line_error(result, "image.png", "larger than 320 MiB")
+    assert result["peak_mb"] < RSS_BOUND_MB, result
 
 
 @pytest.mark.parametrize(("name", "why"), [("bad.qoi", "IndexError"), ("bad.dds", "NotImplem")])
@@ -92,7 +109,7 @@ def test_predict_lists_a_file_the_decoder_fails_on_with_its_reason(
     (tmp_path / "in").mkdir()
     Image.fromarray(make_image(0, np.random.default_rng(0))).save(tmp_path / "in" / "ok.png")
     (tmp_path / "in" / name).write_bytes(malformed.QOI if name.endswith("qoi") else malformed.dds())
-    result = transfer("predict", run_dir, tmp_path / "in", "--out", tmp_path / "p.csv")
+    result = in_process("predict", run_dir, tmp_path / "in", "--out", tmp_path / "p.csv")
     assert result["rc"] == 0 and "Traceback" not in result["stderr"], result["stderr"][-2000:]
     assert f"{name}: cannot decode ({why}" in result["stdout"] + result["stderr"]
     assert "1 predicted, 1 unreadable" in result["stdout"]

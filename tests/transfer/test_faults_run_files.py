@@ -5,10 +5,8 @@ messages. Each command ends in one line, exit 2, no traceback, every file as it 
 from __future__ import annotations
 
 import csv
+import errno
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,34 +15,32 @@ import torch
 
 from cnnlab.transfer import checkpoint as C
 from cnnlab.transfer.models import build_model
+from cnnlab_testing import CliResult, run_main
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 CLASSES = ["NORMAL", "PNEUMONIA"]
-# `python -c` this, then the cnnlab arguments: the disk fills halfway through the 4th image
-# written to the image cache (a real full disk writes part of a row, then fails)
-FULL_CACHE = """
-import errno, sys
-from cnnlab.transfer.data import cache_store as image_store
-append, written = image_store.Writer.append, []
-def append_until_full(self, digest, image, wh, dh):
-    if len(written) == 3:
-        self.file.write(image.tobytes()[: image.size // 2])
-        self.file.flush()
-        raise OSError(errno.ENOSPC, "No space left on device")
-    written.append(digest)
-    return append(self, digest, image, wh, dh)
-image_store.Writer.append = append_until_full
-sys.argv = ["cnnlab", *sys.argv[1:]]
-from cnnlab.cli import main
-main()
-"""
 
 
-def cnnlab(*args, script: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": SRC}
-    head = ["-c", script] if script else ["-m", "cnnlab"]
-    cmd = [sys.executable, *head, *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+def full_cache_disk():
+    """An image-cache writer whose disk fills halfway through the 4th image it writes (a real
+    full disk writes part of a row, then fails)."""
+    from cnnlab.transfer.data import cache_store
+
+    append, written = cache_store.Writer.append, []
+
+    def append_until_full(self, digest, image, wh, dh):
+        if len(written) == 3:
+            self.file.write(image.tobytes()[: image.size // 2])
+            self.file.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(digest)
+        return append(self, digest, image, wh, dh)
+
+    return {"cnnlab.transfer.data.cache_store.Writer.append": append_until_full}
+
+
+def cnnlab(*args, patches=None) -> CliResult:
+    """``cnnlab ARGS`` in this process, as a child would see it (``run_main``)."""
+    return run_main(*args, patches=patches)
 
 
 def snapshot(*roots: Path) -> dict[str, bytes | None]:
@@ -55,9 +51,9 @@ def snapshot(*roots: Path) -> dict[str, bytes | None]:
     }
 
 
-def refused(*args, watch: tuple[Path, ...], fragments=(), script=None) -> str:
+def refused(*args, watch: tuple[Path, ...], fragments=(), patches=None) -> str:
     before = snapshot(*watch)
-    result = cnnlab(*args, script=script)
+    result = cnnlab(*args, patches=patches)
     lines = result.stderr.splitlines()
     assert result.returncode == 2, result.stderr[-3000:]
     assert len(lines) == 1 and lines[0].startswith("cnnlab: error: "), result.stderr[-3000:]
@@ -197,7 +193,7 @@ def test_a_full_image_cache_disk_names_the_cache_and_keeps_only_complete_entries
     cache = tmp_path / "cache"
     args = ["transfer", "train", data, "--out", tmp_path / "run", "--cache-dir", cache,
             "--weights", "none", "--image-size", "32", "--epochs", "1"]  # fmt: skip
-    line = refused(*args, watch=(data,), script=FULL_CACHE,
+    line = refused(*args, watch=(data,), patches=full_cache_disk(),
                    fragments=["disk full while writing the image cache", str(cache)])  # fmt: skip
     assert "the run" not in line and not (tmp_path / "run").exists()
     store = next(cache.rglob("index.npz")).parent

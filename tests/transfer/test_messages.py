@@ -10,7 +10,7 @@ from PIL import Image
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import require_run_dir
 from cnnlab.transfer.data.folders import discover
-from cnnlab_testing import cnnlab
+from cnnlab_testing import run_main as cnnlab  # in this process, as a child would see it
 
 
 def _images(folder: Path, n: int = 2) -> None:

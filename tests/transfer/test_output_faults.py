@@ -1,6 +1,7 @@
 """Issue 27, the output side of ``cnnlab transfer``: no output lands on a file the user owns.
 
-Every repro runs the real CLI in a subprocess and checks the contract of the fault-injection
+Every repro runs the real CLI (in this process, as a child would see it: ``run_main``; Ctrl-C
+in a child of its own) and checks the contract of the fault-injection
 suite (``test_faults.py``, whose helpers it reuses): exit 2, one ``cnnlab: error:`` line, no
 traceback, and every file under the watched folders byte-identical afterwards.
 
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from cnnlab_testing import CliResult, cnnlab_env, run_main
+
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("transfer_faults", HERE / "test_faults.py")
 faults = importlib.util.module_from_spec(_spec)
@@ -29,12 +32,9 @@ images, TINY = faults.images, faults.TINY  # fixture (run_dir is in conftest.py)
 UNWRITABLE = Path("/sys/cnnlab-cannot-write-here")
 
 
-def cnnlab_in(cwd: Path, *args, **popen) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(faults.SRC)}
-    cmd = [sys.executable, "-m", "cnnlab", "transfer", *map(str, args)]
-    return subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=300, **popen
-    )
+def cnnlab_in(cwd: Path, *args, umask: int | None = None) -> CliResult:
+    """``cnnlab transfer ARGS`` run from the folder ``cwd`` (and under ``umask``)."""
+    return run_main("transfer", *args, cwd=cwd, umask=umask)
 
 
 # -- data loss: an output onto an input --------------------------------------------------------
@@ -179,15 +179,11 @@ def test_compare_into_an_unwritable_folder_is_one_line(trained_run):
 
 
 def test_every_output_file_follows_the_umask(tmp_path, run_dir, images):
-    def narrow():
-        os.umask(0o027)
-
     out, cams, model = tmp_path / "p.csv", tmp_path / "cams", tmp_path / "m.safetensors"
     files = sorted((images / "a").iterdir())
-    r = cnnlab_in(tmp_path, "predict", run_dir, *files, "--out", out, "--cam", cams,
-                  preexec_fn=narrow)  # fmt: skip
+    r = cnnlab_in(tmp_path, "predict", run_dir, *files, "--out", out, "--cam", cams, umask=0o027)
     assert r.returncode == 0, r.stderr
-    assert cnnlab_in(tmp_path, "export", run_dir, "--out", model, preexec_fn=narrow).returncode == 0
+    assert cnnlab_in(tmp_path, "export", run_dir, "--out", model, umask=0o027).returncode == 0
     written = [out, model, *cams.iterdir()]
     assert len(written) == 2 + len(files)
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {oct(0o640)}
@@ -201,10 +197,9 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, make_folders):
     """Repro 12: Typer turned Ctrl-C into a silent exit 130."""
     data = make_folders(tmp_path / "data", {"a": 6, "b": 6})
     args = ["train", data, "--out", tmp_path / "r", *TINY[:-4], "--epochs", "1000"]
-    env = {**os.environ, "PYTHONPATH": str(faults.SRC)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnnlab", "transfer", *map(str, args)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cnnlab_env(),
     )  # fmt: skip
     try:
         for line in proc.stdout:  # the run has started training once it names its classes
