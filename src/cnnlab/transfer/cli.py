@@ -175,7 +175,8 @@ def compare(
         False, "--by-seed", help="One row per recipe: runs equal but for their seed pooled."
     ),
 ) -> None:
-    """Runs side by side, each against the first with paired bootstrap intervals."""
+    """Runs side by side, each against the first with paired bootstrap intervals; --by-seed:
+    one row per recipe, mean and t-interval over its seeds."""
     from cnnlab.files import atomic_write_text, check_output
     from cnnlab.transfer.evaluation.compare import compare
     from cnnlab.transfer.evaluation.seeds import compare_by_seed
