@@ -224,3 +224,6 @@ def test_bad_input_is_one_line_and_exit_2(written, capsys, tmp_path):
     again = shutil.copytree(a, tmp_path / "again")
     line = cli_error_line(capsys, "transfer", "compare", "--by-seed", a, again)
     assert "a0 and again are the same recipe with the same seed 0" in line
+    edited = [written("x", seed=[1]), written("y", seed=[1])]  # config.json edited by hand
+    line = cli_error_line(capsys, "transfer", "compare", "--by-seed", *edited)
+    assert "the same seed [1]" in line

@@ -94,9 +94,9 @@ def group_by_seed(runs: list[TestedRun]) -> list[Recipe]:
         recipe = {k: v for k, v in run.config.items() if k not in NOT_RECIPE}
         keyed.setdefault(json.dumps(recipe, sort_keys=True, default=str), []).append(run)
     for group in keyed.values():
-        seen: dict[Any, str] = {}
+        seen: dict[str, str] = {}
         for run in group:
-            s = run.config.get("seed")
+            s = json.dumps(run.config.get("seed"), default=str)  # a hand edit may be a list
             if s in seen:
                 raise CnnlabError(
                     f"{seen[s]} and {run.name} are the same recipe with the same seed {s}: "
