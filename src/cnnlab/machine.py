@@ -30,6 +30,18 @@ def environment_info() -> dict[str, Any]:
     }
 
 
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far, in MiB (``getrusage``'s ``ru_maxrss``:
+    KiB on Linux, bytes on macOS); None where there is no ``resource`` module (Windows).
+    Worker processes (``--workers``) are not counted."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
 def cpu_description(cpuinfo: str | None = None) -> str:
     """The CPU's model name, with its family, model and vector instructions where
     ``/proc/cpuinfo`` has them: a VM's "AMD EPYC" names neither its generation nor its speed

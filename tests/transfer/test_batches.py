@@ -129,3 +129,48 @@ def test_a_feature_batch_draws_each_image_from_one_of_its_views():
     got = cache.batch([4, 0, 2, 2] * 8, torch.Generator().manual_seed(0))
     assert got[:, 0].tolist() == [4.0, 0.0, 2.0, 2.0] * 8
     assert set(got[:, 1].tolist()) == {0.0, 1.0}  # both views drawn
+
+
+class DropNet(TinyNet):
+    """TinyNet with a Dropout on the head's input, as EfficientNet-Lite's ``_dropout``."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.drop = nn.Dropout(p)
+        del self.fc  # registered again after the dropout, in the order the forward uses them
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.fc(self.drop(self.body(x)))
+
+
+def _feature_source(model: nn.Module) -> FeatureSource:
+    train, val = _split("train", 8, 0), _split("val", 5, 1)
+    backbone = Backbone(model, PRE.mean, PRE.std, "cpu", channels_last=False)
+    order = torch.utils.data.SequentialSampler(range(8))  # every epoch in the same order
+    return FeatureSource.build(backbone, train, val, CFG, order, torch.Generator())
+
+
+def test_the_head_trains_on_cached_features_through_the_models_dropout():
+    torch.manual_seed(0)
+    source = _feature_source(DropNet(0.5))
+    assert source.dropout == 0.5
+    cached = source.cache.views[0][:4]
+    (x1, _), (x2, _) = next(source.train_batches()), next(source.train_batches())
+    assert not torch.equal(x1, x2)  # a new mask each pass
+    for x in (x1, x2):  # each feature kept at 1 / (1 - p) or dropped
+        kept = x != 0
+        assert 0 < kept.float().mean() < 1
+        assert torch.allclose(x[kept], 2 * cached[kept])
+    with torch.inference_mode():
+        assert not torch.equal(source.network(x1), source.network(x2))
+        once, again = (source.network(next(source.val_batches())) for _ in range(2))
+    assert torch.equal(once, again)  # validation: never dropped
+
+
+@pytest.mark.parametrize("model", [DropNet(0.0), TinyNet()], ids=["p=0", "no dropout"])
+def test_without_dropout_the_cached_features_reach_the_head_unchanged(model):
+    source = _feature_source(model)
+    assert source.dropout == 0.0
+    first, second = next(source.train_batches())[0], next(source.train_batches())[0]
+    assert torch.equal(first, second) and torch.equal(first, source.cache.views[0][:4])

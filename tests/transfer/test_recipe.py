@@ -159,3 +159,18 @@ def test_partial_on_efficientnet_lite_trains_its_last_blocks_not_only_the_1x1_co
     }
     expected = {f"_blocks.{i}" for i in range(11, 16)} | {"_conv_head", "_bn1", "_fc"}
     assert trained == expected
+
+
+@pytest.mark.parametrize("strategy", ["head", "partial", "full"])
+def test_the_dropout_on_the_heads_input_trains_with_the_head(strategy):
+    from cnnlab.transfer.models import head_dropout
+
+    model = build_model("efficientnet_lite0", 2, weights="none", image_size=32)
+    assert head_dropout(model) is model._dropout and model._dropout.p == 0.2
+    make_plan(model, CFG.replace(arch="efficientnet_lite0", strategy=strategy)).apply(model, 0)
+    assert model._dropout.training  # in eval with the frozen backbone it never acted
+    assert model._bn0.training is (strategy == "full")
+    resnet = build_model("resnet18", 2, weights="none", image_size=32)
+    assert head_dropout(resnet) is None
+    torchvision_model = build_model("efficientnet_b0", 2, weights="none", image_size=32)
+    assert head_dropout(torchvision_model) is torchvision_model.classifier[0]

@@ -55,8 +55,11 @@ def test_train_writes_a_complete_run(trained_run):
         "images_per_second",
         "epochs_run",
         "operating_point",
+        "head_dropout",
+        "peak_rss_mb",
     ):
         assert key in m, key
+    assert m["head_dropout"] == 0.0 and m["peak_rss_mb"] > 50  # resnet18: no dropout; torch
     assert m["evaluated_on"] == "test split carved from train"
     assert sum(map(sum, m["confusion_matrix"])) == 16
     history = _read_csv(trained_run / "history.csv")

@@ -171,10 +171,17 @@ def compare(
     ensemble: bool = typer.Option(
         False, "--ensemble", help="Add the mean of all runs' probabilities as one more run."
     ),
+    by_seed: bool = typer.Option(
+        False, "--by-seed", help="One row per recipe: runs equal but for their seed pooled."
+    ),
 ) -> None:
-    """Runs side by side, each against the first with paired bootstrap intervals."""
+    """Runs side by side, each against the first with paired bootstrap intervals; --by-seed:
+    one row per recipe, mean and t-interval over its seeds."""
     from cnnlab.files import atomic_write_text, check_output
-    from cnnlab.transfer.evaluation.compare import compare as run
+    from cnnlab.transfer.evaluation.compare import compare
+    from cnnlab.transfer.evaluation.seeds import compare_by_seed
+
+    run = compare_by_seed if by_seed else compare
 
     if out is not None:
         check_output("--out", out, overwrite=overwrite, inputs=[("a run", r) for r in run_dirs])

@@ -218,6 +218,19 @@ def head_name(model: nn.Module) -> str:
     return names[-1]
 
 
+def head_dropout(model: nn.Module) -> nn.Dropout | None:
+    """The Dropout the model's own forward pass applies to the head's input, if any: the
+    module registered just before the head (EfficientNet-Lite's ``_dropout`` before ``_fc``,
+    torchvision's ``classifier`` Dropout before its Linear; ResNet and ConvNeXt have none).
+
+    Part of the head, not the backbone: it acts whenever the head trains (``recipe.Plan``,
+    and on cached features, ``batches.FeatureSource``), never at evaluation."""
+    head = model.get_submodule(head_name(model))
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    before = leaves[: next(i for i, m in enumerate(leaves) if m is head)]
+    return before[-1] if before and isinstance(before[-1], nn.Dropout) else None
+
+
 def stages(model: nn.Module) -> list[list[nn.Module]]:
     """Backbone stages from input to output, each a list of modules (the head excluded).
 

@@ -116,6 +116,8 @@ class RunMetrics(HeldOutMetrics):
     train_seconds: float
     images_per_second: float
     feature_cache: bool
+    head_dropout: float  # acts in training on images and on cached features alike
+    peak_rss_mb: float | None  # the training process's peak resident memory, end of training
     device: str
     n_train: int
     n_val: int
@@ -160,6 +162,7 @@ class CrossValMetrics(TypedDict):
     n_images: int
     epochs_run: list[int]
     train_seconds: float  # all folds
+    peak_rss_mb: float | None  # of the one process that trained all folds
     device: str
 
 
@@ -246,6 +249,8 @@ class FitResult:
     train_step_seconds: float  # training steps only: what throughput is measured on
     images_seen: int
     used_feature_cache: bool
+    head_dropout: float  # the rate of the Dropout on the head's input in training (0: none)
+    peak_rss_mb: float | None  # this process's peak resident memory at the end of the fit
 
 
 @dataclass

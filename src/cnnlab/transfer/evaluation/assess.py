@@ -128,6 +128,8 @@ def assess(
         "train_seconds": result.train_seconds,
         "images_per_second": result.images_seen / max(result.train_step_seconds, 1e-9),
         "feature_cache": result.used_feature_cache,
+        "head_dropout": result.head_dropout,
+        "peak_rss_mb": result.peak_rss_mb,
         "device": described,
         "n_train": len(prepared.splits["train"]),
         "n_val": len(val),

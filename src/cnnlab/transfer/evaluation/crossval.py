@@ -101,6 +101,7 @@ def cross_validate(
         "n_images": len(pool),
         "epochs_run": epochs,
         "train_seconds": seconds,
+        "peak_rss_mb": result.peak_rss_mb,  # the folds ran in this one process, one by one
         "device": described,
     }
     write_json(run_dir / "metrics.json", summary)

@@ -179,7 +179,10 @@ def write_report(
     r.paragraph(
         f"Device: {metrics['device']}. Training took {metrics['train_seconds']:.1f} s "
         f"({metrics['epochs_run']} epochs, best epoch {metrics['best_epoch']} by "
-        f"validation {cfg.monitor})."
+        f"validation {cfg.monitor})"
+        + (f", peak memory {rss:.0f} MiB" if (rss := metrics.get("peak_rss_mb")) else "")
+        + (f"; dropout {p:g} on the head's input" if (p := metrics.get("head_dropout")) else "")
+        + "."
     )
 
     r.heading("Data")

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cnnlab.transfer.models import head_name
+from cnnlab.transfer.models import head_dropout, head_name
 from cnnlab.transfer.training.distributed import World
 from cnnlab.transfer.training.features import Backbone, FeatureCache
 from cnnlab.transfer.training.transforms import normalize, to_tensor_batch, train_transform
@@ -139,7 +139,13 @@ class ImageSource:
 
 
 class FeatureSource:
-    """Backbone features computed once (``FeatureCache``): only the head trains on them."""
+    """Backbone features computed once (``FeatureCache``): only the head trains on them.
+
+    The cache holds the features the head's Dropout (``models.head_dropout``) would receive,
+    computed in eval mode; ``train_batches`` applies that dropout at the model's own rate, as
+    its forward pass would in training (without it, Lite's and EfficientNet's 0.2 never
+    acted on the ``head`` strategy). Validation batches are never dropped.
+    """
 
     def __init__(
         self,
@@ -150,8 +156,10 @@ class FeatureSource:
         sampler: Sampler[int],
         batch_size: int,
         generator: torch.Generator,
+        dropout: float = 0.0,
     ):
         self.network, self.cache, self.val_features = head, cache, val_features
+        self.dropout = dropout
         self.labels = torch.as_tensor(labels)
         self.sampler, self.batch_size, self.generator = sampler, batch_size, generator
         self.drop_last = drops_last(len(sampler), batch_size)
@@ -184,7 +192,11 @@ class FeatureSource:
             cache = FeatureCache(torch.stack([world.gather(v, len(train)) for v in cache.views]))
         val_features = backbone.features(my_share(val.images, world), progress=progress)
         head = backbone.model.get_submodule(head_name(backbone.model))
-        return cls(head, cache, train.labels, val_features, sampler, cfg.batch_size, generator)
+        drop = head_dropout(backbone.model)
+        return cls(
+            head, cache, train.labels, val_features, sampler, cfg.batch_size, generator,
+            drop.p if drop is not None else 0.0,
+        )  # fmt: skip
 
     def train_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.as_tensor(list(self.sampler))
@@ -192,7 +204,10 @@ class FeatureSource:
             idx = order[start : start + self.batch_size]
             if self.drop_last and len(idx) < self.batch_size:
                 break
-            yield self.cache.batch(idx, self.generator), self.labels[idx]
+            x = self.cache.batch(idx, self.generator)
+            if self.dropout > 0:  # a new mask every step, from torch's seeded generator
+                x = nn.functional.dropout(x, self.dropout, training=True)
+            yield x, self.labels[idx]
 
     def val_batches(self) -> Iterator[torch.Tensor]:
         yield self.val_features  # a linear head on N x D features: one batch is cheap

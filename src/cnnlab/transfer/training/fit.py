@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cnnlab.console import make_console, progress_bar
+from cnnlab.machine import peak_rss_mb
 from cnnlab.transfer.models import build_model, preprocessing
 from cnnlab.transfer.results import FitResult, HistoryRow
 from cnnlab.transfer.training import distributed
@@ -127,6 +128,8 @@ def fit(
         run.train_step_seconds,
         run.images_seen,
         cached_any,
+        plan.head_dropout.p if plan.head_dropout is not None else 0.0,
+        peak_rss_mb(),
     )
 
 
@@ -244,6 +247,7 @@ def _cache_features(
     console.print(
         f"cached backbone features: {source.cache.n_views} view(s) x {len(train)} images "
         f"in {time.perf_counter() - start:.1f}s"
+        + (f"; the head trains on them with dropout {source.dropout:g}" if source.dropout else "")
     )
     return source
 

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import RandomSampler, Sampler, WeightedRandomSampler
 from torchvision.transforms import v2
 
-from cnnlab.transfer.models import head_name, stages
+from cnnlab.transfer.models import head_dropout, head_name, stages
 
 if TYPE_CHECKING:
     from cnnlab.transfer.config import TransferConfig
@@ -77,6 +77,8 @@ class Plan:
     every: int
     probe_epochs: int = 0  # lp-ft: epochs of the linear probe
     freeze_bn: bool = False
+    # the Dropout on the head's input (``models.head_dropout``): it trains with the head
+    head_dropout: nn.Module | None = None
 
     def stages_trained(self, epoch: int) -> int:
         """How many stages (counted from the last) train in 0-based ``epoch``."""
@@ -104,6 +106,8 @@ class Plan:
             m.train()
             for p in m.parameters():
                 p.requires_grad_(True)
+        if self.head_dropout is not None:  # in eval with the frozen backbone it never acted
+            self.head_dropout.train()
         if self.freeze_bn:
             for m in batch_norms(model):
                 m.eval()
@@ -124,8 +128,9 @@ def make_plan(model: nn.Module, cfg: TransferConfig) -> Plan:
         m for m in model.modules() if any(id(p) not in owned for p in m.parameters(recurse=False))
     ]
     return Plan(
-        head, stage_list, others, cfg.strategy, cfg.unfreeze_every, cfg.probe_epochs, cfg.freeze_bn
-    )
+        head, stage_list, others, cfg.strategy, cfg.unfreeze_every, cfg.probe_epochs,
+        cfg.freeze_bn, head_dropout(model),
+    )  # fmt: skip
 
 
 def phases(cfg: TransferConfig) -> list[range]:
