@@ -147,8 +147,9 @@ def wide_run(tmp_path_factory) -> Path:
     torch.manual_seed(1)
     model = build_model("resnet18", 2, weights="none", image_size=48)
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    weights = model.state_dict()
     C.save(
-        C.Checkpoint("resnet18", ["a", "b"], 48, mean, std, model.state_dict(), contrast="equalize"),
+        C.Checkpoint("resnet18", ["a", "b"], 48, mean, std, weights, contrast="equalize"),
         root / "best.pt",
     )
     return root

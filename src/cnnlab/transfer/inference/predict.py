@@ -129,15 +129,20 @@ def decision(p: np.ndarray, class_names: Sequence[str], threshold: float) -> str
 
 
 def grad_cams(
-    model: nn.Module, ckpt: ckpt_io.Checkpoint, images: np.ndarray, batch_size: int = 16
+    model: nn.Module,
+    ckpt: ckpt_io.Checkpoint,
+    images: np.ndarray,
+    batch_size: int = 16,
+    targets: Sequence[int] | None = None,
 ) -> list[np.ndarray]:
-    """The Grad-CAM map (H x W in [0, 1]) of each image's predicted class, batch by batch."""
+    """The Grad-CAM map (H x W in [0, 1]) of each image's ``targets`` class (default: the
+    class ``model`` predicts), batch by batch."""
     layer = cam_layer(model)
     cams: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
-        cams += list(
-            grad_cam(model, layer, images[start : start + batch_size], ckpt.mean, ckpt.std)
-        )
+        end = start + batch_size
+        chosen = None if targets is None else targets[start:end]
+        cams += list(grad_cam(model, layer, images[start:end], ckpt.mean, ckpt.std, chosen))
     return cams
 
 
