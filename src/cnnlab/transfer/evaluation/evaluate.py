@@ -1,8 +1,9 @@
 """``cnnlab transfer evaluate``: a run, or an ensemble of runs, on a held-out folder.
 
 What computes the probabilities (one run or the mean of several, each reading the images
-at its own preprocessing: ``member_images``; ``--tta``, ``--adapt-bn``) is ``scoring.Scorer``; at which threshold they are decided, ``operating.operating_point``
-(the run's own, or one re-chosen on stored validation scores by ``--threshold-policy``).
+at its own preprocessing: ``member_images``; ``--tta``, ``--adapt-bn``) is
+``scoring.Scorer``; at which threshold they are decided, ``operating.operating_point`` (the
+run's own, or one re-chosen on stored validation scores by ``--threshold-policy``).
 Both are recorded in metrics.json (``inference``, ``threshold``, ``threshold_policy``), and
 every threshold-dependent metric is stated at its named operating point (``metrics_of``).
 """
