@@ -131,3 +131,25 @@ def run_dir(tmp_path_factory) -> Path:
         root / "best.pt",
     )
     return root
+
+
+@pytest.fixture(scope="module")
+def wide_run(tmp_path_factory) -> Path:
+    """Like ``run_dir`` (same classes, random init, other weights), but preprocessing every
+    image otherwise: 48 px, ImageNet mean and std, histogram equalisation; an ensemble
+    member that sees other pixels than ``run_dir``'s."""
+    import torch
+
+    from cnnlab.transfer import checkpoint as C
+    from cnnlab.transfer.models import build_model
+
+    root = tmp_path_factory.mktemp("wide") / "wide"
+    torch.manual_seed(1)
+    model = build_model("resnet18", 2, weights="none", image_size=48)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    weights = model.state_dict()
+    C.save(
+        C.Checkpoint("resnet18", ["a", "b"], 48, mean, std, weights, contrast="equalize"),
+        root / "best.pt",
+    )
+    return root

@@ -100,8 +100,12 @@ def test_evaluate_rechooses_the_threshold_on_validation_never_on_the_evaluated_i
     assert m["operating_point"]["threshold"] == m["threshold"]
     plain, _ = evaluate(runs["a"], runs["held"], tmp_path / "p", engine="torch")
     assert plain["threshold"] == ckpt_io.load(runs["a"]).threshold  # the run's own
+    ckpt = ckpt_io.load(runs["a"])
+    member = {"run": str(runs["a"]), "arch": "resnet18", "image_size": 32, "contrast": "none"}
+    member |= {"mean": pytest.approx(ckpt.mean), "std": pytest.approx(ckpt.std)}
     assert plain["inference"] == {
-        "runs": [str(runs["a"])], "ensemble": None, "tta": None, "adapted": None, "notes": [],
+        "runs": [str(runs["a"])], "members": [member],
+        "ensemble": None, "tta": None, "adapted": None, "notes": [],
     }  # fmt: skip
 
 
@@ -206,7 +210,7 @@ def _odd_member(run_dir, tmp_path, **change):
     ("change", "says"),
     [
         ({"class_names": ["b", "a"]}, "different classes"),
-        ({"mean": [0.4, 0.4, 0.4]}, "preprocess images differently"),
+        ({"class_names": ["a", "c"]}, "different classes"),
     ],
 )
 def test_an_ensemble_of_mismatched_runs_is_one_line_and_writes_nothing(

@@ -23,7 +23,9 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.serve.page import check_port, pipeline_of
@@ -32,22 +34,48 @@ __all__ = ["serve"]
 
 
 def serve(
-    run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 7860, tta: bool = False
+    run_dir: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    tta: bool = False,
+    ensemble: Sequence[str | os.PathLike] = (),
+    adapt_bn: str | os.PathLike | None = None,
 ) -> None:
     """Check the run and the port, load the model once, then serve the page until Ctrl-C.
-    ``tta``: a transfer run's test-time augmentation (``cnnlab.transfer.inference.scoring``)."""
+    Transfer runs only, as at ``cnnlab transfer predict`` (``cnnlab.transfer.inference
+    .scoring``): ``tta``, test-time augmentation; ``ensemble``, more runs whose probabilities
+    are averaged with ``run_dir``'s; ``adapt_bn``, a folder of a new site's unlabelled images
+    on which every run's BatchNorm statistics are re-estimated."""
     pipeline = pipeline_of(run_dir)
-    if tta and pipeline != "transfer":
-        raise CnnlabError("--tta is for transfer runs (cnnlab transfer train)")
+    opted = (("--tta", tta), ("--ensemble", ensemble), ("--adapt-bn", adapt_bn is not None))
+    given = [name for name, on in opted if on]
+    if given and pipeline != "transfer":
+        raise CnnlabError(f"{given[0]} is for transfer runs (cnnlab transfer train)")
+    for member in ensemble:
+        try:
+            kind = pipeline_of(member)
+        except CnnlabError as e:
+            raise CnnlabError(f"--ensemble: {e}") from None
+        if kind != "transfer":
+            raise CnnlabError(
+                f"--ensemble {member} is a Fashion-MNIST run (model.keras): an ensemble "
+                "averages transfer runs (best.pt)"
+            )
+    if adapt_bn is not None and not Path(adapt_bn).is_dir():
+        raise CnnlabError(f"--adapt-bn: not a folder: {adapt_bn}")
     check_port(host, port)
     if importlib.util.find_spec("gradio") is None:
         raise CnnlabError("cnnlab serve needs Gradio: pip install 'cnnlab[serve]'")
+    classifier: Any
     if pipeline == "fmnist":
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
-        from cnnlab.serve.fmnist import FmnistClassifier as Classifier
+        from cnnlab.serve.fmnist import FmnistClassifier
+
+        classifier = FmnistClassifier(run_dir)
     else:
-        from cnnlab.serve.transfer import TransferClassifier as Classifier
-    classifier = Classifier(run_dir, tta=True) if tta else Classifier(run_dir)
+        from cnnlab.serve.transfer import TransferClassifier
+
+        classifier = TransferClassifier(run_dir, tta=tta, ensemble=ensemble, adapt_bn=adapt_bn)
     with private_uploads(), _sigterm_as_interrupt():
         from cnnlab.serve.app import build_app, launch
 

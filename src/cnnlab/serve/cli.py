@@ -22,8 +22,21 @@ def serve_command(
     tta: bool = typer.Option(
         False, "--tta", help="Transfer runs: average each image's and its flip's softmax."
     ),
+    ensemble: list[Path] = typer.Option(
+        [],
+        "--ensemble",
+        metavar="RUN",
+        help="Transfer runs: also this run; average the runs' probabilities (repeatable).",
+    ),
+    adapt_bn: Path | None = typer.Option(
+        None,
+        "--adapt-bn",
+        metavar="DIR",
+        help="Transfer runs, opt-in: re-estimate BatchNorm statistics on the unlabelled "
+        "images under DIR (a new site) once, at start-up.",
+    ),
 ) -> None:
     """A web page that classifies uploaded images with a finished run (Ctrl-C stops it)."""
     from cnnlab.serve import serve
 
-    serve(run_dir, host, port, tta)
+    serve(run_dir, host, port, tta, ensemble, adapt_bn)

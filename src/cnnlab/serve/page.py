@@ -47,6 +47,7 @@ class ImageResult:
     score_kind: str = ""  # evidence.CALIBRATED or evidence.UNCALIBRATED
     borderline: bool = False  # within evidence.BORDERLINE_MARGIN of the decision boundary
     cam_warning: str = ""  # cam_check: the Grad-CAM evidence looks outside the body
+    inference: str = ""  # transfer: the opt-ins in force (ensemble, TTA, adapted BatchNorm)
 
     def record(self) -> dict[str, Any]:
         """What the page's API returns for this file: the same keys for every file."""
@@ -64,6 +65,7 @@ class ImageResult:
             "most_probable": self.predicted if ok else None,
             "top": [{"class": c, "score": p} for c, p in self.top],
             "cam_warning": self.cam_warning or None,
+            "inference": self.inference or None,
             "error": self.error or None,
         }
 

@@ -171,10 +171,31 @@ class SkippedImage(TypedDict):
     reason: str
 
 
+class Member(TypedDict):
+    """One run of ``Inference``: what it does to an image before its network sees it."""
+
+    run: str
+    arch: str
+    image_size: int
+    mean: list[float]
+    std: list[float]
+    contrast: str  # data/contrast.py: none, clahe or equalize
+
+
+def member_line(member: Member) -> str:
+    """``member RUN: efficientnet_lite0, 224 px, contrast none, mean [..], std [..]``."""
+    numbers = ", ".join(f"{k} [{', '.join(f'{v:g}' for v in member[k])}]" for k in ("mean", "std"))
+    return (
+        f"member {member['run']}: {member['arch']}, {member['image_size']} px, "
+        f"contrast {member['contrast']}, {numbers}"
+    )
+
+
 class Inference(TypedDict):
     """How ``evaluate`` and ``predict`` computed their probabilities: the opt-ins in force."""
 
     runs: list[str]  # one run, or an ensemble's members
+    members: list[Member]  # each run with the preprocessing it applies to every image
     ensemble: str | None  # "mean of the softmax of 3 runs"
     tta: str | None  # scoring.TTA when --tta
     adapted: str | None  # "adapted: BN re-estimated on N unlabelled images from DIR"
@@ -182,10 +203,12 @@ class Inference(TypedDict):
 
 
 def inference_lines(record: Inference | None) -> list[str]:
-    """The opt-ins in force, one line each (none for a plain single run)."""
+    """The opt-ins in force, one line each (none for a plain single run); an ensemble names
+    each member with its preprocessing."""
     if not record:
         return []
     out = [f"ensemble: {record['ensemble']}"] if record["ensemble"] else []
+    out += [member_line(m) for m in record.get("members", [])] if record["ensemble"] else []
     out += [f"tta: {record['tta']}"] if record["tta"] else []
     return out + ([record["adapted"]] if record["adapted"] else []) + list(record["notes"])
 

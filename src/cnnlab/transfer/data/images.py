@@ -10,6 +10,7 @@ refuse it.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -112,3 +113,14 @@ def load_image(
     the model was trained (``data/contrast.py``); any failure is an ImageRefused (a
     ValueError) naming the reason."""
     return normalize_contrast(decode(read_limited(path), size, max_pixels), contrast)
+
+
+def load_views(
+    path: str | os.PathLike, views: Sequence[tuple[int, str]], max_pixels: int = MAX_PIXELS
+) -> dict[tuple[int, str], np.ndarray]:
+    """``load_image`` for each (size, contrast) of ``views`` (an ensemble's members): the file
+    is read once and decoded once per distinct size; each view's pixels are those
+    ``load_image`` gives it alone."""
+    data = read_limited(path)
+    decoded = {size: decode(data, size, max_pixels) for size in dict.fromkeys(s for s, _ in views)}
+    return {(s, c): normalize_contrast(decoded[s], c) for s, c in dict.fromkeys(views)}

@@ -1,8 +1,9 @@
 """``cnnlab transfer evaluate``: a run, or an ensemble of runs, on a held-out folder.
 
-What computes the probabilities (one run or the mean of several, ``--tta``, ``--adapt-bn``)
-is ``scoring.Scorer``; at which threshold they are decided, ``operating.operating_point``
-(the run's own, or one re-chosen on stored validation scores by ``--threshold-policy``).
+What computes the probabilities (one run or the mean of several, each reading the images
+at its own preprocessing: ``member_images``; ``--tta``, ``--adapt-bn``) is
+``scoring.Scorer``; at which threshold they are decided, ``operating.operating_point`` (the
+run's own, or one re-chosen on stored validation scores by ``--threshold-policy``).
 Both are recorded in metrics.json (``inference``, ``threshold``, ``threshold_policy``), and
 every threshold-dependent metric is stated at its named operating point (``metrics_of``).
 """
@@ -20,16 +21,13 @@ from cnnlab.errors import CnnlabError
 from cnnlab.files import output_errors, write_csv, write_json
 from cnnlab.predictions import csv_rows
 from cnnlab.runs import check_run_target, run_directory
-from cnnlab.transfer.data.folders import class_folders, list_class_files, load_split
+from cnnlab.transfer.data.folders import class_folders, list_class_files
 from cnnlab.transfer.data.images import check_max_pixels
 from cnnlab.transfer.device import resolve_device
 from cnnlab.transfer.inference.engines import Say, require_engine, stderr_note
+from cnnlab.transfer.inference.member_images import load_labelled, unlabelled_images
 from cnnlab.transfer.inference.operating import operating_point
-from cnnlab.transfer.inference.predict import (
-    metrics_of,
-    prediction_rows,
-    unlabelled_images,
-)
+from cnnlab.transfer.inference.predict import metrics_of, prediction_rows
 from cnnlab.transfer.inference.scoring import deployed, load_members, prepare_scorer
 from cnnlab.transfer.results import EvaluationMetrics
 
@@ -86,13 +84,13 @@ def evaluate(
             f"{data_dir} must hold class folders named like the model's classes "
             f"({', '.join(ckpt.class_names)}); found {', '.join(classes) or 'none'}"
         )
-    adapt = unlabelled_images(adapt_bn, ckpt.image_size, max_pixels, ckpt.contrast)
+    adapt = unlabelled_images(adapt_bn, ckpts, max_pixels)
     files = list_class_files(data_dir, classes)
     files.labels = np.asarray([ckpt.class_names.index(classes[i]) for i in files.labels])
-    split = load_split(files, ckpt.image_size, max_pixels=max_pixels, contrast=ckpt.contrast)
+    images, split = load_labelled(files, ckpts, max_pixels)  # each member's own pixels
     if not len(split):
         raise CnnlabError(f"no readable images in {data_dir}")
-    scorer = prepare_scorer(sources, ckpts, dev, engine, split.images, tta, adapt, say)
+    scorer = prepare_scorer(sources, ckpts, dev, engine, images, tta, adapt, say)
     scorer.notes += [op.note] if op.note else []
     if op.threshold is not None and (tta or adapt):
         scorer.notes.append(
@@ -100,7 +98,7 @@ def evaluate(
         )
     claim = run_directory(out, overwrite, inputs=read, runs=runs)
     with output_errors(out), claim as tmp:
-        proba = scorer.proba(split.images)
+        proba = scorer.proba(images)
         held = metrics_of(split.labels, proba, ckpt.class_names, op.threshold, 0, op.policy)
         metrics: EvaluationMetrics = {
             **held,

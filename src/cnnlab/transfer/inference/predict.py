@@ -14,15 +14,15 @@ from torch import nn
 
 from cnnlab import plots
 from cnnlab.bootstrap import METHOD, N_RESAMPLES, bootstrap_ci, decision_ci
-from cnnlab.data.image_files import MAX_PIXELS, ImageTooLarge
 from cnnlab.errors import CnnlabError
 from cnnlab.files import check_output, staged, write_csv
 from cnnlab.metrics import binary_metrics, contract_intervals, metrics_contract, pr_auc
 from cnnlab.predictions import csv_rows, prediction_row, unreadable_row
 from cnnlab.transfer import checkpoint as ckpt_io
-from cnnlab.transfer.data.images import check_max_pixels, load_image
+from cnnlab.transfer.data.images import check_max_pixels
 from cnnlab.transfer.device import resolve_device
 from cnnlab.transfer.inference.engines import Say, require_engine, stderr_note
+from cnnlab.transfer.inference.member_images import list_images, load_files, unlabelled_images
 from cnnlab.transfer.inference.operating import operating_point
 from cnnlab.transfer.inference.scoring import deployed, load_members, prepare_scorer
 from cnnlab.transfer.models import cam_layer
@@ -97,48 +97,6 @@ def grad_cam(
 # -- predict ------------------------------------------------------------------------------
 
 
-def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files given directly, plus every visible file under directories given (sorted)."""
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files += sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and not any(q.startswith(".") for q in p.relative_to(path).parts)
-            )
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise CnnlabError(f"not found: {path}")
-    if not files:
-        raise CnnlabError(f"no files to predict in {', '.join(map(str, inputs))}")
-    return files
-
-
-def load_images(
-    paths: Sequence[Path], size: int, max_pixels: int = MAX_PIXELS, contrast: str = "none"
-) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
-    """Decoded images of the readable files (``contrast`` normalised, as the checkpoint
-    says), and (path, reason) for the rest.
-
-    An image above ``max_pixels`` is refused, not listed: the limit is the user's setting, and
-    a file beyond it is either an attack or needs a deliberately raised ``--max-pixels``.
-    """
-    images, ok, failed = [], [], []
-    for path in paths:
-        try:
-            images.append(load_image(path, size, max_pixels, contrast))
-            ok.append(path)
-        except ImageTooLarge as e:
-            raise CnnlabError(f"refusing {path}: {e}") from None
-        except ValueError as e:
-            failed.append((path, str(e)))
-    stack = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
-    return stack, ok, failed
-
-
 def prediction_rows(
     paths: Sequence[str | os.PathLike],
     proba: np.ndarray,
@@ -171,15 +129,20 @@ def decision(p: np.ndarray, class_names: Sequence[str], threshold: float) -> str
 
 
 def grad_cams(
-    model: nn.Module, ckpt: ckpt_io.Checkpoint, images: np.ndarray, batch_size: int = 16
+    model: nn.Module,
+    ckpt: ckpt_io.Checkpoint,
+    images: np.ndarray,
+    batch_size: int = 16,
+    targets: Sequence[int] | None = None,
 ) -> list[np.ndarray]:
-    """The Grad-CAM map (H x W in [0, 1]) of each image's predicted class, batch by batch."""
+    """The Grad-CAM map (H x W in [0, 1]) of each image's ``targets`` class (default: the
+    class ``model`` predicts), batch by batch."""
     layer = cam_layer(model)
     cams: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
-        cams += list(
-            grad_cam(model, layer, images[start : start + batch_size], ckpt.mean, ckpt.std)
-        )
+        end = start + batch_size
+        chosen = None if targets is None else targets[start:end]
+        cams += list(grad_cam(model, layer, images[start:end], ckpt.mean, ckpt.std, chosen))
     return cams
 
 
@@ -235,11 +198,11 @@ def predict(
     dev, _ = resolve_device(device)
     require_engine(engine, dev)
     paths = list_images(inputs)
-    images, ok, failed = load_images(paths, ckpt.image_size, max_pixels, ckpt.contrast)
+    images, ok, failed = load_files(paths, ckpts, max_pixels)
     cams = [] if cam_dir is None else [cam_dir / f"{n}_cam.png" for n in _unique_stems(ok)]
     for cam in cams:
         check_output("--cam", cam, overwrite=overwrite, inputs=read)  # before the work
-    adapt = unlabelled_images(adapt_bn, ckpt.image_size, max_pixels, ckpt.contrast)
+    adapt = unlabelled_images(adapt_bn, ckpts, max_pixels)
     scorer = prepare_scorer(sources, ckpts, dev, engine, images, tta, adapt, say)
     scorer.notes += [op.note] if op.note else []
     proba = scorer.proba(images, progress)
@@ -254,7 +217,7 @@ def predict(
     if cam_dir is not None and len(images):
         # an adapted model is the one that predicted: its maps, not best.pt's
         model = scorer.networks[0] if adapt is not None else ckpt.build_model().to(dev)
-        overlays = cam_overlays(model, ckpt, images)
+        overlays = cam_overlays(model, ckpt, images.of(ckpt))
     shown = " and ".join(str(p) for p in (out_csv, cam_dir) if p)
     with staged(shown, overwrite) as stage:
         if out_csv is not None:
@@ -262,19 +225,6 @@ def predict(
         for cam, overlay in zip(cams, overlays, strict=True):
             plots.save_image(overlay, stage(cam))
     return rows, failed
-
-
-def unlabelled_images(
-    folder: str | os.PathLike | None, size: int, max_pixels: int, contrast: str = "none"
-) -> tuple[np.ndarray, str | os.PathLike] | None:
-    """(the readable images under ``folder``, ``folder``) for ``--adapt-bn``: every file,
-    whatever the folder's structure; no label is read."""
-    if folder is None:
-        return None
-    if not Path(folder).is_dir():
-        raise CnnlabError(f"--adapt-bn: not a folder: {folder}")
-    images, _, _ = load_images(list_images([folder]), size, max_pixels, contrast)
-    return images, folder
 
 
 def _unique_stems(paths: Sequence[Path]) -> list[str]:

@@ -2,8 +2,10 @@
 ensemble of runs, each opt-in adapted to a new site and with test-time augmentation.
 
 - **Ensemble**: the mean of the members' softmax probabilities. Members must have the same
-  classes in the same order and preprocess images the same way (size, mean, std), else the
-  average would mix different questions or different inputs: refused in one line.
+  classes in the same order, else the average would mix different questions: refused in one
+  line. Each member preprocesses every image its own way (size, contrast, mean, std:
+  ``member_images.py``), so members as different as EfficientNet-Lite0 at 224 px and Lite2
+  at 260 px average what each would say alone.
 - **TTA** (``--tta``): each member's probabilities are the mean of its softmax on the image
   and on its horizontal flip (``TTA``); flips are what every recipe trains with, so the
   flipped view is one the model has learned. One definition, used everywhere.
@@ -29,6 +31,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.transfer import checkpoint as ckpt_io
 from cnnlab.transfer.inference.adapt import adaptation_line, reestimate_batchnorm
 from cnnlab.transfer.inference.engines import Say, for_images, stderr_note
+from cnnlab.transfer.inference.member_images import MemberImages, preprocessing
 from cnnlab.transfer.training.batches import image_batches
 from cnnlab.transfer.training.loop import probabilities
 
@@ -58,7 +61,7 @@ def views_proba(
 
 def load_members(sources: Sequence[str | os.PathLike]) -> list[ckpt_io.Checkpoint]:
     """The checkpoints of ``sources`` (run directories or files), refused in one line unless
-    all have the same classes, in the same order, and the same image preprocessing."""
+    all have the same classes in the same order (their preprocessing may differ)."""
     if len({Path(s).resolve() for s in sources}) != len(sources):
         raise CnnlabError("an ensemble lists a run twice: give each run once")
     ckpts = [ckpt_io.load(s) for s in sources]
@@ -69,14 +72,6 @@ def load_members(sources: Sequence[str | os.PathLike]) -> list[ckpt_io.Checkpoin
                 f"{source} and {sources[0]} have different classes "
                 f"({', '.join(ckpt.class_names)} vs {', '.join(first.class_names)}): an "
                 "ensemble averages runs with the same classes in the same order"
-            )
-        mine = (ckpt.image_size, ckpt.mean, ckpt.std, ckpt.contrast)
-        theirs = (first.image_size, first.mean, first.std, first.contrast)
-        if mine != theirs:
-            raise CnnlabError(
-                f"{source} and {sources[0]} preprocess images differently (size, mean, std, "
-                f"contrast "
-                f"{mine} vs {theirs}): an ensemble averages runs that see the same input"
             )
     return ckpts
 
@@ -98,13 +93,15 @@ class Scorer:
 
     @property
     def ckpt(self) -> ckpt_io.Checkpoint:
-        """The first member: classes and preprocessing, which every member shares."""
+        """The first member: its classes are every member's."""
         return self.ckpts[0]
 
-    def proba(self, images: np.ndarray, progress: Advance | None = None) -> np.ndarray:
-        """The members' mean probabilities on uint8 NHWC ``images``."""
+    def proba(self, images: MemberImages, progress: Advance | None = None) -> np.ndarray:
+        """The members' mean probabilities, each member on its own pixels of the images."""
         each = [
-            views_proba(net, images, c.mean, c.std, self.device, self.tta, progress if i else None)
+            views_proba(
+                net, images.of(c), c.mean, c.std, self.device, self.tta, None if i else progress
+            )
             for i, (net, c) in enumerate(zip(self.networks, self.ckpts, strict=True))
         ]
         return np.mean(each, axis=0) if len(each) > 1 else each[0]
@@ -114,6 +111,10 @@ class Scorer:
         many = len(self.ckpts) > 1
         return {
             "runs": list(self.sources),
+            "members": [
+                {"run": s, **preprocessing(c)}  # type: ignore[typeddict-item]
+                for s, c in zip(self.sources, self.ckpts, strict=True)
+            ],
             "ensemble": f"mean of the softmax of {len(self.ckpts)} runs" if many else None,
             "tta": TTA if self.tta else None,
             "adapted": self.adapted,
@@ -126,13 +127,14 @@ def prepare_scorer(
     ckpts: list[ckpt_io.Checkpoint],
     device: torch.device,
     engine: str,
-    images: np.ndarray,
+    images: MemberImages | None,
     tta: bool = False,
-    adapt: tuple[np.ndarray, str | os.PathLike] | None = None,
+    adapt: tuple[MemberImages, str | os.PathLike] | None = None,
     say: Say = stderr_note,
 ) -> Scorer:
     """Each member's network (adapted on ``adapt = (unlabelled images, folder)`` first),
-    run by ``engine`` as ``engines.for_images`` picks for ``images``; adapted ones by torch."""
+    run by ``engine`` as ``engines.for_images`` picks for ``images`` (None: torch, for a page
+    that scores uploads one click at a time); adapted ones by torch."""
     if adapt is not None and engine == "onnxruntime":
         raise CnnlabError(
             "--adapt-bn re-estimates BatchNorm in torch and runs the adapted model there: "
@@ -142,8 +144,11 @@ def prepare_scorer(
     for ckpt in ckpts:
         model = ckpt.build_model().to(device)
         if adapt is not None:
-            reestimate_batchnorm(model, adapt[0], ckpt.mean, ckpt.std, device)
+            reestimate_batchnorm(model, adapt[0].of(ckpt), ckpt.mean, ckpt.std, device)
             adapted = adaptation_line(len(adapt[0]), adapt[1])
-        run_by = "torch" if adapt is not None else engine
-        networks.append(for_images(model, images, ckpt.mean, ckpt.std, device, run_by, say).network)
+        if images is None or adapt is not None:
+            networks.append(model)
+            continue
+        own = images.of(ckpt)
+        networks.append(for_images(model, own, ckpt.mean, ckpt.std, device, engine, say).network)
     return Scorer([str(s) for s in sources], ckpts, networks, device, tta, adapted)
