@@ -93,6 +93,7 @@ _DEFAULT_WARNINGS = (  # the filters of a fresh interpreter (``python -W`` unset
 def run_main(
     *args,
     cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
     umask: int | None = None,
     patches: Mapping[str, object] | None = None,
 ) -> CliResult:
@@ -102,7 +103,8 @@ def run_main(
     a child would show: Python warnings are printed there as a fresh interpreter prints them
     (once per place, Deprecation/Import/Resource warnings ignored), log records no handler
     takes go there (``logging.lastResort``), and an uncaught exception is a traceback and exit
-    code 1. ``cwd`` and ``umask`` hold during the call only; so do the environment and
+    code 1. ``cwd``, ``env`` (added to the environment) and ``umask`` hold during the call only;
+    so do any other change to the environment and
     ``patches`` (``{"module.attr": replacement}``, e.g. ``{"os.fsync": full}``), restored after.
     """
     import io
@@ -131,6 +133,7 @@ def run_main(
         root.handlers = [h for h in handlers if type(h).__module__.split(".")[0] != "_pytest"]
         logging.lastResort = logging.StreamHandler(err)
         logging.lastResort.setLevel(logging.WARNING)
+        os.environ.update(env or {})
         try:
             if cwd is not None:
                 os.chdir(cwd)

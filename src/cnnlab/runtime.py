@@ -147,12 +147,15 @@ SUPPORTED_BACKENDS = {"tensorflow": "tensorflow", "torch": "torch"}
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 
 
-def configure_threads(n: int | None) -> None:
+def configure_threads(n: int | None, *, import_tensorflow_now: bool = True) -> None:
     """Use ``n`` CPU threads for math (None: leave the framework defaults, i.e. all cores).
 
     Before TensorFlow/torch start, environment variables fix their pool sizes; if a framework is
     already running, its runtime setters are tried too (TensorFlow refuses once it has
-    initialised, in which case its existing pools are kept).
+    initialised, in which case its existing pools are kept). With ``import_tensorflow_now``
+    false, TensorFlow's setters are called only if it is already imported: a study worker
+    calls this again once its trainer is loaded, so a trainer without TensorFlow (the tests'
+    fake) never pays its 3-5 s import.
     """
     if n is None:
         return
@@ -162,7 +165,7 @@ def configure_threads(n: int | None) -> None:
         os.environ[var] = str(n)
     # Inter-op pools run independent ops side by side; with few cores one or two is plenty.
     os.environ["TF_NUM_INTEROP_THREADS"] = str(min(n, 2))
-    if "tensorflow" in sys.modules or _keras_uses_tensorflow():
+    if "tensorflow" in sys.modules or (import_tensorflow_now and _keras_uses_tensorflow()):
         # Importing TensorFlow does not start its runtime, so its pool sizes can still be set;
         # imported quietly when asked, as the Fashion-MNIST pipeline imports it.
         tf = import_tensorflow()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab_testing import cnnlab
+from cnnlab_testing import run_main
 
 HERE = Path(__file__).parent
 
@@ -100,11 +100,12 @@ def start_fake_run(fake_env):
 
 
 @pytest.fixture
-def run_cli(tmp_path):
-    """``cnnlab ARGS`` as its own process, run inside ``tmp_path`` (where a default storage
-    would land), with this checkout's sources and the fake trainer importable."""
+def run_cli(tmp_path, fake_env):
+    """``cnnlab ARGS`` run inside ``tmp_path`` (where a default storage would land), in this
+    process as a child would see it (``run_main``); the study workers it starts import the
+    fake trainer from this folder."""
 
-    def run(*args, timeout=120, env=None):
-        return cnnlab(*args, cwd=tmp_path, env=env, path=[HERE], timeout=timeout)
+    def run(*args, env=None):
+        return run_main(*args, cwd=tmp_path, env=env)
 
     return run

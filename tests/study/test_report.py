@@ -2,8 +2,6 @@
 
 import csv
 import math
-import subprocess
-import sys
 
 import pytest
 
@@ -12,6 +10,7 @@ from cnnlab.study import storage as st
 from cnnlab.study.analysis import analyse, epochs_to_target, stats
 from cnnlab.study.analysis.verdicts import comparison_sentence
 from cnnlab.study.report import write_report
+from cnnlab_testing import run_main
 
 
 @pytest.fixture(scope="module")
@@ -185,18 +184,11 @@ def test_report_files_and_sections(finished_fake_study, tmp_path):
 
 def test_cli_status_and_report(finished_fake_study, tmp_path):
     url = finished_fake_study["url"]
-    run = [sys.executable, "-m", "cnnlab", "study"]
-    status = subprocess.run(run + ["status", "--storage", url], capture_output=True, text=True,
-                            timeout=120)  # fmt: skip
+    status = run_main("study", "status", "--storage", url)
     assert status.returncode == 0, status.stderr
     planned = len(load_spec(finished_fake_study["spec"]).plan()[0])
     assert "done" in status.stdout and str(planned) in status.stdout
-    rep = subprocess.run(
-        run + ["report", "--storage", url, "--name", "fake", "--out", str(tmp_path / "r")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    rep = run_main("study", "report", "--storage", url, "--name", "fake", "--out", tmp_path / "r")
     assert rep.returncode == 0, rep.stderr
     assert rep.stdout.strip().endswith("report.html") and (tmp_path / "r/report.md").exists()
 
@@ -214,8 +206,7 @@ def test_cli_status_and_report(finished_fake_study, tmp_path):
 def test_cli_errors_are_one_line(finished_fake_study, args, needle):
     if args[0] == "report":
         args = args + ["--storage", finished_fake_study["url"]]
-    proc = subprocess.run([sys.executable, "-m", "cnnlab", "study", *args], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    proc = run_main("study", *args)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr
@@ -223,9 +214,7 @@ def test_cli_errors_are_one_line(finished_fake_study, args, needle):
 
 def test_a_file_that_is_not_a_database_is_refused(tmp_path):
     (tmp_path / "notes.db").write_text("my notes")
-    proc = subprocess.run([sys.executable, "-m", "cnnlab", "study", "status", "--storage",
-                           f"sqlite:///{tmp_path}/notes.db"], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    proc = run_main("study", "status", "--storage", f"sqlite:///{tmp_path}/notes.db")
     assert proc.returncode == 2 and "not a SQLite database" in proc.stderr
     assert (tmp_path / "notes.db").read_text() == "my notes"  # untouched
 

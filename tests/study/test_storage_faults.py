@@ -17,6 +17,7 @@ import pytest
 from cnnlab.study import load_spec
 from cnnlab.study import storage as st
 from cnnlab.study.spec.plan import planned_work
+from cnnlab_testing import cnnlab
 
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
@@ -35,8 +36,8 @@ def assert_refused(proc: subprocess.CompletedProcess, needle: str) -> None:
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
 def test_an_in_memory_storage_is_refused_before_any_worker_starts(run_cli, tmp_path, url):
     """Each worker process would get an empty database of its own, and the run would wait for
-    them at 0/N."""
-    proc = run_cli("study", "run", "--profile", "smoke", "--storage", url, timeout=60)
+    them at 0/N (in a child of its own, so that a regression times out instead of waiting)."""
+    proc = cnnlab("study", "run", "--profile", "smoke", "--storage", url, cwd=tmp_path, timeout=60)
     assert_refused(proc, "in-memory")
     assert snapshot(tmp_path) == {}
 

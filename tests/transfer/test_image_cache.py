@@ -11,6 +11,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -264,10 +265,25 @@ def _rss_file_kb() -> int:
     pytest.skip("no RssFile in /proc/self/status (not Linux)")
 
 
+@pytest.fixture
+def disk_folder(tmp_path):
+    """A folder on a disk, not a RAM disk: ``make test`` puts tmp_path on /dev/shm, where a
+    mapped file's pages count as shared memory (RssShmem), never as RssFile."""
+    disk = Path("/var/tmp")
+    if not disk.is_dir():
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="cnnlab-test-", dir=disk))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.parametrize("release_bytes, grows", [(1 << 20, False), (1 << 40, True)])
-def test_reading_the_map_releases_its_pages(tmp_path, monkeypatch, release_bytes, grows):
+def test_reading_the_map_releases_its_pages(disk_folder, monkeypatch, release_bytes, grows):
     size, n = 64, 4096  # 12 KiB rows, 48 MiB in all
-    path = tmp_path / "images.u8"
+    path = disk_folder / "images.u8"
     path.write_bytes(np.random.default_rng(0).integers(0, 256, n * size * size * 3, np.uint8))
     monkeypatch.setattr(mapped_images, "RELEASE_BYTES", release_bytes)
     rows = ImageRows(MappedRows(path, n, size), np.arange(n))

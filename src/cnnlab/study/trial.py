@@ -36,6 +36,10 @@ def clean_images(config: TrainConfig) -> int:
 
 def keras_trainer(data_dir: str | None = None) -> Trainer:
     """Trains with ``cnnlab.fmnist.training.train``; the verified data set is parsed once."""
+    from cnnlab.runtime import import_tensorflow, require_supported_backend
+
+    if require_supported_backend() == "tensorflow":  # quietly, before Keras imports it
+        import_tensorflow()
     import keras
 
     from cnnlab.data.fashion_mnist import load_fashion_mnist

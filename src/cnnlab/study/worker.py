@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from cnnlab.errors import CnnlabError, DataUnavailable
 from cnnlab.fmnist.config import TrainConfig
+from cnnlab.runtime import configure_threads
 from cnnlab.study import storage as st
 from cnnlab.study.trial import DEFAULT_TRAINER, load_trainer
 from cnnlab.study.tuning import probe_lr
@@ -44,8 +45,12 @@ def work(
     log=print,
     wait_for_study: float = 0.0,
     digest: str | None = None,
+    threads: int | None = None,
 ) -> WorkerSummary:
     """Run trials of study ``name`` until none is waiting or running anywhere.
+
+    ``threads``: CPU threads for the trainer's framework (``runtime.configure_threads``), set
+    once the trainer is loaded (before it trains).
 
     ``wait_for_study``: seconds to wait for the study to appear in the storage (and, with
     ``digest``, to hold that spec).
@@ -91,6 +96,8 @@ def work(
             with st.Heartbeat(storage, claim.trial_id):
                 if run is None:
                     run = load_trainer(trainer or DEFAULT_TRAINER, data_dir)
+                    # its framework is imported now, its thread pools not yet started
+                    configure_threads(threads, import_tensorflow_now=False)
                     with st.study_lock(url, name):
                         environment = st.record_environment(study, _environment())
                 st.mark_environment(study, claim.trial_id, environment)
@@ -154,13 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     # shell ignores SIGINT); SIGTERM is handled alike: the running trial goes back to the queue.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    threads = options.pop("threads", None)
-    if threads:
-        from cnnlab.runtime import configure_threads
-
-        configure_threads(int(threads))  # before TensorFlow starts its pools
+    threads = int(options.pop("threads", None) or 0) or None
+    # the environment's pool sizes before any framework is imported; TensorFlow's own setters
+    # once the trainer has imported it (``work``)
+    configure_threads(threads, import_tensorflow_now=False)
     try:
-        work(log=lambda m: print(m, file=sys.stderr, flush=True), **options)
+        work(log=lambda m: print(m, file=sys.stderr, flush=True), threads=threads, **options)
     except CnnlabError as e:
         print(f"cnnlab: error: {e}", file=sys.stderr)
         return 2
