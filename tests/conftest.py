@@ -7,7 +7,7 @@ Parallel runs (``make test``: pytest-xdist, ``--dist loadgroup``): a test that u
 expensive shared fixtures below runs in that fixture's group, on one worker, so the fixture is
 built once, not once per worker; so do the tests of a module with a module-scoped fixture. The
 ``serial``, ``torchrun`` and ``browser`` markers (servers, process groups, browsers: heavy on 2
-cores) put a test in one group with the others so marked.
+cores) put any other test in one group with the others so marked.
 """
 
 import os
@@ -82,13 +82,15 @@ def _group(item) -> str | None:
     for name in SHARED_SESSION_FIXTURES:
         if name in names:
             return name
-    if any(item.get_closest_marker(m) for m in SERIAL_MARKERS):
-        return "serial"
+    # A module fixture before the serial markers: test_smoke_real's browser test in `serial`
+    # built the module's real smoke study a second time, on another worker (90 s of CPU).
     defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
     for name in names - CHEAP_FIXTURES:
         fixture = defs.get(name, [None])[-1]
         if fixture is not None and fixture.scope == "module":
             return item.nodeid.split("::")[0]  # the module: its fixtures are built once
+    if any(item.get_closest_marker(m) for m in SERIAL_MARKERS):
+        return "serial"
     return None
 
 

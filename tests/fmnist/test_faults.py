@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.runs import RUN_MARKER, run_directory
-from cnnlab_testing import cnnlab_env
+from cnnlab_testing import CliResult, cnnlab_env, run_main
 
 FM = ["--preset", "tutorial", "--train-limit", "2000", "--val-size", "1000", "--epochs", "1",
       "--no-progress"]  # fmt: skip
@@ -44,11 +44,15 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> subprocess.Completed
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def run(args, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
-    return finish(cnnlab(args, cwd, **kwargs))
+def run(args, cwd: Path, **kwargs) -> subprocess.CompletedProcess | CliResult:
+    """``cnnlab ARGS`` from ``cwd``: in this process as a child would see it (``run_main``),
+    or, with a script, umask or environment of its own (another backend), in a child."""
+    if kwargs:
+        return finish(cnnlab(args, cwd, **kwargs))
+    return run_main(*args, cwd=cwd, env={"CNNLAB_OFFLINE": "1"})
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+def assert_one_line_error(proc: subprocess.CompletedProcess | CliResult, *fragments: str) -> str:
     lines = proc.stderr.splitlines()
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert len(lines) == 1, proc.stderr[-2000:]
