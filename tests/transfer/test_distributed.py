@@ -101,11 +101,12 @@ def test_when_rank_0_cannot_start_every_process_stops_with_one_line(tmp_path, ma
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("cnnlab: error:")]
     # every rank checks the command line before any framework or process group starts, so
-    # each stops at once with the same line, and none waits for another
+    # each stops at once with the same line, and none waits for another; torchrun stops the
+    # other rank as soon as one has failed, so that one may be gone before it prints its line
     refused = (
         f"cnnlab: error: --out {taken} already holds files; choose another directory or --overwrite"
     )
-    assert errors == [refused, refused]
+    assert errors in ([refused], [refused, refused]), result.stderr[-3000:]
     assert "[rank1]: Traceback" not in result.stderr  # no broken connection in rank 1
     assert [p.name for p in taken.iterdir()] == ["notes.txt"]
 
