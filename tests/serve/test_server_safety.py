@@ -26,14 +26,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(run_dir, tmp_path):
-    """`cnnlab serve` with its temporary files under ``tmp_path/tmp``: (proc, url, tmp)."""
+def _as_a_background_job() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to `cmd &` in a script
+
+
+def _serve(run_dir, tmp_path, background: bool = False):
+    """`cnnlab serve` with its temporary files under ``tmp_path/tmp``: (proc, url, tmp);
+    ``background``: started as a shell starts `cmd &` without job control, SIGINT ignored."""
     port, tmp = _free_port(), tmp_path / "tmp"
     tmp.mkdir()
     env = dict(os.environ, TMPDIR=str(tmp), GRADIO_TEMP_DIR=str(tmp_path / "shared-gradio"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnnlab", "serve", str(run_dir), "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+        preexec_fn=_as_a_background_job if background else None,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_SECONDS
@@ -54,9 +60,15 @@ def _upload(url: str, content: bytes) -> list[str]:
     return r.json()
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_uploads_are_private_and_removed_when_the_server_stops(fmnist_run, tmp_path, stop):
-    proc, url, tmp = _serve(fmnist_run, tmp_path)
+@pytest.mark.parametrize(
+    ("stop", "background"),
+    [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)],
+    ids=["SIGTERM", "SIGINT", "SIGINT-background-job"],
+)
+def test_uploads_are_private_and_removed_when_the_server_stops(
+    fmnist_run, tmp_path, stop, background
+):
+    proc, url, tmp = _serve(fmnist_run, tmp_path, background)
     try:
         (uploaded,) = _upload(url, b"pretend patient image")
         folder = next(tmp.glob("cnnlab-serve-*"))
