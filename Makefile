@@ -32,27 +32,29 @@ format: $(STAMP)
 # segfaults, so the TensorFlow tests and the PyTorch (transfer) tests never share a process
 # (each xdist worker is a process of its own run). Every core works (TEST_WORKERS=auto);
 # --dist loadgroup keeps each test group of tests/conftest.py on one worker. docs/testing.md
-# Test files go to a RAM disk where there is one: the study tests commit to SQLite hundreds of
-# times, and an fsync to disk made a fake study 3x slower (13.7 s against 4.6 s, docs/testing.md).
+# The TensorFlow half's test files go to a RAM disk where there is one: the study tests commit
+# to SQLite hundreds of times, and an fsync to disk made a fake study 3x slower (13.7 s against
+# 4.6 s). Not the transfer half: its files took 5.6 GB of RAM there (docs/testing.md).
 TEST_WORKERS ?= auto
 TEST_TMPDIR ?= $(shell test -d /dev/shm -a -w /dev/shm && echo /dev/shm)
-PYTEST := $(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR) )$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+RAMDISK := $(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR) )
 FAST := -m "not slow and not browser and not postgres and not torchrun"
 
 test: lint
-	$(PYTEST) --ignore=tests/transfer $(PYTEST_ARGS)
+	$(RAMDISK)$(PYTEST) --ignore=tests/transfer $(PYTEST_ARGS)
 	$(PYTEST) tests/transfer $(PYTEST_ARGS)
 
 # The quick loop: no real training, browser, PostgreSQL or torchrun tests.
 test-fast: $(STAMP)
-	$(PYTEST) $(FAST) --ignore=tests/transfer $(PYTEST_ARGS)
+	$(RAMDISK)$(PYTEST) $(FAST) --ignore=tests/transfer $(PYTEST_ARGS)
 	$(PYTEST) $(FAST) tests/transfer $(PYTEST_ARGS)
 
 # Line coverage of src/cnnlab over the whole suite (both runs combined); code that the tests
 # reach only in child processes (CLI subprocesses, study workers) is not counted.
 coverage: $(STAMP)
 	rm -f .coverage .coverage.*
-	COVERAGE_FILE=.coverage.tf $(PYTEST) --cov=cnnlab --cov-report= --ignore=tests/transfer $(PYTEST_ARGS)
+	COVERAGE_FILE=.coverage.tf $(RAMDISK)$(PYTEST) --cov=cnnlab --cov-report= --ignore=tests/transfer $(PYTEST_ARGS)
 	COVERAGE_FILE=.coverage.transfer $(PYTEST) --cov=cnnlab --cov-report= tests/transfer $(PYTEST_ARGS)
 	$(BIN)/python -m coverage combine .coverage.tf .coverage.transfer
 	$(BIN)/python -m coverage report --skip-covered --sort=cover
