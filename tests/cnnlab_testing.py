@@ -6,6 +6,7 @@
 - ``run_main(*args, cwd=..., umask=...)``: the same in this process without ``capsys``, with
   what a child's stderr would also show (Python warnings, unhandled log records, a traceback);
 - ``cli_error_line(capsys, *args)``: the one error line of a refused command (exit 2);
+- ``markdown_tables(text)``: the Markdown tables of a report, by heading;
 - ``assert_epochs_tracked(...)``: a run's history.csv logged to MLflow epoch by epoch;
 - ``headless_chromium()``: the one Chromium set-up of the browser tests.
 """
@@ -162,6 +163,22 @@ def cli_error_line(capsys, *args) -> str:
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("cnnlab: error: "), err
     return lines[0]
+
+
+def markdown_tables(text: str) -> dict:
+    """{heading: (header, rows)} of every Markdown table under a ``### `` heading; a table
+    before any heading is under ``None``."""
+    tables, heading = {}, None
+    for line in text.splitlines():
+        if line.startswith("### "):
+            heading = line[4:]
+        elif line.startswith("| ") and not line.startswith("| ---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if heading not in tables:
+                tables[heading] = (cells, [])
+            else:
+                tables[heading][1].append(cells)
+    return tables
 
 
 def assert_epochs_tracked(client, run_id: str, run_dir: Path, epochs: int) -> None:

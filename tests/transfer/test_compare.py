@@ -8,6 +8,7 @@ import pytest
 
 from cnnlab.cli import main
 from cnnlab.transfer.evaluation.compare import compare
+from cnnlab_testing import markdown_tables
 
 CLASSES = ["NORMAL", "PNEUMONIA"]
 
@@ -131,18 +132,9 @@ THRESHOLD_DEPENDENT_TITLES = {
 
 
 def _tables(text):
-    """{heading: (header, rows)} of every Markdown table under a ``### `` heading."""
-    tables, heading = {}, None
-    for line in text.splitlines():
-        if line.startswith("### "):
-            heading = line[4:]
-        elif line.startswith("| ") and not line.startswith("| ---"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            assert heading is not None, f"a table with no heading: {line}"
-            if heading not in tables:
-                tables[heading] = (cells, [])
-            else:
-                tables[heading][1].append(cells)
+    """``markdown_tables``, and every table has a heading."""
+    tables = markdown_tables(text)
+    assert None not in tables, f"a table with no heading: {tables.get(None)}"
     return tables
 
 

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from cnnlab.transfer.evaluation.seeds import compare_by_seed
-from cnnlab_testing import call_main, cli_error_line
+from cnnlab_testing import call_main, cli_error_line, markdown_tables
 
 KEYS = ["accuracy", "balanced_accuracy", "macro_f1", "sensitivity", "specificity"]
 FREE = ["roc_auc", "pr_auc", "test_loss", "ece"]
@@ -20,21 +20,6 @@ HEADINGS = {
     "Operating point: validation-chosen threshold": "operating_point",
     "Operating point: argmax": "at_argmax",
 }
-
-
-def _tables(text):
-    """{heading: (header, rows)} of every Markdown table under a ``### `` heading."""
-    tables, heading = {}, None
-    for line in text.splitlines():
-        if line.startswith("### "):
-            heading = line[4:]
-        elif line.startswith("| ") and not line.startswith("| ---"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if heading not in tables:
-                tables[heading] = (cells, [])
-            else:
-                tables[heading][1].append(cells)
-    return tables
 
 
 def _expected_cell(values, intervals):
@@ -84,7 +69,7 @@ def _metrics(run):
 def test_grouped_cells_are_the_mean_and_t_interval_of_each_runs_metrics(seeded_runs, capsys):
     code, text, _ = call_main(capsys, "transfer", "compare", "--by-seed", *seeded_runs.values())
     assert code == 0
-    tables = _tables(text)
+    tables = markdown_tables(text)
     recipes = {row[0]: row for row in tables["Recipes"][1]}
     assert set(recipes) == {"lr=0.001", "lr=0.01"}  # grouped by all but the seed
     head = [seeded_runs[f"head-s{s}"] for s in range(3)]
@@ -114,7 +99,7 @@ def test_grouped_cells_are_the_mean_and_t_interval_of_each_runs_metrics(seeded_r
 @pytest.mark.slow
 def test_the_ensemble_is_one_more_recipe_of_one_run(seeded_runs):
     text = compare_by_seed(list(seeded_runs.values()), ensemble=True)
-    free = {row[0]: row for row in _tables(text)["Threshold-free"][1]}
+    free = {row[0]: row for row in markdown_tables(text)["Threshold-free"][1]}
     assert list(free) == ["lr=0.001", "lr=0.01", "ensemble"] and free["ensemble"][1] == "n=1"
     assert "ensemble: the mean of all 4 runs' probabilities" in text
 
@@ -178,16 +163,17 @@ def test_runs_differing_in_more_than_the_seed_are_separate_recipes(written):
         written("c0", strategy="full", lr=0.01, seed=3),
     ]
     text = compare_by_seed(runs)
-    recipes = {row[0]: row for row in _tables(text)["Recipes"][1]}
+    recipes = {row[0]: row for row in markdown_tables(text)["Recipes"][1]}
     assert list(recipes) == ["lr=0.001, strategy=head", "lr=0.001, strategy=full"] + [
         "lr=0.01, strategy=full"
     ]
     assert [row[3] for row in recipes.values()] == ["0, 1", "0", "3"]
     assert (
-        "peak RSS, mean" in _tables(text)["Recipes"][0]
+        "peak RSS, mean" in markdown_tables(text)["Recipes"][0]
         and recipes["lr=0.01, strategy=full"][7] == "–"
     )
-    point = {r[0]: r for r in _tables(text)["Operating point: validation-chosen threshold"][1]}
+    tables = markdown_tables(text)
+    point = {r[0]: r for r in tables["Operating point: validation-chosen threshold"][1]}
     assert point["lr=0.001, strategy=head"][2] == "0.500 (mean)"  # of 0.3 and 0.7
     assert point["lr=0.001, strategy=full"][1] == "n=1"
     assert point["lr=0.001, strategy=full"][3].count("[") == 1  # no interval over one seed
@@ -198,7 +184,7 @@ def test_no_grouped_table_mixes_operating_points(written):
     cells differ; each equals its own block's mean, and only the operating-point tables hold
     threshold-dependent columns."""
     runs = [written("a0", threshold=0.3), written("a1", threshold=0.7, seed=1)]
-    tables = _tables(compare_by_seed(runs))
+    tables = markdown_tables(compare_by_seed(runs))
     ms = [json.loads((r / "metrics.json").read_text()) for r in runs]
     for heading, (header, rows) in tables.items():
         dependent = THRESHOLD_DEPENDENT_TITLES & set(header)
