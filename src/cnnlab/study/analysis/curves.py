@@ -40,12 +40,23 @@ def steps_to_target(history: History, target: float, steps_per_epoch: int) -> in
     return None if epochs is None else epochs * steps_per_epoch
 
 
+STALL = 3.0  # an epoch over this many times the trial's median epoch counts at the median
+
+
 def seconds_to_target(history: History, target: float) -> float | None:
-    """Training seconds (validation excluded) until the end of the epoch reaching ``target``."""
+    """Training seconds (validation excluded) until the end of the epoch reaching ``target``.
+
+    An epoch that took more than ``STALL`` times the trial's median epoch was stalled from
+    outside (the worker paused, suspended or starved of CPU), not slowed by its settings, so
+    it counts at the median: a long study paused for an hour must not make one batch size look
+    an hour slower. The rule is fixed in advance and applies to every trial alike.
+    """
     i = target_epoch(history, target)
-    if i is None or any(r.get("seconds") is None for r in history[: i + 1]):
+    if i is None or any(r.get("seconds") is None for r in history):
         return None
-    return float(sum(float(r["seconds"]) for r in history[: i + 1]))
+    seconds = [float(r["seconds"]) for r in history]
+    median = float(np.median(seconds))
+    return float(sum(s if s <= STALL * median else median for s in seconds[: i + 1]))
 
 
 def has_clean_gap(history: History) -> bool:

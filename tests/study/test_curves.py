@@ -1,0 +1,35 @@
+"""Seconds to a validation target: summed per epoch, with externally stalled epochs (a paused
+worker) counted at the trial's median epoch so a pause cannot pass for a slow setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnlab.study.analysis import curves
+
+
+def _history(seconds, accuracies):
+    return [
+        {"epoch": i + 1, "seconds": s, "val_accuracy": a}
+        for i, (s, a) in enumerate(zip(seconds, accuracies, strict=True))
+    ]
+
+
+def test_seconds_sum_the_epochs_up_to_the_one_reaching_the_target():
+    h = _history([12.0, 10.0, 11.0, 10.5], [0.80, 0.85, 0.91, 0.92])
+    assert curves.seconds_to_target(h, 0.90) == pytest.approx(33.0)
+    assert curves.epochs_to_target(h, 0.90) == 3
+    assert curves.steps_to_target(h, 0.90, 100) == 300
+
+
+def test_a_paused_epoch_counts_at_the_median_and_a_slow_first_epoch_does_not():
+    # the first epoch traces the graph (twice the median), the second was paused for an hour
+    h = _history([20.0, 3610.0, 10.0, 10.0, 10.0], [0.80, 0.85, 0.91, 0.92, 0.93])
+    assert curves.seconds_to_target(h, 0.90) == pytest.approx(20.0 + 10.0 + 10.0)
+
+
+def test_no_seconds_when_the_target_is_never_reached_or_an_epoch_has_no_time():
+    h = _history([10.0, 10.0], [0.80, 0.85])
+    assert curves.seconds_to_target(h, 0.90) is None
+    h = [{"epoch": 1, "seconds": 10.0, "val_accuracy": 0.95}, {"epoch": 2, "val_accuracy": 0.96}]
+    assert curves.seconds_to_target(h, 0.90) is None
