@@ -54,7 +54,9 @@ class TransferConfig(FrozenConfig):
     )
     mixup: float = option(0.0, "MixUp alpha (0 = off).", ge=0, le=100)
     cutmix: float = option(0.0, "CutMix alpha (0 = off).", ge=0, le=100)
-    feature_views: int = option(4, "head+strong: augmented views cached per image.", ge=1, le=100)
+    feature_views: int = option(
+        4, "head with strong or radiograph: augmented views cached per image.", ge=1, le=100
+    )
     cache_features: bool = option(True, "head: compute backbone features once, not every epoch.")
     # imbalance
     balance: str = option(

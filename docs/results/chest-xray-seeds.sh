@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The runs behind docs/results/transfer.md ("Over seeds"): five strategies x three seeds on the
+# paediatric chest X-rays, then the comparison tables. Every setting below was fixed before any
+# of these runs, from docs/transfer.md's starting points; nothing is tuned on validation or on
+# the test folder. Runs that already finished are kept, so the script resumes after an
+# interruption (a run cut short leaves no directory: run directories are written atomically).
+#
+#   bash docs/results/chest-xray-seeds.sh [DATA] [RUNS]
+#
+# DATA defaults to ../shared/data/chest-xray-pneumonia, RUNS to runs/chest-xray-seeds.
+set -euo pipefail
+
+DATA=${1:-../shared/data/chest-xray-pneumonia}
+RUNS=${2:-runs/chest-xray-seeds}
+CNNLAB=${CNNLAB:-cnnlab}
+SEEDS=${SEEDS:-"0 1 2"}
+mkdir -p "$RUNS"
+
+# Shared by every strategy: the offline ImageNet weights, patients kept in one split, duplicates
+# across splits removed, class-weighted loss, the radiograph augmentation, the best epoch by
+# validation loss, a temperature and the operating threshold (Youden) fitted on validation.
+COMMON=(--arch efficientnet_lite0 --balance weights --dedupe --calibrate
+        --group-regex '^(person\d+|IM-\d+|NORMAL2-IM-\d+)' --augment radiograph
+        --monitor loss --threshold-policy youden --quiet)
+# The fine-tuning settings that LP-FT, full and random init share (Kumar et al. 2022's FT arm).
+FINETUNE=(--optimizer adamw --weight-decay 0.05 --schedule cosine --warmup 0.1
+          --label-smoothing 0.1 --ema 0.998)
+
+declare -A RECIPE=(
+  [head]="--strategy head --epochs 15 --lr 3e-3 --feature-views 4"
+  [partial]="--strategy partial --epochs 8 --lr 1e-3 --schedule cosine --warmup 0.1"
+  [lpft]="--strategy lp-ft --epochs 6 --probe-epochs 2 --lr 1e-3 --backbone-lr-factor 0.1"
+  [full]="--strategy full --epochs 6 --lr 3e-4"
+  [random]="--strategy full --epochs 6 --lr 1e-3 --weights none"
+)
+FINETUNED="lpft full random"
+
+for seed in $SEEDS; do
+  for name in head partial lpft full random; do
+    out="$RUNS/$name-s$seed"
+    if [[ -f "$out/metrics.json" ]]; then echo "kept $out"; continue; fi
+    extra=()
+    [[ " $FINETUNED " == *" $name "* ]] && extra=("${FINETUNE[@]}")
+    # shellcheck disable=SC2086  # the recipe is a list of flags
+    /usr/bin/time -f "$out: wall %e s, peak RSS %M kB" \
+      "$CNNLAB" transfer train "$DATA" --out "$out" --seed "$seed" \
+      "${COMMON[@]}" ${RECIPE[$name]} "${extra[@]}" 2>&1 | tee -a "$RUNS/times.log"
+  done
+done
+
+# One table per operating point, the mean over seeds with its 95% t-interval beside the runs'
+# own bootstrap intervals; then each strategy's three seeds averaged as one ensemble.
+"$CNNLAB" transfer compare --by-seed "$RUNS"/{head,partial,lpft,full,random}-s* \
+  --out "$RUNS/seeds.md" --overwrite
+for name in head partial lpft full random; do
+  "$CNNLAB" transfer compare "$RUNS/$name"-s* --ensemble --out "$RUNS/ensemble-$name.md" --overwrite
+done
