@@ -33,3 +33,11 @@ def test_no_seconds_when_the_target_is_never_reached_or_an_epoch_has_no_time():
     assert curves.seconds_to_target(h, 0.90) is None
     h = [{"epoch": 1, "seconds": 10.0, "val_accuracy": 0.95}, {"epoch": 2, "val_accuracy": 0.96}]
     assert curves.seconds_to_target(h, 0.90) is None
+
+
+def test_training_seconds_lose_only_what_a_stalled_epoch_took_beyond_the_median():
+    steady = _history([20.0, 10.0, 10.0, 10.0], [0.8, 0.85, 0.9, 0.91])
+    assert curves.training_seconds(steady, 51.5) == 51.5  # the recorded figure, untouched
+    paused = _history([20.0, 10.0, 610.0, 10.0, 10.0], [0.8, 0.85, 0.9, 0.91, 0.92])
+    assert curves.training_seconds(paused, 661.5) == pytest.approx(661.5 - 600.0)
+    assert curves.training_seconds([{"epoch": 1, "val_accuracy": 0.9}], 7.0) == 7.0

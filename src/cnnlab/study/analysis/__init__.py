@@ -35,6 +35,7 @@ import numpy as np
 from cnnlab.errors import CnnlabError
 from cnnlab.study.analysis import curves, stats
 from cnnlab.study.analysis.curves import POINTS, epochs_to_target, generalization_gap
+from cnnlab.study.analysis.proxy import proxy_check
 from cnnlab.study.analysis.summaries import CellSummary, Comparison, Importance, StudyAnalysis
 from cnnlab.study.analysis.sweeps import summarise_sweeps
 from cnnlab.study.analysis.verdicts import comparison_sentence, factor_conclusions
@@ -74,10 +75,8 @@ def _summarise(cell: Cell, records: list[TrialRecord], target: float) -> CellSum
         accuracy=_pts(stats.t_interval(col(lambda r: r.metrics["test_accuracy"]))),
         macro_f1=stats.t_interval(col(lambda r: r.metrics["macro_f1"])),
         loss=stats.t_interval(col(lambda r: r.metrics["test_loss"])),
-        train_seconds=stats.t_interval(col(lambda r: r.metrics["train_seconds"])),
-        epoch_seconds=stats.t_interval(
-            col(lambda r: r.metrics["train_seconds"] / max(len(r.history), 1))
-        ),
+        train_seconds=stats.t_interval(col(_train_seconds)),
+        epoch_seconds=stats.t_interval(col(lambda r: _train_seconds(r) / max(len(r.history), 1))),
         val_accuracy=_pts(stats.t_interval(col(lambda r: r.value))),
         gap=_pts(stats.t_interval(col(lambda r: generalization_gap(r.history)))),
         reached=len(reached),
@@ -92,6 +91,10 @@ def _summarise(cell: Cell, records: list[TrialRecord], target: float) -> CellSum
         seconds_to_target=seconds,
         diverged=sum(bool(r.metrics.get("diverged")) for r in records),
     )
+
+
+def _train_seconds(r: TrialRecord) -> float:
+    return curves.training_seconds(r.history, r.metrics["train_seconds"])
 
 
 def _steps(config: Mapping[str, Any]) -> tuple[int | None, int | None]:
@@ -141,12 +144,15 @@ def analyse(
         if s.n and not _is_baseline(s.cell) and s.cell.levels[0][0] in own
     ]  # fmt: skip
     best = max(complete_cells, key=lambda s: s.val_accuracy.mean, default=None)
+    sweeps = summarise_sweeps(spec, records, cells)
+    val_means = {n: (s.val_accuracy.mean / POINTS, s.n) for n, s in summaries.items() if s.n}
     analysis = StudyAnalysis(
         spec=spec,
         cells=summaries,
         comparisons=comparisons,
         importance=_importance(spec, cells, records),
-        sweeps=summarise_sweeps(spec, records, cells),
+        sweeps=sweeps,
+        proxy=proxy_check(spec, (trials, cells), sweeps, val_means),
         best=best,
         complete=sum(t.key in records for t in trials),
         planned=len(trials),
@@ -228,9 +234,9 @@ def _compare_factor(spec, factor: Factor, cells, records, labels) -> list[Compar
         # them: hosts keep their names while the CPU under them changes); the median of the
         # per-seed ratios, so that one trial slowed by another job does not move it
         ratios = [
-            p[0].metrics["train_seconds"] / p[1].metrics["train_seconds"]
+            _train_seconds(p[0]) / _train_seconds(p[1])
             for p in pairs
-            if p[0].environment == p[1].environment and p[1].metrics["train_seconds"] > 0
+            if p[0].environment == p[1].environment and _train_seconds(p[1]) > 0
         ]
         out.append(
             Comparison(

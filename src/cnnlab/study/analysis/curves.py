@@ -40,23 +40,45 @@ def steps_to_target(history: History, target: float, steps_per_epoch: int) -> in
     return None if epochs is None else epochs * steps_per_epoch
 
 
-STALL = 3.0  # an epoch over this many times the trial's median epoch counts at the median
+# an epoch over STALL times the trial's median epoch and STALL_SECONDS above it counts at the
+# median: a pause lasts minutes, while a short epoch's jitter or graph tracing takes seconds
+STALL, STALL_SECONDS = 3.0, 30.0
 
 
-def seconds_to_target(history: History, target: float) -> float | None:
-    """Training seconds (validation excluded) until the end of the epoch reaching ``target``.
+def _epoch_seconds(history: History) -> list[float] | None:
+    """Each epoch's training seconds, a stalled one counted at the trial's median epoch.
 
-    An epoch that took more than ``STALL`` times the trial's median epoch was stalled from
-    outside (the worker paused, suspended or starved of CPU), not slowed by its settings, so
-    it counts at the median: a long study paused for an hour must not make one batch size look
-    an hour slower. The rule is fixed in advance and applies to every trial alike.
+    An epoch that took more than ``STALL`` times the trial's median epoch, and over
+    ``STALL_SECONDS`` more than it, was stalled from outside (the worker paused, suspended or
+    starved of CPU), not slowed by its settings, so it counts at the median: a long study
+    paused for an hour must not make one batch size look an hour slower. The rule is fixed in
+    advance and applies to every trial alike; None when an epoch has no time.
     """
-    i = target_epoch(history, target)
-    if i is None or any(r.get("seconds") is None for r in history):
+    if not history or any(r.get("seconds") is None for r in history):
         return None
     seconds = [float(r["seconds"]) for r in history]
     median = float(np.median(seconds))
-    return float(sum(s if s <= STALL * median else median for s in seconds[: i + 1]))
+    return [median if s > STALL * median and s - median > STALL_SECONDS else s for s in seconds]
+
+
+def seconds_to_target(history: History, target: float) -> float | None:
+    """Training seconds (validation excluded) until the end of the epoch reaching ``target``,
+    stalled epochs at the median (``_epoch_seconds``)."""
+    i = target_epoch(history, target)
+    seconds = _epoch_seconds(history)
+    if i is None or seconds is None:
+        return None
+    return float(sum(seconds[: i + 1]))
+
+
+def training_seconds(history: History, recorded: float) -> float:
+    """A trial's recorded training seconds less what its stalled epochs took beyond the median
+    (``_epoch_seconds``): the recorded figure itself when no epoch stalled."""
+    capped = _epoch_seconds(history)
+    if capped is None:
+        return float(recorded)
+    excess = sum(float(r["seconds"]) - c for r, c in zip(history, capped, strict=True))
+    return float(recorded) - excess
 
 
 def has_clean_gap(history: History) -> bool:

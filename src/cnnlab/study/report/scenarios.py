@@ -243,3 +243,29 @@ def sweep_part(rep: Report, a: StudyAnalysis, factor: Factor, folder: Path) -> N
         )  # fmt: skip
         rep.image(path, "Validation accuracy vs learning rate for each level")
         rep.table(rows)
+
+
+def proxy_part(rep: Report, a: StudyAnalysis) -> None:
+    """The learning-rate factor's check of the sweeps: their choice against the full budget's."""
+    check = a.proxy
+    if check is None:
+        return
+    rep.heading("Do the shorter sweeps choose the full budget's rate?", 3)
+    rep.paragraph(
+        "Every level that tunes its learning rate chose it by a sweep on a shorter budget and "
+        "on seeds that are not study seeds: a proxy for the full budget. This factor trains "
+        "the same network at several rates for the full budget, so each sweep of that same "
+        "network (the same settings but for the rate, the epochs and the seed) is checked "
+        "against it, on validation accuracy only."
+    )
+    rep.paragraph(check.statement(), css_class="conclusion")
+    rows = []
+    for r in check.rows:
+        rows.append({
+            "sweep (levels it tuned)": ", ".join(r.sweeps), "epochs": r.epochs,
+            "seeds": ", ".join(map(str, r.seeds)), "chose lr": f"{r.chosen:.3g}",
+            f"x the full budget's best ({check.best:g})": f"{r.ratio(check.best):.3g}",
+            "within one step": "yes" if check.within_step(r) else "no",
+            "complete": "yes" if r.complete else "no (still running)",
+        })  # fmt: skip
+    rep.table(rows)

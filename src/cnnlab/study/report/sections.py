@@ -26,6 +26,7 @@ from cnnlab.study.report.scenarios import (
     factor_cells,
     learning_curves_part,
     optimizer_part,
+    proxy_part,
     regime_part,
     sweep_part,
 )
@@ -169,6 +170,8 @@ def factor_section(rep, a: StudyAnalysis, records, factor: Factor, title: str, f
         optimizer_part(rep, a, records, factor, folder)
     if factor.lr_sweep is not None:  # any factor whose levels each tune their learning rate
         sweep_part(rep, a, factor, folder)
+    if factor.kind == "lr":
+        proxy_part(rep, a)
     comps = {c.level: c for c in a.comparisons if c.factor == factor.name}
     rows = []
     for lv, s in cells:
