@@ -91,8 +91,8 @@ def _runs_table(runs: list[TestedRun]) -> str:
             weights = Path(str(weights)).name
         model = f"{c.get('arch', '?')} ({weights})"
         strategy = str(c.get("strategy", "?"))
-        rows.append([run.name, model, strategy, _epochs(m), _seconds(m.get("train_seconds"))])
-    return _markdown(rows)
+        rows.append([run.name, model, strategy, _epochs(m), format_seconds(m.get("train_seconds"))])
+    return rows_markdown(rows)
 
 
 def _point_table(runs: list[TestedRun], point: str) -> str:
@@ -102,13 +102,13 @@ def _point_table(runs: list[TestedRun], point: str) -> str:
         values, ci = run.at(point) or {}, run.intervals(point)
         threshold = "0.5" if point == ARGMAX and len(run.metrics["class_names"]) == 2 else "–"
         if point == VALIDATION_THRESHOLD:
-            threshold = "per fold" if run.cross_validation else _number(run.threshold)
+            threshold = "per fold" if run.cross_validation else format_number(run.threshold)
         if len(run.metrics["class_names"]) > 2:
             threshold = "argmax"
         cells = [run.name, threshold]
         cells += [_with_interval(values.get(k), ci.get(k)) for k, _ in POINT_COLUMNS]
         rows.append(cells)
-    return _markdown(rows)
+    return rows_markdown(rows)
 
 
 def _free_table(runs: list[TestedRun]) -> str:
@@ -118,7 +118,7 @@ def _free_table(runs: list[TestedRun]) -> str:
         rows.append(
             [run.name] + [_with_interval(run.metrics.get(k), ci.get(k)) for k, _ in FREE_COLUMNS]
         )
-    return _markdown(rows)
+    return rows_markdown(rows)
 
 
 def _point_differences(runs: list[TestedRun], point: str, seed: int) -> str:
@@ -143,7 +143,7 @@ def _point_differences(runs: list[TestedRun], point: str, seed: int) -> str:
             x, y = a.get(key), b.get(key)
             cells.append(_difference(None if x is None or y is None else y - x, ci.get(key)))
         rows.append(cells)
-    return _markdown(rows)
+    return rows_markdown(rows)
 
 
 def _free_differences(runs: list[TestedRun], seed: int) -> str:
@@ -156,7 +156,7 @@ def _free_differences(runs: list[TestedRun], seed: int) -> str:
             x, y = ref.metrics.get(key), run.metrics.get(key)
             cells.append(_difference(None if x is None or y is None else y - x, ci.get(key)))
         rows.append(cells)
-    return _markdown(rows)
+    return rows_markdown(rows)
 
 
 def _epochs(m: dict[str, Any]) -> str:
@@ -178,19 +178,22 @@ def _difference(point: float | None, interval: list[float] | None) -> str:
 def _with_interval(value: float | None, interval: list[float] | None) -> str:
     if value is None:
         return "–"
-    return _number(value) + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+    return format_number(value) + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
 
 
-def _number(value: float | None) -> str:
+# the cell formats of every transfer comparison table (``compare`` and ``seeds`` alike)
+
+
+def format_number(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def _seconds(value: float | None) -> str:
+def format_seconds(value: float | None) -> str:
     if value is None:
         return "–"
     minutes, seconds = divmod(round(value), 60)
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
-def _markdown(rows: list[list[str]]) -> str:
+def rows_markdown(rows: list[list[str]]) -> str:
     return "\n".join(markdown_table(rows[0], rows[1:]))

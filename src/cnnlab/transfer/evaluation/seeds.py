@@ -26,7 +26,7 @@ import numpy as np
 from cnnlab.bootstrap import N_RESAMPLES
 from cnnlab.errors import CnnlabError
 from cnnlab.intervals import Interval, t_interval
-from cnnlab.transfer.evaluation.compare import _markdown, _number, _seconds  # one format
+from cnnlab.transfer.evaluation.compare import format_number, format_seconds, rows_markdown
 from cnnlab.transfer.evaluation.tested_run import (
     FREE_COLUMNS,
     POINT_COLUMNS,
@@ -139,12 +139,12 @@ def _recipes_table(recipes: list[Recipe]) -> str:
                 seeds,
                 ", ".join(r.name for r in runs),
                 _epochs(runs),
-                _seconds(_mean(r.metrics.get("train_seconds") for r in runs)),
+                format_seconds(_mean(r.metrics.get("train_seconds") for r in runs)),
                 "–" if rss is None else f"{rss:.0f} MiB",
                 "; ".join(devices),
             ]
         )
-    return _markdown(rows)
+    return rows_markdown(rows)
 
 
 def _point_table(recipes: list[Recipe], point: str) -> str:
@@ -158,7 +158,7 @@ def _point_table(recipes: list[Recipe], point: str) -> str:
             boot = [_bootstrap(run, run.intervals(point), key) for run in runs]
             cells.append(_cell([a.get(key) for a in at], boot))
         rows.append(cells)
-    return _markdown(rows)
+    return rows_markdown(rows)
 
 
 def _free_table(recipes: list[Recipe]) -> str:
@@ -170,7 +170,7 @@ def _free_table(recipes: list[Recipe]) -> str:
             boot = [_bootstrap(run, run.metrics.get("ci"), key) for run in runs]
             cells.append(_cell([run.metrics.get(key) for run in runs], boot))
         rows.append(cells)
-    return _markdown(rows)
+    return rows_markdown(rows)
 
 
 def _threshold(runs: list[TestedRun], point: str) -> str:
@@ -181,7 +181,7 @@ def _threshold(runs: list[TestedRun], point: str) -> str:
     if point == VALIDATION_THRESHOLD and any(run.cross_validation for run in runs):
         return "per fold"
     mean = _mean(run.threshold for run in runs)
-    return _number(mean) + (" (mean)" if len(runs) > 1 and mean is not None else "")
+    return format_number(mean) + (" (mean)" if len(runs) > 1 and mean is not None else "")
 
 
 def _cell(values: list[float | None], intervals: list[list[float] | None]) -> str:
@@ -189,7 +189,7 @@ def _cell(values: list[float | None], intervals: list[list[float] | None]) -> st
     over_seeds = t_interval(values)
     if over_seeds.n == 0:
         return "–"
-    text = _number(over_seeds.mean) + _bounds(over_seeds)
+    text = format_number(over_seeds.mean) + _bounds(over_seeds)
     known = [i for i in intervals if i is not None]
     if known:
         low, high = np.mean(known, axis=0)
