@@ -12,8 +12,18 @@ set -euo pipefail
 
 DATA=${1:-../shared/data/chest-xray-pneumonia}
 RUNS=${2:-runs/chest-xray-seeds}
-CNNLAB=${CNNLAB:-cnnlab}
 SEEDS=${SEEDS:-"0 1 2"}
+if [[ -z "${CNNLAB:-}" ]]; then  # the project's own environment (make venv), else the PATH's
+  if [[ -x .venv/bin/cnnlab ]]; then CNNLAB=.venv/bin/cnnlab; else CNNLAB=cnnlab; fi
+fi
+if ! command -v "$CNNLAB" >/dev/null; then
+  echo "chest-xray-seeds.sh: error: no cnnlab command (run 'make venv', or set CNNLAB)" >&2
+  exit 2
+fi
+if [[ ! -d "$DATA/train" || ! -d "$DATA/test" ]]; then
+  echo "chest-xray-seeds.sh: error: $DATA has no train/ and test/ folders (give DATA)" >&2
+  exit 2
+fi
 mkdir -p "$RUNS"
 
 # Shared by every strategy: the offline ImageNet weights, patients kept in one split, duplicates
@@ -41,9 +51,10 @@ for seed in $SEEDS; do
     if [[ -f "$out/metrics.json" ]]; then echo "kept $out"; continue; fi
     extra=()
     [[ " $FINETUNED " == *" $name "* ]] && extra=("${FINETUNE[@]}")
+    timer=()  # wall time and peak RSS of the whole command, where GNU time is installed
+    [[ -x /usr/bin/time ]] && timer=(/usr/bin/time -f "$out: wall %e s, peak RSS %M kB")
     # shellcheck disable=SC2086  # the recipe is a list of flags
-    /usr/bin/time -f "$out: wall %e s, peak RSS %M kB" \
-      "$CNNLAB" transfer train "$DATA" --out "$out" --seed "$seed" \
+    "${timer[@]}" "$CNNLAB" transfer train "$DATA" --out "$out" --seed "$seed" \
       "${COMMON[@]}" ${RECIPE[$name]} "${extra[@]}" 2>&1 | tee -a "$RUNS/times.log"
   done
 done
