@@ -94,3 +94,40 @@ def test_the_cache_lives_under_the_user_cache_folder(monkeypatch, tmp_path):
     assert cache_file().parts[-3:] == (".cache", "cnnlab", "throughput.json")
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path / "own"))  # one root for every cache
     assert cache_file() == tmp_path / "own" / "throughput.json"
+
+
+def test_an_estimate_measured_on_a_busy_machine_says_so(run_cli, tmp_path):
+    threads = default_threads(DEFAULT_WORKERS)
+    path = tmp_path / "cache" / "cnnlab" / "throughput.json"
+    path.parent.mkdir(parents=True)
+    entry = {"train": {"32": 500.0, "128": 1000.0, "512": 1500.0}, "infer": 5000.0}
+    key = machine_key(threads, DEFAULT_WORKERS)
+    path.write_text(json.dumps({key: entry | {"load_per_core": 0.2}}))
+    assert "busy" not in _plan(run_cli, tmp_path, "--profile", "smoke")[-1]
+    path.write_text(json.dumps({key: entry | {"load_per_core": 1.6}}))
+    line = _plan(run_cli, tmp_path, "--profile", "smoke")[-1]
+    assert "measured while the machine was busy (load 1.6 per core)" in line
+    assert "`cnnlab study plan --remeasure` measures again" in line
+
+
+def test_remeasure_replaces_the_cached_throughput_and_keeps_the_load(monkeypatch, tmp_path):
+    from cnnlab.study import estimate
+
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path))
+    fresh = {"train": {"128": 4000.0}, "infer": 9000.0, "trial_overhead": 1.0,
+             "epoch_overhead": 0.1}  # fmt: skip
+    calls = []
+    monkeypatch.setattr(estimate, "_measure_in_subprocesses",
+                        lambda t, w: calls.append((t, w)) or dict(fresh))  # fmt: skip
+    monkeypatch.setattr(estimate, "_load_per_core", lambda: 0.05)
+    key = machine_key(1, 2)
+    cache_file().write_text(json.dumps({key: {"train": {"128": 700.0}, "infer": 1000.0,
+                                              "load_per_core": 2.0}}))  # fmt: skip
+    cached = estimate.throughput(1, 2, measure=True)
+    assert cached.cached and cached.busy and cached.train_rate(128) == 700.0 and not calls
+    again = estimate.throughput(1, 2, measure=False, remeasure=True)
+    assert calls == [(1, 2)] and not again.cached and not again.busy
+    assert again.train_rate(128) == 4000.0
+    stored = json.loads(cache_file().read_text())[key]
+    assert stored["train"] == {"128": 4000.0} and stored["load_per_core"] == 0.05
+    assert estimate.throughput(1, 2).cached  # and the new one is what later plans read

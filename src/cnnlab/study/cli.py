@@ -230,6 +230,9 @@ def plan(
     measure: bool = typer.Option(
         True, help="Measure this machine's throughput for the estimate (cached after once)."
     ),
+    remeasure: bool = typer.Option(
+        False, "--remeasure", help="Measure again and replace the cached throughput."
+    ),
 ) -> None:
     """Show the trials a spec would run, its training images and an estimated wall time."""
     from cnnlab.study import estimate
@@ -247,7 +250,7 @@ def plan(
         print(f"  {cell.name}: {len(cell.keys)} x {images:,} training images")
     print(total_line(trials))
     workers = workers or DEFAULT_WORKERS
-    rate = estimate.throughput(default_threads(workers), workers, measure=measure)
+    rate = estimate.throughput(default_threads(workers), workers, measure, remeasure)
     if rate is None:
         print("estimated wall time: not measured (--no-measure, and no cached measurement)")
         return

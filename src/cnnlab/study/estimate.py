@@ -11,7 +11,9 @@ what building a model and each epoch cost besides their images. It is cached in
 workers and threads, so only the first ``plan`` pays its ~30 s.
 
 What it leaves out, and says: larger kernels and batch norm train slower than the tutorial
-network, and a machine shared with other jobs is as fast as it was when measured, no more.
+network, and a machine shared with other jobs is as fast as it was when measured, no more:
+the load average per core before measuring is kept with it, and an estimate from a busy
+machine says so (``study plan --remeasure`` measures again on a quiet one).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ BATCHES = (32, 128, 512)
 MEASURE_IMAGES = 2048  # per epoch: about a second each on a 2-core VM
 TEST_IMAGES = 10_000  # evaluated once per trial
 MEASURE_TIMEOUT = 300
+BUSY_LOAD = 0.5  # load average per core before measuring above which the machine was busy
 
 
 @dataclass(frozen=True)
@@ -49,12 +52,21 @@ class Throughput:
     cached: bool = False
     trial_overhead: float = 0.0  # seconds to build, trace and start training a model
     epoch_overhead: float = 0.0  # seconds each epoch costs besides its images
+    load: float | None = None  # the 1-minute load average per core when it was measured
 
     @classmethod
     def from_entry(cls, entry: dict[str, Any], key: str, cached: bool) -> Throughput:
+        load = entry.get("load_per_core")
         return cls({int(b): float(r) for b, r in entry["train"].items()}, float(entry["infer"]),
                    key, cached, float(entry.get("trial_overhead", 0.0)),
-                   float(entry.get("epoch_overhead", 0.0)))  # fmt: skip
+                   float(entry.get("epoch_overhead", 0.0)),
+                   None if load is None else float(load))  # fmt: skip
+
+    @property
+    def busy(self) -> bool:
+        """Measured while other work held the cores: the estimate is too slow for a quiet
+        machine (``cnnlab study plan --remeasure`` there)."""
+        return self.load is not None and self.load > BUSY_LOAD
 
     def train_rate(self, batch: int) -> float:
         """Images/s at ``batch``: interpolated in log2(batch size) between the measured batch
@@ -106,20 +118,33 @@ def machine_key(threads: int, workers: int) -> str:
             f"{threads} thread(s)")  # fmt: skip
 
 
-def throughput(threads: int, workers: int, measure: bool = True) -> Throughput | None:
-    """The cached throughput for this machine, else (``measure``) a fresh measurement."""
+def throughput(
+    threads: int, workers: int, measure: bool = True, remeasure: bool = False
+) -> Throughput | None:
+    """The cached throughput for this machine, else (``measure``) a fresh measurement;
+    ``remeasure`` measures again and replaces the cached one."""
     key = machine_key(threads, workers)
     path = cache_file()
     cache = _read(path)
-    if key in cache:
+    if key in cache and not remeasure:
         return Throughput.from_entry(cache[key], key, cached=True)
-    if not measure:
+    if not (measure or remeasure):
         return None
+    load = _load_per_core()  # before the measurement's own processes start
     entry = _measure_in_subprocesses(threads, workers)
+    if load is not None:
+        entry["load_per_core"] = round(load, 3)
     cache[key] = entry | {"measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     with contextlib.suppress(OSError):  # a read-only home only loses the cache
         _write(path, cache)
     return Throughput.from_entry(entry, key, cached=False)
+
+
+def _load_per_core() -> float | None:
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except (AttributeError, OSError):  # no load average on this platform (Windows)
+        return None
 
 
 def _read(path: Path) -> dict[str, Any]:

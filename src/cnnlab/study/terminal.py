@@ -68,10 +68,16 @@ def estimate_line(trials: list[PlannedTrial], workers: int, rate: Throughput | N
         )
     seconds = estimate.wall_seconds(trials, rate, workers)
     source = f"cached in {estimate.cache_file()}" if rate.cached else "measured just now"
+    busy = (
+        f"; measured while the machine was busy (load {rate.load:.1f} per core), so slower "
+        "than a quiet machine: `cnnlab study plan --remeasure` measures again"
+        if rate.busy
+        else ""
+    )
     return (
         f"estimated wall time: {duration(seconds)} with {workers} workers, from "
         f"{rate.train_rate(128):,.0f} training images/s per worker at batch size 128 "
-        f"({rate.key}; {source}); larger kernels and batch norm train slower"
+        f"({rate.key}; {source}); larger kernels and batch norm train slower{busy}"
     )
 
 
