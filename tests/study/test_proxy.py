@@ -97,7 +97,7 @@ factors:
 
 
 @pytest.mark.slow
-def test_the_report_checks_the_sweeps_against_the_full_budget(tmp_path, fake_env):
+def test_the_report_checks_the_sweeps_against_the_full_budget(tmp_path, fake_env, monkeypatch):
     from cnnlab.study import load_spec, run_study
     from cnnlab.study import storage as st
     from cnnlab.study.analysis import analyse
@@ -134,3 +134,16 @@ def test_the_report_checks_the_sweeps_against_the_full_budget(tmp_path, fake_env
     within = "yes" if check.within_step(row) else "no"
     assert f"| kernel_size=3x3 | 1 | 2, 3 | {row.chosen:.3g} |" in section
     assert f"| {within} | yes |" in section
+    # while only the sweeps have run, the factor's section already shows what they chose
+    every = st.completed_records
+
+    def sweeps_only(study):
+        return {k: r for k, r in every(study).items() if r.kind == "sweep"}
+
+    monkeypatch.setattr(st, "completed_records", sweeps_only)
+    md = write_report(url, "proxy", tmp_path / "early").with_suffix(".md").read_text()
+    kernel = md.split("## Kernel (filter) size")[1].split("\n## ")[0]
+    assert "No completed trials for this factor yet." in kernel
+    assert "### Learning-rate sweep (validation split), bracketed" in kernel
+    assert f"3x3: chose lr {row.chosen:.3g}" in kernel
+    assert "Do the shorter sweeps" not in md  # nothing to check against yet

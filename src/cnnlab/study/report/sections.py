@@ -144,6 +144,8 @@ def factor_section(rep, a: StudyAnalysis, records, factor: Factor, title: str, f
     cells = factor_cells(a, factor)
     if not cells:
         rep.paragraph("No completed trials for this factor yet.")
+        if factor.lr_sweep is not None and a.sweeps.get(factor.name):
+            sweep_part(rep, a, factor, folder)  # a running study's sweeps come first
         return
     stem = factor.name.replace(" ", "_")
     labels = [lv for lv, _ in cells]
