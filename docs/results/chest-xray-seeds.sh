@@ -60,7 +60,10 @@ for seed in $SEEDS; do
 done
 
 # One table per operating point, the mean over seeds with its 95% t-interval beside the runs'
-# own bootstrap intervals; then each strategy's three seeds averaged as one ensemble.
+# own bootstrap intervals; then each strategy's three seeds averaged as one ensemble. The
+# ensemble the results page reports as cnnlab's was fixed before any run: LP-FT's seeds (the
+# strategy built for a site shift). The other four are printed beside it, never chosen from
+# the test folder.
 "$CNNLAB" transfer compare --by-seed "$RUNS"/{head,partial,lpft,full,random}-s* \
   --out "$RUNS/seeds.md" --overwrite
 for name in head partial lpft full random; do
