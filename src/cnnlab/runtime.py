@@ -1,4 +1,4 @@
-"""What a process needs before any framework runs: extras, threads, quiet logs.
+"""What a process needs before any framework runs: extras, threads, quiet logs, Ctrl-C.
 
 Imports no pipeline (and no framework at import time), so every part of cnnlab can use it:
 the CLI quiets TensorFlow's logs before a command imports it, a study worker splits the cores
@@ -27,7 +27,9 @@ import functools
 import importlib.util
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,6 +247,25 @@ def require_supported_backend() -> str:
             f"{SUPPORTED_BACKENDS[name]}, which is not installed; use {supported}"
         )
     return name
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Inside the block, SIGINT (Ctrl-C, ``kill -INT``) raises KeyboardInterrupt even where it
+    arrived ignored: a shell starts a background job (``cnnlab serve RUN &`` in a script) with
+    SIGINT ignored and Python keeps it so, and a server meant to stop on ``kill -INT`` did
+    nothing. The ignored setting comes back after the block; only the main thread can set it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+from cnnlab.runtime import interruptible
 from cnnlab.serve.page import check_port, pipeline_of
 
 __all__ = ["serve"]
@@ -106,9 +107,7 @@ def private_uploads() -> Iterator[str]:
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (``kill``, a service manager) stops the page as Ctrl-C does, so the cleanup of
     :func:`private_uploads` runs; Python's default would end the process without it. SIGINT
-    too when it arrives ignored: a shell starts a background job (``cnnlab serve RUN &`` in a
-    script) with SIGINT ignored and Python keeps it so, and ``kill -INT`` did nothing (as
-    ``study dashboard`` found)."""
+    too when it arrives ignored, as in a background job (``runtime.interruptible``)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -117,15 +116,11 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
-    previous_int = signal.getsignal(signal.SIGINT)
-    if previous_int == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        yield
+        with interruptible():
+            yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if previous_int == signal.SIG_IGN:
-            signal.signal(signal.SIGINT, previous_int)
 
 
 def _announce(run_dir: str | os.PathLike, pipeline: str, host: str, port: int) -> None:

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import signal
-import threading
 from collections.abc import Callable
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from cnnlab.errors import CnnlabError
 from cnnlab.origin import allowed_hosts, wsgi_guard
+from cnnlab.runtime import interruptible
 from cnnlab.study import storage as st
 
 DEFAULT_HOST = "127.0.0.1"
@@ -90,9 +89,6 @@ def serve_dashboard(
                 + ("and change (annotate, delete) " if allow_writes else "")
                 + "these studies"
             )
-        if threading.current_thread() is threading.main_thread():
-            # Started in the background (`cnnlab study dashboard &`, a script, a test runner),
-            # a shell has set SIGINT to ignored and Python keeps it so: `kill -INT` did nothing.
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it is meant to stop
+        # started in the background (`cnnlab study dashboard &`), `kill -INT` must still stop it
+        with interruptible(), contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the way to stop
             server.serve_forever()
