@@ -7,6 +7,7 @@
   what a child's stderr would also show (Python warnings, unhandled log records, a traceback);
 - ``cli_error_line(capsys, *args)``: the one error line of a refused command (exit 2);
 - ``markdown_tables(text)``: the Markdown tables of a report, by heading;
+- ``as_a_background_job``: a child's ``preexec_fn`` that starts it as a shell starts ``cmd &``;
 - ``assert_epochs_tracked(...)``: a run's history.csv logged to MLflow epoch by epoch;
 - ``headless_chromium()``: the one Chromium set-up of the browser tests.
 """
@@ -17,6 +18,7 @@ import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -163,6 +165,12 @@ def cli_error_line(capsys, *args) -> str:
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("cnnlab: error: "), err
     return lines[0]
+
+
+def as_a_background_job() -> None:
+    """``preexec_fn`` for a child started as a shell starts ``cmd &`` in a script (no job
+    control): SIGINT ignored, which Python keeps."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def markdown_tables(text: str) -> dict:

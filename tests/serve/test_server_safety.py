@@ -15,6 +15,8 @@ import time
 import httpx
 import pytest
 
+from cnnlab_testing import as_a_background_job
+
 pytestmark = pytest.mark.slow  # a real (tiny) training run, and the server's start-up
 
 START_SECONDS = 240  # importing TensorFlow and loading the model on a loaded 2-core machine
@@ -26,10 +28,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _as_a_background_job() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to `cmd &` in a script
-
-
 def _serve(run_dir, tmp_path, background: bool = False):
     """`cnnlab serve` with its temporary files under ``tmp_path/tmp``: (proc, url, tmp);
     ``background``: started as a shell starts `cmd &` without job control, SIGINT ignored."""
@@ -39,7 +37,7 @@ def _serve(run_dir, tmp_path, background: bool = False):
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnnlab", "serve", str(run_dir), "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-        preexec_fn=_as_a_background_job if background else None,
+        preexec_fn=as_a_background_job if background else None,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_SECONDS

@@ -20,7 +20,7 @@ from cnnlab.origin import allowed_hosts, refusal
 from cnnlab.study import load_spec
 from cnnlab.study import storage as st
 from cnnlab.study.dashboard import is_loopback
-from cnnlab_testing import cnnlab_env
+from cnnlab_testing import as_a_background_job, cnnlab_env
 
 HERE = Path(__file__).parent
 START_TIMEOUT = 90.0  # seconds for the command to print its address (imports under load)
@@ -54,7 +54,7 @@ def dashboard():
              "--port", "0", *options],
             cwd=cwd, env=cnnlab_env(path=[HERE]), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
-            preexec_fn=_as_a_background_job if background else None,
+            preexec_fn=as_a_background_job if background else None,
         )  # fmt: skip
         try:
             line = _first_line(proc, START_TIMEOUT)
@@ -84,10 +84,6 @@ def _first_line(proc: subprocess.Popen, timeout: float) -> str:
         if proc.poll() is not None:
             break
     return ""
-
-
-def _as_a_background_job() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to `cmd &` without job control
 
 
 def test_the_dashboard_serves_the_storage_on_loopback(dashboard, study_url, tmp_path):
