@@ -69,14 +69,17 @@ def _summarise(cell: Cell, records: list[TrialRecord], target: float) -> CellSum
     seconds, _ = curves.median_or_none(
         [curves.seconds_to_target(r.history, target) for r in records]
     )
+    seconds_each = col(_train_seconds)  # stalled epochs at the median (curves)
     return CellSummary(
         cell=cell,
         n=len(records),
         accuracy=_pts(stats.t_interval(col(lambda r: r.metrics["test_accuracy"]))),
         macro_f1=stats.t_interval(col(lambda r: r.metrics["macro_f1"])),
         loss=stats.t_interval(col(lambda r: r.metrics["test_loss"])),
-        train_seconds=stats.t_interval(col(_train_seconds)),
-        epoch_seconds=stats.t_interval(col(lambda r: _train_seconds(r) / max(len(r.history), 1))),
+        train_seconds=stats.t_interval(seconds_each),
+        epoch_seconds=stats.t_interval(
+            [t / max(len(r.history), 1) for t, r in zip(seconds_each, records, strict=True)]
+        ),
         val_accuracy=_pts(stats.t_interval(col(lambda r: r.value))),
         gap=_pts(stats.t_interval(col(lambda r: generalization_gap(r.history)))),
         reached=len(reached),
@@ -145,7 +148,7 @@ def analyse(
     ]  # fmt: skip
     best = max(complete_cells, key=lambda s: s.val_accuracy.mean, default=None)
     sweeps = summarise_sweeps(spec, records, cells)
-    val_means = {n: (s.val_accuracy.mean / POINTS, s.n) for n, s in summaries.items() if s.n}
+    val_means = {n: (s.val_accuracy.mean, s.n) for n, s in summaries.items() if s.n}
     analysis = StudyAnalysis(
         spec=spec,
         cells=summaries,
@@ -233,11 +236,9 @@ def _compare_factor(spec, factor: Factor, cells, records, labels) -> list[Compar
         # times compare only within one machine (a study resumed on another CPU would mix
         # them: hosts keep their names while the CPU under them changes); the median of the
         # per-seed ratios, so that one trial slowed by another job does not move it
-        ratios = [
-            _train_seconds(p[0]) / _train_seconds(p[1])
-            for p in pairs
-            if p[0].environment == p[1].environment and _train_seconds(p[1]) > 0
-        ]
+        timed = [(_train_seconds(a), _train_seconds(b))
+                 for a, b in pairs if a.environment == b.environment]  # fmt: skip
+        ratios = [level / ref for level, ref in timed if ref > 0]
         out.append(
             Comparison(
                 factor=factor.name,

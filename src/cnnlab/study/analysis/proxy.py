@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnlab.study.analysis.curves import POINTS
 from cnnlab.study.analysis.sweeps import SweepSummary
 from cnnlab.study.spec import StudySpec
 from cnnlab.study.spec.plan import Cell, PlannedTrial, sweep_trials
@@ -87,7 +86,7 @@ def proxy_check(
     val_means: Mapping[str, tuple[float, int]],
 ) -> ProxyCheck | None:
     """The check, if the study has a factor of learning rates (kind ``lr``) with results.
-    ``val_means``: cell name -> (mean validation accuracy as a fraction, seeds)."""
+    ``val_means``: cell name -> (mean validation accuracy in points, seeds)."""
     factor = next((f for f in spec.factors if f.kind == "lr" and not f.lr_sweep), None)
     if factor is None:
         return None
@@ -105,13 +104,13 @@ def proxy_check(
         if cfg is None or not n:
             continue
         full = full or cfg
-        grid[float(cfg["lr"])] = mean * POINTS
+        grid[float(cfg["lr"])] = mean
         seeds.append(n)
     if full is None or len(grid) < 2:
         return None
     check = ProxyCheck(factor.name, int(full["epochs"]), min(seeds), grid)
     network = _network(full)
-    shared: dict[tuple, ProxyRow] = {}
+    rows: dict[tuple[str, ...], ProxyRow] = {}  # by the sweep's trial keys
     for f in spec.factors:
         for level, s in sweeps.get(f.name, {}).items():
             planned = sweep_trials(spec, f, level)
@@ -119,16 +118,15 @@ def proxy_check(
             if _network(cfg) != network or s.choice is None:
                 continue
             # two levels that train the same config share one sweep: one row, both names
-            ident = (tuple(t.key for t in planned),)
-            name = f"{f.name}={level}"
-            if ident in shared:
-                shared[ident].sweeps.append(name)
-                continue
-            shared[ident] = row = ProxyRow(
-                [name], int(cfg["epochs"]), tuple(sorted({t.seed for t in planned})),
-                float(s.choice["chosen"]), s.complete,
-            )  # fmt: skip
-            check.rows.append(row)
+            name, keys = f"{f.name}={level}", tuple(t.key for t in planned)
+            if keys in rows:
+                rows[keys].sweeps.append(name)
+            else:
+                rows[keys] = ProxyRow(
+                    [name], int(cfg["epochs"]), tuple(sorted({t.seed for t in planned})),
+                    float(s.choice["chosen"]), s.complete,
+                )  # fmt: skip
+    check.rows = list(rows.values())
     return check
 
 
