@@ -58,6 +58,27 @@ def test_imagenet_weights_come_from_the_torch_hub_cache(tmp_path, monkeypatch):
     assert model.fc.out_features == 2
 
 
+def test_online_download_fills_the_cache_hash_checked_and_quietly(tmp_path, monkeypatch, capsys):
+    torch.manual_seed(5)
+    reference = M.build_model("resnet18", 1000, weights="none").state_dict()
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        calls.append((url, hash_prefix))
+        torch.save(reference, dst)
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    model = M.build_model("resnet18", 2, weights="imagenet")
+    assert torch.equal(model.layer2[0].conv1.weight, reference["layer2.0.conv1.weight"])
+    assert [(url.rsplit("/", 1)[1], prefix) for url, prefix in calls] == [
+        (RESNET18_FILE, "f37072fd")
+    ]
+    assert (tmp_path / "hub" / "checkpoints" / RESNET18_FILE).is_file()
+    M.build_model("resnet18", 2, weights="imagenet")  # cached now: no second download
+    assert len(calls) == 1 and capsys.readouterr().out == ""
+
+
 def _offline(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 
@@ -85,8 +106,10 @@ def test_offline_train_command_fails_with_one_line_and_exit_2(
     with pytest.raises(SystemExit) as exit_:
         main(["transfer", "train", str(folder), "--out", str(out), "--image-size", "32"])
     assert exit_.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("cnnlab: error: ImageNet weights for resnet18")
+    assert captured.out == ""  # not torch's "Downloading: ..." line either
     assert not out.exists()
 
 

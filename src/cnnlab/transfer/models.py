@@ -114,13 +114,27 @@ def _torchvision_pretrained(arch: str, build: bool = True) -> Any:
         Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
     )
     try:
-        if not build:  # downloads into the cache when online, like get_model would
+        _download_once(weights.url, cache_file)
+        if not build:
             return weights.get_state_dict(progress=True, check_hash=True)
         return get_model(arch, weights=weights)
     except OSError:  # URLError, connection refused, DNS failure: offline
         raise CnnlabError(offline_message(arch, weights.url, cache_file)) from None
     except Exception as e:  # a truncated or foreign file in the cache
         raise CnnlabError(f"cached ImageNet weights {cache_file} cannot be loaded: {e}") from None
+
+
+def _download_once(url: str, cache_file: Path) -> None:
+    """Fill torch's cache as ``load_state_dict_from_url`` would (hash-checked, written
+    atomically), without the "Downloading: ..." line it prints on stdout: offline, the one
+    error line is all a user sees, and stdout stays clean for --json."""
+    if cache_file.exists():
+        return
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    match = torch.hub.HASH_REGEX.search(cache_file.name)
+    torch.hub.download_url_to_file(
+        url, str(cache_file), match.group(1) if match else None, progress=True
+    )
 
 
 def load_plain(path: Path, what: str) -> Any:
