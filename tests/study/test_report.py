@@ -120,12 +120,15 @@ def test_the_machines_section_counts_each_environments_trials_and_warns_when_the
     text = one.to_markdown()
     assert "vm@ab: AMD EPYC (family 25 model 17, AVX-512), 2 CPUs" in text
     assert "Completed trials: 7." in text and "environments" not in text
+    assert "Worker time" not in text  # no trial times given: nothing made up
     two = Report("t")
     machines_part(two, {"machines": {"vm@ab": env, "vm@cd": {**env, "processor": "AMD EPYC 7551"}},
-                        "machine_trials": Counter({"vm@ab": 5, "vm@cd": 3})})  # fmt: skip
+                        "machine_trials": Counter({"vm@ab": 5, "vm@cd": 3}),
+                        "machine_seconds": Counter({"vm@ab": 9000.0, "vm@cd": 1500.0})})  # fmt: skip
     text = two.to_markdown()
-    assert "vm@ab: AMD EPYC (family 25" in text and "Completed trials: 5." in text
-    assert "vm@cd: AMD EPYC 7551" in text and "Completed trials: 3." in text
+    assert "vm@ab: AMD EPYC (family 25" in text and "Completed trials: 5, 2.5 h of worker" in text
+    assert "vm@cd: AMD EPYC 7551" in text and "Completed trials: 3, 25 min of worker" in text
+    assert "Worker time: 2.9 h over 8 completed trials" in text
     assert "The trials ran in 2 environments. Training times" in text
     assert "pairs a level with its reference on the seeds timed in the same environment" in text
 
@@ -180,6 +183,9 @@ def test_report_files_and_sections(finished_fake_study, tmp_path):
     spec = load_spec(finished_fake_study["spec"])
     assert len(rows) == len(spec.plan()[0])
     assert {"test_accuracy", "config.kernel_size", "seed", "cells", "lr_used"} <= set(rows[0])
+    busy = sum(float(r["trial_seconds"]) for r in rows)  # the trials' own times, summed
+    shown = f"{busy / 3600:.1f} h" if busy >= 3600 else f"{busy / 60:.0f} min"
+    assert f"Worker time: {shown} over {len(rows)} completed trials" in md
 
 
 def test_cli_status_and_report(finished_fake_study, tmp_path):

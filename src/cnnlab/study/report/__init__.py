@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +64,19 @@ def write_report(
         "origin": study.user_attrs.get("cnnlab_origin", {}),
         "machines": st.worker_environments(study),
         "machine_trials": Counter(r.environment for r in records.values()),  # completed
+        "machine_seconds": _seconds_by_environment(records.values()),
     }
     with run_directory(out, overwrite=overwrite) as tmp:
         write_csv(tmp / "results.csv", results_rows(spec, records))
         build_report(analysis, records, meta, tmp).write(tmp)
     return Path(out) / "report.html"
+
+
+def _seconds_by_environment(records: Iterable[st.TrialRecord]) -> Counter:
+    seconds: Counter = Counter()
+    for r in records:
+        seconds[r.environment] += r.seconds or 0.0
+    return seconds
 
 
 def check_report_out(

@@ -107,14 +107,22 @@ def machines_part(rep: Report, meta: dict) -> None:
     rep.heading("Machine and versions", 3)
     machines = meta.get("machines") or {"report": environment_info()}
     ran: Counter = meta.get("machine_trials") or Counter()
+    busy: Counter = meta.get("machine_seconds") or Counter()
     for name, env in machines.items():
         versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
         count = ran.get(name, 0)
-        trials = f" Completed trials: {count}." if ran else ""
+        trials = f" Completed trials: {count}{_worker_time(busy.get(name))}." if ran else ""
         rep.paragraph(
             f"{name}: {env.get('processor')}, {env.get('cpu_count')} CPUs, "
             f"{env.get('platform')}, Python {env.get('python')}; {versions}; worker threads "
             f"{env.get('threads', '?')}; Keras backend {env.get('backend', '?')}.{trials}"
+        )
+    if busy:
+        rep.paragraph(
+            f"Worker time: {_hours(sum(busy.values()))} over {sum(ran.values())} completed "
+            "trials (each trial's wall time from start to finish, summed; trials of the "
+            "planned design only). Workers running side by side share it: uninterrupted, "
+            "the study's wall time is about this divided by the number of workers."
         )
     if len(ran) > 1:
         rep.paragraph(
@@ -123,3 +131,11 @@ def machines_part(rep: Report, meta: dict) -> None:
             "the seeds timed in the same environment, while the time columns, seconds per "
             "epoch and seconds to target average over all of them."
         )
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def _worker_time(seconds: float | None) -> str:
+    return f", {_hours(seconds)} of worker time" if seconds else ""
