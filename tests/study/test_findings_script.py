@@ -1,0 +1,87 @@
+"""docs/findings/v3/publish.sh, the commands behind the published findings of study version 3:
+which commands it runs, in which order and into which files, and that bad input is one line
+and exit 2. A stand-in ``cnnlab`` records the calls; each recorded command then goes through
+the real command line in ``test_the_commands_parse``."""
+
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cnnlab_testing import run_main
+
+SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "findings" / "v3" / "publish.sh"
+STAND_IN = '#!/bin/bash\necho "$@" >> "$CALLS"\n'
+V2 = "docs/findings/v2/standard/studies.db"
+V3 = "docs/findings/v3/studies.db"
+QUICK = "docs/findings/v3/quick/studies.db"
+
+
+def _storages(root: Path, *paths: str) -> None:
+    for path in paths:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(b"")
+
+
+def _run(root: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT)], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=60)  # fmt: skip
+
+
+@pytest.fixture
+def stand_in(tmp_path):
+    exe = tmp_path / "cnnlab"
+    exe.write_text(STAND_IN)
+    exe.chmod(0o755)
+    return {"CNNLAB": str(exe), "CALLS": str(tmp_path / "calls.log")}
+
+
+def _calls(env) -> list[list[str]]:
+    return [shlex.split(line) for line in Path(env["CALLS"]).read_text().splitlines()]
+
+
+def test_report_then_v2_against_v3_then_quick_against_standard(tmp_path, stand_in):
+    _storages(tmp_path, V2, V3)
+    done = _run(tmp_path, **stand_in)
+    assert done.returncode == 0, done.stderr
+    report, changed, quick, consistency = _calls(stand_in)
+    assert report[:2] == ["study", "report"] and report[report.index("--storage") + 1] == (
+        f"sqlite:///{V3}"
+    )
+    assert report[report.index("--out") + 1] == "docs/findings/v3/report"
+    assert changed[:2] == ["study", "compare"]
+    assert changed[2:6] == [f"sqlite:///{V2}", "standard", f"sqlite:///{V3}", "standard"]
+    assert changed[changed.index("--out") + 1] == "docs/findings/v3/v2-vs-v3.md"
+    assert quick[0] == "demo" and quick[quick.index("--storage") + 1] == f"sqlite:///{QUICK}"
+    assert consistency[2:6] == [f"sqlite:///{QUICK}", "quick", f"sqlite:///{V3}", "standard"]
+    assert all("--overwrite" in c for c in (report, changed, quick, consistency))
+    assert done.stdout.count("+ ") == 4 and done.stdout.count(" s)") == 4  # each timed
+
+
+def test_missing_storage_or_command_is_one_line_and_exit_2(tmp_path, stand_in):
+    _storages(tmp_path, V2)
+    done = _run(tmp_path, **stand_in)
+    assert done.returncode == 2 and not Path(stand_in["CALLS"]).exists()
+    assert done.stderr.count("\n") == 1 and f"{V3} not found" in done.stderr
+    _storages(tmp_path, V3)
+    done = _run(tmp_path, CNNLAB=str(tmp_path / "none"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "no cnnlab command" in done.stderr
+
+
+def test_the_commands_parse(tmp_path, stand_in):
+    """Every command the script writes gets past cnnlab's option parsing: on empty storage files
+    each stops at the storage, not at a flag (an unknown flag would stop first)."""
+    _storages(tmp_path, V2, V3)
+    assert _run(tmp_path, **stand_in).returncode == 0
+    calls = [c for c in _calls(stand_in) if c[0] != "demo"]  # demo would train: see below
+    for call in calls:
+        code, _, err = run_main(*call, cwd=tmp_path)
+        assert code == 2 and "No such option" not in err and "Usage" not in err, (call, err)
+    demo = next(c for c in _calls(stand_in) if c[0] == "demo")
+    code, _, err = run_main(*demo, "--profile", "no-such-profile", cwd=tmp_path)
+    assert code == 2 and "no-such-profile" in err and "No such option" not in err
+    code, _, err = run_main(*calls[0], "--no-such-flag", cwd=tmp_path)
+    assert code == 2 and "No such option" in err  # the control: a bad flag is caught first
