@@ -242,3 +242,28 @@ def test_config_round_trips_through_its_json_dict():
     assert TrainConfig.from_dict(config.to_dict()) == config
     with pytest.raises(CnnlabError, match="unknown config field"):
         TrainConfig.from_dict({**config.to_dict(), "colour": "red"})
+
+
+@pytest.mark.parametrize(
+    ("changes", "features"),
+    [
+        ({}, (5, 5, 64)),  # valid: 28 -> 26 -> 13 -> 11 -> 5
+        ({"kernel_size": 7}, (2, 2, 64)),  # 28 -> 22 -> 11 -> 5 -> 2: size is also map size
+        ({"kernel_size": 7, "padding": "same"}, (7, 7, 64)),  # same: 28 -> 14 -> 7 for any size
+        ({"global_pool": True}, (64,)),
+    ],
+)
+def test_architecture_cost_counts_multiply_adds_layer_by_layer(changes, features):
+    from cnnlab.fmnist.model import architecture_cost
+
+    config = TUTORIAL.replace(**changes)
+    cost = architecture_cost(config)
+    k, (h2, w2) = config.kernel_size, features[:2] if len(features) == 3 else (5, 5)
+    same = config.padding == "same"
+    side1 = 28 if same else 28 - k + 1  # conv1 output
+    side2 = side1 // 2 if same else side1 // 2 - k + 1  # conv2 output
+    flat = features[0] if config.global_pool else h2 * w2 * 64
+    expected = side1**2 * k * k * 1 * 32 + side2**2 * k * k * 32 * 64 + flat * 10
+    assert cost["multiply_adds"] == expected
+    assert cost["features"] == features
+    assert cost["params"] == build_model(config).count_params()

@@ -122,9 +122,10 @@ def test_the_machines_section_counts_each_environments_trials_and_warns_when_the
     assert "Completed trials: 7." in text and "environments" not in text
     assert "Worker time" not in text  # no trial times given: nothing made up
     two = Report("t")
+    busy = Counter({"vm@ab": 9000.0, "vm@cd": 1500.0})
     machines_part(two, {"machines": {"vm@ab": env, "vm@cd": {**env, "processor": "AMD EPYC 7551"}},
                         "machine_trials": Counter({"vm@ab": 5, "vm@cd": 3}),
-                        "machine_seconds": Counter({"vm@ab": 9000.0, "vm@cd": 1500.0})})  # fmt: skip
+                        "machine_seconds": busy})  # fmt: skip
     text = two.to_markdown()
     assert "vm@ab: AMD EPYC (family 25" in text and "Completed trials: 5, 2.5 h of worker" in text
     assert "vm@cd: AMD EPYC 7551" in text and "Completed trials: 3, 25 min of worker" in text
@@ -183,6 +184,14 @@ def test_report_files_and_sections(finished_fake_study, tmp_path):
     spec = load_spec(finished_fake_study["spec"])
     assert len(rows) == len(spec.plan()[0])
     assert {"test_accuracy", "config.kernel_size", "seed", "cells", "lr_used"} <= set(rows[0])
+    # kernel size changes the work per image: its costs beside its seconds; regularization's
+    # levels (dropout, batch norm) do not, so no such table there
+    kernel = md[md.index("## Kernel (filter) size") : md.index("## Regularization")]
+    assert "| level | params | multiply-adds per image (M) | feature map |" in kernel
+    assert "| 3x3 (reference) | 34,826 | 2.44 | 5 x 5 x 64 | 1,600 |" in kernel
+    assert "| 7x7 | 104,586 | 3.27 | 2 x 2 x 64 | 256 |" in kernel
+    regularization = md[md.index("## Regularization") : md.index("## Batch size")]
+    assert "multiply-adds per image" not in regularization
     busy = sum(float(r["trial_seconds"]) for r in rows)  # the trials' own times, summed
     shown = f"{busy / 3600:.1f} h" if busy >= 3600 else f"{busy / 60:.0f} min"
     assert f"Worker time: {shown} over {len(rows)} completed trials" in md
@@ -323,3 +332,14 @@ def test_a_report_folder_of_other_files_is_refused_before_any_trial_runs(run_cli
     assert "holds the study storage" in r.stderr  # files.check_output: never onto an input
     assert sorted(p.name for p in folder.iterdir()) == ["notes.md"]  # no storage: nothing ran
     assert (folder / "notes.md").read_text() == "mine\n"
+
+
+def test_architecture_costs_are_left_out_where_keras_cannot_load(monkeypatch, small_spec):
+    import sys
+
+    from cnnlab.study.report.costs import architecture_costs
+
+    costs = architecture_costs(load_spec(small_spec))
+    assert costs["kernel_size=5x5"]["params"] == 62346  # 5x5 valid: 4 x 4 x 64 features
+    monkeypatch.setitem(sys.modules, "cnnlab.fmnist.model", None)  # import fails: no Keras
+    assert architecture_costs(load_spec(small_spec)) == {}

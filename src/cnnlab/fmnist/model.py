@@ -163,3 +163,24 @@ def build_model(config: TrainConfig) -> keras.Model:
         NUM_CLASSES, activation="softmax", kernel_regularizer=regularizer, name="classifier"
     )(x)
     return keras.Model(inputs, outputs, name="fmnist_cnn")
+
+
+def architecture_cost(config: TrainConfig) -> dict[str, object]:
+    """What the network of ``config`` costs, from the built model: ``params``, the forward
+    pass's ``multiply_adds`` per image (convolutions and dense layers; pooling, batch norm and
+    activations are a few percent at most and not counted) and the ``features`` map the
+    classifier reads, as (height, width, channels) or (units,) after global pooling."""
+    model = build_model(config)
+    macs = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            height, width = layer.output.shape[1:3]
+            kh, kw, cin, cout = layer.kernel.shape
+            macs += height * width * kh * kw * cin * cout
+        elif isinstance(layer, layers.Dense):
+            macs += layer.kernel.shape[0] * layer.kernel.shape[1]
+    name = "global_pool" if config.global_pool else "flatten"
+    features = tuple(int(d) for d in model.get_layer(name).input.shape[1:])
+    if config.global_pool:
+        features = features[-1:]
+    return {"params": int(model.count_params()), "multiply_adds": int(macs), "features": features}

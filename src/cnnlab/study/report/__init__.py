@@ -27,6 +27,7 @@ from cnnlab.study.analysis import (
     generalization_gap,
 )
 from cnnlab.study.report.appendix import csv_value, machines_part
+from cnnlab.study.report.costs import architecture_costs
 from cnnlab.study.report.sections import build_report
 from cnnlab.study.spec import StudySpec
 
@@ -65,6 +66,7 @@ def write_report(
         "machines": st.worker_environments(study),
         "machine_trials": Counter(r.environment for r in records.values()),  # completed
         "machine_seconds": _seconds_by_environment(records.values()),
+        "costs": architecture_costs(spec),
     }
     with run_directory(out, overwrite=overwrite) as tmp:
         write_csv(tmp / "results.csv", results_rows(spec, records))

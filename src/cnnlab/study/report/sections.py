@@ -20,6 +20,7 @@ from cnnlab.report import Report
 from cnnlab.study.analysis import StudyAnalysis
 from cnnlab.study.analysis.takeaways import gap_cuts, overfitting_lessons, takeaways
 from cnnlab.study.report.appendix import details_part, spec_part, test_sentences
+from cnnlab.study.report.costs import costs_part
 from cnnlab.study.report.scenarios import (
     batch_part,
     batch_plots,
@@ -51,7 +52,9 @@ def build_report(analysis: StudyAnalysis, records, meta: dict, folder: Path) -> 
     verdicts_part(rep, analysis)
     titles = factor_titles(spec)
     for factor in spec.factors:
-        factor_section(rep, analysis, records, factor, titles[factor.name], folder)
+        factor_section(
+            rep, analysis, records, factor, titles[factor.name], folder, meta.get("costs", {})
+        )
     if spec.design == "factorial":
         factorial_section(rep, analysis, folder)
     statistics_appendix(rep, analysis)
@@ -126,7 +129,9 @@ def _overfitting_takeaway(a: StudyAnalysis) -> str:
     return f"Overfitting ({factor_titles(a.spec)[factor.name]}): {lessons[1]}"
 
 
-def factor_section(rep, a: StudyAnalysis, records, factor: Factor, title: str, folder: Path):
+def factor_section(
+    rep, a: StudyAnalysis, records, factor: Factor, title: str, folder: Path, costs: dict
+):
     rep.heading(title)
     if a.spec.design == "ofat":
         regime_part(rep, a, factor)
@@ -165,6 +170,7 @@ def factor_section(rep, a: StudyAnalysis, records, factor: Factor, title: str, f
         highs=[s.train_seconds.high for _, s in cells],
     )  # fmt: skip
     rep.image(path, "Training time (validation and test evaluation excluded)")
+    costs_part(rep, a, factor, costs)
     if factor.kind == "batch_size":
         batch_part(rep, a, factor, folder)
         batch_plots(rep, a, folder)
