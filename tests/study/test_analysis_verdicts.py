@@ -291,3 +291,47 @@ def test_time_ratios_pair_only_trials_timed_in_the_same_environment():
         records[key] = replace(records[key], environment="b")
     c = _by(analyse(spec, records, LABELS))[("kernel_size", "5x5")]
     assert math.isnan(c.time_ratio)  # no seed timed in one environment: no ratio
+
+
+def test_test_loss_and_ece_get_their_own_paired_verdicts_holm_within_the_factor():
+    spec = _spec({"regularization": {"levels": ["none", "dropout", "l2", "batch_norm"],
+                                     "reference": "none"}})  # fmt: skip
+    loss = {
+        "regularization=none": [1.70, 1.80, 1.75, 1.72],
+        "regularization=dropout": [0.65, 0.70, 0.62, 0.66],  # lower in every seed
+        "regularization=l2": [1.60, 1.95, 1.50, 1.90],  # noise around the reference
+        "regularization=batch_norm": [1.80, 1.90, 1.85, 1.83],
+    }  # +0.1 in every seed: higher
+    ece = {
+        "regularization=none": [0.15, 0.16, 0.15, 0.14],
+        "regularization=dropout": [0.08, 0.09, 0.07, None],  # one seed has no ECE
+        "regularization=l2": [0.14, 0.17, 0.13, 0.16],
+        "regularization=batch_norm": [0.15, 0.16, 0.15, 0.14],
+    }  # identical: no test
+    records = _records(spec, {})
+    for cell in spec.plan()[1]:
+        for i, key in enumerate(cell.keys):
+            if cell.name in loss:
+                records[key].metrics["test_loss"] = loss[cell.name][i]
+                records[key].metrics["ece"] = ece[cell.name][i]
+    by = _by(analyse(spec, records, LABELS))
+    dropout, l2, bn = (
+        by[("regularization", lv)].measures for lv in ("dropout", "l2", "batch_norm")
+    )
+    assert dropout["test_loss"].verdict == "lower" and bn["test_loss"].verdict == "higher"
+    assert l2["test_loss"].verdict == stats.UNRESOLVED
+    raw = [sps.ttest_rel(loss[f"regularization={lv}"], loss["regularization=none"]).pvalue
+           for lv in ("dropout", "l2", "batch_norm")]  # fmt: skip
+    order = np.argsort(raw)  # Holm by hand over the factor's three loss comparisons
+    expected, running = [0.0] * 3, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (3 - rank) * raw[i]))
+        expected[i] = running
+    got = [m["test_loss"].holm_pvalue for m in (dropout, l2, bn)]
+    assert got == pytest.approx(expected)
+    # ECE: the seed without one is left out of dropout's pairs; identical differences no test
+    assert dropout["ece"].paired.n == 3 and dropout["ece"].verdict == "lower"
+    assert dropout["ece"].paired.diff.mean == pytest.approx((-0.07 - 0.07 - 0.08) / 3)
+    assert bn["ece"].verdict == stats.UNTESTABLE and math.isnan(bn["ece"].holm_pvalue)
+    # accuracy is the same in every cell: the accuracy verdicts do not see these measures
+    assert {by[("regularization", lv)].verdict for lv in ("dropout", "l2")} == {stats.UNTESTABLE}

@@ -192,6 +192,11 @@ def test_report_files_and_sections(finished_fake_study, tmp_path):
     assert "| 7x7 | 104,586 | 3.27 | 2 x 2 x 64 | 256 |" in kernel
     regularization = md[md.index("## Regularization") : md.index("## Batch size")]
     assert "multiply-adds per image" not in regularization
+    # test loss and calibration are judged beside accuracy for the regularizers only
+    assert "| level | test loss [95% CI] | Δ test loss [95% CI] | test loss verdict |" in (
+        regularization
+    )
+    assert "Test loss and calibration" not in kernel
     busy = sum(float(r["trial_seconds"]) for r in rows)  # the trials' own times, summed
     shown = f"{busy / 3600:.1f} h" if busy >= 3600 else f"{busy / 60:.0f} min"
     assert f"Worker time: {shown} over {len(rows)} completed trials" in md

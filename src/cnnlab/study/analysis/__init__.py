@@ -36,7 +36,13 @@ from cnnlab.errors import CnnlabError
 from cnnlab.study.analysis import curves, stats
 from cnnlab.study.analysis.curves import POINTS, epochs_to_target, generalization_gap
 from cnnlab.study.analysis.proxy import proxy_check
-from cnnlab.study.analysis.summaries import CellSummary, Comparison, Importance, StudyAnalysis
+from cnnlab.study.analysis.summaries import (
+    CellSummary,
+    Comparison,
+    Importance,
+    Measure,
+    StudyAnalysis,
+)
 from cnnlab.study.analysis.sweeps import summarise_sweeps
 from cnnlab.study.analysis.verdicts import comparison_sentence, factor_conclusions
 from cnnlab.study.defaults import DEFAULT_MARGIN
@@ -50,6 +56,7 @@ __all__ = [
 ]  # fmt: skip
 
 ALPHA = stats.ALPHA
+LOWER, HIGHER = "lower", "higher"  # the verdicts on a measure beside accuracy
 
 
 # -- per trial -----------------------------------------------------------------------------
@@ -93,6 +100,7 @@ def _summarise(cell: Cell, records: list[TrialRecord], target: float) -> CellSum
         steps_to_target=steps,
         seconds_to_target=seconds,
         diverged=sum(bool(r.metrics.get("diverged")) for r in records),
+        ece=stats.t_interval(col(lambda r: r.metrics.get("ece"))),
     )
 
 
@@ -166,11 +174,22 @@ def analyse(
 
 
 def _adjust_within(family: list[Comparison]) -> None:
-    """Holm over one factor's comparisons: shown beside the study-wide verdict."""
+    """Holm over one factor's comparisons: shown beside the study-wide verdict; and, per
+    measure beside accuracy, the verdict on that measure (lower, higher, unresolved)."""
     tested = sum(not math.isnan(c.t_pvalue) for c in family)
     for c, p in zip(family, stats.holm([c.t_pvalue for c in family]), strict=True):
         c.factor_family = tested
         c.factor_holm_pvalue = p
+    for name in SECONDARY:
+        measures = [c.measures[name] for c in family if name in c.measures]
+        for m, p in zip(measures, stats.holm([m.paired.t_pvalue for m in measures]), strict=True):
+            m.holm_pvalue = p
+            if math.isnan(p):
+                m.verdict = stats.UNTESTABLE
+            elif p < ALPHA:
+                m.verdict = LOWER if m.paired.diff.mean < 0 else HIGHER
+            else:
+                m.verdict = stats.UNRESOLVED
 
 
 def _judge(comparisons: list[Comparison], margin: float) -> None:
@@ -258,8 +277,24 @@ def _compare_factor(spec, factor: Factor, cells, records, labels) -> list[Compar
                         for p in pairs
                     ]
                 ),
+                measures=_measures(pairs),
             )  # fmt: skip
         )
+    return out
+
+
+SECONDARY = ("test_loss", "ece")  # lower is better for both
+
+
+def _measures(pairs: list[tuple[TrialRecord, TrialRecord]]) -> dict[str, Measure]:
+    """Test loss and ECE, level minus reference, on the pairs where both trials have it (a
+    diverged trial has neither)."""
+    out = {}
+    for name in SECONDARY:
+        both = [(a.metrics.get(name), b.metrics.get(name)) for a, b in pairs]
+        both = [(x, y) for x, y in both if x is not None and y is not None]
+        if both:
+            out[name] = Measure(stats.paired_comparison(*zip(*both, strict=True)))
     return out
 
 

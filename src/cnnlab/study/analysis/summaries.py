@@ -39,6 +39,17 @@ class CellSummary:
     steps_to_target: float | None = None  # median over the seeds that reached the target
     seconds_to_target: float | None = None  # median training seconds, same seeds
     diverged: int = 0  # seeds whose loss became NaN
+    ece: stats.Interval | None = None  # expected calibration error on the test set
+
+
+@dataclass
+class Measure:
+    """A measure beside accuracy (test loss, ECE; lower is better for both), level minus
+    reference paired by seed, Holm-adjusted within the factor for that measure."""
+
+    paired: stats.PairedComparison
+    holm_pvalue: float = math.nan
+    verdict: str = stats.UNTESTABLE  # lower / higher / unresolved / no test possible
 
 
 @dataclass
@@ -65,6 +76,8 @@ class Comparison:
     # seeds_needed at the ends of the 95% interval of the differences' sd
     seeds_needed_range: tuple[int | None, int | None] = (None, None)
     sentence: str = ""
+    # test loss and ECE, level - reference paired by seed (secondary: not in the verdicts)
+    measures: dict[str, Measure] = field(default_factory=dict)
 
     @property
     def significant(self) -> bool:

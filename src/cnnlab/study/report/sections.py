@@ -20,6 +20,7 @@ from cnnlab.report import Report
 from cnnlab.study.analysis import StudyAnalysis
 from cnnlab.study.analysis.takeaways import gap_cuts, overfitting_lessons, takeaways
 from cnnlab.study.report.appendix import details_part, spec_part, test_sentences
+from cnnlab.study.report.calibration import measures_part
 from cnnlab.study.report.costs import costs_part
 from cnnlab.study.report.scenarios import (
     batch_part,
@@ -171,6 +172,7 @@ def factor_section(
     )  # fmt: skip
     rep.image(path, "Training time (validation and test evaluation excluded)")
     costs_part(rep, a, factor, costs)
+    measures_part(rep, a, factor)
     if factor.kind == "batch_size":
         batch_part(rep, a, factor, folder)
         batch_plots(rep, a, folder)
