@@ -41,3 +41,18 @@ def test_training_seconds_lose_only_what_a_stalled_epoch_took_beyond_the_median(
     paused = _history([20.0, 10.0, 610.0, 10.0, 10.0], [0.8, 0.85, 0.9, 0.91, 0.92])
     assert curves.training_seconds(paused, 661.5) == pytest.approx(661.5 - 600.0)
     assert curves.training_seconds([{"epoch": 1, "val_accuracy": 0.9}], 7.0) == 7.0
+
+
+def test_validation_decline_reads_the_peak_the_lowest_loss_and_the_end():
+    h = [
+        {"epoch": i + 1, "val_accuracy": a, "val_loss": loss}
+        for i, (a, loss) in enumerate([(0.80, 0.60), (0.83, 0.50), (0.82, 0.70), (0.81, 0.95)])
+    ]
+    d = curves.validation_decline(h)
+    assert d["accuracy_drop"] == pytest.approx(2.0)  # 83% at epoch 2, 81% at the end
+    assert d["loss_rise"] == pytest.approx(0.45) and d["loss_lowest"] == pytest.approx(0.50)
+    assert d["loss_best_epoch"] == 2.0
+    assert curves.validation_decline([{"epoch": 1, "val_accuracy": 0.8}]) is None  # no loss
+    h[1]["val_loss"] = float("nan")  # a diverged trial has no lowest loss
+    assert curves.validation_decline(h) is None
+    assert curves.validation_decline([]) is None

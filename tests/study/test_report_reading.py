@@ -94,9 +94,37 @@ def test_a_takeaway_names_the_best_level_with_its_difference_and_verdict():
                                  "dropout by +0.30 points [95% CI +0.10, +0.50]")  # fmt: skip
 
 
-def _cell(gap: float, val: float) -> SimpleNamespace:
+def _cell(gap: float, val: float, **decline) -> SimpleNamespace:
+    none = dict.fromkeys(("val_drop", "val_loss_rise", "val_loss_lowest", "val_loss_best_epoch"))
     return SimpleNamespace(n=5, clean_gap=True, gap=Interval(5, gap, 1.0, gap - 1, gap + 1),
-                           val_accuracy=Interval(5, val, 0.5, val - 0.5, val + 0.5))  # fmt: skip
+                           val_accuracy=Interval(5, val, 0.5, val - 0.5, val + 0.5),
+                           **{**none, **decline})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("drop", "rise", "says"),
+    [
+        (2.1, 0.9, "Validation accuracy falls: here overfitting costs accuracy."),
+        (0.02, 1.15, "here overfitting shows in the loss and the calibration"),
+        (0.18, 0.009, "Neither curve turns much: little overfitting to repair"),
+    ],
+)
+def test_the_overfitting_lesson_says_whether_validation_actually_turns(drop, rise, says):
+    """issue 23: the regime meant to overfit must show whether validation accuracy falls, or
+    only the loss rises (confident mistakes), measured from the reference's curves."""
+    spec = _spec()
+    ref = _cell(17.8, 82.2, val_drop=Interval(5, drop, 0.1, drop - 0.1, drop + 0.1),
+                val_loss_rise=Interval(5, rise, 0.1, rise - 0.1, rise + 0.1),
+                val_loss_lowest=0.566, val_loss_best_epoch=6.0)  # fmt: skip
+    a = _analysis({"dropout": (Interval(5, 0.1, 0.3, -0.3, 0.5), stats.UNRESOLVED),
+                   "augment": (Interval(5, 0.1, 0.3, -0.3, 0.5), stats.UNRESOLVED)},
+                  spec, **{"f=none": ref})  # fmt: skip
+    head = overfitting_lessons(a, spec.factor("f"))[0]
+    assert f"its validation loss rose from 0.566 (at epoch 6, median over seeds) by {rise:.3f}" in (
+        head
+    )
+    assert f"validation accuracy ended {drop:.2f} points below its peak [95% CI" in head
+    assert says in head and head.count("overfitting") >= 1
 
 
 def test_the_overfitting_lesson_says_a_smaller_gap_is_not_a_better_model():

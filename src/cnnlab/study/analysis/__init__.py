@@ -101,7 +101,20 @@ def _summarise(cell: Cell, records: list[TrialRecord], target: float) -> CellSum
         seconds_to_target=seconds,
         diverged=sum(bool(r.metrics.get("diverged")) for r in records),
         ece=stats.t_interval(col(lambda r: r.metrics.get("ece"))),
+        **_decline([curves.validation_decline(r.history) for r in records]),
     )
+
+
+def _decline(declines: list[dict[str, float] | None]) -> dict[str, Any]:
+    found = [d for d in declines if d is not None]
+    if not found:
+        return {}
+    return {
+        "val_drop": stats.t_interval([d["accuracy_drop"] for d in found]),
+        "val_loss_rise": stats.t_interval([d["loss_rise"] for d in found]),
+        "val_loss_best_epoch": float(np.median([d["loss_best_epoch"] for d in found])),
+        "val_loss_lowest": float(np.mean([d["loss_lowest"] for d in found])),
+    }
 
 
 def _train_seconds(r: TrialRecord) -> float:

@@ -40,6 +40,28 @@ def steps_to_target(history: History, target: float, steps_per_epoch: int) -> in
     return None if epochs is None else epochs * steps_per_epoch
 
 
+def validation_decline(history: History) -> dict[str, float] | None:
+    """How far validation fell after its best epoch: ``accuracy_drop`` (points, peak minus
+    final validation accuracy, >= 0), ``loss_rise`` (final minus lowest validation loss,
+    >= 0), ``loss_lowest`` and its 1-based ``loss_best_epoch``; None without validation
+    accuracy and loss in every epoch. Overfitting shows first in the loss (confident
+    mistakes), later if at all in accuracy."""
+    acc = [r.get("val_accuracy") for r in history]
+    loss = [r.get("val_loss") for r in history]
+    if not history or any(v is None for v in acc + loss):
+        return None
+    acc_f, loss_f = [float(v) for v in acc], [float(v) for v in loss]
+    if not all(np.isfinite(loss_f)):
+        return None  # a diverged trial: no lowest loss to speak of
+    best = int(np.argmin(loss_f))
+    return {
+        "accuracy_drop": (max(acc_f) - acc_f[-1]) * POINTS,
+        "loss_rise": loss_f[-1] - loss_f[best],
+        "loss_lowest": loss_f[best],
+        "loss_best_epoch": float(history[best].get("epoch", best + 1)),
+    }
+
+
 # an epoch over STALL times the trial's median epoch and STALL_SECONDS above it counts at the
 # median: a pause lasts minutes, while a short epoch's jitter or graph tracing takes seconds
 STALL, STALL_SECONDS = 3.0, 30.0

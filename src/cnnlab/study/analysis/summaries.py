@@ -40,6 +40,12 @@ class CellSummary:
     seconds_to_target: float | None = None  # median training seconds, same seeds
     diverged: int = 0  # seeds whose loss became NaN
     ece: stats.Interval | None = None  # expected calibration error on the test set
+    # after the best epoch (curves.validation_decline): validation accuracy's fall from its
+    # peak (points), validation loss's rise from its lowest, and the median epoch of that lowest
+    val_drop: stats.Interval | None = None
+    val_loss_rise: stats.Interval | None = None
+    val_loss_best_epoch: float | None = None
+    val_loss_lowest: float | None = None  # mean over seeds
 
 
 @dataclass

@@ -101,6 +101,9 @@ def gap_cuts(a: StudyAnalysis, factor: Factor) -> list[Comparison]:
     return [c for c in comps if c.gap_diff.high < 0]  # nan bounds compare False: not claimed
 
 
+LOSS_RISE = 0.10  # a validation loss this much above its lowest counts as risen
+
+
 def overfitting_lessons(a: StudyAnalysis, factor: Factor) -> list[str]:
     """For a regularization factor measured on clean training images: how far the reference
     overfits, and each level whose paired gap difference excludes zero, with its accuracy."""
@@ -123,6 +126,9 @@ def overfitting_lessons(a: StudyAnalysis, factor: Factor) -> list[str]:
         + ("No level cuts that gap measurably (every paired gap difference's 95% CI reaches "
            "zero)." if not cut else "A regularizer that works shrinks it.")
     ]  # fmt: skip
+    decline = _decline_sentence(ref, a.margin)
+    if decline:
+        lines[0] += " " + decline
     for c in sorted(cut, key=lambda c: c.gap_diff.mean):
         lines.append(_gap_sentence(a, factor, c, ref_train))
     for c in (c for c in comps if c.gap_diff.low > 0):
@@ -131,6 +137,31 @@ def overfitting_lessons(a: StudyAnalysis, factor: Factor) -> list[str]:
                      f"{g.high:.2f}] (to {to:.2f}): it fits its training images even more "
                      "closely than the reference.")  # fmt: skip
     return lines
+
+
+def _decline_sentence(ref, margin: float) -> str:
+    """Whether the reference's validation curves actually turn after their best epoch:
+    overfitting that costs accuracy, only confidence (the loss rises while accuracy holds), or
+    hardly any."""
+    drop, rise, lowest = ref.val_drop, ref.val_loss_rise, ref.val_loss_lowest
+    if drop is None or rise is None or not lowest:
+        return ""
+    share = rise.mean / lowest
+    text = (
+        f"After its best epoch its validation loss rose from {lowest:.3f} (at epoch "
+        f"{ref.val_loss_best_epoch:g}, median over seeds) by {rise.mean:.3f} ({share:.0%}) to "
+        f"the end, and its validation accuracy ended {drop.mean:.2f} points below its peak"
+        + (f" [95% CI {drop.low:.2f}, {drop.high:.2f}]" if not math.isnan(drop.low) else "")
+        + "."
+    )
+    if drop.mean >= margin:
+        return text + " Validation accuracy falls: here overfitting costs accuracy."
+    if share > LOSS_RISE:
+        return text + (
+            f" Accuracy barely turns (less than {margin:.2f} points): here overfitting shows "
+            "in the loss and the calibration (confident mistakes) more than in accuracy."
+        )
+    return text + " Neither curve turns much: little overfitting to repair in this budget."
 
 
 def _gap_sentence(a: StudyAnalysis, factor: Factor, c: Comparison, ref_train: float) -> str:
