@@ -197,6 +197,9 @@ def test_report_files_and_sections(finished_fake_study, tmp_path):
         regularization
     )
     assert "Test loss and calibration" not in kernel
+    # seconds to the target depend on the threads each worker had: the report says how many
+    batch = md[md.index("## Batch size") : md.index("## Optimizer")]
+    assert "Seconds were measured with " in batch and " per worker, on the machine(s)" in batch
     busy = sum(float(r["trial_seconds"]) for r in rows)  # the trials' own times, summed
     shown = f"{busy / 3600:.1f} h" if busy >= 3600 else f"{busy / 60:.0f} min"
     assert f"Worker time: {shown} over {len(rows)} completed trials" in md
@@ -348,3 +351,13 @@ def test_architecture_costs_are_left_out_where_keras_cannot_load(monkeypatch, sm
     assert costs["kernel_size=5x5"]["params"] == 62346  # 5x5 valid: 4 x 4 x 64 features
     monkeypatch.setitem(sys.modules, "cnnlab.fmnist.model", None)  # import fails: no Keras
     assert architecture_costs(load_spec(small_spec)) == {}
+
+
+def test_the_worker_threads_are_named_as_the_machines_recorded_them():
+    from cnnlab.study.report.sections import _threads
+
+    assert _threads({"machines": {"a": {"threads": "1"}}}) == "1 thread"
+    assert _threads({"machines": {"a": {"threads": "2"}, "b": {"threads": "1"}}}) == (
+        "1 or 2 threads"
+    )
+    assert _threads({"machines": {"a": {}}}) == "" and _threads({}) == ""

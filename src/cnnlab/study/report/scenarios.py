@@ -95,7 +95,10 @@ def learning_curves_part(rep, a: StudyAnalysis, records, factor: Factor, folder:
 # -- batch size ----------------------------------------------------------------------------
 
 
-def batch_part(rep: Report, a: StudyAnalysis, factor: Factor, folder: Path) -> None:
+def batch_part(
+    rep: Report, a: StudyAnalysis, factor: Factor, folder: Path, threads: str = ""
+) -> None:
+    """``threads``: the CPU threads each worker trained with (seconds depend on it)."""
     cells = factor_cells(a, factor)
     if not cells:
         return
@@ -105,7 +108,10 @@ def batch_part(rep: Report, a: StudyAnalysis, factor: Factor, folder: Path) -> N
         "Shallue et al. (2019) compare batch sizes by the optimizer steps needed to reach a "
         "target; on a CPU the seconds to it are what a user waits for. Both are read at epoch "
         "ends (an upper bound, one epoch coarse), as medians over the seeds that reached it."
-    )
+        + (f" Seconds were measured with {threads} per worker, on the machine(s) of "
+           "Appendix C; with more threads per worker, larger batches may gain more (they keep "
+           "more cores busy)." if threads else "")
+    )  # fmt: skip
     rows = []
     for lv, s in cells:
         rows.append({

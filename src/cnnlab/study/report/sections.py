@@ -53,9 +53,7 @@ def build_report(analysis: StudyAnalysis, records, meta: dict, folder: Path) -> 
     verdicts_part(rep, analysis)
     titles = factor_titles(spec)
     for factor in spec.factors:
-        factor_section(
-            rep, analysis, records, factor, titles[factor.name], folder, meta.get("costs", {})
-        )
+        factor_section(rep, analysis, records, factor, titles[factor.name], folder, meta)
     if spec.design == "factorial":
         factorial_section(rep, analysis, folder)
     statistics_appendix(rep, analysis)
@@ -131,7 +129,7 @@ def _overfitting_takeaway(a: StudyAnalysis) -> str:
 
 
 def factor_section(
-    rep, a: StudyAnalysis, records, factor: Factor, title: str, folder: Path, costs: dict
+    rep, a: StudyAnalysis, records, factor: Factor, title: str, folder: Path, meta: dict
 ):
     rep.heading(title)
     if a.spec.design == "ofat":
@@ -171,10 +169,10 @@ def factor_section(
         highs=[s.train_seconds.high for _, s in cells],
     )  # fmt: skip
     rep.image(path, "Training time (validation and test evaluation excluded)")
-    costs_part(rep, a, factor, costs)
+    costs_part(rep, a, factor, meta.get("costs", {}))
     measures_part(rep, a, factor)
     if factor.kind == "batch_size":
-        batch_part(rep, a, factor, folder)
+        batch_part(rep, a, factor, folder, _threads(meta))
         batch_plots(rep, a, folder)
     if factor.kind == "optimizer":
         optimizer_part(rep, a, records, factor, folder)
@@ -197,6 +195,15 @@ def factor_section(
     rep.table(rows)
     rep.paragraph("Tests, macro-F1, test loss, epochs to target and learning rates of each "
                   "level: Appendix B.")  # fmt: skip
+
+
+def _threads(meta: dict) -> str:
+    """The worker threads the trials' machines recorded, in words ("1 thread")."""
+    found = sorted({str(env.get("threads")) for env in (meta.get("machines") or {}).values()
+                    if env.get("threads") is not None})  # fmt: skip
+    if not found:
+        return ""
+    return f"{' or '.join(found)} thread{'' if found == ['1'] else 's'}"
 
 
 def factorial_section(rep, a: StudyAnalysis, folder: Path) -> None:
