@@ -335,3 +335,44 @@ def test_test_loss_and_ece_get_their_own_paired_verdicts_holm_within_the_factor(
     assert bn["ece"].verdict == stats.UNTESTABLE and math.isnan(bn["ece"].holm_pvalue)
     # accuracy is the same in every cell: the accuracy verdicts do not see these measures
     assert {by[("regularization", lv)].verdict for lv in ("dropout", "l2")} == {stats.UNTESTABLE}
+
+
+def test_budget_dependence_pairs_each_levels_difference_across_the_two_budgets():
+    """The optimizers at 4 and at 2 epochs: SGD trails Adam by 3 points at 2 epochs and by 1
+    at 4 (the change, -2, depends on the budget); momentum trails by 0.5 at both."""
+    spec = parse_spec({"name": "b", "seeds": 4, "budget": {"train_limit": 1000, "epochs": 4,
+                                                          "val_size": 500},
+                       "factors": {"optimizer": ["adam", "sgd", "momentum"],
+                                   "optimizer_short": {"kind": "optimizer",
+                                                       "levels": ["adam", "sgd", "momentum"],
+                                                       "budget": {"epochs": 2}}}})  # fmt: skip
+    noise = [0.1, -0.1, 0.05, -0.05]
+    accuracies = {
+        "optimizer=sgd": [r - 1.0 + n for r, n in zip(REF, noise, strict=True)],
+        "optimizer_short=sgd": [r - 3.0 - n for r, n in zip(REF, noise, strict=True)],
+        "optimizer=momentum": [r - 0.5 + n for r, n in zip(REF, noise, strict=True)],
+        "optimizer_short=momentum": [r - 0.5 + n for r, n in zip(REF, noise, strict=True)],
+    }
+    a = analyse(spec, _records(spec, accuracies), LABELS)
+    assert set(a.budgets) == {"optimizer_short"}  # only the shorter factor gets the table
+    dep = a.budgets["optimizer_short"]
+    assert (dep.longer, dep.longer_epochs, dep.shorter_epochs) == ("optimizer", 4, 2)
+    rows = {r.level: r for r in dep.rows}
+    assert rows["sgd"].longer.mean == pytest.approx(-1.0)
+    assert rows["sgd"].shorter.mean == pytest.approx(-3.0)
+    assert rows["sgd"].change.diff.mean == pytest.approx(-2.0) and rows["sgd"].change.n == 4
+    assert rows["sgd"].change.diff.high < 0  # it depends on the budget
+    assert rows["momentum"].change.identical  # the same -0.5 at both: nothing to test
+    from cnnlab.report import Report
+    from cnnlab.study.report.budgets import budget_part
+
+    rep = Report("t")
+    budget_part(rep, a, spec.factor("optimizer_short"))
+    md = rep.to_markdown()
+    assert "### Does the ranking depend on the budget? 2 against 4 epochs" in md
+    assert "| sgd | -1.00 [" in md and "| yes |" in md
+    assert "| momentum | -0.50 [" in md and "| no test possible |" in md
+    assert "4 epochs: adam > momentum > sgd; 2 epochs: adam > momentum > sgd." in md
+    # a factor of another kind, or at the same budget, is never paired
+    other = _spec({"kernel_size": [3, 5], "optimizer": ["adam", "sgd"]})
+    assert analyse(other, _records(other, {}), LABELS).budgets == {}

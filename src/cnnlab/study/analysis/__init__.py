@@ -34,6 +34,7 @@ import numpy as np
 
 from cnnlab.errors import CnnlabError
 from cnnlab.study.analysis import curves, stats
+from cnnlab.study.analysis.budgets import budget_dependence
 from cnnlab.study.analysis.curves import POINTS, epochs_to_target, generalization_gap
 from cnnlab.study.analysis.proxy import proxy_check
 from cnnlab.study.analysis.summaries import (
@@ -177,6 +178,7 @@ def analyse(
         importance=_importance(spec, cells, records),
         sweeps=sweeps,
         proxy=proxy_check(spec, (trials, cells), sweeps, val_means),
+        budgets=budget_dependence(spec, cells, records),
         best=best,
         complete=sum(t.key in records for t in trials),
         planned=len(trials),

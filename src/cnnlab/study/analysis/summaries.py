@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from cnnlab.study.analysis import stats
+from cnnlab.study.analysis.budgets import BudgetDependence
 from cnnlab.study.analysis.proxy import ProxyCheck
 from cnnlab.study.analysis.sweeps import SweepSummary
 from cnnlab.study.defaults import DEFAULT_MARGIN
@@ -114,6 +115,8 @@ class StudyAnalysis:
     sweeps: dict[str, dict[str, SweepSummary]]  # factor -> level -> its LR sweep
     best: CellSummary | None  # highest mean validation accuracy in the study's own regime
     proxy: ProxyCheck | None = None  # whether the sweeps' shorter budget picks the full one's rate
+    # by the shorter factor: its levels' differences against the same levels at a longer budget
+    budgets: dict[str, BudgetDependence] = field(default_factory=dict)
     margin: float = DEFAULT_MARGIN  # points; CI inside +-margin: "no difference detected"
     conclusions: dict[str, list[str]] = field(default_factory=dict)  # by factor
     complete: int = 0

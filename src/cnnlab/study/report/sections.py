@@ -20,6 +20,7 @@ from cnnlab.report import Report
 from cnnlab.study.analysis import StudyAnalysis
 from cnnlab.study.analysis.takeaways import gap_cuts, overfitting_lessons, takeaways
 from cnnlab.study.report.appendix import details_part, spec_part, test_sentences
+from cnnlab.study.report.budgets import budget_part
 from cnnlab.study.report.calibration import measures_part
 from cnnlab.study.report.costs import costs_part
 from cnnlab.study.report.scenarios import (
@@ -176,6 +177,7 @@ def factor_section(
         batch_plots(rep, a, folder)
     if factor.kind == "optimizer":
         optimizer_part(rep, a, records, factor, folder)
+    budget_part(rep, a, factor)
     if factor.lr_sweep is not None:  # any factor whose levels each tune their learning rate
         sweep_part(rep, a, factor, folder)
     if factor.kind == "lr":
