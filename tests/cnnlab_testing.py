@@ -224,3 +224,27 @@ def headless_chromium() -> Iterator:
         yield driver
     finally:
         driver.quit()
+
+
+# -- the published-results scripts (docs/results/*.sh, docs/findings/v3/publish.sh) --------
+
+
+def stand_in_cnnlab(folder: Path, script: str) -> dict[str, str]:
+    """A stand-in ``cnnlab`` (the bash ``script``, which records its calls in ``$CALLS``)
+    written into ``folder``: the environment that makes a published-results script use it."""
+    exe = folder / "cnnlab"
+    exe.write_text(script)
+    exe.chmod(0o755)
+    return {"CNNLAB": str(exe), "CALLS": str(folder / "calls.log")}
+
+
+def recorded_calls(env: Mapping[str, str]) -> list[list[str]]:
+    """The argument lists the stand-in was called with, in order."""
+    import shlex
+
+    return [shlex.split(line) for line in Path(env["CALLS"]).read_text().splitlines()]
+
+
+def run_script(script: Path, cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(script), *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=60)  # fmt: skip

@@ -3,14 +3,12 @@ which commands it runs, in which order and into which files, and that bad input 
 and exit 2. A stand-in ``cnnlab`` records the calls; each recorded command then goes through
 the real command line in ``test_the_commands_parse``."""
 
-import os
-import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from cnnlab_testing import run_main
+from cnnlab_testing import recorded_calls, run_main, run_script, stand_in_cnnlab
 
 SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "findings" / "v3" / "publish.sh"
 STAND_IN = '#!/bin/bash\necho "$@" >> "$CALLS"\n'
@@ -26,27 +24,19 @@ def _storages(root: Path, *paths: str) -> None:
 
 
 def _run(root: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT)], cwd=root, capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=60)  # fmt: skip
+    return run_script(SCRIPT, root, **env)
 
 
 @pytest.fixture
 def stand_in(tmp_path):
-    exe = tmp_path / "cnnlab"
-    exe.write_text(STAND_IN)
-    exe.chmod(0o755)
-    return {"CNNLAB": str(exe), "CALLS": str(tmp_path / "calls.log")}
-
-
-def _calls(env) -> list[list[str]]:
-    return [shlex.split(line) for line in Path(env["CALLS"]).read_text().splitlines()]
+    return stand_in_cnnlab(tmp_path, STAND_IN)
 
 
 def test_report_then_v2_against_v3_then_quick_against_standard(tmp_path, stand_in):
     _storages(tmp_path, V2, V3)
     done = _run(tmp_path, **stand_in)
     assert done.returncode == 0, done.stderr
-    report, changed, quick, consistency = _calls(stand_in)
+    report, changed, quick, consistency = recorded_calls(stand_in)
     assert report[:2] == ["study", "report"] and report[report.index("--storage") + 1] == (
         f"sqlite:///{V3}"
     )
@@ -76,11 +66,11 @@ def test_the_commands_parse(tmp_path, stand_in):
     each stops at the storage, not at a flag (an unknown flag would stop first)."""
     _storages(tmp_path, V2, V3)
     assert _run(tmp_path, **stand_in).returncode == 0
-    calls = [c for c in _calls(stand_in) if c[0] != "demo"]  # demo would train: see below
+    calls = [c for c in recorded_calls(stand_in) if c[0] != "demo"]  # demo would train: see below
     for call in calls:
         code, _, err = run_main(*call, cwd=tmp_path)
         assert code == 2 and "No such option" not in err and "Usage" not in err, (call, err)
-    demo = next(c for c in _calls(stand_in) if c[0] == "demo")
+    demo = next(c for c in recorded_calls(stand_in) if c[0] == "demo")
     code, _, err = run_main(*demo, "--profile", "no-such-profile", cwd=tmp_path)
     assert code == 2 and "no-such-profile" in err and "No such option" not in err
     code, _, err = run_main(*calls[0], "--no-such-flag", cwd=tmp_path)

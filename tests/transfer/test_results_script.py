@@ -3,14 +3,12 @@ commands it runs, that it resumes without retraining a finished run, and that ba
 line and exit 2. A stand-in ``cnnlab`` records the calls; the recipes' flags themselves go
 through the real command line in ``test_the_recipes_flags_parse``."""
 
-import os
-import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from cnnlab_testing import run_main
+from cnnlab_testing import recorded_calls, run_main, run_script, stand_in_cnnlab
 
 SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "results" / "chest-xray-seeds.sh"
 STAND_IN = """#!/bin/bash
@@ -29,27 +27,19 @@ def _data(tmp_path: Path) -> Path:
 
 
 def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), *args], cwd=tmp_path, capture_output=True,
-                          text=True, env={**os.environ, **env}, timeout=60)  # fmt: skip
+    return run_script(SCRIPT, tmp_path, *args, **env)
 
 
 @pytest.fixture
 def stand_in(tmp_path):
-    exe = tmp_path / "cnnlab"
-    exe.write_text(STAND_IN)
-    exe.chmod(0o755)
-    return {"CNNLAB": str(exe), "CALLS": str(tmp_path / "calls.log")}
-
-
-def _calls(env) -> list[list[str]]:
-    return [shlex.split(line) for line in Path(env["CALLS"]).read_text().splitlines()]
+    return stand_in_cnnlab(tmp_path, STAND_IN)
 
 
 def test_five_strategies_times_three_seeds_then_the_tables(tmp_path, stand_in):
     data = _data(tmp_path)
     done = _run(tmp_path, str(data), "runs", **stand_in)
     assert done.returncode == 0, done.stderr
-    calls = _calls(stand_in)
+    calls = recorded_calls(stand_in)
     trains = [c for c in calls if c[:2] == ["transfer", "train"]]
     outs = [c[c.index("--out") + 1] for c in trains]
     assert outs == [f"runs/{s}-s{seed}" for seed in (0, 1, 2)
@@ -72,7 +62,7 @@ def test_five_strategies_times_three_seeds_then_the_tables(tmp_path, stand_in):
     Path(stand_in["CALLS"]).unlink()
     again = _run(tmp_path, str(data), "runs", **stand_in)
     assert again.returncode == 0 and again.stdout.count("kept runs/") == 15
-    assert not [c for c in _calls(stand_in) if c[:2] == ["transfer", "train"]]
+    assert not [c for c in recorded_calls(stand_in) if c[:2] == ["transfer", "train"]]
 
 
 def test_missing_data_or_command_is_one_line_and_exit_2(tmp_path, stand_in):
@@ -90,7 +80,7 @@ def test_the_recipes_flags_parse(tmp_path, stand_in):
     class folders each stops at the data, not at a flag (an unknown flag would stop first)."""
     data = _data(tmp_path)
     assert _run(tmp_path, str(data), "runs", SEEDS="0", **stand_in).returncode == 0
-    trains = [c for c in _calls(stand_in) if c[:2] == ["transfer", "train"]]
+    trains = [c for c in recorded_calls(stand_in) if c[:2] == ["transfer", "train"]]
     assert len(trains) == 5
     for call in trains:
         call[call.index("--out") + 1] += "-parsed"  # the stand-in made the run directories
