@@ -60,8 +60,8 @@ def test_each_factor_section_says_its_regime_and_why(study):
     assert (
         "Regime: its own regime (batch_size = 32, epochs = 8, train_limit = 256, instead of the "
         "study's baseline): 256 training images x 8 epochs at batch size 32 (8 steps per "
-        "epoch), 500 validation images, validation target 80%. Why: few images, many epochs, "
-        "so that it overfits" in md
+        "epoch), 500 validation images, validation target 80%. Why (the spec, fixed before any "
+        "trial ran): few images, many epochs, so that it overfits" in md
     )
     assert "Regime: the study's baseline: 1,024 training images x 4 epochs at batch size 128" in md
     assert "500 validation images, validation target 80%. Levels: equal steps, fixed LR." in md

@@ -49,7 +49,9 @@ def regime_part(rep: Report, a: StudyAnalysis, factor: Factor) -> None:
         where = f"the study's baseline: {budget}."
     if factor.kind == "batch_size":
         where += f" Levels: {describe_batch_factor(factor, base)}."
-    why = f" Why: {regime.text}" if regime and regime.text else ""
+    why = ""
+    if regime and regime.text:  # the design's intent: what the data did is said below it
+        why = f" Why (the spec, fixed before any trial ran): {regime.text}"
     rep.paragraph(f"Regime: {where}{why}", css_class="conclusion")
 
 
