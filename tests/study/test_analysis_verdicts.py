@@ -376,3 +376,13 @@ def test_budget_dependence_pairs_each_levels_difference_across_the_two_budgets()
     # a factor of another kind, or at the same budget, is never paired
     other = _spec({"kernel_size": [3, 5], "optimizer": ["adam", "sgd"]})
     assert analyse(other, _records(other, {}), LABELS).budgets == {}
+    # nor batch sizes at equal optimizer steps, whose levels set their own epochs (1 at 64,
+    # 8 at 512): fewer epochs at the factor's baseline does not make it a shorter budget
+    steps = parse_spec({"name": "s", "seeds": 2, "budget": {"train_limit": 2048, "epochs": 4,
+                                                           "val_size": 500},
+                        "factors": {"batch_size": [64, 128, 512],
+                                    "batch_size_steps": {"kind": "batch_size",
+                                                         "levels": [64, 128, 512],
+                                                         "equal_steps": True,
+                                                         "budget": {"epochs": 2}}}})  # fmt: skip
+    assert analyse(steps, _records(steps, {}), LABELS).budgets == {}

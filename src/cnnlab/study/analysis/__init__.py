@@ -178,7 +178,7 @@ def analyse(
         importance=_importance(spec, cells, records),
         sweeps=sweeps,
         proxy=proxy_check(spec, (trials, cells), sweeps, val_means),
-        budgets=budget_dependence(spec, cells, records),
+        budgets=budget_dependence(spec, (trials, cells), records),
         best=best,
         complete=sum(t.key in records for t in trials),
         planned=len(trials),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from cnnlab.study.analysis import stats
 from cnnlab.study.analysis.curves import POINTS
-from cnnlab.study.spec import Cell, Factor, StudySpec
+from cnnlab.study.spec import Cell, Factor, PlannedTrial, StudySpec
 from cnnlab.study.storage import TrialRecord
 
 
@@ -34,47 +34,62 @@ class BudgetDependence:
 
 
 def budget_dependence(
-    spec: StudySpec, cells: list[Cell], records: Mapping[str, TrialRecord]
+    spec: StudySpec,
+    plan: tuple[list[PlannedTrial], list[Cell]],
+    records: Mapping[str, TrialRecord],
 ) -> dict[str, BudgetDependence]:
-    """By the shorter factor's name: its shared levels against the longer factor's."""
+    """By the shorter factor's name: its shared levels against the longer factor's. Only
+    where every shared level (the reference included) trains the same network on the same
+    data at both budgets, the epochs alone fewer: a factor whose levels set their own epochs
+    (equal optimizer steps per batch size, say) is not a budget comparison."""
     if spec.design != "ofat":
         return {}
+    trials, cells = plan
+    configs = {t.key: t.config for t in trials}
     by_name = {c.name: c for c in cells}
     out = {}
     for short in spec.factors:
         for long in spec.factors:
-            epochs_s = spec.factor_baseline(short).epochs
-            epochs_l = spec.factor_baseline(long).epochs
-            if short.kind != long.kind or short.reference != long.reference:
+            if short is long or short.kind != long.kind or short.reference != long.reference:
                 continue
-            if not epochs_s < epochs_l or not _same_regime_but_epochs(spec, short, long):
+            shared = [lv.label for lv in short.levels if lv.label in {x.label for x in long.levels}]
+            epochs = [_epochs_only(short, long, lv, by_name, configs) for lv in shared]
+            if not shared or None in epochs or len(set(epochs)) != 1:
                 continue
-            rows = _rows(short, long, by_name, records)
+            rows = _rows(short, long, shared, by_name, records)
             if rows:
+                ((epochs_s, epochs_l),) = set(epochs)
                 out[short.name] = BudgetDependence(short.name, long.name, epochs_s, epochs_l,
                                                    short.reference, tuple(rows))  # fmt: skip
     return out
 
 
-def _same_regime_but_epochs(spec: StudySpec, a: Factor, b: Factor) -> bool:
-    one = spec.factor_baseline(a).to_dict()
-    two = spec.factor_baseline(b).to_dict()
-    return all(one[k] == two[k] for k in one if k not in ("epochs", "seed", "lr"))
+def _epochs_only(short: Factor, long: Factor, level: str, by_name, configs):
+    """(shorter, longer) epochs where the two factors' trials of ``level`` differ in their
+    epochs alone (and the rate, which each tunes, and the seed), fewer in ``short``."""
+    cells = [by_name.get(f"{f.name}={level}") for f in (short, long)]
+    if None in cells:
+        return None
+    one, two = (configs.get(c.keys[0]) for c in cells)
+    if one is None or two is None or not one["epochs"] < two["epochs"]:
+        return None
+    if any(one[k] != two[k] for k in one if k not in ("epochs", "lr", "seed")):
+        return None
+    return int(one["epochs"]), int(two["epochs"])
 
 
-def _rows(short: Factor, long: Factor, by_name, records) -> list[BudgetRow]:
+def _rows(short: Factor, long: Factor, shared, by_name, records) -> list[BudgetRow]:
     rows = []
-    long_levels = {lv.label for lv in long.levels}
-    for lv in short.levels:
-        if lv.label == short.reference or lv.label not in long_levels:
+    for label in shared:
+        if label == short.reference:
             continue
-        d_short = _diffs(short, lv.label, by_name, records)
-        d_long = _diffs(long, lv.label, by_name, records)
+        d_short = _diffs(short, label, by_name, records)
+        d_long = _diffs(long, label, by_name, records)
         seeds = sorted(set(d_short) & set(d_long))
         if not seeds:
             continue
         rows.append(BudgetRow(
-            lv.label, stats.t_interval(list(d_long.values())),
+            label, stats.t_interval(list(d_long.values())),
             stats.t_interval(list(d_short.values())),
             stats.paired_comparison([d_short[s] for s in seeds], [d_long[s] for s in seeds]),
         ))  # fmt: skip
