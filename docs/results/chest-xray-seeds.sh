@@ -26,10 +26,13 @@ if [[ ! -d "$DATA/train" || ! -d "$DATA/test" ]]; then
 fi
 mkdir -p "$RUNS"
 
-# Shared by every strategy: the offline ImageNet weights, patients kept in one split, duplicates
-# across splits removed, class-weighted loss, the radiograph augmentation, the best epoch by
-# validation loss, a temperature and the operating threshold (Youden) fitted on validation.
-COMMON=(--arch efficientnet_lite0 --balance weights --dedupe --calibrate
+# Shared by every strategy: the offline ImageNet weights, patients kept in one split, one
+# validation split for every seed (--split-seed 0: the seeds vary initialisation, shuffling and
+# augmentation, and a strategy's seeds can be ensembled with a threshold chosen on that shared
+# validation split), duplicates across splits removed, class-weighted loss, the radiograph
+# augmentation, the best epoch by validation loss, a temperature and the operating threshold
+# (Youden) fitted on validation.
+COMMON=(--arch efficientnet_lite0 --split-seed 0 --balance weights --dedupe --calibrate
         --group-regex '^(person\d+|IM-\d+|NORMAL2-IM-\d+)' --augment radiograph
         --monitor loss --threshold-policy youden --quiet)
 # The fine-tuning settings that LP-FT, full and random init share (Kumar et al. 2022's FT arm).
@@ -67,5 +70,7 @@ done
 "$CNNLAB" transfer compare --by-seed "$RUNS"/{head,partial,lpft,full,random}-s* \
   --out "$RUNS/seeds.md" --overwrite
 for name in head partial lpft full random; do
-  "$CNNLAB" transfer compare "$RUNS/$name"-s* --ensemble --out "$RUNS/ensemble-$name.md" --overwrite
+  runs=("$RUNS/$name"-s*)  # an ensemble needs two runs or more (SEEDS="0" trains one)
+  if [[ ${#runs[@]} -lt 2 ]]; then echo "ensemble-$name: skipped, fewer than 2 runs"; continue; fi
+  "$CNNLAB" transfer compare "${runs[@]}" --ensemble --out "$RUNS/ensemble-$name.md" --overwrite
 done

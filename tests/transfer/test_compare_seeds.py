@@ -71,16 +71,18 @@ def test_grouped_cells_are_the_mean_and_t_interval_of_each_runs_metrics(seeded_r
     assert code == 0
     tables = markdown_tables(text)
     recipes = {row[0]: row for row in tables["Recipes"][1]}
-    assert set(recipes) == {"lr=0.001", "lr=0.01"}  # grouped by all but the seed
+    # grouped by all but the seed; named as the runs are, less their seed suffix (head-s0)
+    assert set(recipes) == {"head", "fast"}
+    assert recipes["head"][1] == "lr=0.001" and recipes["fast"][1] == "lr=0.01"
     head = [seeded_runs[f"head-s{s}"] for s in range(3)]
     fast = [seeded_runs["fast-s0"]]
-    assert recipes["lr=0.001"][3:5] == ["0, 1, 2", "head-s0, head-s1, head-s2"]
+    assert recipes["head"][4:6] == ["0, 1, 2", "head-s0, head-s1, head-s2"]
     rss = np.mean([_metrics(r)["peak_rss_mb"] for r in head])
-    assert recipes["lr=0.001"][7] == f"{rss:.0f} MiB" and rss > 50
+    assert recipes["head"][8] == f"{rss:.0f} MiB" and rss > 50
     for heading, block in HEADINGS.items():
         header, rows = tables[heading]
         assert set(header) >= THRESHOLD_DEPENDENT_TITLES
-        for label, group in (("lr=0.001", head), ("lr=0.01", fast)):
+        for label, group in (("head", head), ("fast", fast)):
             row = next(r for r in rows if r[0] == label)
             assert row[1] == f"n={len(group)}"
             for key, cell in zip(KEYS, row[3:], strict=True):
@@ -100,7 +102,7 @@ def test_grouped_cells_are_the_mean_and_t_interval_of_each_runs_metrics(seeded_r
 def test_the_ensemble_is_one_more_recipe_of_one_run(seeded_runs):
     text = compare_by_seed(list(seeded_runs.values()), ensemble=True)
     free = {row[0]: row for row in markdown_tables(text)["Threshold-free"][1]}
-    assert list(free) == ["lr=0.001", "lr=0.01", "ensemble"] and free["ensemble"][1] == "n=1"
+    assert list(free) == ["head", "fast", "ensemble"] and free["ensemble"][1] == "n=1"
     assert "ensemble: the mean of all 4 runs' probabilities" in text
 
 
@@ -153,6 +155,26 @@ def written(tmp_path):
         return _write_run(tmp_path, name, proba, labels, threshold, **config)
 
     return write
+
+
+def test_recipes_are_named_as_their_runs_less_the_seed_suffix_when_that_tells_them_apart(
+    written,
+):
+    runs = [written("lpft-s0"), written("lpft-s1", seed=1), written("full_seed0", strategy="full"),
+            written("full_seed1", strategy="full", seed=1)]  # fmt: skip
+    recipes = markdown_tables(compare_by_seed(runs))["Recipes"]
+    assert recipes[0][:2] == ["recipe", "settings that set it apart"]
+    assert [row[:2] for row in recipes[1]] == [["lpft", "strategy=head"], ["full", "strategy=full"]]
+    # two groups whose runs would share a name, or a run without a seed suffix: settings instead
+    same = [written("x-s0"), written("x-s1", strategy="full", seed=1)]
+    assert [row[0] for row in markdown_tables(compare_by_seed(same))["Recipes"][1]] == [
+        "strategy=head",
+        "strategy=full",
+    ]
+    plain = [written("head"), written("full-s0", strategy="full")]
+    recipes = markdown_tables(compare_by_seed(plain))["Recipes"]
+    assert [row[0] for row in recipes[1]] == ["strategy=head", "strategy=full"]
+    assert "settings that set it apart" not in recipes[0]  # the label already says it
 
 
 def test_runs_differing_in_more_than_the_seed_are_separate_recipes(written):

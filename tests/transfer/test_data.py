@@ -175,6 +175,23 @@ def test_carved_validation_split_is_stratified_disjoint_and_seeded(folder):
         assert splits[s].paths == again.splits[s].paths
 
 
+def test_split_seed_fixes_the_carved_splits_while_the_seed_changes(folder):
+    """Runs over seeds that share --split-seed validate and test on the same images (their
+    ensemble can then choose its threshold on that validation split); without it each seed
+    draws its own splits, as before."""
+    base = TransferConfig(weights="none", image_size=32, val_size=0.25, test_size=0.25)
+
+    def carved(cfg):
+        prepared = prepare_data(folder, cfg)
+        return {s: sorted(map(str, prepared.splits[s].paths)) for s in ("val", "test")}
+
+    fixed = [carved(base.replace(seed=s, split_seed=0)) for s in (0, 1, 2)]
+    assert fixed[0] == fixed[1] == fixed[2] == carved(base)  # split seed 0 = seed 0's splits
+    drawn = [carved(base.replace(seed=s)) for s in (1, 2)]
+    assert any(d["val"] != fixed[0]["val"] for d in drawn)  # each seed its own, by default
+    assert base.replace(seed=7).splits_seed == 7 and base.replace(split_seed=3).splits_seed == 3
+
+
 def test_a_class_left_without_readable_images_is_an_error(tmp_path, make_folders):
     make_folders(tmp_path, {"a": 6})
     (tmp_path / "b").mkdir()

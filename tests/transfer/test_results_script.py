@@ -47,6 +47,7 @@ def test_five_strategies_times_three_seeds_then_the_tables(tmp_path, stand_in):
     for c, out in zip(trains, outs, strict=True):
         assert c[2] == str(data) and c[c.index("--seed") + 1] == out[-1]
         assert {"--calibrate", "--dedupe", "--quiet"} <= set(c)
+        assert c[c.index("--split-seed") + 1] == "0"  # one validation split for every seed
         assert c[c.index("--augment") + 1] == "radiograph"
         assert c[c.index("--arch") + 1] == "efficientnet_lite0"
         finetuned = any(name in out for name in ("lpft", "full", "random"))
@@ -79,7 +80,10 @@ def test_the_recipes_flags_parse(tmp_path, stand_in):
     """Every command the script writes gets past cnnlab's own option parsing: on folders with no
     class folders each stops at the data, not at a flag (an unknown flag would stop first)."""
     data = _data(tmp_path)
-    assert _run(tmp_path, str(data), "runs", SEEDS="0", **stand_in).returncode == 0
+    one_seed = _run(tmp_path, str(data), "runs", SEEDS="0", **stand_in)
+    assert one_seed.returncode == 0  # one seed: the tables, but no ensemble of one run
+    assert one_seed.stdout.count("skipped, fewer than 2 runs") == 5
+    assert not [c for c in recorded_calls(stand_in) if "--ensemble" in c]
     trains = [c for c in recorded_calls(stand_in) if c[:2] == ["transfer", "train"]]
     assert len(trains) == 5
     for call in trains:

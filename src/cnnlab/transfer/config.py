@@ -135,6 +135,14 @@ class TransferConfig(FrozenConfig):
         10, "dHash bits (of 256) within which two images are the same; -1 = off.", ge=-1, le=256
     )
     seed: int = option(0, "Seed of initialisation, shuffling and splits.", ge=0, le=2**32 - 1)
+    split_seed: int | None = option(
+        None,
+        "Seed of the carved splits, --limit and --folds only (default: --seed): runs that "
+        "differ in --seed but share it validate and test on the same images, so their "
+        "ensemble chooses its threshold on that validation split.",
+        ge=0,
+        le=2**32 - 1,
+    )
     # evaluation
     positive: str | None = option(
         None, "Two classes: the positive class (default: the second alphabetically)."
@@ -171,6 +179,11 @@ class TransferConfig(FrozenConfig):
     def __post_init__(self) -> None:
         check_fields(self)
         validate(self)
+
+    @property
+    def splits_seed(self) -> int:
+        """The seed the carved splits, --limit and --folds are drawn with."""
+        return self.seed if self.split_seed is None else self.split_seed
 
 
 def validate(c: TransferConfig) -> None:

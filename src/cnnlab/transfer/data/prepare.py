@@ -113,7 +113,7 @@ def prepare_data(
     layout: Literal["given", "carved"] = "given" if len(files) > 1 else "carved"
     loaded: dict[str, D.LoadedSplit] = {}
     for name, f in files.items():
-        f = D.limit_files(f, cfg.limit, cfg.seed)
+        f = D.limit_files(f, cfg.limit, cfg.splits_seed)
         with progress_bar(console, f"decoding {name}", len(f.paths)) as advance:
             loaded[name] = D.load_split(
                 f,
@@ -134,11 +134,11 @@ def prepare_data(
     pool = loaded.pop("train")
     carved = []
     if not cfg.folds and "test" not in loaded and cfg.test_size > 0:
-        pool, loaded["test"] = carve(pool, cfg.test_size, cfg.seed, "test", pattern)
+        pool, loaded["test"] = carve(pool, cfg.test_size, cfg.splits_seed, "test", pattern)
         carved.append("test")
     if not cfg.folds and "val" not in loaded:
         fraction = cfg.val_size / (1 - cfg.test_size) if "test" in carved else cfg.val_size
-        pool, loaded["val"] = carve(pool, fraction, cfg.seed + 1, "val", pattern)
+        pool, loaded["val"] = carve(pool, fraction, cfg.splits_seed + 1, "val", pattern)
         carved.append("val")
     splits = {"train": pool, **{k: loaded[k] for k in ("val", "test") if k in loaded}}
 
@@ -164,7 +164,7 @@ def prepare_data(
     if cfg.folds:
         pool = splits["train"]
         ids = None if pattern is None else group_ids(pool.paths, pattern)
-        folds = assign_folds(pool.labels, ids, cfg.folds, cfg.seed)
+        folds = assign_folds(pool.labels, ids, cfg.folds, cfg.splits_seed)
     report: DataReport = {
         "data_dir": str(data_dir),
         "layout": layout,
@@ -364,7 +364,7 @@ def fold_split(prepared: Prepared, fold: int, cfg: TransferConfig) -> Prepared:
         val = prepared.splits["val"]
     else:  # --val-size of the whole pool, taken from the k - 1 training folds
         fraction = min(cfg.val_size * k / (k - 1), 0.5)
-        rest, val = carve(rest, fraction, cfg.seed + 1 + fold, "val", pattern)
+        rest, val = carve(rest, fraction, cfg.splits_seed + 1 + fold, "val", pattern)
         carved.append("val")
     splits = {"train": rest, "val": val, "test": test}
     for name, split in splits.items():

@@ -16,6 +16,7 @@ metrics in a table of their own.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +42,16 @@ from cnnlab.transfer.results import ARGMAX, MULTICLASS_NOTE, VALIDATION_THRESHOL
 NOT_RECIPE = ("seed",)  # the config keys runs of one recipe may differ in
 
 
+# a run directory named for its seed: lpft-s0, head_seed2, full.s1 (the part before is the name)
+SEED_SUFFIX = re.compile(r"[-_.](s|seed)\d+$")
+
+
 @dataclass
 class Recipe:
-    label: str  # what sets it apart from the other groups
+    label: str  # its runs' common name (lpft-s0, lpft-s1 -> lpft), else its settings
     runs: list[TestedRun]
     ensemble: bool = False
+    settings: str = ""  # the config values that set it apart from the other groups
 
 
 def compare_by_seed(run_dirs: Sequence[str | Path], seed: int = 0, ensemble: bool = False) -> str:
@@ -107,18 +113,34 @@ def group_by_seed(runs: list[TestedRun]) -> list[Recipe]:
     keys = sorted({k for group in configs for k in group[0]} - set(NOT_RECIPE))
     first = [group[0] for group in configs]
     differing = [k for k in keys if len({json.dumps(c.get(k), default=str) for c in first}) > 1]
-    recipes = []
-    for group in keyed.values():
-        c = group[0].config
-        label = ", ".join(f"{k}={c.get(k)}" for k in differing) or str(c.get("strategy", "?"))
-        recipes.append(Recipe(label, group))
-    return recipes
+    settings = [
+        ", ".join(f"{k}={group[0].config.get(k)}" for k in differing)
+        or str(group[0].config.get("strategy", "?"))
+        for group in keyed.values()
+    ]
+    names = [_common_name(group) for group in keyed.values()]
+    if None in names or len(set(names)) != len(names):
+        names = settings  # unnamed or ambiguous: label each group by what sets it apart
+    return [
+        Recipe(str(name), group, settings=text)
+        for name, group, text in zip(names, keyed.values(), settings, strict=True)
+    ]
+
+
+def _common_name(group: list[TestedRun]) -> str | None:
+    """The name the group's run directories share once their seed suffix is cut (lpft-s0,
+    lpft-s1 -> lpft); None where they share none."""
+    names = {SEED_SUFFIX.sub("", run.name) for run in group}
+    if len(names) != 1 or any(SEED_SUFFIX.search(run.name) is None for run in group):
+        return None
+    return names.pop()
 
 
 def _recipes_table(recipes: list[Recipe]) -> str:
+    named = any(r.settings and r.label != r.settings for r in recipes)
     rows = [
-        [
-            "recipe", "model", "strategy", "seeds", "runs", "epochs (best), mean",
+        ["recipe"] + (["settings that set it apart"] if named else []) + [
+            "model", "strategy", "seeds", "runs", "epochs (best), mean",
             "train time, mean", "peak RSS, mean", "device",
         ]
     ]  # fmt: skip
@@ -132,8 +154,9 @@ def _recipes_table(recipes: list[Recipe]) -> str:
         rss = _mean(r.metrics.get("peak_rss_mb") for r in runs)
         devices = sorted({str(r.metrics.get("device", "–")) for r in runs})
         rows.append(
-            [
-                recipe.label,
+            [recipe.label]
+            + ([recipe.settings or "–"] if named else [])
+            + [
                 f"{c.get('arch', '?')} ({weights})",
                 str(c.get("strategy", "?")),
                 seeds,
