@@ -52,12 +52,13 @@ from cnnlab.study.spec.plan import steps_per_epoch
 from cnnlab.study.storage import TrialRecord
 
 __all__ = [
-    "DEFAULT_MARGIN", "POINTS", "CellSummary", "Comparison", "Importance", "StudyAnalysis",
-    "analyse", "epochs_to_target", "generalization_gap",
+    "DEFAULT_MARGIN", "POINTS", "SECONDARY", "CellSummary", "Comparison", "Importance",
+    "StudyAnalysis", "analyse", "epochs_to_target", "generalization_gap",
 ]  # fmt: skip
 
 ALPHA = stats.ALPHA
 LOWER, HIGHER = "lower", "higher"  # the verdicts on a measure beside accuracy
+SECONDARY = ("test_loss", "ece")  # the measures beside accuracy, lower better for both
 
 
 # -- per trial -----------------------------------------------------------------------------
@@ -296,9 +297,6 @@ def _compare_factor(spec, factor: Factor, cells, records, labels) -> list[Compar
             )  # fmt: skip
         )
     return out
-
-
-SECONDARY = ("test_loss", "ece")  # lower is better for both
 
 
 def _measures(pairs: list[tuple[TrialRecord, TrialRecord]]) -> dict[str, Measure]:

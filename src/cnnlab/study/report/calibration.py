@@ -9,7 +9,7 @@ import math
 
 from cnnlab.metrics import ECE_BINS
 from cnnlab.report import Report
-from cnnlab.study.analysis import StudyAnalysis
+from cnnlab.study.analysis import SECONDARY, StudyAnalysis
 from cnnlab.study.analysis.summaries import Measure
 from cnnlab.study.report.scenarios import factor_cells
 from cnnlab.study.report.statistics import ci
@@ -35,7 +35,7 @@ def measures_part(rep: Report, a: StudyAnalysis, factor: Factor) -> None:
     rows = []
     for lv, s in cells:
         c = comps.get(lv)
-        loss, ece = (c.measures.get(m) if c else None for m in ("test_loss", "ece"))
+        loss, ece = (c.measures.get(m) if c else None for m in SECONDARY)
         rows.append({
             "level": lv + (" (reference)" if lv == factor.reference else ""),
             "test loss [95% CI]": ci(s.loss, 3),

@@ -6,6 +6,7 @@ is slower."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from cnnlab.errors import CnnlabError
@@ -62,14 +63,7 @@ def costs_part(rep: Report, a: StudyAnalysis, factor: Factor, costs: dict) -> No
         "params": f"{c['params']:,}",
         "multiply-adds per image (M)": f"{c['multiply_adds'] / 1e6:.2f}",
         "feature map": " x ".join(str(d) for d in c["features"]),
-        "features": f"{_product(c['features']):,}",
+        "features": f"{math.prod(c['features']):,}",
         "s/epoch [95% CI]": ci(s.epoch_seconds, 2),
     } for lv, s, c in cells]  # fmt: skip
     rep.table(rows)
-
-
-def _product(dims: tuple[int, ...]) -> int:
-    n = 1
-    for d in dims:
-        n *= d
-    return n
