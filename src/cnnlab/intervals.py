@@ -3,8 +3,8 @@ seeds, :mod:`cnnlab.study.analysis.stats`; a ``--folds K`` run's folds,
 :mod:`cnnlab.transfer.evaluation.crossval`) and the Wilson score interval of a proportion
 (a sensitivity of 6 / 6 on the serve page, :mod:`cnnlab.serve.evidence`).
 
-A module of its own, on SciPy alone: the study's statistics also load statsmodels (seconds),
-which a transfer process that only summarises its folds does not need.
+A module of its own, on SciPy alone, so that a transfer process that only summarises its folds
+imports nothing of the study.
 """
 
 from __future__ import annotations

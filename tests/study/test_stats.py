@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats as sps
 
 from cnnlab.study.analysis import stats
@@ -203,6 +205,67 @@ def test_seeds_to_resolve_uses_the_margin_for_small_differences():
     assert small > stats.seeds_to_resolve(_diff(0.05, -1.0, 1.1, std=1.0), margin=1.0)
     # noisier differences need more seeds
     assert stats.seeds_to_resolve(_diff(0.5, -1, 2, std=2.0), 0.5) > small
+
+
+def _power_by_integration(effect, n, alpha):
+    """The paired t-test's power from its definition, independent of SciPy's noncentral t:
+    T = (Z + effect sqrt(n)) / sqrt(V / df) with Z standard normal and V chi-squared, so
+    P(|T| > c) integrates two normal tails over V's density."""
+    from scipy import integrate
+
+    df, nc = n - 1, effect * math.sqrt(n)
+    c = sps.t.isf(alpha / 2, df)
+
+    def tails(v):
+        s = c * math.sqrt(v / df)
+        return (sps.norm.sf(s - nc) + sps.norm.cdf(-s - nc)) * sps.chi2.pdf(v, df)
+
+    return integrate.quad(tails, 0, np.inf, limit=200)[0]
+
+
+@pytest.mark.parametrize(
+    ("effect", "n", "alpha"),
+    [(0.9, 12, 0.025), (1.0, 10, 0.05), (2.0, 5, 0.05 / 31), (4.2, 5, 0.05 / 31),
+     (4.2, 6, 0.05 / 31), (6.0, 5, 0.05 / 62), (100.0, 2, 0.05 / 62)],
+)  # fmt: skip
+def test_t_test_power_matches_the_integral(effect, n, alpha):
+    assert stats.t_test_power(effect, n, alpha) == pytest.approx(
+        _power_by_integration(effect, n, alpha), abs=1e-6
+    )
+
+
+def test_seeds_to_resolve_where_statsmodels_goes_wrong():
+    """A difference 4.2 standard deviations wide at alpha 0.05/31 (the v3 study's learning
+    rate 0.002 against 0.004): SciPy's lower tail is NaN at 5 seeds, statsmodels' TTestPower
+    says 4 seeds (power 0.38); the smallest n with 80% power is 6."""
+    diff = _diff(4.2, 0.0, 8.4, n=4, std=1.0)
+    n = stats.seeds_to_resolve(diff, margin=0.5, alpha=0.05 / 31)
+    assert n == 6
+    alpha = 0.05 / 31
+    assert _power_by_integration(4.2, 6, alpha) >= 0.8 > _power_by_integration(4.2, 5, alpha)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    mean=st.floats(0.0, 20.0),
+    std=st.floats(0.05, 5.0),
+    n=st.integers(2, 8),
+    family=st.integers(1, 60),
+)
+def test_seeds_to_resolve_is_the_smallest_n_with_the_power(mean, std, n, family):
+    """Whatever the difference, the answer has 80% power and one seed fewer has not, and the
+    point estimate lies inside the range its standard deviation's interval gives."""
+    diff = _diff(mean, mean - 1, mean + 1, n=n, std=std)
+    alpha = 0.05 / family
+    k = stats.seeds_to_resolve(diff, margin=0.5, alpha=alpha)
+    effect = max(mean, 0.5) / std
+    if k is None:
+        assert stats.t_test_power(effect, stats.MAX_SEEDS_TO_RESOLVE, alpha) < stats.POWER
+        return
+    assert stats.t_test_power(effect, k, alpha) >= stats.POWER
+    assert k == 2 or stats.t_test_power(effect, k - 1, alpha) < stats.POWER
+    low, high = stats.seeds_to_resolve_range(diff, margin=0.5, alpha=alpha)
+    assert low <= k and (high is None or k <= high)
 
 
 def test_seeds_to_resolve_needs_a_spread():

@@ -1,4 +1,4 @@
-"""Statistics for repeated trials: pure functions over plain numbers (SciPy, statsmodels).
+"""Statistics for repeated trials: pure functions over plain numbers (SciPy).
 
 - ``t_interval``: mean, std and t confidence interval over seeds;
 - ``paired_comparison``: a level vs its reference, paired by seed (difference CI, paired t,
@@ -6,8 +6,8 @@
 - ``mcnemar``: exact binomial or continuity-corrected chi-squared test on discordant pairs,
   meant for one seed's pair of trials;
 - ``holm``: Holm-Bonferroni step-down adjustment (SciPy offers only Benjamini-Hochberg);
-- ``seeds_to_resolve``: seeds a paired t-test needs (statsmodels ``TTestPower``), and its
-  range over the interval of the standard deviation (``sd_interval``);
+- ``t_test_power`` and ``seeds_to_resolve``: a paired t-test's power, the seeds it needs, and
+  their range over the interval of the standard deviation (``sd_interval``);
 - ``tost_pvalue``: the equivalence test (two one-sided t-tests) at a margin;
 - ``verdict``: better / worse / no difference detected / unresolved / no test possible;
 - ``blocked_anova``: seed-blocked ANOVA (seed as block, no seed interaction) with partial
@@ -23,17 +23,11 @@ ignores that every level shares the seeds, so the seed-to-seed spread inflates i
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
-from statsmodels.stats.power import TTestPower
-
-# imported here: importing it installs an "always" filter for its warning, which inside a
-# catch_warnings block would win over the "ignore" set there
-from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from cnnlab.intervals import Interval, t_interval  # shared with transfer cross-validation
 
@@ -203,33 +197,58 @@ def seeds_to_resolve_range(
     return at[0], at[1]
 
 
+def t_test_power(effect: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of a two-sided one-sample t-test (a paired t-test on the differences) with ``n``
+    observations to detect a true difference ``effect`` standard deviations wide: the two
+    tails of the noncentral t beyond the critical value.
+
+    Written out rather than taken from statsmodels ``TTestPower``: SciPy's ``nct.cdf`` returns
+    NaN far in the lower tail (``nct.cdf(-7.2, 4, 9.4)``, SciPy 1.17), statsmodels adds that
+    NaN to the upper tail, and its ``solve_power`` then lands on a wrong root: a difference
+    4.2 standard deviations wide at alpha 0.05/31 came out at 4 seeds, whose power is 0.38,
+    where 6 are needed. Here a NaN lower tail counts as 0: for a positive effect it is at most
+    alpha/2, and SciPy gives NaN only where it is far smaller."""
+    if n < 2:
+        return NAN
+    df = n - 1
+    noncentrality = abs(effect) * math.sqrt(n)
+    critical = float(stats.t.isf(alpha / 2, df))
+    upper = float(stats.nct.sf(critical, df, noncentrality))
+    if not math.isfinite(upper):
+        upper = 1.0 - float(stats.nct.cdf(critical, df, noncentrality))
+    lower = float(stats.nct.cdf(-critical, df, noncentrality))
+    return upper + (lower if math.isfinite(lower) else 0.0)
+
+
 def seeds_to_resolve(
     diff: Interval, margin: float, alpha: float = ALPHA, power: float = POWER
 ) -> int | None:
     """Seeds (pairs) a two-sided paired t-test at level ``alpha`` needs to detect a true
     difference of max(|observed mean|, margin) with the given power, at the observed standard
-    deviation of the differences. A paired t-test is a one-sample t-test on the differences,
-    hence statsmodels ``TTestPower``. The margin is the floor because a difference below it is
-    not worth resolving, and with that many seeds a true difference near zero would give a CI
-    of about +-0.7 margin (inside +-margin), so either way the comparison is settled. The
-    variance itself is estimated from few seeds: a rough guide, not a promise."""
+    deviation of the differences: the smallest n whose ``t_test_power`` reaches ``power``
+    (it grows with n), None beyond ``MAX_SEEDS_TO_RESOLVE``. The margin is the floor because a
+    difference below it is not worth resolving, and with that many seeds a true difference
+    near zero would give a CI of about +-0.7 margin (inside +-margin), so either way the
+    comparison is settled. The variance itself is estimated from few seeds: a rough guide,
+    not a promise (hence ``seeds_to_resolve_range``)."""
     if diff.n < 2 or not diff.std > 0 or margin <= 0:
         return None
     effect = max(abs(diff.mean), margin) / diff.std
-    test = TTestPower()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # handled below
-        n = float(np.squeeze(test.solve_power(
-            effect_size=effect, nobs=None, alpha=alpha, power=power, alternative="two-sided"
-        )))  # fmt: skip
-    if math.isfinite(n):
-        return max(2, math.ceil(n))
-    # statsmodels' root finder returns NaN when even 2 seeds have the power (an effect many
-    # standard deviations wide, as on the smoke profile): count up instead
-    for k in range(2, MAX_SEEDS_TO_RESOLVE + 1):
-        if test.power(effect_size=effect, nobs=k, alpha=alpha, alternative="two-sided") >= power:
-            return k
-    return None
+
+    def enough(k: int) -> bool:
+        return t_test_power(effect, k, alpha) >= power
+
+    if enough(2):
+        return 2
+    short, long = 2, 4  # short lacks the power; double long until it has it
+    while not enough(long):
+        if long >= MAX_SEEDS_TO_RESOLVE:
+            return None
+        short, long = long, min(2 * long, MAX_SEEDS_TO_RESOLVE)
+    while long - short > 1:  # bisect: short fails, long is enough
+        mid = (short + long) // 2
+        short, long = (short, mid) if enough(mid) else (mid, long)
+    return long
 
 
 # -- seed-blocked ANOVA --------------------------------------------------------------------

@@ -209,7 +209,8 @@ def methods_part(rep, a: StudyAnalysis, meta: dict) -> None:
         "95% CI excludes zero too); no difference detected needs the equivalence test (TOST: "
         f"two one-sided paired t-tests against ±{a.margin:.2f} points, δ, the margin argument "
         "of the report) to reject at a study-wide Holm-adjusted p < 0.05.",
-        f"Seeds to resolve: statsmodels TTestPower (paired t = one-sample t on the differences), "
+        "Seeds to resolve: the power of the paired t-test (a one-sample t on the differences; "
+        "the two tails of the noncentral t), "
         f"{stats.POWER:.0%} power, α = 0.05 divided by the study's family size (Holm's first "
         "step), to detect the larger of the observed difference and δ at the observed standard "
         "deviation of the differences; that standard deviation comes from few seeds, so the "
