@@ -186,7 +186,12 @@ def _gap_sentence(a: StudyAnalysis, factor: Factor, c: Comparison, ref_train: fl
             "%), so the gap closed because it fits its training images less. A smaller gap "
             "means less overfitting, not a better model: in this budget it underfits."
         )
+    if c.verdict == stats.WORSE:
+        return (
+            f"{head}, while its test accuracy drops, {_ci(c.diff)} ({c.verdict}): less "
+            "memorizing, and less accuracy."
+        )
     return (
         f"{head}, while its test accuracy changes by {_ci(c.diff)} ({c.verdict}): less "
-        "memorizing, without a measurable gain in accuracy."
+        "memorizing, without a gain in accuracy the study can vouch for."
     )
