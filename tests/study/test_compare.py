@@ -127,7 +127,7 @@ def test_the_command_prints_every_row_and_writes_the_same_as_markdown(run_cli, t
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     row = next(ln for ln in lines if ln.startswith("regularization = batch_norm vs dropout"))
-    assert "better" in row and "worse" in row and row.split()[-2:] == ["no", "opposite"]
+    assert "better" in row and "worse" in row and row.split()[-3:] == ["no", "opposite", "-"]
     assert "only in A" in next(ln for ln in lines if ln.startswith("kernel_size = 5x5 vs 3x3"))
     assert "agree: 1 of 2 comparisons (same direction: 1 of 2)" in lines
     md = out.read_text()
@@ -215,6 +215,48 @@ def test_a_level_at_the_baselines_rate_in_one_study_and_tuned_in_the_other_says_
     moved = [line for line in result.summary() if line.startswith("learning rate from another")]
     kept = sum(p.verdicts_agree for p in result.shared)
     assert moved == [
-        "learning rate from another source in A and B (e.g. the baseline's vs the level's own "
-        f"tuned rate): 1 comparisons, verdict kept in {kept}, changed in {1 - kept}"
+        "learning rate from another source in A and B, all else equal (e.g. the baseline's vs "
+        f"the level's own tuned rate): 1 comparisons, verdict kept in {kept}, changed in "
+        f"{1 - kept}"
     ]
+    assert result.changes(_pairs(result)[KERNEL_7]) == []
+
+
+SPEC_REGIME = """
+name: regime
+seeds: 3
+budget: {train_limit: 1000, epochs: 2, val_size: 500}
+factors:
+  regularization:
+    levels: [dropout, batch_norm]
+    baseline: {batch_size: 64}
+    budget: {train_limit: 1000, epochs: 3, val_size: 500}
+"""
+
+
+def test_a_comparison_trained_another_way_names_what_changed(two_studies, tmp_path, monkeypatch):
+    """The same comparison in another regime (more epochs, another batch size): its row says
+    so, and its verdict is not counted as a change the learning rate made."""
+    from cnnlab.study.report.compare import format_text
+
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
+    )
+    (tmp_path / "regime.yaml").write_text(SPEC_REGIME)
+    url = f"sqlite:///{tmp_path}/regime.db"
+    run_study(load_spec(tmp_path / "regime.yaml"), url, "regime", 1,
+              trainer="fake_trainer:trainer", progress=False)  # fmt: skip
+    result = compare_studies(two_studies["a"], "a", url, "regime")
+    pair = _pairs(result)[BATCH_NORM]
+    assert result.changes(pair) == ["batch_size 128 → 64", "epochs 2 → 3"]
+    assert not result.rate_moved(pair)
+    row = next(line for line in format_text(result).splitlines()
+               if line.startswith("regularization = batch_norm vs dropout"))  # fmt: skip
+    assert row.endswith("batch_size 128 → 64; epochs 2 → 3")
+    kept = int(pair.verdicts_agree)
+    assert (
+        "trained another way in A and B besides the rate (budget, regime or the level's "
+        f"settings: the last column): 1 comparisons, verdict kept in {kept}, changed in "
+        f"{1 - kept}"
+    ) in result.summary()
+    assert not any(line.startswith("learning rate from another") for line in result.summary())

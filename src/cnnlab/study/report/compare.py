@@ -12,6 +12,11 @@ Why two agreement counts: verdicts agree only when both studies reach the same c
 (a quick study with 3 seeds often stays "unresolved" where the full one says "worse"), while
 the direction says whether the small study at least points the same way; issue 13 asks the
 quick profile to match the full study's direction wherever the full study is significant.
+
+Where each level's learning rate came from, and what else the two studies train differently
+for a comparison (its budget, its regime, the level's own settings), stand beside each row: a
+verdict that changed between a study at the baseline's rate and one at each level's tuned
+rate is a finding about tuning only when nothing else changed with it (issue 23).
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_text, check_output
 from cnnlab.report.document import markdown_table
 from cnnlab.study import storage as st
 from cnnlab.study.analysis import DEFAULT_MARGIN, Comparison, StudyAnalysis, analyse
+from cnnlab.study.spec.factors import Factor
+from cnnlab.study.spec.levels import Level
 from cnnlab.study.spec.names import check_study_name
 
 Key = tuple[str, str, str]  # (factor, level, reference)
@@ -82,6 +90,20 @@ class StudyComparison:
         """The level's learning rate came from another source in A than in B."""
         return rate_source(self.a, p.factor, p.level) != rate_source(self.b, p.factor, p.level)
 
+    def changes(self, p: Pair) -> list[str]:
+        """What else the two studies train differently for this comparison (its level or its
+        reference): budget, regime or the level's own settings, as ``field A -> B``; the rate
+        and the seed are left out (the rate has its own columns)."""
+        out: dict[str, str] = {}
+        for label in (p.level, p.reference):
+            a, b = trained_config(self.a, p.factor, label), trained_config(self.b, p.factor, label)
+            if a is None or b is None:
+                continue
+            for key in sorted((a.keys() | b.keys()) - _NOT_CHANGES):
+                if key not in out and a.get(key) != b.get(key):
+                    out[key] = f"{key} {_value(a.get(key))} → {_value(b.get(key))}"
+        return list(out.values())
+
     def significant_in(self, side: str) -> list[Pair]:
         """Shared comparisons that study ``side`` ("a" or "b") finds better or worse."""
         return [p for p in self.shared if getattr(p, side).significant]
@@ -102,13 +124,21 @@ class StudyComparison:
         only_b = sum(p.a is None for p in self.pairs)
         if only_a or only_b:
             lines.append(f"only in A: {only_a}; only in B: {only_b} (not counted in the agreement)")
-        moved = [p for p in shared if self.rate_moved(p)]
+        moved = [p for p in shared if self.rate_moved(p) and not self.changes(p)]
         if moved:
             kept = sum(p.verdicts_agree for p in moved)
             lines.append(
-                f"learning rate from another source in A and B (e.g. the baseline's vs the "
-                f"level's own tuned rate): {len(moved)} comparisons, verdict kept in {kept}, "
-                f"changed in {len(moved) - kept}"
+                f"learning rate from another source in A and B, all else equal (e.g. the "
+                f"baseline's vs the level's own tuned rate): {len(moved)} comparisons, verdict "
+                f"kept in {kept}, changed in {len(moved) - kept}"
+            )  # fmt: skip
+        other = [p for p in shared if self.changes(p)]
+        if other:
+            kept = sum(p.verdicts_agree for p in other)
+            lines.append(
+                f"trained another way in A and B besides the rate (budget, regime or the "
+                f"level's settings: the last column): {len(other)} comparisons, verdict kept in "
+                f"{kept}, changed in {len(other) - kept}"
             )  # fmt: skip
         agree = sum(p.verdicts_agree for p in shared)
         same = sum(p.same_direction for p in shared)
@@ -193,14 +223,36 @@ def _header(cmp: StudyComparison) -> list[str]:
 def rate_source(side: Side, factor: str, level: str) -> str:
     """Where a level's learning rate came from in one study: ``tuned`` (its own sweep),
     ``fixed`` (set by the level) or ``baseline`` (the factor's baseline rate)."""
-    spec = side.analysis.spec
-    f = next((x for x in spec.factors if x.name == factor), None)
-    lv = next((x for x in f.levels if x.label == level), None) if f is not None else None
-    if lv is None:
+    found = _level(side, factor, level)
+    if found is None:
         return "-"
+    lv = found[1]
     if lv.tune_lr:
         return "tuned"
     return "fixed" if lv.overrides.get("lr") is not None else "baseline"
+
+
+_NOT_CHANGES = frozenset({"lr", "seed"})  # the rate has columns of its own; seeds pair up
+
+
+def trained_config(side: Side, factor: str, level: str) -> dict[str, Any] | None:
+    """The settings a level trains with in one study (its factor's regime, then the level's
+    changes), or None where the study lacks the level."""
+    found = _level(side, factor, level)
+    if found is None:
+        return None
+    f, lv = found
+    return side.analysis.spec.factor_baseline(f).to_dict() | lv.overrides
+
+
+def _level(side: Side, factor: str, level: str) -> tuple[Factor, Level] | None:
+    f = next((x for x in side.analysis.spec.factors if x.name == factor), None)
+    lv = next((x for x in f.levels if x.label == level), None) if f is not None else None
+    return None if lv is None else (f, lv)
+
+
+def _value(v: Any) -> str:
+    return "-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _rate(side: Side, p: Pair) -> str:
@@ -214,7 +266,8 @@ def _rate(side: Side, p: Pair) -> str:
 def _rows(cmp: StudyComparison) -> list[list[str]]:
     return [
         [f"{p.factor} = {p.level} vs {p.reference}", _rate(cmp.a, p), _difference(p.a),
-         _verdict(p.a), _rate(cmp.b, p), _difference(p.b), _verdict(p.b), *_agreement(p)]
+         _verdict(p.a), _rate(cmp.b, p), _difference(p.b), _verdict(p.b), *_agreement(p),
+         "; ".join(cmp.changes(p)) or "-"]
         for p in cmp.pairs
     ]  # fmt: skip
 
@@ -222,7 +275,7 @@ def _rows(cmp: StudyComparison) -> list[list[str]]:
 # "A rate": where the level's learning rate came from in A, and its mean: a conclusion drawn at
 # the baseline's rate in one study and at each level's tuned rate in the other shows here
 _COLUMNS = ["comparison", "A rate", "A difference", "A verdict", "B rate", "B difference",
-            "B verdict", "verdicts agree", "direction"]  # fmt: skip
+            "B verdict", "verdicts agree", "direction", "also changed (A → B)"]  # fmt: skip
 
 
 def format_text(cmp: StudyComparison) -> str:
