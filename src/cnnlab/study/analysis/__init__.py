@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import CnnlabError
+from cnnlab.intervals import geometric_interval
 from cnnlab.study.analysis import curves, stats
 from cnnlab.study.analysis.budgets import budget_dependence
 from cnnlab.study.analysis.curves import POINTS, epochs_to_target, generalization_gap
@@ -85,8 +86,8 @@ def _summarise(cell: Cell, records: list[TrialRecord], target: float) -> CellSum
         accuracy=_pts(stats.t_interval(col(lambda r: r.metrics["test_accuracy"]))),
         macro_f1=stats.t_interval(col(lambda r: r.metrics["macro_f1"])),
         loss=stats.t_interval(col(lambda r: r.metrics["test_loss"])),
-        train_seconds=stats.t_interval(seconds_each),
-        epoch_seconds=stats.t_interval(
+        train_seconds=geometric_interval(seconds_each),
+        epoch_seconds=geometric_interval(
             [t / max(len(r.history), 1) for t, r in zip(seconds_each, records, strict=True)]
         ),
         val_accuracy=_pts(stats.t_interval(col(lambda r: r.value))),

@@ -198,7 +198,9 @@ def methods_part(rep, a: StudyAnalysis, meta: dict) -> None:
     rep.heading("Appendix D: methods")
     rep.bullets([
         "Intervals: Student-t 95% confidence intervals over seeds (each seed changes the "
-        "initialisation, the data order, the validation split and the training subset).",
+        "initialisation, the data order, the validation split and the training subset); "
+        "seconds are geometric means, their interval computed on the logarithms, so it stays "
+        "positive and a trial slowed by another job stretches only its upper end.",
         "Comparisons: each level against its factor's reference level, paired by seed; the "
         "paired t-test (a one-sample t-test on the per-seed differences) decides the verdict. "
         f"The Wilcoxon signed-rank test is shown only from {stats.MIN_WILCOXON_N} seeds: below "
