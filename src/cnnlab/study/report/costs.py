@@ -18,6 +18,13 @@ from cnnlab.study.report.statistics import ci
 from cnnlab.study.spec import Factor, StudySpec
 
 DIFFERENT = 0.01  # levels whose multiply-adds differ by more than this share get the table
+# config fields that change how a network trains, not what it computes per image: levels that
+# differ only in these share one build (a field not listed here is taken to shape the network)
+TRAINING_ONLY = frozenset({
+    "lr", "seed", "optimizer", "weight_decay", "schedule", "warmup_epochs", "batch_size",
+    "epochs", "early_stopping", "train_limit", "val_size", "l2", "dropout", "augment", "shift",
+    "flip", "erasing", "label_smoothing", "tta", "tta_shift",
+})  # fmt: skip
 
 
 def architecture_costs(spec: StudySpec) -> dict[str, dict[str, Any]]:
@@ -37,8 +44,8 @@ def architecture_costs(spec: StudySpec) -> dict[str, dict[str, Any]]:
         config = next((configs[k] for k in cell.keys if k in configs), None)
         if config is None:
             continue
-        shape = {k: v for k, v in config.items() if k not in ("lr", "seed")}
-        key = repr(sorted(shape.items()))  # one build per architecture, whatever its rate
+        shape = {k: v for k, v in config.items() if k not in TRAINING_ONLY}
+        key = repr(sorted(shape.items()))  # one build per architecture, however it trains
         if key not in seen:
             seen[key] = architecture_cost(TrainConfig.from_dict({**config, "lr": None}))
         costs[cell.name] = seen[key]
@@ -56,7 +63,7 @@ def costs_part(rep: Report, a: StudyAnalysis, factor: Factor, costs: dict) -> No
         "What each level's network costs: parameters and forward multiply-adds per image "
         "(convolutions and dense layers) follow from the architecture; the feature map is what "
         "the classifier reads (height x width x channels); seconds per epoch are measured "
-        "(mean over seeds, 95% CI), so they also carry the machine."
+        "(geometric mean over seeds, 95% CI), so they also carry the machine."
     )
     rows = [{
         "level": lv + (" (reference)" if lv == factor.reference else ""),
