@@ -158,8 +158,9 @@ def importance_part(rep: Report, a: StudyAnalysis, folder: Path) -> None:
         )
     overlap = len(ranked) > 1 and ranked[1].spread_high >= top.spread_low
     if overlap:
-        text += (f"; its interval overlaps that of {titles.get(ranked[1].term, ranked[1].term)}, "
-                 "so their order is not settled")  # fmt: skip
+        second = titles.get(ranked[1].term, ranked[1].term)
+        text += (f". The first's interval overlaps that of the second, {second}, so which of "
+                 "the two matters most is not settled")  # fmt: skip
     rep.paragraph(text + ".", css_class="conclusion")
     path = plots.intervals_by_label(
         [titles.get(i.term, i.term) for i in ranked], [i.spread for i in ranked],
