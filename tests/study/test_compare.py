@@ -182,6 +182,18 @@ def test_out_in_a_new_folder_creates_it(run_cli, two_studies, tmp_path):
     assert "agree:" in out.read_text()
 
 
+def _run_fake_study(spec: str, name: str, folder, monkeypatch) -> str:
+    """Run ``spec`` with the fake trainer into a SQLite file in ``folder``; its URL."""
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
+    )
+    (folder / f"{name}.yaml").write_text(spec)
+    url = f"sqlite:///{folder}/{name}.db"
+    run_study(load_spec(folder / f"{name}.yaml"), url, name, 1,
+              trainer="fake_trainer:trainer", progress=False)  # fmt: skip
+    return url
+
+
 SPEC_TUNED = """
 name: tuned
 seeds: 3
@@ -199,13 +211,7 @@ def test_a_level_at_the_baselines_rate_in_one_study_and_tuned_in_the_other_says_
 ):
     from cnnlab.study.report.compare import format_text, rate_source
 
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
-    )
-    (tmp_path / "tuned.yaml").write_text(SPEC_TUNED)
-    url = f"sqlite:///{tmp_path}/tuned.db"
-    run_study(load_spec(tmp_path / "tuned.yaml"), url, "tuned", 1,
-              trainer="fake_trainer:trainer", progress=False)  # fmt: skip
+    url = _run_fake_study(SPEC_TUNED, "tuned", tmp_path, monkeypatch)
     result = compare_studies(two_studies["a"], "a", url, "tuned")
     assert rate_source(result.a, "kernel_size", "7x7") == "baseline"
     assert rate_source(result.b, "kernel_size", "7x7") == "tuned"
@@ -239,13 +245,7 @@ def test_a_comparison_trained_another_way_names_what_changed(two_studies, tmp_pa
     so, and its verdict is not counted as a change the learning rate made."""
     from cnnlab.study.report.compare import format_text
 
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
-    )
-    (tmp_path / "regime.yaml").write_text(SPEC_REGIME)
-    url = f"sqlite:///{tmp_path}/regime.db"
-    run_study(load_spec(tmp_path / "regime.yaml"), url, "regime", 1,
-              trainer="fake_trainer:trainer", progress=False)  # fmt: skip
+    url = _run_fake_study(SPEC_REGIME, "regime", tmp_path, monkeypatch)
     result = compare_studies(two_studies["a"], "a", url, "regime")
     pair = _pairs(result)[BATCH_NORM]
     assert result.changes(pair) == ["batch_size 128 → 64", "epochs 2 → 3"]

@@ -124,22 +124,18 @@ class StudyComparison:
         only_b = sum(p.a is None for p in self.pairs)
         if only_a or only_b:
             lines.append(f"only in A: {only_a}; only in B: {only_b} (not counted in the agreement)")
-        moved = [p for p in shared if self.rate_moved(p) and not self.changes(p)]
-        if moved:
-            kept = sum(p.verdicts_agree for p in moved)
-            lines.append(
-                f"learning rate from another source in A and B, all else equal (e.g. the "
-                f"baseline's vs the level's own tuned rate): {len(moved)} comparisons, verdict "
-                f"kept in {kept}, changed in {len(moved) - kept}"
-            )  # fmt: skip
-        other = [p for p in shared if self.changes(p)]
-        if other:
-            kept = sum(p.verdicts_agree for p in other)
-            lines.append(
-                f"trained another way in A and B besides the rate (budget, regime or the "
-                f"level's settings: the last column): {len(other)} comparisons, verdict kept in "
-                f"{kept}, changed in {len(other) - kept}"
-            )  # fmt: skip
+        groups = (
+            ("learning rate from another source in A and B, all else equal (e.g. the baseline's "
+             "vs the level's own tuned rate)",
+             [p for p in shared if self.rate_moved(p) and not self.changes(p)]),
+            ("trained another way in A and B besides the rate (budget, regime or the level's "
+             "settings: the last column)", [p for p in shared if self.changes(p)]),
+        )  # fmt: skip
+        for what, pairs in groups:
+            if pairs:
+                kept = sum(p.verdicts_agree for p in pairs)
+                lines.append(f"{what}: {len(pairs)} comparisons, verdict kept in {kept}, "
+                             f"changed in {len(pairs) - kept}")  # fmt: skip
         agree = sum(p.verdicts_agree for p in shared)
         same = sum(p.same_direction for p in shared)
         lines.append(
