@@ -214,8 +214,6 @@ def t_test_power(effect: float, n: int, alpha: float = ALPHA) -> float:
     noncentrality = abs(effect) * math.sqrt(n)
     critical = float(stats.t.isf(alpha / 2, df))
     upper = float(stats.nct.sf(critical, df, noncentrality))
-    if not math.isfinite(upper):
-        upper = 1.0 - float(stats.nct.cdf(critical, df, noncentrality))
     lower = float(stats.nct.cdf(-critical, df, noncentrality))
     return upper + (lower if math.isfinite(lower) else 0.0)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -94,15 +95,24 @@ class StudyComparison:
         """What else the two studies train differently for this comparison (its level or its
         reference): budget, regime or the level's own settings, as ``field A -> B``; the rate
         and the seed are left out (the rate has its own columns)."""
-        out: dict[str, str] = {}
-        for label in (p.level, p.reference):
-            a, b = trained_config(self.a, p.factor, label), trained_config(self.b, p.factor, label)
-            if a is None or b is None:
-                continue
-            for key in sorted((a.keys() | b.keys()) - _NOT_CHANGES):
-                if key not in out and a.get(key) != b.get(key):
-                    out[key] = f"{key} {_value(a.get(key))} → {_value(b.get(key))}"
-        return list(out.values())
+        return self._changes[(p.factor, p.level, p.reference)]
+
+    @cached_property
+    def _changes(self) -> dict[Key, list[str]]:
+        """``changes`` of every pair, worked out once: the table and the summary both ask."""
+        by_pair = {}
+        for p in self.pairs:
+            out: dict[str, str] = {}
+            for label in (p.level, p.reference):
+                a = trained_config(self.a, p.factor, label)
+                b = trained_config(self.b, p.factor, label)
+                if a is None or b is None:
+                    continue
+                for key in sorted((a.keys() | b.keys()) - _NOT_CHANGES):
+                    if key not in out and a.get(key) != b.get(key):
+                        out[key] = f"{key} {_value(a.get(key))} → {_value(b.get(key))}"
+            by_pair[(p.factor, p.level, p.reference)] = list(out.values())
+        return by_pair
 
     def significant_in(self, side: str) -> list[Pair]:
         """Shared comparisons that study ``side`` ("a" or "b") finds better or worse."""
