@@ -58,3 +58,40 @@ def test_at_the_cap_the_report_says_the_best_rate_is_at_the_edge(tmp_path, fake_
     assert "AT THE UPPER EDGE of the rates tried (0.015 to 0.45)" in text
     assert "after 1 of 1 bracketing rounds (the cap, lr_sweep.extend)" in text
     assert "may be higher" in text
+
+
+CENTRED = """
+name: centred
+seeds: 2
+budget: {train_limit: 1000, epochs: 1, val_size: 500}
+factors:
+  optimizer:
+    levels: [sgd]
+    lr_sweep: {multipliers: [0.5, 0.71, 1.0, 1.41, 2.0], extend: 1, centers: {sgd: 0.4}}
+"""
+
+
+@pytest.mark.slow
+def test_a_finer_sweep_centred_on_a_known_rate_says_so(tmp_path, fake_trainer):
+    from cnnlab.study.report import write_report
+
+    path = tmp_path / "centred.yaml"
+    path.write_text(CENTRED)
+    spec = load_spec(path)
+    url = f"sqlite:///{tmp_path}/s.db"
+    run_study(spec, url, "centred", 1, trainer=fake_trainer.name(sgd_best=9), progress=False)
+    study = st.load_study(st.open_storage(url), "centred")
+    a = analyse(spec, st.completed_records(study), st.stored_test_labels(study))
+    sweep = a.sweeps["optimizer"]["sgd"]
+    # the grid multiplies the given centre, 0.4, not sgd's default 0.05; its best rate (0.45,
+    # 9x the default) lies inside it, so the one round refines between two grid rates
+    grid = sorted({r.lr for r in sweep.runs if r.round == 0})
+    assert grid == pytest.approx([0.2, 0.284, 0.4, 0.564, 0.8])
+    refined = {r.lr for r in sweep.runs if r.round == 1}
+    assert len(refined) == 1 and 0.284 < refined.pop() < 0.8
+    assert sweep.position == INTERIOR and 0.284 < sweep.choice["chosen"] < 0.8
+    times = f"(x{sweep.choice['chosen'] / 0.4:.3g} the centre lr_sweep.centers gives it, 0.4)"
+    assert times in sweep.statement()
+    md = write_report(url, "centred", tmp_path / "rep").with_suffix(".md").read_text()
+    assert "multiples 0.5, 0.71, 1, 1.41, 2 of the rate the spec centred its sweep on " in md
+    assert "(lr_sweep.centers: sgd 0.4)" in md

@@ -87,6 +87,45 @@ def test_regularization_levels_can_form_a_strength_grid():
     assert got["augment_no_erasing"] == got["augment"] | {"erasing": 0.0}
 
 
+def test_a_sweep_can_be_centred_on_rates_an_earlier_study_chose():
+    fine = {"multipliers": [0.5, 0.71, 1.0, 1.41, 2.0], "extend": 0,
+            "centers": {"sgd": 0.4, "adam": 0.008}}  # fmt: skip
+    s = spec({"optimizer": {"levels": ["sgd", "adam", "nadam"], "lr_sweep": fine}})
+    trials, _ = s.plan()
+    x = [0.5, 0.71, 1.0, 1.41, 2.0]
+    assert sweep_rates(trials, "optimizer=sgd") == pytest.approx([0.4 * m for m in x])
+    assert sweep_rates(trials, "optimizer=adam") == pytest.approx([0.008 * m for m in x])
+    # a level the mapping leaves out keeps its default rate as the centre
+    assert sweep_rates(trials, "optimizer=nadam") == pytest.approx([0.001 * m for m in x])
+    assert s.factor("optimizer").lr_sweep.centers == (("adam", 0.008), ("sgd", 0.4))
+    # any kind: a batch size's key may be a number, as YAML reads it
+    b = spec(
+        {
+            "batch_size": {
+                "levels": [32, 128],
+                "tune_lr": True,
+                "lr_sweep": {"multipliers": [0.5, 2.0], "centers": {32: 0.001}},
+            }
+        }
+    )
+    assert sweep_rates(b.plan()[0], "batch_size=32") == pytest.approx([0.0005, 0.002])
+
+
+@pytest.mark.parametrize(
+    ("centers", "message"),
+    [
+        ({"nesterov": 0.1}, "'nesterov' is not one of the levels (sgd, adam)"),
+        ({"adam": 0}, "factors.optimizer.lr_sweep.centers.adam: must be a learning rate"),
+        ({"adam": "fast"}, "factors.optimizer.lr_sweep.centers.adam: must be a learning rate"),
+        ({"adam": 1000}, "factors.optimizer.lr_sweep.centers.adam: must be a learning rate"),
+        ([0.1], "factors.optimizer.lr_sweep.centers: must map levels to learning rates"),
+    ],
+)
+def test_bad_sweep_centres_name_the_field(centers, message):
+    with pytest.raises(CnnlabError, match=re.escape(message)):
+        spec({"optimizer": {"levels": ["sgd", "adam"], "lr_sweep": {"centers": centers}}})
+
+
 @pytest.mark.parametrize(
     ("factors", "where"),
     [

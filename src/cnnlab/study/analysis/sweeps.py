@@ -39,6 +39,7 @@ class SweepSummary:
     center: float  # the rate the sweep's multipliers multiply (the level's untuned rate)
     planned: int  # sweep trials in the plan
     extend: int  # bracketing rounds planned (the cap)
+    given: bool = False  # center set by lr_sweep.centers (a finer sweep around a known rate)
     runs: list[SweepRun] = field(default_factory=list)
     choice: LrChoice | None = None  # what the tuned trials used (or would use)
     position: str = SINGLE  # tuning.INTERIOR, LOWER_EDGE, UPPER_EDGE or SINGLE
@@ -54,7 +55,8 @@ class SweepSummary:
             return f"{opt}: no sweep trial has completed yet."
         chosen = self.choice["chosen"]
         cands = self.choice["candidates"]
-        times = f"x{chosen / self.center:.3g} its untuned rate {self.center:g}"
+        whose = "the centre lr_sweep.centers gives it," if self.given else "its untuned rate"
+        times = f"x{chosen / self.center:.3g} {whose} {self.center:g}"
         head = f"{opt}: chose lr {chosen:.3g} ({times}) on validation"
         if not self.complete:
             head += f" from {len(self.runs)} of {self.planned} sweep trials (incomplete)"
@@ -107,7 +109,8 @@ def _summary(spec: StudySpec, f: Factor, level: str, records, used) -> SweepSumm
     planned = sweep_trials(spec, f, level)
     grid = len(f.lr_sweep.multipliers) * len(f.lr_sweep.seeds)
     center = f.level(level).sweep_center
-    s = SweepSummary(level, float(center or 0.0), len(planned), f.lr_sweep.extend)
+    given = level in dict(f.lr_sweep.centers)
+    s = SweepSummary(level, float(center or 0.0), len(planned), f.lr_sweep.extend, given)
     for i, t in enumerate(planned):
         r = records.get(t.key)
         if r is None:

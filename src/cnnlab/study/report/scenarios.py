@@ -17,7 +17,7 @@ from cnnlab.fmnist.config import TrainConfig
 from cnnlab.report import Report
 from cnnlab.study.analysis import CellSummary, StudyAnalysis, curves
 from cnnlab.study.analysis.curves import POINTS
-from cnnlab.study.spec import Factor
+from cnnlab.study.spec import Factor, LrSweep
 from cnnlab.study.spec.plan import steps_per_epoch, train_split
 from cnnlab.study.spec.words import describe_batch_factor
 
@@ -214,14 +214,25 @@ def optimizer_part(rep: Report, a: StudyAnalysis, records, factor: Factor, folde
             rep.image(path, f"Mean validation accuracy against {axis} at each tuned learning rate")
 
 
+def _centre_words(sweep: LrSweep) -> str:
+    """What a sweep's multipliers multiply, for the report's sentence."""
+    untuned = (
+        "its own untuned rate (an optimizer's default, a batch size's scaled rate, else the "
+        "baseline's)"
+    )
+    if not sweep.centers:
+        return untuned
+    given = ", ".join(f"{label} {rate:g}" for label, rate in sweep.centers)
+    return f"the rate the spec centred its sweep on (lr_sweep.centers: {given}), else {untuned}"
+
+
 def sweep_part(rep: Report, a: StudyAnalysis, factor: Factor, folder: Path) -> None:
     sweep = factor.lr_sweep
     assert sweep is not None
     rep.heading("Learning-rate sweep (validation split), bracketed", 3)
     rep.paragraph(
         f"Each level trained the factor's baseline at multiples "
-        f"{', '.join(f'{m:g}' for m in sweep.multipliers)} of its own untuned rate (an "
-        "optimizer's default, a batch size's scaled rate, else the baseline's) on seed(s) "
+        f"{', '.join(f'{m:g}' for m in sweep.multipliers)} of {_centre_words(sweep)} on seed(s) "
         f"{', '.join(map(str, sweep.seeds))}, which are not study seeds: the test accuracies "
         f"above come from seeds that played no part in the choice. Then up to {sweep.extend} "
         "bracketing round(s): while the best rate was at an edge of those tried, one more step "

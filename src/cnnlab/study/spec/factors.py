@@ -9,7 +9,7 @@ runs in its own regime (``regime.py``): the study's baseline unless it overrides
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -56,6 +56,8 @@ class LrSweep:
     extend: int = 0  # rounds after the grid (the cap of the bracketing)
     train_limit: int | None = None  # with limit_set: the sweep's training images
     limit_set: bool = False  # False: the factor's training images
+    # (level label, rate): levels whose multipliers multiply this rate, not their untuned one
+    centers: tuple[tuple[str, float], ...] = ()
 
     def overrides(self) -> dict[str, Any]:
         """Config fields the sweep's trials change from the factor's baseline (besides the
@@ -142,10 +144,13 @@ def parse_factor(
         if kind == "lr":
             bad(f"{where}.tune_lr", "a factor whose levels are learning rates cannot tune it")
         if raw_sweep is not None and not isinstance(raw_sweep, Mapping):
-            bad(f"{where}.lr_sweep", "must be a mapping (multipliers, epochs, seeds, extend)")
-        levels = [_tuned(lv, baseline) for lv in levels]
+            bad(f"{where}.lr_sweep", "must be a mapping (multipliers, epochs, seeds, extend, …)")
+        raw_sweep = dict(raw_sweep or {})
+        centers = _centers(raw_sweep.pop("centers", {}), levels, f"{where}.lr_sweep.centers")
+        levels = [_tuned(lv, baseline, dict(centers).get(lv.label)) for lv in levels]
         # the sweep's seeds must differ from the study's (checked unless reading a stored spec)
-        sweep = _sweep(dict(raw_sweep or {}), baseline, f"{where}.lr_sweep", study_seeds, True)
+        sweep = _sweep(raw_sweep, baseline, f"{where}.lr_sweep", study_seeds, True)
+        sweep = replace(sweep, centers=centers)
     elif raw_sweep is not None:
         bad(f"{where}.lr_sweep", "is set, but tune_lr is false: nothing would use it")
     # a label, or the value it was made from (`reference: 128` for the level '128')
@@ -181,15 +186,36 @@ def _default_reference(levels: list[Level], baseline: TrainConfig) -> str:
 MAX_EXTEND = 10  # bracketing rounds after the grid
 
 
-def _tuned(level: Level, baseline: TrainConfig) -> Level:
+def _tuned(level: Level, baseline: TrainConfig, center: float | None = None) -> Level:
     """``level`` with its learning rate left to the factor's sweep, which multiplies the rate
     the level would otherwise train at: an optimizer's default rate, a batch size's scaled
-    rate, else the baseline's."""
-    if "optimizer" in level.overrides and level.overrides.get("lr") is None:
+    rate, else the baseline's; or ``center``, the rate ``lr_sweep.centers`` gives it."""
+    if center is None and "optimizer" in level.overrides and level.overrides.get("lr") is None:
         center = DEFAULT_LR[level.overrides["optimizer"]]
-    else:
+    elif center is None:
         center = config(baseline.to_dict() | level.overrides, "level").learning_rate
     return Level(level.label, level.overrides | {"lr": None}, True, float(center))
+
+
+MAX_CENTER = 100.0  # a learning rate, not a typo of one
+
+
+def _centers(raw: Any, levels: list[Level], where: str) -> tuple[tuple[str, float], ...]:
+    """``lr_sweep.centers``: a finer sweep around rates known from an earlier study, e.g.
+    ``{adam: 0.008, sgd: 0.4}``; levels it does not name keep their untuned rate."""
+    if not isinstance(raw, Mapping):
+        bad(where, f"must map levels to learning rates, e.g. {{adam: 0.008}}, got {show(raw)}")
+    labels = [lv.label for lv in levels]
+    out = []
+    for key, rate in raw.items():
+        label = str(key).strip()
+        if label not in labels:
+            bad(where, f"{show(key)} is not one of the levels ({', '.join(labels)})")
+        if not is_number(rate) or not 0 < rate <= MAX_CENTER:
+            bad(f"{where}.{label}", f"must be a learning rate in (0, {MAX_CENTER:g}], got "
+                f"{show(rate)}")  # fmt: skip
+        out.append((label, float(rate)))
+    return tuple(sorted(out))
 
 
 def _sweep(raw: dict, baseline: TrainConfig, where: str, study_seeds, tuned: bool) -> LrSweep:
