@@ -82,6 +82,14 @@ def run(
     ),
     report: Path | None = typer.Option(None, help="Also write the report into this folder."),
     overwrite: bool = typer.Option(False, help="Replace a previous report in --report."),
+    reuse: str | None = typer.Option(
+        None,
+        help="Storage URL of an earlier study: a trial that trains exactly what one of "
+        "its trials did (config, rate, seed) is copied from it, not trained again.",
+    ),  # fmt: skip
+    reuse_name: str | None = typer.Option(
+        None, help="The study in --reuse (default: its only study)."
+    ),
 ) -> None:
     """Run or resume a study: every trial exactly once, across any number of such commands."""
     from cnnlab.study import storage as st
@@ -95,16 +103,26 @@ def run(
         check_report_out(report, storage, overwrite)  # before the trials, not after them
     study_spec = _spec(spec, profile)
     st.check_url(storage)  # a bad --storage is one line before the plan, too
+    source = None
+    if reuse is not None:
+        try:
+            source = (reuse, _open_study(reuse, reuse_name).study_name)
+        except CnnlabError as e:  # its message names --storage: it is about --reuse's
+            message = str(e).replace("--storage", "--reuse")
+            raise CnnlabError(message if "--reuse" in message else f"--reuse: {message}") from None
+    elif reuse_name is not None:
+        raise CnnlabError("--reuse-name needs --reuse (the storage that holds it)")
     origin = {"profile": profile} if profile else {"file": str(spec)}
     workers = workers or DEFAULT_WORKERS
     print_plan(study_spec, workers, threads or default_threads(workers))
     summary = run_study(
         study_spec, storage, name, workers, threads=threads,
-        data_dir=str(data_dir) if data_dir else None, origin=origin,
+        data_dir=str(data_dir) if data_dir else None, origin=origin, reuse=source,
     )  # fmt: skip
     print(
         f"study {summary.name}: {summary.complete}/{summary.planned} trials complete "
         f"({summary.enqueued} queued by this run, {summary.wall_seconds:.0f} s)"
+        + (f"; {summary.reused} copied from study {source[1]!r}" if source else "")
     )
     print_verdicts(storage, summary.name)
     if report is not None:

@@ -46,6 +46,7 @@ class RunSummary:
     complete: int
     failed: int
     wall_seconds: float
+    reused: int = 0  # of the complete trials, copied from --reuse's study (ever, not this run)
 
 
 def default_threads(workers: int) -> int:
@@ -65,17 +66,26 @@ def run_study(
     heartbeat: int | None = None,
     grace: int | None = None,
     origin: dict | None = None,
+    reuse: tuple[str, str] | None = None,
 ) -> RunSummary:
-    """Run (or resume) ``spec`` as study ``name`` in ``storage`` with ``workers`` processes."""
+    """Run (or resume) ``spec`` as study ``name`` in ``storage`` with ``workers`` processes.
+    ``reuse``: (storage URL, study name) whose completed trials are copied where a trial
+    trains exactly what one of them did (``storage.reuse``)."""
     if workers < 1:
         raise CnnlabError(f"--workers must be >= 1, got {workers}")
     st.check_url(storage)  # a bad --storage is refused before any worker starts
     name = name or spec.name
+    if reuse is not None:  # refused here, before any worker starts
+        st.check_url(reuse[0], must_exist=True)
+        if (st.safe_url(reuse[0]), reuse[1]) == (st.safe_url(storage), name):
+            raise CnnlabError("--reuse names the study being run; name another study")
+        st.ReuseSource(*reuse)
     start = time.perf_counter()
     options = {
         "url": storage, "name": name, "trainer": trainer, "data_dir": data_dir,
         "heartbeat": heartbeat, "grace": grace, "threads": threads or default_threads(workers),
         "parent": os.getpid(), "wait_for_study": STUDY_WAIT_SECONDS, "digest": spec.digest,
+        "reuse": list(reuse) if reuse else None,
     }  # fmt: skip
     logs = [
         Path(tempfile.gettempdir()) / f"cnnlab-worker-{os.getpid()}-{i}.log" for i in range(workers)
@@ -123,8 +133,11 @@ def run_study(
             f"{final.failed} of {planned} trials failed (see cnnlab study status --name {name}); "
             "run the same command again to retry them"
         )
+    copied = {t.user_attrs.get("key") for t in study.get_trials(deepcopy=False)
+              if t.user_attrs.get("reused_from")}  # fmt: skip
+    reused = len(copied & set(keys))
     return RunSummary(name, storage, planned, enqueued, final.complete, final.failed,
-                      time.perf_counter() - start)  # fmt: skip
+                      time.perf_counter() - start, reused)  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ class WorkerSummary:
     completed: int = 0
     failed: int = 0
     discarded: int = 0  # finished after another worker had re-queued the trial
+    reused: int = 0  # copied from the reuse study, not trained
 
 
 def work(
@@ -46,6 +47,7 @@ def work(
     wait_for_study: float = 0.0,
     digest: str | None = None,
     threads: int | None = None,
+    reuse: tuple[str, str] | list[str] | None = None,
 ) -> WorkerSummary:
     """Run trials of study ``name`` until none is waiting or running anywhere.
 
@@ -54,6 +56,9 @@ def work(
 
     ``wait_for_study``: seconds to wait for the study to appear in the storage (and, with
     ``digest``, to hold that spec).
+
+    ``reuse``: (storage URL, study name) of a study whose completed trials are copied, not
+    trained again, where a claimed trial trains exactly what one of them did (``storage.reuse``).
     """
     storage = st.open_storage(url, heartbeat or st.HEARTBEAT_SECONDS, grace or st.GRACE_SECONDS)
     deadline = time.monotonic() + wait_for_study
@@ -69,6 +74,9 @@ def work(
         if time.monotonic() > deadline:
             raise error
         time.sleep(0.2)
+    source = st.ReuseSource(*reuse) if reuse else None
+    if source is not None:
+        source.check_labels(st.stored_test_labels(study))
     run = None  # the trainer is built (TensorFlow imported, data parsed) on the first claim
     environment = ""  # its name, once recorded with the trainer
     summary = WorkerSummary()
@@ -94,6 +102,19 @@ def work(
             continue
         try:
             with st.Heartbeat(storage, claim.trial_id):
+                if claim.kind == "sweep" and claim.lr_choice is not None:
+                    # a bracketing round: its rate follows from the rounds before it
+                    claim.config["lr"] = probe_lr(claim.lr_choice)
+                copied = source.find(claim.config) if source is not None else None
+                if copied is not None:
+                    with st.study_lock(url, name):
+                        env = st.adopt_environment(study, copied.environment,
+                                                   copied.environment_info)  # fmt: skip
+                        if env:
+                            st.mark_environment(study, claim.trial_id, env)
+                        recorded = st.finish(study, claim, copied.outcome)
+                    summary.reused += recorded
+                    continue
                 if run is None:
                     run = load_trainer(trainer or DEFAULT_TRAINER, data_dir)
                     # its framework is imported now, its thread pools not yet started
@@ -101,12 +122,11 @@ def work(
                     with st.study_lock(url, name):
                         environment = st.record_environment(study, _environment())
                 st.mark_environment(study, claim.trial_id, environment)
-                if claim.kind == "sweep" and claim.lr_choice is not None:
-                    # a bracketing round: its rate follows from the rounds before it
-                    claim.config["lr"] = probe_lr(claim.lr_choice)
                 start = time.perf_counter()
                 outcome = run(TrainConfig.from_dict(claim.config))
                 outcome["seconds"] = time.perf_counter() - start
+                if source is not None:  # copies and trainings must score the same labels
+                    source.check_labels(outcome["test_labels"])
                 # Still beating while it waits for the lock and writes the outcome: under a
                 # load of 12 on 2 cores that wait outlasted the tests' 3 s grace period, and
                 # another worker failed the finished trial as stale and trained it again.

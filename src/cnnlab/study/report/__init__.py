@@ -66,6 +66,10 @@ def write_report(
         "machines": st.worker_environments(study),
         "machine_trials": Counter(r.environment for r in records.values()),  # completed
         "machine_seconds": _seconds_by_environment(records.values()),
+        # trials copied from another study (`study run --reuse`): where, how many
+        "reused": Counter(
+            r.reused_from.rsplit(" trial ", 1)[0] for r in records.values() if r.reused_from
+        ),  # fmt: skip
         "costs": architecture_costs(spec),
     }
     with run_directory(out, overwrite=overwrite) as tmp:
@@ -132,6 +136,7 @@ def results_rows(spec: StudySpec, records: dict[str, st.TrialRecord]) -> list[di
             "final_gap": generalization_gap(r.history),
             "gap_on_clean_train": curves.has_clean_gap(r.history),
             "diverged": bool(m.get("diverged")), "environment": r.environment or "",
+            "reused_from": r.reused_from or "",
         }  # fmt: skip
         row.update({f"config.{k}": csv_value(v) for k, v in r.config.items()})
         rows.append(row)

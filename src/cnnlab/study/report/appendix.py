@@ -124,6 +124,14 @@ def machines_part(rep: Report, meta: dict) -> None:
             "planned design only). Workers running side by side share it: uninterrupted, "
             "the study's wall time is about this divided by the number of workers."
         )
+    for source, count in sorted((meta.get("reused") or {}).items()):
+        rep.paragraph(
+            f"{count} of the {sum(ran.values())} completed trials were copied from study "
+            f"{source!r}, which had trained exactly the same config, learning rate and seed "
+            "(`cnnlab study run --reuse`; results.csv's reused_from names each source trial). "
+            "Their times are that study's, in the environment that measured them, and their "
+            "worker time is counted above though this study did not spend it again."
+        )
     if len(ran) > 1:
         rep.paragraph(
             f"The trials ran in {len(ran)} environments. Training times compare only "

@@ -95,6 +95,16 @@ def without_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in _DEFAULTS or _DEFAULTS[k] != v}
 
 
+def training_identity(config: Mapping[str, Any]) -> str:
+    """What a trial trains, whatever study planned it: its config (learning rate and seed
+    included) less defaults, floats to 12 significant digits (a rate reached by another route,
+    0.002 x 4 against 0.008 x 1, may differ in its last bit). Trials of two studies with the
+    same identity train the same network the same way (``storage.reuse``)."""
+    config = without_defaults(_resolve_weight_decay(_normalise(dict(config))))
+    return digest({k: float(f"{v:.12g}") if isinstance(v, float) else v
+                   for k, v in config.items()})  # fmt: skip
+
+
 def _resolve_weight_decay(config: dict[str, Any]) -> dict[str, Any]:
     """A trial's config names the weight decay its optimizer applies: adamw's default is
     written out (its key changes when that default does, so a trial trained at another decay

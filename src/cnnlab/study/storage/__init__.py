@@ -8,6 +8,7 @@ the queue. One file per concern, as in Optuna's own ``storages`` package:
 - ``queue``: the protocol (enqueue, claim, requeue, finish);
 - ``liveness``: whether a trial's worker is still alive (``/proc``, heartbeats);
 - ``results``: reading a study back (spec, completed trials, progress);
+- ``reuse``: trials another study already trained, copied instead of trained again;
 - ``format``: the attribute names and encodings that make up the storage format;
 - ``_optuna``: the only module that uses Optuna's private API.
 """
@@ -43,6 +44,7 @@ from cnnlab.study.storage.queue import (
 from cnnlab.study.storage.results import (
     Progress,
     TrialRecord,
+    adopt_environment,
     completed_records,
     mark_environment,
     progress,
@@ -53,13 +55,14 @@ from cnnlab.study.storage.results import (
     study_progress,
     worker_environments,
 )
+from cnnlab.study.storage.reuse import ReuseSource
 
 __all__ = [
     "GRACE_SECONDS", "HEARTBEAT_SECONDS", "LOCK_TIMEOUT_SECONDS", "Claim", "Heartbeat",
-    "Progress", "TrialRecord", "abandoned", "check_url", "claim_next", "completed_records",
-    "fail_orphans", "finish", "load_study", "mark_environment", "open_storage", "pack",
-    "prepare_study", "progress", "quiet_optuna", "record_environment", "requeue", "safe_url",
-    "spec_digest", "sqlite_path", "stored_spec",
+    "Progress", "ReuseSource", "TrialRecord", "abandoned", "adopt_environment", "check_url",
+    "claim_next", "completed_records", "fail_orphans", "finish", "load_study",
+    "mark_environment", "open_storage", "pack", "prepare_study", "progress", "quiet_optuna",
+    "record_environment", "requeue", "safe_url", "spec_digest", "sqlite_path", "stored_spec",
     "stored_test_labels", "study_lock", "study_names", "study_progress", "unpack",
     "worker_environments", "worker_identity",
 ]  # fmt: skip

@@ -302,6 +302,8 @@ def finish(
         }
         if claim.lr_choice is not None:
             attrs["lr_choice"] = claim.lr_choice
+        if outcome.get("reused_from"):
+            attrs["reused_from"] = outcome["reused_from"]
         _report_curve(study, tid, outcome["history"])
         for k, v in attrs.items():
             _optuna.set_trial_user_attr(study, tid, k, jsonable(v))

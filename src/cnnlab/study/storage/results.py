@@ -65,6 +65,7 @@ class TrialRecord:
     test_pred: np.ndarray
     lr_choice: LrChoice | None
     environment: str | None = None  # record_environment's name (mark_environment)
+    reused_from: str | None = None  # "STUDY trial N": copied from another study (reuse.py)
 
 
 def completed_records(study: optuna.Study) -> dict[str, TrialRecord]:
@@ -79,7 +80,7 @@ def completed_records(study: optuna.Study) -> dict[str, TrialRecord]:
             number=t.number, config=a["config"], lr=a.get("lr"), metrics=a["metrics"],
             history=a["history"], seconds=float(a["seconds"]), value=float(t.value),
             test_pred=unpack(t.system_attrs[PRED_ATTR]), lr_choice=a.get("lr_choice"),
-            environment=t.system_attrs.get(ENV_ATTR),
+            environment=t.system_attrs.get(ENV_ATTR), reused_from=a.get("reused_from"),
         )  # fmt: skip
     return out
 
@@ -99,6 +100,16 @@ def record_environment(study: optuna.Study, info: dict[str, Any]) -> str:
     name = f"{socket.gethostname()}@{hashlib.sha256(text.encode()).hexdigest()[:8]}"
     if f"{ENV_PREFIX}{name}" not in _optuna.study_system_attrs(study):
         _optuna.set_study_system_attr(study, f"{ENV_PREFIX}{name}", info)
+    return name
+
+
+def adopt_environment(study: optuna.Study, name: str | None, info: Any) -> str | None:
+    """Record another study's environment under its own name (a trial copied from that study
+    keeps the environment that timed it); None when the source trial named none."""
+    if not name:
+        return None
+    if info is not None and f"{ENV_PREFIX}{name}" not in _optuna.study_system_attrs(study):
+        _optuna.set_study_system_attr(study, f"{ENV_PREFIX}{name}", jsonable(info))
     return name
 
 
