@@ -50,9 +50,16 @@ def _trained(log):
 
 
 @pytest.mark.slow
-def test_trials_an_earlier_study_trained_are_copied_not_trained_again(tmp_path, fake_trainer):
+def test_trials_an_earlier_study_trained_are_copied_not_trained_again(tmp_path, fake_trainer,
+                                                                       capsys):  # fmt: skip
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
     _, url_a, _, earlier = _run(tmp_path, EARLIER, "earlier", fake_trainer.name(log=str(log_a)))
+    # the plan counts what it knows before any sweep: the baseline's two trials
+    (tmp_path / "later.yaml").write_text(LATER)
+    plan = call_main(capsys, "study", "plan", tmp_path / "later.yaml", "--no-measure",
+                     "--reuse", url_a)  # fmt: skip
+    assert plan.returncode == 0, plan.stderr
+    assert "reuse: 2 of these trials (4,000 training images) study 'earlier'" in plan.stdout
     spec, url_b, summary, later = _run(tmp_path, LATER, "later", fake_trainer.name(log=str(log_b)),
                                        reuse=(url_a, "earlier"))  # fmt: skip
     by_identity = {(r.config["kernel_size"], r.config["dropout"], r.lr or r.config["lr"],

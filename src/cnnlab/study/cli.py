@@ -47,6 +47,27 @@ def _spec(spec: Path | None, profile: str | None) -> StudySpec:
     return load_spec(spec, profile)
 
 
+_REUSE = typer.Option(
+    None,
+    help="Storage URL of an earlier study: a trial that trains exactly what one of its trials "
+    "did (config, rate, seed) is copied from it, not trained again.",
+)
+_REUSE_NAME = typer.Option(None, help="The study in --reuse (default: its only study).")
+
+
+def _reuse_source(reuse: str | None, reuse_name: str | None) -> tuple[str, str] | None:
+    """(storage URL, study name) of --reuse, checked; None without it."""
+    if reuse is None:
+        if reuse_name is not None:
+            raise CnnlabError("--reuse-name needs --reuse (the storage that holds it)")
+        return None
+    try:
+        return reuse, _open_study(reuse, reuse_name).study_name
+    except CnnlabError as e:  # its message names --storage: it is about --reuse's
+        message = str(e).replace("--storage", "--reuse")
+        raise CnnlabError(message if "--reuse" in message else f"--reuse: {message}") from None
+
+
 def _open_study(storage: str, name: str | None) -> optuna.Study:
     """Study ``name`` (or the only study) of an existing storage; creates nothing on disk."""
     if name:
@@ -82,14 +103,8 @@ def run(
     ),
     report: Path | None = typer.Option(None, help="Also write the report into this folder."),
     overwrite: bool = typer.Option(False, help="Replace a previous report in --report."),
-    reuse: str | None = typer.Option(
-        None,
-        help="Storage URL of an earlier study: a trial that trains exactly what one of "
-        "its trials did (config, rate, seed) is copied from it, not trained again.",
-    ),  # fmt: skip
-    reuse_name: str | None = typer.Option(
-        None, help="The study in --reuse (default: its only study)."
-    ),
+    reuse: str | None = _REUSE,
+    reuse_name: str | None = _REUSE_NAME,
 ) -> None:
     """Run or resume a study: every trial exactly once, across any number of such commands."""
     from cnnlab.study import storage as st
@@ -103,15 +118,7 @@ def run(
         check_report_out(report, storage, overwrite)  # before the trials, not after them
     study_spec = _spec(spec, profile)
     st.check_url(storage)  # a bad --storage is one line before the plan, too
-    source = None
-    if reuse is not None:
-        try:
-            source = (reuse, _open_study(reuse, reuse_name).study_name)
-        except CnnlabError as e:  # its message names --storage: it is about --reuse's
-            message = str(e).replace("--storage", "--reuse")
-            raise CnnlabError(message if "--reuse" in message else f"--reuse: {message}") from None
-    elif reuse_name is not None:
-        raise CnnlabError("--reuse-name needs --reuse (the storage that holds it)")
+    source = _reuse_source(reuse, reuse_name)
     origin = {"profile": profile} if profile else {"file": str(spec)}
     workers = workers or DEFAULT_WORKERS
     print_plan(study_spec, workers, threads or default_threads(workers))
@@ -251,6 +258,8 @@ def plan(
     remeasure: bool = typer.Option(
         False, "--remeasure", help="Measure again and replace the cached throughput."
     ),
+    reuse: str | None = _REUSE,
+    reuse_name: str | None = _REUSE_NAME,
 ) -> None:
     """Show the trials a spec would run, its training images and an estimated wall time."""
     from cnnlab.study import estimate
@@ -267,6 +276,16 @@ def plan(
         images = training_images(by_key[cell.keys[0]].config)
         print(f"  {cell.name}: {len(cell.keys)} x {images:,} training images")
     print(total_line(trials))
+    source = _reuse_source(reuse, reuse_name)
+    if source is not None:
+        from cnnlab.study import storage as st
+
+        copies = st.ReuseSource(*source).trained(trials)
+        print(
+            f"reuse: {len(copies)} of these trials ({sum(map(training_images, copies)):,} "
+            f"training images) study {source[1]!r} already trained; a trial whose rate its "
+            "sweep chooses is matched when it runs"
+        )
     workers = workers or DEFAULT_WORKERS
     rate = estimate.throughput(default_threads(workers), workers, measure, remeasure)
     if rate is None:

@@ -11,6 +11,7 @@ appears in ``results.csv``). The two studies must have scored the same test labe
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 from optuna.trial import TrialState
 
 from cnnlab.errors import CnnlabError
-from cnnlab.study.spec.plan import training_identity
+from cnnlab.study.spec.plan import PlannedTrial, training_identity
 from cnnlab.study.storage import _optuna
 from cnnlab.study.storage.connection import load_study, open_storage, safe_url
 from cnnlab.study.storage.format import ENV_ATTR, ENV_PREFIX, PRED_ATTR, unpack
@@ -66,6 +67,13 @@ class ReuseSource:
                     config["lr"] = a["lr"]
                 self._by_identity.setdefault(training_identity(config), t)
         return self._by_identity
+
+    def trained(self, trials: Iterable[PlannedTrial]) -> list[dict[str, Any]]:
+        """The configs of ``trials`` this study already trained, among those whose learning
+        rate is known before they run (not a tuned trial's, nor a bracketing round's)."""
+        index = self._index() if self.labels is not None else {}
+        known = (t.config for t in trials if t.config.get("lr") is not None)
+        return [config for config in known if training_identity(config) in index]
 
     def find(self, config: dict[str, Any]) -> Copied | None:
         """The source's completed trial that trained ``config`` (learning rate resolved)."""
