@@ -19,13 +19,15 @@ factors:
 """
 
 
-def _run(tmp_path, fake_trainer, extend):
-    path = tmp_path / "bracket.yaml"
-    path.write_text(SPEC.format(extend=extend))
+def _run(tmp_path, fake_trainer, extend=None, text=None, name="bracket"):
+    """The spec (SPEC with ``extend``, or ``text``) run with SGD's best rate at 9x its
+    default: the spec, its records and their analysis."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text or SPEC.format(extend=extend))
     spec = load_spec(path)
     url = f"sqlite:///{tmp_path}/s.db"
-    run_study(spec, url, "bracket", 1, trainer=fake_trainer.name(sgd_best=9), progress=False)
-    study = st.load_study(st.open_storage(url), "bracket")
+    run_study(spec, url, name, 1, trainer=fake_trainer.name(sgd_best=9), progress=False)
+    study = st.load_study(st.open_storage(url), name)
     records = st.completed_records(study)
     return spec, records, analyse(spec, records, st.stored_test_labels(study))
 
@@ -75,13 +77,7 @@ factors:
 def test_a_finer_sweep_centred_on_a_known_rate_says_so(tmp_path, fake_trainer):
     from cnnlab.study.report import write_report
 
-    path = tmp_path / "centred.yaml"
-    path.write_text(CENTRED)
-    spec = load_spec(path)
-    url = f"sqlite:///{tmp_path}/s.db"
-    run_study(spec, url, "centred", 1, trainer=fake_trainer.name(sgd_best=9), progress=False)
-    study = st.load_study(st.open_storage(url), "centred")
-    a = analyse(spec, st.completed_records(study), st.stored_test_labels(study))
+    _, _, a = _run(tmp_path, fake_trainer, text=CENTRED, name="centred")
     sweep = a.sweeps["optimizer"]["sgd"]
     # the grid multiplies the given centre, 0.4, not sgd's default 0.05; its best rate (0.45,
     # 9x the default) lies inside it, so the one round refines between two grid rates
@@ -92,6 +88,6 @@ def test_a_finer_sweep_centred_on_a_known_rate_says_so(tmp_path, fake_trainer):
     assert sweep.position == INTERIOR and 0.284 < sweep.choice["chosen"] < 0.8
     times = f"(x{sweep.choice['chosen'] / 0.4:.3g} the centre lr_sweep.centers gives it, 0.4)"
     assert times in sweep.statement()
-    md = write_report(url, "centred", tmp_path / "rep").with_suffix(".md").read_text()
+    md = write_report(f"sqlite:///{tmp_path}/s.db", "centred", tmp_path / "rep").with_suffix(".md").read_text()
     assert "multiples 0.5, 0.71, 1, 1.41, 2 of the rate the spec centred its sweep on " in md
     assert "(lr_sweep.centers: sgd 0.4)" in md
