@@ -88,6 +88,7 @@ def test_a_finer_sweep_centred_on_a_known_rate_says_so(tmp_path, fake_trainer):
     assert sweep.position == INTERIOR and 0.284 < sweep.choice["chosen"] < 0.8
     times = f"(x{sweep.choice['chosen'] / 0.4:.3g} the centre lr_sweep.centers gives it, 0.4)"
     assert times in sweep.statement()
-    md = write_report(f"sqlite:///{tmp_path}/s.db", "centred", tmp_path / "rep").with_suffix(".md").read_text()
+    report = write_report(f"sqlite:///{tmp_path}/s.db", "centred", tmp_path / "rep")
+    md = report.with_suffix(".md").read_text()
     assert "multiples 0.5, 0.71, 1, 1.41, 2 of the rate the spec centred its sweep on " in md
     assert "(lr_sweep.centers: sgd 0.4)" in md
