@@ -1,4 +1,5 @@
-"""docs/findings/v3/publish.sh, the commands behind the published findings of study version 3:
+"""docs/findings/v3/publish.sh (and supplement/publish.sh), the commands behind the published
+findings of study version 3:
 which commands it runs, in which order and into which files, and that bad input is one line
 and exit 2. A stand-in ``cnnlab`` records the calls; each recorded command then goes through
 the real command line in ``test_the_commands_parse``."""
@@ -75,3 +76,27 @@ def test_the_commands_parse(tmp_path, stand_in):
     assert code == 2 and "no-such-profile" in err and "No such option" not in err
     code, _, err = run_main(*calls[0], "--no-such-flag", cwd=tmp_path)
     assert code == 2 and "No such option" in err  # the control: a bad flag is caught first
+
+
+SUPPLEMENT = SCRIPT.parent / "supplement" / "publish.sh"
+SUPPLEMENT_DB = "docs/findings/v3/supplement/studies.db"
+
+
+def test_the_supplement_reports_its_two_studies_then_compares_with_standard(tmp_path, stand_in):
+    _storages(tmp_path, V3)
+    done = run_script(SUPPLEMENT, tmp_path, **stand_in)
+    assert done.returncode == 2 and f"{SUPPLEMENT_DB} not found" in done.stderr
+    assert done.stderr.count("\n") == 1 and not Path(stand_in["CALLS"]).exists()
+    _storages(tmp_path, SUPPLEMENT_DB)
+    done = run_script(SUPPLEMENT, tmp_path, **stand_in)
+    assert done.returncode == 0, done.stderr
+    pilot, report, compare = recorded_calls(stand_in)
+    db = f"sqlite:///{SUPPLEMENT_DB}"
+    assert pilot[:2] == ["study", "report"] and pilot[pilot.index("--name") + 1] == "pilot"
+    assert report[report.index("--name") + 1] == "supplement"
+    assert {c[c.index("--storage") + 1] for c in (pilot, report)} == {db}
+    assert compare[2:6] == [f"sqlite:///{V3}", "standard", db, "supplement"]
+    assert all("--overwrite" in c for c in (pilot, report, compare))
+    for call in (pilot, report, compare):  # past the option parsing, stopped at the storage
+        code, _, err = run_main(*call, cwd=tmp_path)
+        assert code == 2 and "No such option" not in err and "Usage" not in err, (call, err)
