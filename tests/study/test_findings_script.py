@@ -1,8 +1,7 @@
-"""docs/findings/v3/publish.sh (and supplement/publish.sh), the commands behind the published
-findings of study version 3:
-which commands it runs, in which order and into which files, and that bad input is one line
-and exit 2. A stand-in ``cnnlab`` records the calls; each recorded command then goes through
-the real command line in ``test_the_commands_parse``."""
+"""docs/findings/v3/publish.sh and supplement/publish.sh, the commands behind the published
+findings of study version 3: which commands they run, in which order and into which files, and
+that bad input is one line and exit 2. A stand-in ``cnnlab`` records the calls; each recorded
+command then goes through the real command line (``test_the_commands_parse``)."""
 
 import subprocess
 from pathlib import Path
