@@ -3,6 +3,7 @@ worker) counted at the trial's median epoch so a pause cannot pass for a slow se
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cnnlab.study.analysis import curves
@@ -56,3 +57,19 @@ def test_validation_decline_reads_the_peak_the_lowest_loss_and_the_end():
     h[1]["val_loss"] = float("nan")  # a diverged trial has no lowest loss
     assert curves.validation_decline(h) is None
     assert curves.validation_decline([]) is None
+
+
+def test_a_long_runs_fall_is_read_from_moving_averages_not_a_noise_peak():
+    """150 epochs of a flat curve with epoch-to-epoch noise: the raw peak sits well above the
+    end with no trend at all; 10-epoch means invent much less of a fall, and find a real one."""
+    rng = np.random.default_rng(0)
+    flat = 0.82 + rng.normal(0, 0.004, 150)
+    h = [{"epoch": i + 1, "val_accuracy": a, "val_loss": 0.5} for i, a in enumerate(flat)]
+    d = curves.validation_decline(h)
+    raw = (flat.max() - flat[-5:].mean()) * 100
+    assert d["accuracy_window"] == 10 and d["accuracy_drop"] < raw / 2
+    falling = flat - np.linspace(0, 0.02, 150)  # two points lost over the run
+    h = [{"epoch": i + 1, "val_accuracy": a, "val_loss": 0.5} for i, a in enumerate(falling)]
+    assert curves.validation_decline(h)["accuracy_drop"] == pytest.approx(2.0, abs=0.6)
+    assert [curves.decline_window(n) for n in (4, 12, 19, 20, 48, 150, 300)] == [
+        1, 1, 1, 2, 4, 10, 10]  # fmt: skip

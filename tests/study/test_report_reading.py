@@ -96,6 +96,7 @@ def test_a_takeaway_names_the_best_level_with_its_difference_and_verdict():
 
 def _cell(gap: float, val: float, **decline) -> SimpleNamespace:
     none = dict.fromkeys(("val_drop", "val_loss_rise", "val_loss_lowest", "val_loss_best_epoch"))
+    none["val_drop_window"] = 1
     return SimpleNamespace(n=5, clean_gap=True, gap=Interval(5, gap, 1.0, gap - 1, gap + 1),
                            val_accuracy=Interval(5, val, 0.5, val - 0.5, val + 0.5),
                            **{**none, **decline})  # fmt: skip
@@ -125,6 +126,9 @@ def test_the_overfitting_lesson_says_whether_validation_actually_turns(drop, ris
     )
     assert f"validation accuracy ended {drop:.2f} points below its peak [95% CI" in head
     assert says in head and head.count("overfitting") >= 1
+    ref.val_drop_window = 10  # a long run: the fall is read from 10-epoch moving averages
+    head = overfitting_lessons(a, spec.factor("f"))[0]
+    assert f"validation accuracy in 10-epoch moving averages ended {drop:.2f} points" in head
 
 
 def test_the_overfitting_lesson_says_a_smaller_gap_is_not_a_better_model():

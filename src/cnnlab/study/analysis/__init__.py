@@ -114,6 +114,7 @@ def _decline(declines: list[dict[str, float] | None]) -> dict[str, Any]:
         return {}
     return {
         "val_drop": stats.t_interval([d["accuracy_drop"] for d in found]),
+        "val_drop_window": int(max(d["accuracy_window"] for d in found)),
         "val_loss_rise": stats.t_interval([d["loss_rise"] for d in found]),
         "val_loss_best_epoch": float(np.median([d["loss_best_epoch"] for d in found])),
         "val_loss_lowest": float(np.mean([d["loss_lowest"] for d in found])),

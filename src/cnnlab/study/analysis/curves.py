@@ -40,9 +40,20 @@ def steps_to_target(history: History, target: float, steps_per_epoch: int) -> in
     return None if epochs is None else epochs * steps_per_epoch
 
 
+DECLINE_WINDOW = 10  # epochs averaged where a run has ten times as many
+
+
+def decline_window(epochs: int) -> int:
+    """Epochs averaged to read validation accuracy's fall: 1 (the raw curve) below 20
+    epochs, up to ``DECLINE_WINDOW`` for long runs, whose highest single epoch is a noise
+    peak (the maximum of 150 noisy epochs sits above their typical value with no trend)."""
+    return max(1, min(DECLINE_WINDOW, epochs // 10))
+
+
 def validation_decline(history: History) -> dict[str, float] | None:
-    """How far validation fell after its best epoch: ``accuracy_drop`` (points, peak minus
-    final validation accuracy, >= 0), ``loss_rise`` (final minus lowest validation loss,
+    """How far validation fell after its best epoch: ``accuracy_drop`` (points, the best
+    ``accuracy_window``-epoch mean of validation accuracy minus the mean of the last
+    ``accuracy_window`` epochs, >= 0), ``loss_rise`` (final minus lowest validation loss,
     >= 0), ``loss_lowest`` and its 1-based ``loss_best_epoch``; None without validation
     accuracy and loss in every epoch. Overfitting shows first in the loss (confident
     mistakes), later if at all in accuracy."""
@@ -54,8 +65,11 @@ def validation_decline(history: History) -> dict[str, float] | None:
     if not all(np.isfinite(loss_f)):
         return None  # a diverged trial: no lowest loss to speak of
     best = int(np.argmin(loss_f))
+    w = decline_window(len(acc_f))
+    smooth = np.convolve(acc_f, np.ones(w) / w, mode="valid")
     return {
-        "accuracy_drop": (max(acc_f) - acc_f[-1]) * POINTS,
+        "accuracy_drop": float(smooth.max() - smooth[-1]) * POINTS,
+        "accuracy_window": float(w),
         "loss_rise": loss_f[-1] - loss_f[best],
         "loss_lowest": loss_f[best],
         "loss_best_epoch": float(history[best].get("epoch", best + 1)),

@@ -44,6 +44,7 @@ class CellSummary:
     # after the best epoch (curves.validation_decline): validation accuracy's fall from its
     # peak (points), validation loss's rise from its lowest, and the median epoch of that lowest
     val_drop: stats.Interval | None = None
+    val_drop_window: int = 1  # epochs each end of that fall averages (curves.decline_window)
     val_loss_rise: stats.Interval | None = None
     val_loss_best_epoch: float | None = None
     val_loss_lowest: float | None = None  # mean over seeds

@@ -150,7 +150,8 @@ def _decline_sentence(ref, margin: float) -> str:
     text = (
         f"After its best epoch its validation loss rose from {lowest:.3f} (at epoch "
         f"{ref.val_loss_best_epoch:g}, median over seeds) by {rise.mean:.3f} ({share:.0%}) to "
-        f"the end, and its validation accuracy ended {drop.mean:.2f} points below its peak"
+        f"the end, and its validation accuracy {_averaged(ref.val_drop_window)}ended "
+        f"{drop.mean:.2f} points below its peak"
         + (f" [95% CI {drop.low:.2f}, {drop.high:.2f}]" if not math.isnan(drop.low) else "")
         + "."
     )
@@ -162,6 +163,10 @@ def _decline_sentence(ref, margin: float) -> str:
             "in the loss and the calibration (confident mistakes) more than in accuracy."
         )
     return text + " Neither curve turns much: little overfitting to repair in this budget."
+
+
+def _averaged(window: int) -> str:
+    return f"in {window}-epoch moving averages " if window > 1 else ""
 
 
 def _gap_sentence(a: StudyAnalysis, factor: Factor, c: Comparison, ref_train: float) -> str:
