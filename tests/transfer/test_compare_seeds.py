@@ -22,14 +22,14 @@ HEADINGS = {
 }
 
 
-def _expected_cell(values, intervals):
-    """The cell, computed here from scratch: mean [t-interval over seeds]; runs [mean of the
-    bootstrap bounds]."""
+def _expected_cell(values, intervals, upper=1.0):
+    """The cell, computed here from scratch: mean [t-interval over seeds, clipped to [0,
+    upper]]; runs [mean of the bootstrap bounds]."""
     x = np.asarray(values, dtype=float)
     text = f"{x.mean():.3f}"
     if len(x) > 1:
         half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-        text += f" [{x.mean() - half:.3f}, {x.mean() + half:.3f}]"
+        text += f" [{max(x.mean() - half, 0):.3f}, {min(x.mean() + half, upper):.3f}]"
     known = [i for i in intervals if i is not None]
     if not known:
         return text
@@ -93,7 +93,9 @@ def test_grouped_cells_are_the_mean_and_t_interval_of_each_runs_metrics(seeded_r
     assert not THRESHOLD_DEPENDENT_TITLES & set(header)
     for key, cell in zip(FREE, rows[0][2:], strict=True):
         ms = [_metrics(r) for r in head]
-        assert cell == _expected_cell([m[key] for m in ms], [m["ci"].get(key) for m in ms]), key
+        upper = np.inf if key == "test_loss" else 1.0
+        want = _expected_cell([m[key] for m in ms], [m["ci"].get(key) for m in ms], upper)
+        assert cell == want, key
     single = rows[1][2]  # one seed: its value, no interval over seeds
     assert single.count("[") == 1 and single.startswith(f"{_metrics(fast[0])['roc_auc']:.3f}; ")
 
@@ -235,3 +237,13 @@ def test_bad_input_is_one_line_and_exit_2(written, capsys, tmp_path):
     edited = [written("x", seed=[1]), written("y", seed=[1])]  # config.json edited by hand
     line = cli_error_line(capsys, "transfer", "compare", "--by-seed", *edited)
     assert "the same seed [1]" in line
+
+
+def test_an_interval_over_seeds_stays_inside_the_metrics_range():
+    """Two seeds far apart give a t-interval wider than a proportion can be; the cell clips it
+    to [0, 1] (a log loss only at 0), and says so in the table's preamble."""
+    from cnnlab.transfer.evaluation.seeds import _cell
+
+    assert _cell([0.55, 0.95], [None, None]).startswith("0.750 [0.000, 1.000]")
+    assert _cell([0.05, 0.50], [None, None], upper=np.inf) == "0.275 [0.000, 3.134]"
+    assert _cell([0.80, 0.82, 0.81], [None] * 3) == "0.810 [0.785, 0.835]"  # inside: as is

@@ -16,6 +16,7 @@ metrics in a table of their own.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,7 +72,8 @@ def compare_by_seed(run_dirs: Sequence[str | Path], seed: int = 0, ensemble: boo
     lines = [
         f"Held-out images: {len(ref.labels)} ({per_class}), from {ref.predictions}. Runs "
         "whose config.json is equal except `seed` are one recipe, one row. Each cell: the mean "
-        "over the recipe's seeds [95% Student-t interval over the seeds]; then `runs`: the mean "
+        "over the recipe's seeds [95% Student-t interval over the seeds, clipped to the "
+        "metric's range]; then `runs`: the mean "
         "of its runs' own 95% bootstrap intervals over the images (percentile, "
         f"{N_RESAMPLES} resamples). n=1: one seed, no interval over seeds. Every "
         "threshold-dependent number is stated at one named operating point, one table each: "
@@ -191,7 +193,8 @@ def _free_table(recipes: list[Recipe]) -> str:
         cells = [recipe.label, f"n={len(runs)}"]
         for key, _ in FREE_COLUMNS:
             boot = [_bootstrap(run, run.metrics.get("ci"), key) for run in runs]
-            cells.append(_cell([run.metrics.get(key) for run in runs], boot))
+            upper = math.inf if key == "test_loss" else 1.0  # a log loss has no upper bound
+            cells.append(_cell([run.metrics.get(key) for run in runs], boot, upper))
         rows.append(cells)
     return rows_markdown(rows)
 
@@ -207,12 +210,16 @@ def _threshold(runs: list[TestedRun], point: str) -> str:
     return format_number(mean) + (" (mean)" if len(runs) > 1 and mean is not None else "")
 
 
-def _cell(values: list[float | None], intervals: list[list[float] | None]) -> str:
-    """``mean [t-interval over seeds]; runs [mean bootstrap low, mean bootstrap high]``."""
+def _cell(
+    values: list[float | None], intervals: list[list[float] | None], upper: float = 1.0
+) -> str:
+    """``mean [t-interval over seeds]; runs [mean bootstrap low, mean bootstrap high]``; the
+    interval over seeds clipped to the metric's range, [0, ``upper``] (two seeds' t-interval
+    of a specificity read "[-0.319, 1.636]")."""
     over_seeds = t_interval(values)
     if over_seeds.n == 0:
         return "–"
-    text = format_number(over_seeds.mean) + _bounds(over_seeds)
+    text = format_number(over_seeds.mean) + _bounds(over_seeds, upper)
     known = [i for i in intervals if i is not None]
     if known:
         low, high = np.mean(known, axis=0)
@@ -226,8 +233,10 @@ def _bootstrap(run: TestedRun, intervals: dict | None, key: str) -> list[float] 
     return None if run.cross_validation else (intervals or {}).get(key)
 
 
-def _bounds(interval: Interval) -> str:
-    return "" if interval.n < 2 else f" [{interval.low:.3f}, {interval.high:.3f}]"
+def _bounds(interval: Interval, upper: float = 1.0) -> str:
+    if interval.n < 2:
+        return ""
+    return f" [{max(interval.low, 0.0):.3f}, {min(interval.high, upper):.3f}]"
 
 
 def _mean(values: Any) -> float | None:
