@@ -8,29 +8,12 @@
 #   bash docs/findings/v3/publish.sh
 set -euo pipefail
 
-if [[ -z "${CNNLAB:-}" ]]; then  # the project's own environment (make venv), else the PATH's
-  if [[ -x .venv/bin/cnnlab ]]; then CNNLAB=.venv/bin/cnnlab; else CNNLAB=cnnlab; fi
-fi
-if ! command -v "$CNNLAB" >/dev/null; then
-  echo "publish.sh: error: no cnnlab command (run 'make venv', or set CNNLAB)" >&2
-  exit 2
-fi
+# shellcheck source=../common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 V2=docs/findings/v2/standard/studies.db
 V3=docs/findings/v3/studies.db
 QUICK=docs/findings/v3/quick/studies.db
-for db in "$V2" "$V3"; do
-  if [[ ! -f "$db" ]]; then
-    echo "publish.sh: error: $db not found (run from the repository root)" >&2
-    exit 2
-  fi
-done
-
-timed() {  # the command, then its wall time, as the findings page quotes it
-  local start=$SECONDS
-  echo "+ $*"
-  "$@"
-  echo "  ($((SECONDS - start)) s)"
-}
+need_files "$V2" "$V3"
 
 timed "$CNNLAB" study report --storage "sqlite:///$V3" --out docs/findings/v3/report --overwrite
 timed "$CNNLAB" study compare "sqlite:///$V2" standard "sqlite:///$V3" standard \

@@ -8,29 +8,12 @@
 #   bash docs/findings/v3/supplement/publish.sh
 set -euo pipefail
 
-if [[ -z "${CNNLAB:-}" ]]; then  # the project's own environment (make venv), else the PATH's
-  if [[ -x .venv/bin/cnnlab ]]; then CNNLAB=.venv/bin/cnnlab; else CNNLAB=cnnlab; fi
-fi
-if ! command -v "$CNNLAB" >/dev/null; then
-  echo "publish.sh: error: no cnnlab command (run 'make venv', or set CNNLAB)" >&2
-  exit 2
-fi
+# shellcheck source=../../common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../common.sh"
 HERE=docs/findings/v3/supplement
 V3=docs/findings/v3/studies.db
 DB=$HERE/studies.db
-for db in "$V3" "$DB"; do
-  if [[ ! -f "$db" ]]; then
-    echo "publish.sh: error: $db not found (run from the repository root)" >&2
-    exit 2
-  fi
-done
-
-timed() {  # the command, then its wall time, as the findings page quotes it
-  local start=$SECONDS
-  echo "+ $*"
-  "$@"
-  echo "  ($((SECONDS - start)) s)"
-}
+need_files "$V3" "$DB"
 
 timed "$CNNLAB" study report --storage "sqlite:///$DB" --name pilot --out "$HERE/pilot" --overwrite
 timed "$CNNLAB" study report --storage "sqlite:///$DB" --name supplement --out "$HERE/report" \
