@@ -69,6 +69,9 @@ done
 # the test folder.
 "$CNNLAB" transfer compare --by-seed "$RUNS"/{head,partial,lpft,full,random}-s* \
   --out "$RUNS/seeds.md" --overwrite
+# Pretraining alone: the same fine-tuning from ImageNet weights against random weights.
+"$CNNLAB" transfer compare --by-seed "$RUNS"/random-s* "$RUNS"/full-s* \
+  --out "$RUNS/pretraining.md" --overwrite
 for name in head partial lpft full random; do
   runs=("$RUNS/$name"-s*)  # an ensemble needs two runs or more (SEEDS="0" trains one)
   if [[ ${#runs[@]} -lt 2 ]]; then echo "ensemble-$name: skipped, fewer than 2 runs"; continue; fi

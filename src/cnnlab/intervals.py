@@ -1,7 +1,8 @@
 """Confidence intervals shared by both pipelines: the Student-t interval of a mean (a study's
 seeds, :mod:`cnnlab.study.analysis.stats`; a ``--folds K`` run's folds,
-:mod:`cnnlab.transfer.evaluation.crossval`) and the Wilson score interval of a proportion
-(a sensitivity of 6 / 6 on the serve page, :mod:`cnnlab.serve.evidence`).
+:mod:`cnnlab.transfer.evaluation.crossval`), Welch's interval of a difference of two means
+(two transfer recipes' seeds, :mod:`cnnlab.transfer.evaluation.seeds`) and the Wilson score
+interval of a proportion (a sensitivity of 6 / 6 on the serve page, :mod:`cnnlab.serve.evidence`).
 
 A module of its own, on SciPy alone, so that a transfer process that only summarises its folds
 imports nothing of the study.
@@ -41,6 +42,28 @@ def t_interval(values: Sequence[float | None], confidence: float = 0.95) -> Inte
     std = float(x.std(ddof=1))
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
     return Interval(n, mean, std, mean - half, mean + half)
+
+
+def welch_interval(
+    reference: Sequence[float | None], other: Sequence[float | None], confidence: float = 0.95
+) -> Interval:
+    """The difference of two means, ``mean(other) - mean(reference)``, with Welch's interval
+    (unequal variances, Welch-Satterthwaite degrees of freedom): two recipes' seeds are
+    independent samples, not pairs. ``std`` is the difference's standard error; nan bounds
+    where either side has fewer than two numbers."""
+    a, b = (t_interval(v, confidence) for v in (reference, other))
+    if a.n == 0 or b.n == 0:
+        return Interval(0, NAN, NAN, NAN, NAN)
+    diff = b.mean - a.mean
+    if a.n < 2 or b.n < 2:
+        return Interval(min(a.n, b.n), diff, NAN, NAN, NAN)
+    va, vb = a.std**2 / a.n, b.std**2 / b.n
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Interval(min(a.n, b.n), diff, 0.0, diff, diff)
+    df = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    return Interval(min(a.n, b.n), diff, se, diff - half, diff + half)
 
 
 def geometric_interval(values: Sequence[float | None], confidence: float = 0.95) -> Interval:

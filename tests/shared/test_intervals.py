@@ -52,3 +52,36 @@ def test_geometric_interval_leaves_out_what_is_not_a_positive_number():
     assert geometric_interval([]).n == 0
     one = geometric_interval([4.0, 0.0, None, float("nan"), -1.0])
     assert (one.n, one.mean) == (1, 4.0) and math.isnan(one.low)
+
+
+def test_welch_interval_is_scipys_unequal_variance_interval_of_the_difference():
+    """Welch's interval, against SciPy's own ``ttest_ind(equal_var=False)``; checked on a
+    textbook-sized case and on samples Hypothesis draws (sizes 2-6, different spreads)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from scipy import stats
+
+    from cnnlab.intervals import welch_interval
+
+    def check(reference, other):
+        got = welch_interval(reference, other)
+        want = stats.ttest_ind(other, reference, equal_var=False).confidence_interval(0.95)
+        assert got.n == min(len(reference), len(other))
+        assert got.mean == pytest.approx(sum(other) / len(other) - sum(reference) / len(reference))
+        assert (got.low, got.high) == pytest.approx((want.low, want.high), rel=1e-9, abs=1e-12)
+
+    check([0.83, 0.80, 0.88], [0.89, 0.88, 0.89])  # one spread three times the other
+    sample = st.lists(st.floats(0, 1), min_size=2, max_size=6).filter(
+        lambda xs: max(xs) - min(xs) > 1e-3  # SciPy gives nan for a sample without spread
+    )
+    settings(max_examples=60, deadline=None)(given(sample, sample)(check))()
+
+
+def test_welch_interval_without_two_numbers_a_side_has_no_bounds():
+    from cnnlab.intervals import welch_interval
+
+    one = welch_interval([0.8], [0.9, 0.7, None])  # None and nan are left out, as in t_interval
+    assert (one.n, round(one.mean, 12)) == (1, 0.0) and math.isnan(one.low)
+    assert welch_interval([], [0.5, 0.6]).n == 0
+    flat = welch_interval([0.5, 0.5], [0.7, 0.7])  # no spread on either side: the bare difference
+    assert (flat.low, flat.high) == pytest.approx((0.2, 0.2))

@@ -222,6 +222,42 @@ def test_no_grouped_table_mixes_operating_points(written):
             assert cell == want, (heading, key)
 
 
+def test_differences_from_the_first_recipe_are_welch_intervals_one_point_per_table(written):
+    """Each later recipe minus the first, over seeds, computed here with SciPy's Welch test
+    from the runs' own blocks; a recipe of one seed gets the bare difference; one table per
+    operating point and one threshold-free, with no threshold-dependent column outside the
+    point tables."""
+    a = [written("a0", threshold=0.3), written("a1", threshold=0.7, seed=1)]
+    b = [written("b0", strategy="full"), written("b1", strategy="full", seed=1)]
+    b.append(written("b2", strategy="full", seed=2))
+    c = [written("c0", strategy="full", lr=0.01)]
+    tables = markdown_tables(compare_by_seed(a + b + c))
+    ms = {name: [json.loads((r / "metrics.json").read_text()) for r in runs]
+          for name, runs in (("a", a), ("b", b), ("c", c))}  # fmt: skip
+    for heading, block in HEADINGS.items():
+        header, rows = tables[
+            heading.replace("Operating point", "Differences over seeds at operating point")
+        ]
+        titles = ["accuracy", "balanced accuracy", "macro-F1", "sensitivity", "specificity"]
+        assert header == ["recipe", "n"] + [f"Δ {t}" for t in titles]
+        assert [r[0] for r in rows] == ["lr=0.001, strategy=full", "lr=0.01, strategy=full"]
+        assert rows[0][1] == "n=3 vs 2" and rows[1][1] == "n=1 vs 2"
+        for key, full_cell, single_cell in zip(KEYS, rows[0][2:], rows[1][2:], strict=True):
+            ref = [m[block][key] for m in ms["a"]]
+            other = [m[block][key] for m in ms["b"]]
+            ci = stats.ttest_ind(other, ref, equal_var=False).confidence_interval(0.95)
+            diff = np.mean(other) - np.mean(ref)
+            mark = " ↑" if ci.low > 0 else " ↓" if ci.high < 0 else ""
+            assert full_cell == f"{diff:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]{mark}", (heading, key)
+            assert single_cell == f"{ms['c'][0][block][key] - np.mean(ref):+.3f}"  # no interval
+    header, rows = tables["Threshold-free differences over seeds"]
+    assert header == ["recipe", "n", "Δ ROC-AUC", "Δ PR-AUC", "Δ log loss", "Δ ECE"]
+    assert rows[0][2] == "+0.000 [+0.000, +0.000]"  # every written run has ROC-AUC 0.9
+    assert rows[0][3] == "–"  # a metric the runs do not have
+    one = markdown_tables(compare_by_seed(a))  # one recipe: nothing to difference
+    assert not [h for h in one if "Differences" in h]
+
+
 def test_bad_input_is_one_line_and_exit_2(written, capsys, tmp_path):
     a = written("a0")
     assert "two or more run directories" in cli_error_line(

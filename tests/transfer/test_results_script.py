@@ -56,7 +56,13 @@ def test_five_strategies_times_three_seeds_then_the_tables(tmp_path, stand_in):
     assert random[random.index("--weights") + 1] == "none"
     compares = [c for c in calls if c[:2] == ["transfer", "compare"]]
     assert compares[0][2] == "--by-seed" and len(compares[0]) == 3 + 15 + 3
-    assert sorted(c[c.index("--out") + 1] for c in compares[1:]) == sorted(
+    pretraining = compares[1]  # random init against full, over seeds: the reference first
+    assert pretraining[2] == "--by-seed" and pretraining[-3:] == ["--out", "runs/pretraining.md",
+                                                                  "--overwrite"]  # fmt: skip
+    assert pretraining[3:9] == [
+        f"runs/{s}-s{seed}" for s in ("random", "full") for seed in range(3)
+    ]
+    assert sorted(c[c.index("--out") + 1] for c in compares[2:]) == sorted(
         f"runs/ensemble-{s}.md" for s in ("head", "partial", "lpft", "full", "random")
     )
     # a second run keeps every finished run and only redraws the tables

@@ -141,7 +141,7 @@ def _point_differences(runs: list[TestedRun], point: str, seed: int) -> str:
         cells = [run.name]
         for key, _ in POINT_COLUMNS:
             x, y = a.get(key), b.get(key)
-            cells.append(_difference(None if x is None or y is None else y - x, ci.get(key)))
+            cells.append(format_difference(None if x is None or y is None else y - x, ci.get(key)))
         rows.append(cells)
     return rows_markdown(rows)
 
@@ -154,7 +154,7 @@ def _free_differences(runs: list[TestedRun], seed: int) -> str:
         cells = [run.name]
         for key, _ in FREE_COLUMNS:
             x, y = ref.metrics.get(key), run.metrics.get(key)
-            cells.append(_difference(None if x is None or y is None else y - x, ci.get(key)))
+            cells.append(format_difference(None if x is None or y is None else y - x, ci.get(key)))
         rows.append(cells)
     return rows_markdown(rows)
 
@@ -165,7 +165,7 @@ def _epochs(m: dict[str, Any]) -> str:
     return f"{m.get('epochs_run', '?')} ({m.get('best_epoch', '?')})"
 
 
-def _difference(point: float | None, interval: list[float] | None) -> str:
+def format_difference(point: float | None, interval: list[float] | None) -> str:
     if point is None:
         return "–"
     text = f"{point:+.3f}"

@@ -27,8 +27,13 @@ import numpy as np
 
 from cnnlab.bootstrap import N_RESAMPLES
 from cnnlab.errors import CnnlabError
-from cnnlab.intervals import Interval, t_interval
-from cnnlab.transfer.evaluation.compare import format_number, format_seconds, rows_markdown
+from cnnlab.intervals import Interval, t_interval, welch_interval
+from cnnlab.transfer.evaluation.compare import (
+    format_difference,
+    format_number,
+    format_seconds,
+    rows_markdown,
+)
 from cnnlab.transfer.evaluation.tested_run import (
     FREE_COLUMNS,
     POINT_COLUMNS,
@@ -91,7 +96,45 @@ def compare_by_seed(run_dirs: Sequence[str | Path], seed: int = 0, ensemble: boo
         if any(run.at(point) for run in runs):
             lines += [f"### Operating point: {point}", "", _point_table(recipes, point), ""]
     lines += ["### Threshold-free", "", _free_table(recipes)]
+    if len(recipes) > 1:
+        points = [point for point, _ in POINTS if any(run.at(point) for run in runs)]
+        lines += ["", *_differences(recipes, points)]
     return "\n".join(lines) + "\n"
+
+
+def _differences(recipes: list[Recipe], points: list[str]) -> list[str]:
+    """Each recipe's mean minus the first recipe's, over their seeds, with Welch's 95%
+    interval: two recipes' seeds are independent trainings, not pairs, so the interval is
+    that of a difference of two means with unequal variances; ↑/↓ where it excludes 0."""
+    ref = recipes[0]
+    lines = [
+        f"Each recipe minus {ref.label}, over seeds: the difference of the two means with "
+        "Welch's 95% interval (the seeds of two recipes are independent trainings); ↑/↓ where "
+        "it excludes 0; no interval where either recipe has one seed.",
+        "",
+    ]
+    for point in points:
+        table = _difference_rows(recipes, POINT_COLUMNS, lambda run, p=point: run.at(p) or {})
+        lines += [f"### Differences over seeds at operating point: {point}", "", table, ""]
+    table = _difference_rows(recipes, FREE_COLUMNS, lambda run: run.metrics)
+    return lines + ["### Threshold-free differences over seeds", "", table]
+
+
+def _difference_rows(recipes: list[Recipe], columns: Any, block: Any) -> str:
+    rows = [["recipe", "n"] + [f"Δ {title}" for _, title in columns]]
+    ref = recipes[0]
+    for recipe in recipes[1:]:
+        cells = [recipe.label, f"n={len(recipe.runs)} vs {len(ref.runs)}"]
+        for key, _ in columns:
+            diff = welch_interval(
+                [block(run).get(key) for run in ref.runs],
+                [block(run).get(key) for run in recipe.runs],
+            )
+            point = None if diff.n == 0 else diff.mean
+            bounds = None if math.isnan(diff.low) else [diff.low, diff.high]
+            cells.append(format_difference(point, bounds))
+        rows.append(cells)
+    return rows_markdown(rows)
 
 
 def group_by_seed(runs: list[TestedRun]) -> list[Recipe]:
