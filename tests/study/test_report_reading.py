@@ -195,3 +195,21 @@ def test_the_report_fits_a_1280_px_window_without_scrolling_sideways(report, chr
     )
     assert width == 1280 and not math.isnan(scroll)
     assert scroll <= client and wide == 0, (scroll, client, wide)
+
+
+def test_a_factor_of_the_reference_alone_is_not_said_to_have_levels_that_cut_nothing():
+    """A pilot's factor holds only its reference (the network without regularization in one
+    regime): its paragraph states the gap and the curves, and no verdict on other levels."""
+    spec = parse_spec({"budget": BUDGET, "factors": {
+        "f": {"kind": "regularization", "levels": ["none"]}}}, default_name="t")  # fmt: skip
+    a = _analysis({}, spec, **{"f=none": _cell(17.13, 82.9)})
+    (head,) = overfitting_lessons(a, spec.factor("f"))
+    assert "a train-validation gap of 17.13 points [95% CI 16.13, 18.13]." in head
+    assert "No level" not in head and "A regularizer" not in head
+    ref = {"f=none": _cell(17.13, 82.9)}
+    dropout = {"dropout": (Interval(5, 0.1, 0.3, -0.3, 0.5), stats.UNRESOLVED)}
+    a = _analysis(dropout, _spec(), gap_dropout=Interval(5, -0.5, 0.9, -1.6, 0.6), **ref)
+    assert (
+        "18.13]. No level cuts that gap measurably"
+        in overfitting_lessons(a, _spec().factor("f"))[0]
+    )

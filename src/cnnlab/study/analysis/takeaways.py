@@ -122,9 +122,10 @@ def overfitting_lessons(a: StudyAnalysis, factor: Factor) -> list[str]:
         f"{ref.gap.mean:.2f} points"
         + (f" [95% CI {ref.gap.low:.2f}, {ref.gap.high:.2f}]" if not math.isnan(ref.gap.low)
            else "")
-        + ". "
-        + ("No level cuts that gap measurably (every paired gap difference's 95% CI reaches "
-           "zero)." if not cut else "A regularizer that works shrinks it.")
+        + "."
+        + ("" if not comps  # the reference alone (a pilot): no level to judge
+           else " No level cuts that gap measurably (every paired gap difference's 95% CI "
+           "reaches zero)." if not cut else " A regularizer that works shrinks it.")
     ]  # fmt: skip
     decline = _decline_sentence(ref, a.margin)
     if decline:
