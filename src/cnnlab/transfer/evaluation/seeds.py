@@ -92,12 +92,11 @@ def compare_by_seed(run_dirs: Sequence[str | Path], seed: int = 0, ensemble: boo
         said = recipes[-1].runs[0].metrics["note"] or "threshold chosen on the shared validation"
         lines += [f"ensemble: the mean of all {len(runs)} runs' probabilities; {said}.", ""]
     lines += ["### Recipes", "", _recipes_table(recipes), ""]
-    for point, _ in POINTS:
-        if any(run.at(point) for run in runs):
-            lines += [f"### Operating point: {point}", "", _point_table(recipes, point), ""]
+    points = [point for point, _ in POINTS if any(run.at(point) for run in runs)]
+    for point in points:
+        lines += [f"### Operating point: {point}", "", _point_table(recipes, point), ""]
     lines += ["### Threshold-free", "", _free_table(recipes)]
     if len(recipes) > 1:
-        points = [point for point, _ in POINTS if any(run.at(point) for run in runs)]
         lines += ["", *_differences(recipes, points)]
     return "\n".join(lines) + "\n"
 
