@@ -260,3 +260,51 @@ def test_a_comparison_trained_another_way_names_what_changed(two_studies, tmp_pa
         f"{1 - kept}"
     ) in result.summary()
     assert not any(line.startswith("learning rate from another") for line in result.summary())
+
+
+SPEC_TUNED_AGAIN = """
+name: again
+seeds: 3
+budget: {train_limit: 1000, epochs: 2, val_size: 500}
+factors:
+  kernel_size:
+    levels: [3, 7]
+    tune_lr: true
+    lr_sweep: {multipliers: [0.25, 4.0], extend: 0}
+"""
+
+
+def test_a_reference_whose_rate_another_sweep_moved_is_named_and_counted_apart(
+    two_studies, tmp_path, monkeypatch
+):
+    """Both studies tune every level, on other grids: the source is the same (``tuned``), the
+    rates are not, and the reference's move is what a reader of the difference must see."""
+    from cnnlab.study.report.compare import format_text
+
+    tuned = _run_fake_study(SPEC_TUNED, "tuned", tmp_path, monkeypatch)
+    again = _run_fake_study(SPEC_TUNED_AGAIN, "again", tmp_path, monkeypatch)
+    result = compare_studies(tuned, "tuned", again, "again")
+    pair = _pairs(result)[KERNEL_7]
+    assert not result.rate_moved(pair) and result.changes(pair) == []
+    a = result.a.analysis.cells["kernel_size=3x3"].lr
+    b = result.b.analysis.cells["kernel_size=3x3"].lr
+    assert a != pytest.approx(b)  # the grids share no rate: x0.5/x2 against x0.25/x4
+    expected = f"3x3's rate {a:.3g} → {b:.3g}"
+    assert result.reference_rate(pair) == expected
+    row = next(line for line in format_text(result).splitlines()
+               if line.startswith("kernel_size = 7x7 vs 3x3"))  # fmt: skip
+    assert row.endswith(expected)
+    kept = int(pair.verdicts_agree)
+    assert (
+        "the same source of the learning rate, another rate (the level's or its reference's: "
+        f"another sweep chose it), all else equal: 1 comparisons, verdict kept in {kept}, "
+        f"changed in {1 - kept}"
+    ) in result.summary()
+
+
+def test_the_same_rates_in_both_studies_name_no_rate_change(two_studies):
+    """Study A against B: every level at the baseline's rate in both, so nothing moved."""
+    result = compare_studies(two_studies["a"], "a", two_studies["b"], "b")
+    pair = _pairs(result)[KERNEL_7]
+    assert not result.rate_values_moved(pair) and result.reference_rate(pair) is None
+    assert not any(line.startswith("the same source") for line in result.summary())

@@ -14,9 +14,10 @@ the direction says whether the small study at least points the same way; issue 1
 quick profile to match the full study's direction wherever the full study is significant.
 
 Where each level's learning rate came from, and what else the two studies train differently
-for a comparison (its budget, its regime, the level's own settings), stand beside each row: a
-verdict that changed between a study at the baseline's rate and one at each level's tuned
-rate is a finding about tuning only when nothing else changed with it (issue 23).
+for a comparison (its budget, its regime, the level's own settings, the reference's rate), stand
+beside each row: a verdict that changed between a study at the baseline's rate and one at each
+level's tuned rate is a finding about tuning only when nothing else changed with it (issue 23);
+and a difference against a reference whose rate another sweep moved moves with that rate.
 """
 
 from __future__ import annotations
@@ -91,6 +92,19 @@ class StudyComparison:
         """The level's learning rate came from another source in A than in B."""
         return rate_source(self.a, p.factor, p.level) != rate_source(self.b, p.factor, p.level)
 
+    def rate_values_moved(self, p: Pair) -> bool:
+        """The level's or its reference's mean learning rate differs between A and B (another
+        sweep chose it, or another source set it)."""
+        return any(_moved(self.a, self.b, p.factor, label) for label in (p.level, p.reference))
+
+    def reference_rate(self, p: Pair) -> str | None:
+        """``"adam's rate 0.008 → 0.0113"`` where the reference trained at another mean rate in
+        B than in A: its difference then moved with it, which the level's columns do not show."""
+        if not p.shared or not _moved(self.a, self.b, p.factor, p.reference):
+            return None
+        a, b = (_cell_lr(side, p.factor, p.reference) for side in (self.a, self.b))
+        return f"{p.reference}'s rate {a:.3g} → {b:.3g}"
+
     def changes(self, p: Pair) -> list[str]:
         """What else the two studies train differently for this comparison (its level or its
         reference): budget, regime or the level's own settings, as ``field A -> B``; the rate
@@ -140,6 +154,10 @@ class StudyComparison:
              [p for p in shared if self.rate_moved(p) and not self.changes(p)]),
             ("trained another way in A and B besides the rate (budget, regime or the level's "
              "settings: the last column)", [p for p in shared if self.changes(p)]),
+            ("the same source of the learning rate, another rate (the level's or its "
+             "reference's: another sweep chose it), all else equal",
+             [p for p in shared if not self.rate_moved(p) and not self.changes(p)
+              and self.rate_values_moved(p)]),
         )  # fmt: skip
         for what, pairs in groups:
             if pairs:
@@ -261,19 +279,29 @@ def _value(v: Any) -> str:
     return "-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
 
 
+def _cell_lr(side: Side, factor: str, level: str) -> float | None:
+    cell = side.analysis.cells.get(f"{factor}={level}")
+    return cell.lr if cell is not None else None
+
+
+def _moved(a: Side, b: Side, factor: str, level: str) -> bool:
+    """The mean rate of ``level`` differs between the studies by more than rounding."""
+    ra, rb = _cell_lr(a, factor, level), _cell_lr(b, factor, level)
+    return ra is not None and rb is not None and not math.isclose(ra, rb, rel_tol=1e-3)
+
+
 def _rate(side: Side, p: Pair) -> str:
     if getattr(p, side.tag) is None:
         return "-"
-    cell = side.analysis.cells.get(f"{p.factor}={p.level}")
-    lr = f" {cell.lr:.3g}" if cell is not None and cell.lr is not None else ""
-    return rate_source(side, p.factor, p.level) + lr
+    lr = _cell_lr(side, p.factor, p.level)
+    return rate_source(side, p.factor, p.level) + (f" {lr:.3g}" if lr is not None else "")
 
 
 def _rows(cmp: StudyComparison) -> list[list[str]]:
     return [
         [f"{p.factor} = {p.level} vs {p.reference}", _rate(cmp.a, p), _difference(p.a),
          _verdict(p.a), _rate(cmp.b, p), _difference(p.b), _verdict(p.b), *_agreement(p),
-         "; ".join(cmp.changes(p)) or "-"]
+         "; ".join([*cmp.changes(p), *filter(None, [cmp.reference_rate(p)])]) or "-"]
         for p in cmp.pairs
     ]  # fmt: skip
 
