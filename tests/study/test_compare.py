@@ -262,16 +262,10 @@ def test_a_comparison_trained_another_way_names_what_changed(two_studies, tmp_pa
     assert not any(line.startswith("learning rate from another") for line in result.summary())
 
 
-SPEC_TUNED_AGAIN = """
-name: again
-seeds: 3
-budget: {train_limit: 1000, epochs: 2, val_size: 500}
-factors:
-  kernel_size:
-    levels: [3, 7]
-    tune_lr: true
-    lr_sweep: {multipliers: [0.25, 4.0], extend: 0}
-"""
+# the same factor tuned on another grid, which shares no rate with SPEC_TUNED's
+SPEC_TUNED_AGAIN = SPEC_TUNED.replace("name: tuned", "name: again").replace(
+    "[0.5, 2.0]", "[0.25, 4.0]"
+)
 
 
 def test_a_reference_whose_rate_another_sweep_moved_is_named_and_counted_apart(
