@@ -115,6 +115,13 @@ def overfitting_lessons(a: StudyAnalysis, factor: Factor) -> list[str]:
     comps = [c for c in a.comparisons if c.factor == factor.name and c.gap_diff is not None]
     cut = gap_cuts(a, factor)
     ref_train = ref.gap.mean + ref.val_accuracy.mean
+    if not comps:  # the reference alone (a pilot): no level to judge
+        verdict = ""
+    elif cut:
+        verdict = " A regularizer that works shrinks it."
+    else:
+        verdict = (" No level cuts that gap measurably (every paired gap difference's 95% CI "
+                   "reaches zero).")  # fmt: skip
     lines = [
         f"Overfitting: without regularization ({factor.reference}) the network ends "
         f"{ref_train:.1f}% accurate on its own training images and "
@@ -123,9 +130,7 @@ def overfitting_lessons(a: StudyAnalysis, factor: Factor) -> list[str]:
         + (f" [95% CI {ref.gap.low:.2f}, {ref.gap.high:.2f}]" if not math.isnan(ref.gap.low)
            else "")
         + "."
-        + ("" if not comps  # the reference alone (a pilot): no level to judge
-           else " No level cuts that gap measurably (every paired gap difference's 95% CI "
-           "reaches zero)." if not cut else " A regularizer that works shrinks it.")
+        + verdict
     ]  # fmt: skip
     decline = _decline_sentence(ref, a.margin)
     if decline:

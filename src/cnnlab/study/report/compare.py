@@ -95,15 +95,13 @@ class StudyComparison:
     def rate_values_moved(self, p: Pair) -> bool:
         """The level's or its reference's mean learning rate differs between A and B (another
         sweep chose it, or another source set it)."""
-        return any(_moved(self.a, self.b, p.factor, label) for label in (p.level, p.reference))
+        return any(_rate_move(self.a, self.b, p.factor, label) for label in (p.level, p.reference))
 
     def reference_rate(self, p: Pair) -> str | None:
         """``"adam's rate 0.008 → 0.0113"`` where the reference trained at another mean rate in
         B than in A: its difference then moved with it, which the level's columns do not show."""
-        if not p.shared or not _moved(self.a, self.b, p.factor, p.reference):
-            return None
-        a, b = (_cell_lr(side, p.factor, p.reference) for side in (self.a, self.b))
-        return f"{p.reference}'s rate {a:.3g} → {b:.3g}"
+        move = _rate_move(self.a, self.b, p.factor, p.reference) if p.shared else None
+        return None if move is None else f"{p.reference}'s rate {move[0]:.3g} → {move[1]:.3g}"
 
     def changes(self, p: Pair) -> list[str]:
         """What else the two studies train differently for this comparison (its level or its
@@ -284,10 +282,12 @@ def _cell_lr(side: Side, factor: str, level: str) -> float | None:
     return cell.lr if cell is not None else None
 
 
-def _moved(a: Side, b: Side, factor: str, level: str) -> bool:
-    """The mean rate of ``level`` differs between the studies by more than rounding."""
+def _rate_move(a: Side, b: Side, factor: str, level: str) -> tuple[float, float] | None:
+    """The mean rates of ``level`` in A and B where they differ by more than rounding."""
     ra, rb = _cell_lr(a, factor, level), _cell_lr(b, factor, level)
-    return ra is not None and rb is not None and not math.isclose(ra, rb, rel_tol=1e-3)
+    if ra is None or rb is None or math.isclose(ra, rb, rel_tol=1e-3):
+        return None
+    return ra, rb
 
 
 def _rate(side: Side, p: Pair) -> str:
