@@ -95,10 +95,15 @@ def _sentence(title, best, versus, reference, diff, verdict, c: Comparison, marg
     return f"{head} came out ahead of {ref} by {_ci(diff)} ({verdict})."
 
 
+def _gap_comparisons(a: StudyAnalysis, factor: Factor) -> list[Comparison]:
+    """The factor's comparisons that have a paired gap difference."""
+    return [c for c in a.comparisons if c.factor == factor.name and c.gap_diff is not None]
+
+
 def gap_cuts(a: StudyAnalysis, factor: Factor) -> list[Comparison]:
     """The factor's comparisons whose paired gap difference's 95% CI lies below zero."""
-    comps = [c for c in a.comparisons if c.factor == factor.name and c.gap_diff is not None]
-    return [c for c in comps if c.gap_diff.high < 0]  # nan bounds compare False: not claimed
+    # nan bounds compare False: not claimed
+    return [c for c in _gap_comparisons(a, factor) if c.gap_diff.high < 0]
 
 
 LOSS_RISE = 0.10  # a validation loss this much above its lowest counts as risen
@@ -112,7 +117,7 @@ def overfitting_lessons(a: StudyAnalysis, factor: Factor) -> list[str]:
     ref = a.cells.get(f"{factor.name}={factor.reference}")
     if ref is None or not ref.n or not ref.clean_gap:
         return []
-    comps = [c for c in a.comparisons if c.factor == factor.name and c.gap_diff is not None]
+    comps = _gap_comparisons(a, factor)
     cut = gap_cuts(a, factor)
     ref_train = ref.gap.mean + ref.val_accuracy.mean
     if not comps:  # the reference alone (a pilot): no level to judge
